@@ -1,0 +1,41 @@
+"""spectron-kit: Spectron (Nachmani et al., ICLR 2024) in PyTorch."""
+from pathlib import Path
+
+from setuptools import find_packages, setup
+
+HERE = Path(__file__).parent
+
+
+def requirements():
+    lines = (HERE / "requirements.txt").read_text().splitlines()
+    return [line.strip() for line in lines if line.strip() and not line.startswith("#")]
+
+
+EXTRAS = {
+    # evaluation backends whose models ship inside their wheels (offline)
+    "eval": [
+        "pocketsphinx==5.1.1",
+        "resemblyzer==0.1.4",
+        "setuptools<81",  # resemblyzer imports pkg_resources
+        "speechmos==0.0.1.1",
+        "onnxruntime==1.31.1",
+        "librosa==0.11.0",
+    ],
+    "test": ["pytest==9.0.3"],
+}
+EXTRAS["test"] = EXTRAS["test"] + EXTRAS["eval"]
+EXTRAS["all"] = sorted(set(sum(EXTRAS.values(), [])))
+
+setup(
+    name="spectron-kit",
+    version="0.1.0",
+    description="Spectron: spoken question answering and speech continuation with a spectrogram-powered LM",
+    long_description=(HERE / "README.md").read_text() if (HERE / "README.md").exists() else "",
+    long_description_content_type="text/markdown",
+    license="Apache-2.0",
+    python_requires=">=3.10",
+    packages=find_packages(include=["spectron_kit", "spectron_kit.*"]),
+    install_requires=requirements(),
+    extras_require=EXTRAS,
+    entry_points={"console_scripts": ["spectron-kit=spectron_kit.cli:main"]},
+)

@@ -1,0 +1,45 @@
+"""Audio file I/O through soundfile (no FFmpeg needed) and resampling."""
+import logging
+
+import numpy as np
+import soundfile
+import torch
+import torchaudio
+
+logger = logging.getLogger(__name__)
+
+
+def load_audio(path, sample_rate=16000, start=0.0, end=None):
+    """Read ``path`` (any libsndfile format) as mono float32 at ``sample_rate``.
+
+    Arguments:
+        path: audio file. start, end: optional segment in seconds.
+    Returns:
+        torch.Tensor [samples].
+    """
+    try:
+        info = soundfile.info(str(path))
+    except Exception as err:  # soundfile raises its own error types
+        raise ValueError(f"cannot read audio file {path}: {err}") from None
+    first = int(round(start * info.samplerate))
+    last = info.frames if end is None or end < 0 else min(int(round(end * info.samplerate)), info.frames)
+    data, file_rate = soundfile.read(str(path), start=first, stop=last, dtype="float32", always_2d=True)
+    wav = torch.from_numpy(np.ascontiguousarray(data.mean(axis=1)))
+    return resample(wav, file_rate, sample_rate)
+
+
+def resample(wav, orig_rate, new_rate):
+    """Resample a tensor (or numpy array) along its last axis."""
+    if isinstance(wav, np.ndarray):
+        wav = torch.from_numpy(wav.astype(np.float32))
+    if int(orig_rate) == int(new_rate):
+        return wav
+    return torchaudio.functional.resample(wav, int(orig_rate), int(new_rate))
+
+
+def save_audio(path, wav, sample_rate):
+    """Write a mono waveform (tensor or array) as a 16-bit file (format from the suffix)."""
+    if isinstance(wav, torch.Tensor):
+        wav = wav.detach().cpu().float().numpy()
+    wav = np.clip(np.asarray(wav, dtype=np.float32).reshape(-1), -1.0, 1.0)
+    soundfile.write(str(path), wav, int(sample_rate), subtype="PCM_16")

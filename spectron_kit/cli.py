@@ -1,0 +1,131 @@
+"""The ``spectron-kit`` command line.
+
+    spectron-kit plugins [--json]
+    spectron-kit continue --model DIR prompt.wav -o out.wav [--plot out.png]
+"""
+import argparse
+import json
+import logging
+import sys
+
+from rich.console import Console
+from rich.table import Table
+
+console = Console()
+
+
+def cmd_plugins(args):
+    """List every registered component with its provider."""
+    from spectron_kit.registry import get_registry
+
+    registry = get_registry()
+    rows = [{"kind": e.kind, "name": e.name, "provider": e.provider, "version": e.version,
+             "status": e.status, "description": e.description} for e in registry.entries()]
+    plugins = [{"distribution": p.distribution, "version": p.version, "entry_point": p.entry_point,
+                "hooks": p.hooks, "status": p.status} for p in registry.plugins]
+    if args.json:
+        print(json.dumps({"components": rows, "plugins": plugins}, indent=2))
+        return 0
+    table = Table(title="spectron-kit components")
+    for column in ("kind", "name", "provider", "version", "status", "description"):
+        table.add_column(column, overflow="fold")
+    for row in rows:
+        table.add_row(*(row[c] for c in ("kind", "name", "provider", "version", "status", "description")))
+    console.print(table)
+    if plugins:
+        ptable = Table(title="third-party plugins")
+        for column in ("distribution", "version", "entry point", "hooks", "status"):
+            ptable.add_column(column, overflow="fold")
+        for p in plugins:
+            ptable.add_row(p["distribution"], p["version"], p["entry_point"], ", ".join(p["hooks"]), p["status"])
+        console.print(ptable)
+    return 0
+
+
+def cmd_continue(args):
+    """Continue a spoken prompt with a trained bundle."""
+    import torch
+
+    from spectron_kit.audio import load_audio, save_audio
+    from spectron_kit.model import SpectronModel
+
+    model = SpectronModel.from_pretrained(args.model, map_location=args.device)
+    rate = model.frontend.spec.sample_rate
+    wav = load_audio(args.prompt, rate)
+    prompt_seconds = args.prompt_seconds if args.prompt_seconds is not None else model.prompt_seconds
+    prompt = wav[: int(round(prompt_seconds * rate))]
+    if len(prompt) < int(0.5 * rate):
+        raise SystemExit(f"error: prompt {args.prompt} is {len(prompt) / rate:.2f} s long; "
+                         "give at least 0.5 s of speech")
+    if args.seed is not None:
+        torch.manual_seed(args.seed)
+    out = model.generate(prompt, torch.tensor([len(prompt)]), max_seconds=args.seconds,
+                         stop=args.stop, do_sample=args.sample, temperature=args.temperature,
+                         top_k=args.top_k, top_p=args.top_p)
+    if out.waveforms is None:
+        raise SystemExit("error: the bundle has no vocoder; rebuild it with a vocoder to write audio")
+    audio = out.waveforms[0]
+    if args.with_prompt:
+        audio = torch.cat([prompt.cpu(), audio])
+    save_audio(args.output, audio, out.sample_rate)
+    console.print(f"[bold]text[/bold] (prompt transcript + continuation): {out.text[0]}")
+    t = out.timing
+    console.print(f"wrote {args.output}: {len(out.waveforms[0]) / out.sample_rate:.2f} s of continuation "
+                  f"({t['frames']} frames, stopped by {out.stopped_by[0]}, "
+                  f"{t['frames_per_second']:.0f} frames/s, real-time factor {t['real_time_factor']:.3f})")
+    if args.plot:
+        from spectron_kit.plotting import plot_spectrograms
+
+        prompt_feats, _ = model.frontend(prompt[None].to(model.device))
+        plot_spectrograms([("prompt", prompt_feats[0]), ("generated continuation", out.frames[0])],
+                          args.plot, frame_rate=model.frame_rate, title=out.text[0][:100])
+        console.print(f"wrote {args.plot}")
+    return 0
+
+
+def build_parser():
+    parser = argparse.ArgumentParser(prog="spectron-kit", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("plugins", help="list registered components and plugins")
+    p.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    p.set_defaults(func=cmd_plugins)
+
+    p = sub.add_parser("continue", help="continue a spoken prompt with a trained model")
+    p.add_argument("prompt", help="prompt audio file (its first --prompt-seconds are used)")
+    p.add_argument("--model", required=True, help="bundle directory (save_pretrained) or hub id")
+    p.add_argument("-o", "--output", required=True, help="output audio file (.wav/.flac)")
+    p.add_argument("--plot", help="also write a spectrogram PNG here")
+    p.add_argument("--prompt-seconds", type=float, help="prompt length (default: the model's)")
+    p.add_argument("--seconds", type=float, help="continuation budget in seconds (default: the model's)")
+    p.add_argument("--stop", choices=["budget", "stop_head"], help="stop rule (default: the model's)")
+    p.add_argument("--sample", action="store_true", help="sample the text instead of greedy decoding")
+    p.add_argument("--temperature", type=float, default=1.0)
+    p.add_argument("--top-k", type=int, default=0)
+    p.add_argument("--top-p", type=float, default=1.0)
+    p.add_argument("--seed", type=int, help="random seed (sampling, pre-net dropout)")
+    p.add_argument("--with-prompt", action="store_true", help="write prompt + continuation")
+    p.add_argument("--device", default="cpu")
+    p.set_defaults(func=cmd_continue)
+    return parser
+
+
+def main(argv=None):
+    args = build_parser().parse_args(argv)
+    from rich.logging import RichHandler
+
+    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO, format="%(message)s",
+                        handlers=[RichHandler(console=Console(stderr=True), show_path=False)])
+    try:
+        return args.func(args)
+    except (ValueError, FileNotFoundError, KeyError, TypeError) as err:
+        if args.verbose:
+            raise
+        console.print(f"[red]error:[/red] {err}")
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,265 @@
+"""Decoder LMs: any Hugging Face causal LM fed with input embeddings, plus tokenizers.
+
+The LM sees ``[speech prefix][<sos> y_1 .. y_n][pre-net frames]`` as input
+embeddings, so the only requirements are ``inputs_embeds``, an attention mask,
+position ids and a KV cache (``DynamicCache``).
+
+A model trained here (sentencepiece tokenizer + small causal LM) and a hub
+model load the same way: ``HFCausalLM(source="path/or/hub-id")``.
+"""
+import json
+import logging
+import os
+import shutil
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from spectron_kit.hookspecs import hookimpl
+
+logger = logging.getLogger(__name__)
+
+SP_MODEL_FILE = "tokenizer.model"
+SP_CONFIG_FILE = "spectron_tokenizer.json"
+
+
+class SentencePieceTokenizer:
+    """A sentencepiece model with the few methods Spectron needs.
+
+    Arguments:
+        model_file: path to a trained ``.model`` file. Its bos/eos ids must be
+            defined (train with ``bos_id``/``eos_id`` >= 0).
+    """
+
+    def __init__(self, model_file):
+        import sentencepiece as spm
+
+        self.model_file = str(model_file)
+        self.sp = spm.SentencePieceProcessor(model_file=self.model_file)
+        self.bos_token_id = self.sp.bos_id() if self.sp.bos_id() >= 0 else None
+        self.eos_token_id = self.sp.eos_id() if self.sp.eos_id() >= 0 else None
+        self.pad_token_id = self.sp.pad_id() if self.sp.pad_id() >= 0 else None
+        if self.eos_token_id is None:
+            raise ValueError(f"sentencepiece model {model_file} has no eos id; retrain it with eos_id >= 0")
+
+    def __len__(self):
+        return self.sp.get_piece_size()
+
+    @property
+    def vocab_size(self):
+        return len(self)
+
+    def encode(self, text):
+        return self.sp.encode(text)
+
+    def decode(self, ids):
+        special = {self.bos_token_id, self.eos_token_id, self.pad_token_id}
+        return self.sp.decode([int(i) for i in ids if int(i) not in special])
+
+    def save_pretrained(self, directory):
+        directory = Path(directory)
+        directory.mkdir(parents=True, exist_ok=True)
+        if Path(self.model_file).resolve() != (directory / SP_MODEL_FILE).resolve():
+            shutil.copyfile(self.model_file, directory / SP_MODEL_FILE)
+        with open(directory / SP_CONFIG_FILE, "w") as f:
+            json.dump({"type": "sentencepiece", "model_file": SP_MODEL_FILE}, f)
+
+    @classmethod
+    def from_pretrained(cls, directory):
+        return cls(Path(directory) / SP_MODEL_FILE)
+
+
+class HFTokenizer:
+    """Adapter giving a transformers tokenizer the same small interface."""
+
+    def __init__(self, tokenizer):
+        self.hf = tokenizer
+        self.bos_token_id = tokenizer.bos_token_id
+        self.eos_token_id = tokenizer.eos_token_id
+        self.pad_token_id = tokenizer.pad_token_id
+        if self.eos_token_id is None:
+            raise ValueError(f"tokenizer {tokenizer.name_or_path!r} has no eos token; "
+                             "pass eos_token=... to the lm")
+
+    def __len__(self):
+        return len(self.hf)
+
+    @property
+    def vocab_size(self):
+        return len(self.hf)
+
+    def encode(self, text):
+        return self.hf.encode(text, add_special_tokens=False)
+
+    def decode(self, ids):
+        return self.hf.decode([int(i) for i in ids], skip_special_tokens=True)
+
+    def save_pretrained(self, directory):
+        self.hf.save_pretrained(directory)
+
+
+def load_tokenizer(source):
+    """Load a tokenizer from a directory or hub id.
+
+    A directory written by ``SentencePieceTokenizer.save_pretrained`` gives a
+    SentencePieceTokenizer; anything else goes through ``AutoTokenizer``.
+    """
+    path = Path(str(source))
+    if path.is_file() and path.suffix == ".model":
+        return SentencePieceTokenizer(path)
+    if (path / SP_CONFIG_FILE).is_file() or ((path / SP_MODEL_FILE).is_file()
+                                            and not (path / "tokenizer_config.json").is_file()):
+        return SentencePieceTokenizer.from_pretrained(path)
+    from transformers import AutoTokenizer
+
+    return HFTokenizer(AutoTokenizer.from_pretrained(str(source)))
+
+
+class HFCausalLM(nn.Module):
+    """A Hugging Face ``AutoModelForCausalLM`` used as Spectron's decoder.
+
+    Arguments:
+        source: hub id or directory with a saved model and tokenizer
+            (pre-trained weights are loaded).
+        config: dict with ``model_type`` and config fields: a randomly
+            initialised model ("no pre-trained LM" ablation, tests).
+        config_dir: directory with a saved config and tokenizer: the
+            architecture without weights (used by inference bundles).
+        tokenizer: tokenizer directory/id/``.model`` file; defaults to the
+            model's own (``source`` or ``config_dir``); False for none.
+        sos_token, eos_token: ids of the start/end tokens; default to the
+            tokenizer's bos (or eos when there is no bos, as in GPT-2) and eos.
+        freeze: keep LM weights fixed.
+        torch_dtype: e.g. "bfloat16" to load a large LM in half precision.
+
+    Example:
+        >>> lm = HFCausalLM(config={"model_type": "gpt2", "n_embd": 32, "n_layer": 1,
+        ...                          "n_head": 2}, tokenizer=None, vocab_size=40)
+        >>> lm.d_model, lm.vocab_size
+        (32, 40)
+    """
+
+    def __init__(self, source=None, config=None, config_dir=None, tokenizer=None, sos_token=None,
+                 eos_token=None, freeze=False, torch_dtype=None, vocab_size=None,
+                 attn_implementation="sdpa"):
+        super().__init__()
+        from transformers import AutoConfig, AutoModelForCausalLM
+
+        given = [n for n, v in (("source", source), ("config", config), ("config_dir", config_dir)) if v]
+        if len(given) != 1:
+            raise ValueError(f"give exactly one of source=, config=, config_dir= to the lm (got {given or 'none'}); "
+                             "e.g. source='gpt2' or source='results/text_lm'")
+        dtype = getattr(torch, torch_dtype) if isinstance(torch_dtype, str) else torch_dtype
+        if source:
+            source = str(source)
+            self.model = AutoModelForCausalLM.from_pretrained(
+                source, dtype=dtype, attn_implementation=attn_implementation)
+            tok_source = tokenizer or source
+        else:
+            if config:
+                config = dict(config)
+                model_type = config.pop("model_type", None)
+                if not model_type:
+                    raise ValueError("lm config needs a 'model_type' (e.g. 'gpt2', 'llama')")
+                hf_config = AutoConfig.for_model(model_type, **config)
+                tok_source = tokenizer
+            else:
+                hf_config = AutoConfig.from_pretrained(str(config_dir))
+                tok_source = config_dir if tokenizer is None else tokenizer
+            hf_config._attn_implementation = attn_implementation
+            self.tokenizer = load_tokenizer(tok_source) if tok_source else None
+            if vocab_size is None and self.tokenizer is not None and config:
+                vocab_size = len(self.tokenizer)
+            if vocab_size is not None and hf_config.vocab_size != vocab_size:
+                hf_config.vocab_size = vocab_size
+            self._align_special_tokens(hf_config)
+            self.model = AutoModelForCausalLM.from_config(hf_config, dtype=dtype)
+        if source:
+            self.tokenizer = load_tokenizer(tok_source) if tokenizer is not False else None
+        if self.tokenizer is not None and len(self.tokenizer) > self.model.config.vocab_size:
+            raise ValueError(f"tokenizer has {len(self.tokenizer)} tokens but the LM vocabulary has "
+                             f"{self.model.config.vocab_size}; use the LM's own tokenizer")
+        tok = self.tokenizer
+        self.sos_id = sos_token if sos_token is not None else (
+            tok.bos_token_id if tok is not None and tok.bos_token_id is not None else
+            (tok.eos_token_id if tok is not None else 0))
+        self.eos_id = eos_token if eos_token is not None else (tok.eos_token_id if tok is not None else 1)
+        self.d_model = self.model.config.hidden_size
+        self.vocab_size = self.model.config.vocab_size
+        self.frozen = freeze
+        if freeze:
+            self.model.requires_grad_(False)
+
+    def _align_special_tokens(self, hf_config):
+        tok = self.tokenizer
+        if tok is None:  # drop ids that do not exist in this vocabulary (e.g. GPT-2's 50256)
+            for name in ("bos_token_id", "eos_token_id", "pad_token_id"):
+                value = getattr(hf_config, name, None)
+                if isinstance(value, int) and value >= hf_config.vocab_size:
+                    setattr(hf_config, name, None)
+            return
+        for name in ("bos_token_id", "eos_token_id", "pad_token_id"):
+            value = getattr(tok, name, None)
+            if hasattr(hf_config, name) or value is not None:
+                setattr(hf_config, name, value)
+
+    # -- the interface SpectronModel uses ---------------------------------
+    def embed(self, token_ids):
+        """Token ids [B, N] -> input embeddings [B, N, d_model]."""
+        return self.model.get_input_embeddings()(token_ids)
+
+    def forward(self, inputs_embeds, attention_mask, position_ids, past_key_values=None, use_cache=False):
+        """Run the decoder; returns (last hidden states [B, L, d_model], cache)."""
+        out = self.model.base_model(inputs_embeds=inputs_embeds, attention_mask=attention_mask,
+                                    position_ids=position_ids, past_key_values=past_key_values,
+                                    use_cache=use_cache)
+        return out.last_hidden_state, out.past_key_values
+
+    def logits(self, hidden):
+        """Hidden states -> vocabulary logits."""
+        return self.model.get_output_embeddings()(hidden)
+
+    def new_cache(self):
+        """An empty KV cache for cached decoding."""
+        from transformers import DynamicCache
+
+        return DynamicCache(config=self.model.config)
+
+    def encode(self, text):
+        if self.tokenizer is None:
+            raise ValueError("this lm has no tokenizer; pass tokenizer=<dir or .model file>")
+        return self.tokenizer.encode(text)
+
+    def decode(self, ids):
+        if self.tokenizer is None:
+            raise ValueError("this lm has no tokenizer; pass tokenizer=<dir or .model file>")
+        return self.tokenizer.decode(ids)
+
+    def train(self, mode=True):
+        super().train(mode)
+        if self.frozen:
+            self.model.eval()
+        return self
+
+    # -- saving -------------------------------------------------------------
+    def save_pretrained(self, directory):
+        """Write model weights, config and tokenizer: ``HFCausalLM(source=directory)`` reloads it."""
+        os.makedirs(directory, exist_ok=True)
+        self.model.save_pretrained(directory)
+        if self.tokenizer is not None:
+            self.tokenizer.save_pretrained(directory)
+
+    def bundle_kwargs(self, directory):
+        """Save config + tokenizer for an inference bundle; weights travel in its state dict."""
+        os.makedirs(directory, exist_ok=True)
+        self.model.config.save_pretrained(directory)
+        if self.tokenizer is not None:
+            self.tokenizer.save_pretrained(directory)
+        return {"config_dir": str(directory), "tokenizer": None if self.tokenizer is not None else False,
+                "sos_token": self.sos_id, "eos_token": self.eos_id, "freeze": self.frozen}
+
+
+@hookimpl
+def register_lms(register):
+    register("hf", HFCausalLM, description="any transformers AutoModelForCausalLM (hub id, dir or config)")

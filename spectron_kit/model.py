@@ -1,0 +1,528 @@
+"""SpectronModel: speech prefix -> one LM pass writing text, then spectrogram frames.
+
+Layout for one utterance (SPECTRON.md section 1), with G = ceil(T / r) groups of
+r frames (r = reduction factor; r = 1 is the paper):
+
+    LM input : [ P_1 .. P_Tp ][ <sos> y_1 .. y_n   ][ pre(go) pre(g_1) .. pre(g_{G-1}) ]
+    target   : [      -       ][ y_1 .. y_n <eos>  ][ g_1     g_2      ..  g_G         ]
+    heads    :                  LM head (CE)          post-net (+ optional stop head)
+
+P = projection(encoder(prompt)). Items of a batch are packed one after the
+other and right-padded; in generation the prefix is left-padded so every item
+starts decoding at the same step, and each item then moves through its own
+phase (text, frames, done) with a shared KV cache.
+"""
+import dataclasses
+import json
+import logging
+import math
+import os
+import time
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from spectron_kit.registry import get_registry
+
+logger = logging.getLogger(__name__)
+
+CONFIG_FILE = "spectron_config.json"
+WEIGHTS_FILE = "model.safetensors"
+FEATURE_SPEC_FILE = "feature_spec.json"
+BUNDLE_MARK = "@bundle/"
+COMPONENTS = ("frontend", "encoder", "lm", "prenet", "postnet", "loss", "vocoder")
+
+
+@dataclasses.dataclass
+class SpectronOutput:
+    """What ``SpectronModel.generate`` returns (lists have one entry per batch item)."""
+
+    text: list            # decoded text: prompt transcript followed by its continuation
+    token_ids: list       # generated token ids (without <eos>)
+    frames: list          # Tensor [T_i, F] per item (normalised log-mel, like the frontend)
+    waveforms: list       # Tensor [S_i] per item, or None without a vocoder
+    sample_rate: int
+    timing: dict          # seconds per phase, counts, frames/s, real-time factor
+    stopped_by: list      # "stop_head" or "budget" per item
+
+
+def _component(value, kind, **dims):
+    """Accept a built module, or a partial/callable taking the dims (YAML ``!name:``)."""
+    if isinstance(value, nn.Module) or value is None:
+        return value
+    if callable(value):
+        return value(**dims)
+    raise TypeError(f"{kind} must be a module or a callable building one, got {type(value).__name__}")
+
+
+class SpectronModel(nn.Module):
+    """The Spectron model: encoder, projection, LM, pre-net, post-net, stop head.
+
+    Arguments:
+        frontend: waveform -> log-mel module with a ``spec`` (FeatureSpec).
+        encoder: speech encoder (``input_kind``, ``output_size``, ``frame_rate``).
+        lm: decoder LM (see ``spectron_kit.lm.HFCausalLM``).
+        prenet, postnet: modules, or callables taking ``in_dim``/``out_dim``
+            (YAML ``!name:spectron_kit.build``) so sizes follow the LM and r.
+        loss: a ``SpectronLoss`` (optional for inference-only models).
+        vocoder: optional vocoder; its feature spec must equal the frontend's.
+        reduction_factor: r frames per decoder step.
+        prompt_seconds: prompt length used by ``split`` helpers and evaluation.
+        stop_head: add a learned stop gate (Tacotron-style) on frame steps.
+        stop: default stop rule for generation, "budget" or "stop_head".
+        stop_threshold: stop probability that ends an item ("stop_head" rule).
+        max_seconds: default frame budget (seconds) when none is given.
+        max_text_tokens: default text budget for generation.
+        prompt_augment: module applied to prompt features in training
+            (e.g. SpecAugment), called as ``augment(feats, lengths)``.
+    """
+
+    def __init__(self, frontend, encoder, lm, prenet, postnet, loss=None, vocoder=None,
+                 reduction_factor=1, prompt_seconds=3.0, stop_head=False, stop="budget",
+                 stop_threshold=0.5, max_seconds=10.0, max_text_tokens=128, prompt_augment=None):
+        super().__init__()
+        if reduction_factor < 1:
+            raise ValueError(f"reduction_factor={reduction_factor}; use an integer >= 1")
+        if stop not in ("budget", "stop_head"):
+            raise ValueError(f"stop={stop!r}; use 'budget' or 'stop_head'")
+        if stop == "stop_head" and not stop_head:
+            raise ValueError("stop='stop_head' needs stop_head=True")
+        if vocoder is not None:
+            frontend.spec.check_matches(vocoder.spec, "frontend", "vocoder")
+        self.frontend = frontend
+        self.encoder = encoder
+        self.lm = lm
+        self.r = int(reduction_factor)
+        self.n_mels = frontend.spec.n_mels
+        step_dim = self.n_mels * self.r
+        self.prenet = _component(prenet, "prenet", in_dim=step_dim, out_dim=lm.d_model)
+        self.postnet = _component(postnet, "postnet", in_dim=lm.d_model, out_dim=step_dim)
+        if self.prenet.out_dim != lm.d_model or self.prenet.in_dim != step_dim:
+            raise ValueError(f"prenet maps {self.prenet.in_dim}->{self.prenet.out_dim} but needs "
+                             f"{step_dim} (n_mels*r) -> {lm.d_model} (LM width)")
+        if self.postnet.in_dim != lm.d_model or self.postnet.out_dim != step_dim:
+            raise ValueError(f"postnet maps {self.postnet.in_dim}->{self.postnet.out_dim} but needs "
+                             f"{lm.d_model} (LM width) -> {step_dim} (n_mels*r)")
+        self.projection = nn.Linear(encoder.output_size, lm.d_model)
+        self.stop_head = nn.Linear(lm.d_model, 1) if stop_head else None
+        self.loss = loss
+        self.vocoder = vocoder
+        self.prompt_augment = prompt_augment
+        self.prompt_seconds = float(prompt_seconds)
+        self.stop = stop
+        self.stop_threshold = float(stop_threshold)
+        self.max_seconds = float(max_seconds)
+        self.max_text_tokens = int(max_text_tokens)
+
+    # ------------------------------------------------------------------ helpers
+    @property
+    def frame_rate(self):
+        return self.frontend.spec.frame_rate
+
+    @property
+    def device(self):
+        return self.projection.weight.device
+
+    def encode_prompt(self, prompt_wav=None, prompt_lens=None, prompt_feats=None, prompt_feat_lens=None):
+        """Prompt -> speech prefix P [B, Tp, d_lm] and its lengths [B]."""
+        if self.encoder.input_kind == "waveform":
+            if prompt_wav is None:
+                raise ValueError(f"encoder {type(self.encoder).__name__} reads waveforms: pass prompt_wav")
+            x, lens = prompt_wav, prompt_lens
+        else:
+            if prompt_feats is None:
+                if prompt_wav is None:
+                    raise ValueError("pass prompt_wav or prompt_feats")
+                prompt_feats, prompt_feat_lens = self.frontend(prompt_wav, prompt_lens)
+            x, lens = prompt_feats, prompt_feat_lens
+            if self.training and self.prompt_augment is not None:
+                x = self.prompt_augment(x, lens)
+        if lens is None:
+            lens = torch.full((x.shape[0],), x.shape[1], dtype=torch.long, device=x.device)
+        hidden, out_lens = self.encoder(x, lens.to(x.device))
+        prefix = self.projection(hidden.to(self.projection.weight.dtype))
+        return prefix, out_lens.to(prefix.device)
+
+    def group_frames(self, frames):
+        """[B, T, F] -> [B, ceil(T/r), F*r] (zero-padded at the end)."""
+        batch, time_steps, n_bins = frames.shape
+        groups = math.ceil(time_steps / self.r)
+        frames = nn.functional.pad(frames, (0, 0, 0, groups * self.r - time_steps))
+        return frames.reshape(batch, groups, n_bins * self.r)
+
+    def ungroup_frames(self, grouped):
+        """[B, G, F*r] -> [B, G*r, F]."""
+        return grouped.reshape(grouped.shape[0], -1, self.n_mels)
+
+    # ------------------------------------------------------------------ training
+    def forward(self, batch):
+        """Teacher-forced pass. Returns the loss terms plus predictions.
+
+        ``batch`` keys: ``prompt_wav``/``prompt_lens`` (or ``prompt_feats``/
+        ``prompt_feat_lens``), ``tokens``/``token_lens`` (transcript ids, no
+        sos/eos), ``cont_wav``/``cont_lens`` (or ``cont_feats``/``cont_feat_lens``).
+        """
+        device = self.device
+        prefix, prefix_lens = self.encode_prompt(
+            batch.get("prompt_wav"), batch.get("prompt_lens"),
+            batch.get("prompt_feats"), batch.get("prompt_feat_lens"))
+        if batch.get("cont_feats") is not None:
+            target, target_lens = batch["cont_feats"].to(device), batch["cont_feat_lens"].to(device)
+        else:
+            with torch.no_grad():
+                target, target_lens = self.frontend(batch["cont_wav"].to(device), batch["cont_lens"].to(device))
+        target = target.float()
+        tokens, token_lens = batch["tokens"].to(device), batch["token_lens"].to(device)
+        batch_size = tokens.shape[0]
+
+        grouped = self.group_frames(target)                     # [B, G, F*r]
+        group_lens = torch.div(target_lens + self.r - 1, self.r, rounding_mode="floor")
+        go = torch.zeros_like(grouped[:, :1])
+        frame_inputs = self.prenet(torch.cat([go, grouped[:, :-1]], dim=1).to(prefix.dtype))
+        sos = torch.full((batch_size, 1), self.lm.sos_id, dtype=torch.long, device=device)
+        text_inputs = self.lm.embed(torch.cat([sos, tokens], dim=1)).to(prefix.dtype)  # [B, N+1, d]
+
+        pieces, layout = [], []
+        for i in range(batch_size):
+            p, n, g = int(prefix_lens[i]), int(token_lens[i]), int(group_lens[i])
+            pieces.append(torch.cat([prefix[i, :p], text_inputs[i, : n + 1], frame_inputs[i, :g]]))
+            layout.append((p, n, g))
+        embeds = nn.utils.rnn.pad_sequence(pieces, batch_first=True)   # [B, L, d]
+        lengths = torch.tensor([len(x) for x in pieces], device=device)
+        mask = (torch.arange(embeds.shape[1], device=device)[None] < lengths[:, None]).long()
+        positions = (mask.cumsum(-1) - 1).clamp(min=0)
+        hidden, _ = self.lm(embeds, mask, positions)
+
+        max_n, max_g = tokens.shape[1] + 1, grouped.shape[1]
+        text_hidden = hidden.new_zeros(batch_size, max_n, hidden.shape[-1])
+        frame_hidden = hidden.new_zeros(batch_size, max_g, hidden.shape[-1])
+        text_targets = torch.full((batch_size, max_n), -100, dtype=torch.long, device=device)
+        for i, (p, n, g) in enumerate(layout):
+            text_hidden[i, : n + 1] = hidden[i, p: p + n + 1]
+            frame_hidden[i, :g] = hidden[i, p + n + 1: p + n + 1 + g]
+            text_targets[i, :n] = tokens[i, :n]
+            text_targets[i, n] = self.lm.eos_id
+        text_logits = self.lm.logits(text_hidden)
+        pred = self.ungroup_frames(self.postnet(frame_hidden))[:, : target.shape[1]]
+        stop_logits = self.stop_head(frame_hidden).squeeze(-1) if self.stop_head is not None else None
+
+        out = {"pred_frames": pred, "target_frames": target, "frame_lens": target_lens,
+               "text_logits": text_logits, "text_targets": text_targets}
+        if self.loss is not None:
+            out.update(self.loss(text_logits, text_targets, pred, target, target_lens,
+                                 stop_logits=stop_logits, stop_lengths=group_lens if stop_logits is not None else None))
+        return out
+
+    # ------------------------------------------------------------------ inference
+    @torch.no_grad()
+    def generate(self, prompt_wav=None, prompt_lens=None, prompt_feats=None, prompt_feat_lens=None,
+                 num_frames=None, max_seconds=None, stop=None, max_text_tokens=None,
+                 do_sample=False, temperature=1.0, top_k=0, top_p=1.0, use_cache=True, vocode=True,
+                 forced_text=None):
+        """One decoding pass: text until <eos>, then frames until the stop rule fires.
+
+        Arguments:
+            prompt_wav [B, S] or [S] (+ prompt_lens), or prompt_feats [B, T, F].
+            num_frames: frame budget per item (int or [B]); e.g. the reference
+                length for evaluation. Default: ``max_seconds`` of frames.
+            stop: "budget" (exactly the budget) or "stop_head" (learned gate,
+                capped by the budget). Default: the model's ``stop``.
+            max_text_tokens: text budget (tokens) before frames are forced.
+            do_sample, temperature, top_k, top_p: text sampling (greedy by default).
+            use_cache: KV cache (a step costs the same at frame 10 and 500);
+                False recomputes the whole sequence every step (for checks).
+            vocode: run the vocoder on the frames when the model has one.
+            forced_text: optional list of token-id lists used instead of
+                decoding text (ablations and teacher-forced evaluation).
+        Returns:
+            SpectronOutput.
+        """
+        was_training = self.training
+        self.eval()
+        try:
+            return self._generate(prompt_wav, prompt_lens, prompt_feats, prompt_feat_lens, num_frames,
+                                  max_seconds, stop or self.stop, max_text_tokens or self.max_text_tokens,
+                                  do_sample, temperature, top_k, top_p, use_cache, vocode, forced_text)
+        finally:
+            self.train(was_training)
+
+    def _generate(self, prompt_wav, prompt_lens, prompt_feats, prompt_feat_lens, num_frames, max_seconds,
+                  stop, max_text_tokens, do_sample, temperature, top_k, top_p, use_cache, vocode, forced_text):
+        device = self.device
+        if stop not in ("budget", "stop_head"):
+            raise ValueError(f"stop={stop!r}; use 'budget' or 'stop_head'")
+        if stop == "stop_head" and self.stop_head is None:
+            raise ValueError("stop='stop_head' but this model has no stop head; use stop='budget'")
+        if prompt_wav is not None:
+            prompt_wav = prompt_wav.to(device)
+            if prompt_wav.dim() == 1:
+                prompt_wav = prompt_wav[None]
+            prompt_lens = prompt_lens.to(device) if prompt_lens is not None else None
+        if prompt_feats is not None:
+            prompt_feats = prompt_feats.to(device)
+            if prompt_feats.dim() == 2:
+                prompt_feats = prompt_feats[None]
+            prompt_feat_lens = prompt_feat_lens.to(device) if prompt_feat_lens is not None else None
+        t0 = time.perf_counter()
+        prefix, prefix_lens = self.encode_prompt(prompt_wav, prompt_lens, prompt_feats, prompt_feat_lens)
+        batch_size, width = prefix.shape[0], prefix.shape[1]
+        budget = self._frame_budget(num_frames, max_seconds, batch_size)
+        budget_groups = torch.div(budget + self.r - 1, self.r, rounding_mode="floor")
+
+        # left-pad the prefixes so all items reach <sos> at the same position
+        embeds = prefix.new_zeros(batch_size, width + 1, prefix.shape[-1])
+        mask = torch.zeros(batch_size, width + 1, dtype=torch.long, device=device)
+        for i in range(batch_size):
+            p = int(prefix_lens[i])
+            embeds[i, width - p: width] = prefix[i, :p]
+            mask[i, width - p:] = 1
+        sos = torch.full((batch_size, 1), self.lm.sos_id, dtype=torch.long, device=device)
+        embeds[:, width:] = self.lm.embed(sos).to(prefix.dtype)
+        positions = (mask.cumsum(-1) - 1).clamp(min=0)
+        t_encode = time.perf_counter() - t0
+
+        TEXT, FRAMES, DONE = 0, 1, 2
+        phase = [TEXT] * batch_size
+        tokens = [[] for _ in range(batch_size)]
+        groups = [[] for _ in range(batch_size)]
+        stopped_by = ["budget"] * batch_size
+        cache = self.lm.new_cache() if use_cache else None
+        all_embeds, all_mask = embeds, mask
+        step_input, step_pos = embeds, positions
+        text_done_at, n_steps = None, 0
+        go = prefix.new_zeros(1, self.n_mels * self.r)
+        t1 = time.perf_counter()
+        while True:
+            if use_cache:
+                hidden, cache = self.lm(step_input, all_mask, step_pos,
+                                        past_key_values=cache, use_cache=True)
+            else:
+                full_pos = (all_mask.cumsum(-1) - 1).clamp(min=0)
+                hidden, _ = self.lm(all_embeds, all_mask, full_pos)
+            last = hidden[:, -1]                                          # [B, d]
+            n_steps += 1
+            next_embeds = prefix.new_zeros(batch_size, prefix.shape[-1])
+            active = torch.zeros(batch_size, dtype=torch.long, device=device)
+            text_rows = [i for i in range(batch_size) if phase[i] == TEXT]
+            frame_rows = [i for i in range(batch_size) if phase[i] == FRAMES]
+            if text_rows:
+                logits = self.lm.logits(last[text_rows]).float()
+                chosen = self._pick_tokens(logits, do_sample, temperature, top_k, top_p)
+                for row, token in zip(text_rows, chosen.tolist()):
+                    if forced_text is not None:
+                        step = len(tokens[row])
+                        token = forced_text[row][step] if step < len(forced_text[row]) else self.lm.eos_id
+                    if token == self.lm.eos_id or len(tokens[row]) >= max_text_tokens:
+                        phase[row] = FRAMES if budget_groups[row] > 0 else DONE
+                        if phase[row] == FRAMES:
+                            next_embeds[row] = self.prenet(go)[0]
+                            active[row] = 1
+                    else:
+                        tokens[row].append(token)
+                        next_embeds[row] = self.lm.embed(torch.tensor([token], device=device))[0]
+                        active[row] = 1
+            if frame_rows:
+                frame_hidden = last[frame_rows]
+                new_groups = self.postnet(frame_hidden).float()          # [b, F*r]
+                stop_prob = (torch.sigmoid(self.stop_head(frame_hidden).float()).squeeze(-1)
+                             if self.stop_head is not None else None)
+                for k, row in enumerate(frame_rows):
+                    groups[row].append(new_groups[k])
+                    if len(groups[row]) >= budget_groups[row]:
+                        phase[row] = DONE
+                    elif stop == "stop_head" and stop_prob[k] > self.stop_threshold:
+                        phase[row], stopped_by[row] = DONE, "stop_head"
+                    else:
+                        next_embeds[row] = self.prenet(new_groups[k:k + 1].to(prefix.dtype))[0]
+                        active[row] = 1
+            if text_done_at is None and all(p != TEXT for p in phase):
+                text_done_at = time.perf_counter()
+            if all(p == DONE for p in phase):
+                break
+            step_input = next_embeds[:, None]
+            all_mask = torch.cat([all_mask, active[:, None]], dim=1)
+            step_pos = (all_mask.sum(-1, keepdim=True) - 1).clamp(min=0)
+            if not use_cache:
+                all_embeds = torch.cat([all_embeds, step_input], dim=1)
+        t_end = time.perf_counter()
+        text_done_at = text_done_at or t_end
+
+        frames = []
+        for i in range(batch_size):
+            if groups[i]:
+                item = self.ungroup_frames(torch.stack(groups[i])[None])[0]
+            else:
+                item = prefix.new_zeros(0, self.n_mels).float()
+            frames.append(item[: int(budget[i])] if stopped_by[i] == "budget" else item)
+        waveforms, t_vocoder = None, 0.0
+        if vocode and self.vocoder is not None:
+            t2 = time.perf_counter()
+            waveforms = self.vocode(frames)
+            t_vocoder = time.perf_counter() - t2
+        n_frames = sum(len(f) for f in frames)
+        n_tokens = sum(len(t) for t in tokens)
+        total = t_encode + (t_end - t1) + t_vocoder
+        audio_seconds = n_frames / self.frame_rate
+        timing = {"encode_s": t_encode, "text_s": text_done_at - t1, "frames_s": t_end - text_done_at,
+                  "vocoder_s": t_vocoder, "total_s": total, "decoder_steps": n_steps,
+                  "text_tokens": n_tokens, "frames": n_frames,
+                  "frames_per_second": n_frames / max(t_end - text_done_at, 1e-9),
+                  "real_time_factor": total / audio_seconds if audio_seconds else float("nan")}
+        text = [self.lm.decode(t) if self.lm.tokenizer is not None else "" for t in tokens]
+        sample_rate = self.vocoder.sample_rate if self.vocoder is not None else self.frontend.spec.sample_rate
+        return SpectronOutput(text, tokens, frames, waveforms, sample_rate, timing, stopped_by)
+
+    def _frame_budget(self, num_frames, max_seconds, batch_size):
+        device = self.device
+        if num_frames is None:
+            seconds = self.max_seconds if max_seconds is None else float(max_seconds)
+            num_frames = int(round(seconds * self.frame_rate))
+        budget = torch.as_tensor(num_frames, dtype=torch.long, device=device).reshape(-1)
+        if budget.numel() == 1:
+            budget = budget.expand(batch_size).clone()
+        if budget.numel() != batch_size or (budget < 0).any():
+            raise ValueError(f"num_frames must be one non-negative count or one per item "
+                             f"({batch_size}), got {num_frames!r}")
+        return budget
+
+    @staticmethod
+    def _pick_tokens(logits, do_sample, temperature, top_k, top_p):
+        if not do_sample:
+            return logits.argmax(-1)
+        logits = logits / max(float(temperature), 1e-5)
+        if top_k and top_k > 0:
+            kth = torch.topk(logits, min(int(top_k), logits.shape[-1]), dim=-1).values[:, -1:]
+            logits = logits.masked_fill(logits < kth, float("-inf"))
+        if top_p < 1.0:
+            sorted_logits, order = torch.sort(logits, descending=True, dim=-1)
+            cumulative = sorted_logits.softmax(-1).cumsum(-1)
+            remove = cumulative - sorted_logits.softmax(-1) > top_p
+            sorted_logits = sorted_logits.masked_fill(remove, float("-inf"))
+            logits = torch.full_like(logits, float("-inf")).scatter(-1, order, sorted_logits)
+        return torch.multinomial(logits.softmax(-1), 1).squeeze(-1)
+
+    @torch.no_grad()
+    def vocode(self, frames):
+        """List of [T_i, F] frames -> list of waveforms [S_i] via the model's vocoder."""
+        if self.vocoder is None:
+            raise ValueError("this model has no vocoder; build it with vocoder=... or pass one to from_pretrained")
+        lengths = torch.tensor([len(f) for f in frames])
+        if lengths.max() == 0:
+            return [torch.zeros(0) for _ in frames]
+        padded = nn.utils.rnn.pad_sequence([f.float() for f in frames], batch_first=True)
+        wav, wav_lens = self.vocoder(padded, lengths)
+        return [wav[i, : int(wav_lens[i])].cpu() for i in range(len(frames))]
+
+    # ------------------------------------------------------------------ bundles
+    def save_pretrained(self, directory):
+        """Write a self-contained inference bundle: config, weights, tokenizer, feature spec."""
+        from safetensors.torch import save_model
+
+        directory = Path(directory)
+        directory.mkdir(parents=True, exist_ok=True)
+        components = {}
+        for kind in COMPONENTS:
+            module = self.prenet if kind == "prenet" else getattr(self, kind)
+            if module is None:
+                continue
+            components[kind] = _component_record(kind, module, directory)
+        config = {
+            "spectron_kit_version": _version(),
+            "components": components,
+            "model": {"reduction_factor": self.r, "prompt_seconds": self.prompt_seconds,
+                      "stop_head": self.stop_head is not None, "stop": self.stop,
+                      "stop_threshold": self.stop_threshold, "max_seconds": self.max_seconds,
+                      "max_text_tokens": self.max_text_tokens},
+        }
+        with open(directory / CONFIG_FILE, "w") as f:
+            json.dump(config, f, indent=2)
+        self.frontend.spec.save(directory / FEATURE_SPEC_FILE)
+        save_model(self, str(directory / WEIGHTS_FILE))
+        return directory
+
+    @classmethod
+    def from_pretrained(cls, source, map_location="cpu", **overrides):
+        """Load a bundle from a directory (or a hub repo id) written by ``save_pretrained``.
+
+        ``overrides`` replace components (``vocoder=...``) or model settings
+        (``stop="budget"``) after loading.
+        """
+        from safetensors.torch import load_model
+
+        directory = Path(str(source))
+        if not directory.is_dir():
+            if os.path.exists(str(source)):
+                raise ValueError(f"{source} is not a directory; pass the bundle folder written by save_pretrained")
+            from huggingface_hub import snapshot_download
+
+            directory = Path(snapshot_download(str(source)))
+        config_path = directory / CONFIG_FILE
+        if not config_path.is_file():
+            raise FileNotFoundError(f"{directory} has no {CONFIG_FILE}; is it a spectron-kit bundle "
+                                    "(written by SpectronModel.save_pretrained)?")
+        with open(config_path) as f:
+            config = json.load(f)
+        registry = get_registry()
+        parts = {}
+        for kind, record in config["components"].items():
+            if kind in overrides:
+                continue
+            kwargs = _resolve_bundle_paths(record["kwargs"], directory)
+            parts[kind] = registry.build(record["kind"], record["name"], **kwargs)
+        settings = dict(config["model"])
+        for key in list(overrides):
+            if key in settings:
+                settings[key] = overrides.pop(key)
+        vocoder_override = overrides.pop("vocoder", None)
+        parts.update(overrides)
+        model = cls(**parts, **settings)
+        load_model(model, str(directory / WEIGHTS_FILE), strict=True, device=str(map_location))
+        if vocoder_override is not None:
+            model.frontend.spec.check_matches(vocoder_override.spec, "frontend", "vocoder")
+            model.vocoder = vocoder_override
+        model.to(map_location)
+        model.eval()
+        return model
+
+    def num_parameters(self, trainable_only=False):
+        return sum(p.numel() for p in self.parameters() if p.requires_grad or not trainable_only)
+
+
+def _version():
+    from spectron_kit import __version__
+    return __version__
+
+
+def _jsonable(value, where):
+    if dataclasses.is_dataclass(value):
+        return dataclasses.asdict(value)
+    if isinstance(value, (str, int, float, bool)) or value is None:
+        return value
+    if isinstance(value, Path):
+        return str(value)
+    if isinstance(value, (list, tuple)):
+        return [_jsonable(v, where) for v in value]
+    if isinstance(value, dict):
+        return {str(k): _jsonable(v, where) for k, v in value.items()}
+    raise TypeError(f"{where} has a value of type {type(value).__name__} that cannot be written to a "
+                    "bundle config; build it from plain values (numbers, strings, lists, dicts)")
+
+
+def _component_record(kind, module, directory):
+    spec = getattr(module, "spectron_spec", None)
+    if spec is None:
+        raise ValueError(f"the {kind} ({type(module).__name__}) was not built through the registry, so a "
+                         f"bundle cannot rebuild it; build it with spectron_kit.build('{kind}', name, ...)")
+    kwargs = dict(spec.kwargs)
+    if hasattr(module, "bundle_kwargs"):
+        subdir = directory / kind
+        kwargs = module.bundle_kwargs(str(subdir))
+        kwargs = {k: (BUNDLE_MARK + kind + v[len(str(subdir)):] if isinstance(v, str) and v.startswith(str(subdir)) else v)
+                  for k, v in kwargs.items()}
+    return {"kind": spec.kind, "name": spec.name, "kwargs": _jsonable(kwargs, f"{kind} argument")}
+
+
+def _resolve_bundle_paths(kwargs, directory):
+    return {k: (str(directory / v[len(BUNDLE_MARK):]) if isinstance(v, str) and v.startswith(BUNDLE_MARK) else v)
+            for k, v in kwargs.items()}

@@ -1,0 +1,84 @@
+"""Vocoders: log-mel frames -> waveform.
+
+Example:
+    >>> import torch
+    >>> from spectron_kit.features import LogMelFrontend
+    >>> frontend, vocoder = LogMelFrontend(), GriffinLimVocoder(n_iter=4)
+    >>> feats, lens = frontend(torch.randn(1, 8000) * 0.1)
+    >>> wav, wav_lens = vocoder(feats, lens)
+    >>> wav.shape[1] == wav_lens[0] == 8000
+    True
+"""
+import dataclasses
+
+import torch
+import torchaudio
+
+from spectron_kit.features import as_spec, mel_filterbank
+from spectron_kit.hookspecs import hookimpl
+
+
+class GriffinLimVocoder(torch.nn.Module):
+    """Log-mel -> linear magnitude (pseudo-inverse of the mel filters) -> Griffin-Lim.
+
+    Arguments:
+        spec: FeatureSpec (or dict) of the features it inverts; fields may also
+            be passed as keywords. Must equal the frontend's spec.
+        n_iter: Griffin-Lim iterations. momentum: its momentum (0.99 is usual).
+        sharpen: exponent applied to the recovered magnitude (>1 reduces the
+            smearing of the mel inversion; 1.0 = none).
+        seed: seed of the random initial phase (output is deterministic).
+    """
+
+    def __init__(self, spec=None, n_iter=32, momentum=0.99, sharpen=1.2, seed=0, **fields):
+        super().__init__()
+        spec = as_spec(spec)
+        if fields:
+            spec = dataclasses.replace(spec, **fields)
+        self.spec = spec
+        self.sample_rate = spec.sample_rate
+        self.n_iter = n_iter
+        self.momentum = momentum
+        self.sharpen = sharpen
+        self.seed = seed
+        fbank = mel_filterbank(spec)  # [n_freq, n_mels]
+        self.register_buffer("inverse_fbank", torch.linalg.pinv(fbank), persistent=False)
+        self.register_buffer("mean", torch.tensor(spec.mean) if spec.mean else torch.zeros(spec.n_mels),
+                             persistent=False)
+        self.register_buffer("std", torch.tensor(spec.std) if spec.std else torch.ones(spec.n_mels),
+                             persistent=False)
+
+    @torch.no_grad()
+    def forward(self, feats, lengths=None):
+        if feats.dim() == 2:
+            feats = feats.unsqueeze(0)
+        if feats.shape[-1] != self.spec.n_mels:
+            raise ValueError(f"features have {feats.shape[-1]} bins but the vocoder expects "
+                             f"n_mels={self.spec.n_mels}")
+        spec = self.spec
+        mel = torch.exp(feats.float() * self.std + self.mean)  # [B, T, n_mels]
+        mag = torch.clamp(torch.matmul(mel, self.inverse_fbank), min=0.0)  # [B, T, n_freq]
+        mag = mag.pow(1.0 / spec.power).pow(self.sharpen).transpose(1, 2)
+        if lengths is None:
+            lengths = torch.full((feats.shape[0],), feats.shape[1], dtype=torch.long)
+        # zero the padding so it does not leak into valid samples
+        valid = torch.arange(mag.shape[-1], device=mag.device)[None, :] < lengths.to(mag.device)[:, None]
+        mag = mag * valid[:, None, :]
+        griffin_lim = torchaudio.transforms.GriffinLim(
+            n_fft=spec.n_fft, n_iter=self.n_iter, win_length=spec.win_length,
+            hop_length=spec.hop_length, power=1.0, momentum=self.momentum).to(mag.device)
+        devices = [mag.device] if mag.device.type == "cuda" else []
+        with torch.random.fork_rng(devices=devices):  # random initial phase, same every call
+            torch.manual_seed(self.seed)
+            wav = griffin_lim(mag)
+        sample_lengths = (lengths.to(torch.long) - 1).clamp(min=0) * spec.hop_length
+        wav = wav[:, : int(sample_lengths.max())] if wav.shape[1] else wav
+        peak = wav.abs().amax(dim=1, keepdim=True).clamp(min=1e-8)
+        wav = torch.where(peak > 0.99, wav / peak * 0.99, wav)
+        return wav, sample_lengths
+
+
+@hookimpl
+def register_vocoders(register):
+    register("griffin_lim", GriffinLimVocoder,
+             description="inverse mel filterbank + Griffin-Lim phase reconstruction (no training)")

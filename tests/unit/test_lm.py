@@ -1,0 +1,81 @@
+"""Decoder LMs and tokenizers load from directories exactly like hub models."""
+import io
+
+import pytest
+import torch
+
+from spectron_kit import build
+from spectron_kit.lm import HFCausalLM, SentencePieceTokenizer, load_tokenizer
+
+SENTENCES = ["the little fox walked to the river", "then the fox drank the cold water",
+             "one two three four five six seven", "the red bird sang in the morning"] * 20
+
+
+def train_sentencepiece(path, vocab_size=40):
+    import sentencepiece as spm
+
+    model = io.BytesIO()
+    spm.SentencePieceTrainer.train(sentence_iterator=iter(SENTENCES), model_writer=model,
+                                   vocab_size=vocab_size, pad_id=0, bos_id=1, eos_id=2, unk_id=3,
+                                   minloglevel=2)
+    path.write_bytes(model.getvalue())
+    return path
+
+
+def test_sentencepiece_tokenizer_round_trip(tmp_path):
+    tok = SentencePieceTokenizer(train_sentencepiece(tmp_path / "sp.model"))
+    ids = tok.encode("the fox drank the water")
+    assert tok.decode(ids) == "the fox drank the water"
+    assert (tok.bos_token_id, tok.eos_token_id, tok.pad_token_id) == (1, 2, 0)
+    tok.save_pretrained(tmp_path / "saved")
+    again = load_tokenizer(tmp_path / "saved")
+    assert isinstance(again, SentencePieceTokenizer) and again.encode("one two") == tok.encode("one two")
+
+
+def test_lm_trained_here_saves_and_loads_through_registry(tmp_path):
+    sp = train_sentencepiece(tmp_path / "sp.model")
+    lm = HFCausalLM(config={"model_type": "llama", "hidden_size": 32, "intermediate_size": 64,
+                            "num_hidden_layers": 2, "num_attention_heads": 2, "num_key_value_heads": 2},
+                    tokenizer=str(sp))
+    assert (lm.sos_id, lm.eos_id, lm.vocab_size) == (1, 2, 40)
+    lm.save_pretrained(tmp_path / "text_lm")
+    loaded = build("lm", "hf", source=str(tmp_path / "text_lm"))
+    ids = torch.tensor([lm.encode("the fox walked")])
+    positions = torch.arange(ids.shape[1])[None]
+    mask = torch.ones_like(ids)
+    with torch.no_grad():
+        a, _ = lm.eval()(lm.embed(ids), mask, positions)
+        b, _ = loaded.eval()(loaded.embed(ids), mask, positions)
+    assert torch.allclose(a, b, atol=1e-6)
+    assert loaded.decode(ids[0]) == "the fox walked"
+
+
+def test_hf_tokenizer_model_from_directory(tmp_path):
+    from tokenizers import Tokenizer, models, pre_tokenizers
+    from transformers import GPT2Config, GPT2LMHeadModel, PreTrainedTokenizerFast
+
+    words = sorted({w for s in SENTENCES for w in s.split()})
+    vocab = {"<|endoftext|>": 0, "<unk>": 1, **{w: i + 2 for i, w in enumerate(words)}}
+    core = Tokenizer(models.WordLevel(vocab, unk_token="<unk>"))
+    core.pre_tokenizer = pre_tokenizers.Whitespace()
+    hf_tok = PreTrainedTokenizerFast(tokenizer_object=core, eos_token="<|endoftext|>",
+                                     bos_token="<|endoftext|>", unk_token="<unk>")
+    model = GPT2LMHeadModel(GPT2Config(vocab_size=len(vocab), n_embd=32, n_layer=1, n_head=2,
+                                       bos_token_id=0, eos_token_id=0))
+    model.save_pretrained(tmp_path / "gpt")
+    hf_tok.save_pretrained(tmp_path / "gpt")
+    lm = build("lm", "hf", source=str(tmp_path / "gpt"))
+    assert lm.sos_id == lm.eos_id == 0 and lm.d_model == 32
+    ids = lm.encode("the red bird")
+    assert len(ids) == 3 and lm.decode(ids) == "the red bird"
+    expected = model.eval()(torch.tensor([ids])).logits
+    hidden, _ = lm.eval()(lm.embed(torch.tensor([ids])), torch.ones(1, 3, dtype=torch.long),
+                          torch.arange(3)[None])
+    assert torch.allclose(lm.logits(hidden), expected, atol=1e-5)
+
+
+def test_lm_argument_errors():
+    with pytest.raises(ValueError, match="exactly one of source=, config=, config_dir="):
+        HFCausalLM()
+    with pytest.raises(ValueError, match="model_type"):
+        HFCausalLM(config={"hidden_size": 8})

@@ -1,0 +1,443 @@
+"""Losses against an independent numpy reference (loops over items and valid frames)."""
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from spectron_kit.losses import (
+    DerivativeLoss,
+    SpectrogramLoss,
+    SpectronLoss,
+    StopGateLoss,
+    TranscriptCrossEntropy,
+    difference_mask,
+    finite_difference,
+    l1_l2,
+    lengths_to_mask,
+    register_losses,
+)
+
+
+# -- numpy reference -----------------------------------------------------------
+def ref_l12(pairs):
+    """Mean |a-b| + mean (a-b)^2 over all elements of the (a, b) pairs; 0 if none."""
+    diffs = [np.asarray(a, np.float64) - np.asarray(b, np.float64) for a, b in pairs]
+    diffs = [d.ravel() for d in diffs if d.size]
+    if not diffs:
+        return 0.0
+    d = np.concatenate(diffs)
+    return float(np.mean(np.abs(d)) + np.mean(d ** 2))
+
+
+def ref_spec(pred, target, lengths):
+    return ref_l12([(target[b, :n], pred[b, :n]) for b, n in enumerate(lengths)])
+
+
+def ref_time(pred, target, lengths, orders):
+    total = 0.0
+    for k in range(1, orders + 1):
+        pairs = []
+        for b, n in enumerate(lengths):
+            if n > k:  # needs k + 1 valid frames
+                pairs.append((np.diff(target[b, :n], n=k, axis=0),
+                              np.diff(pred[b, :n], n=k, axis=0)))
+        total += ref_l12(pairs)
+    return total
+
+
+def ref_freq(pred, target, lengths, orders):
+    total = 0.0
+    for k in range(1, orders + 1):
+        pairs = [(np.diff(target[b, :n], n=k, axis=1), np.diff(pred[b, :n], n=k, axis=1))
+                 for b, n in enumerate(lengths)]
+        total += ref_l12(pairs)
+    return total
+
+
+def ref_ce(logits, targets, ignore_index=-100):
+    losses = []
+    for b in range(logits.shape[0]):
+        for i in range(logits.shape[1]):
+            t = targets[b, i]
+            if t == ignore_index:
+                continue
+            row = logits[b, i].astype(np.float64)
+            m = row.max()
+            logsumexp = m + math.log(np.exp(row - m).sum())
+            losses.append(logsumexp - row[t])
+    return float(np.mean(losses)) if losses else 0.0
+
+
+def ref_stop(logits, lengths, pos_weight=1.0):
+    losses = []
+    for b, n in enumerate(lengths):
+        for g in range(n):
+            x = float(logits[b, g])
+            y = 1.0 if g == n - 1 else 0.0
+            log_p = -math.log1p(math.exp(-x)) if x > -30 else x
+            log_not_p = -math.log1p(math.exp(x)) if x < 30 else -x
+            losses.append(-(pos_weight * y * log_p + (1 - y) * log_not_p))
+    return float(np.mean(losses)) if losses else 0.0
+
+
+# -- fixtures ------------------------------------------------------------------
+LENGTHS = [7, 4, 1, 2, 0]
+T, F = 7, 6
+
+
+def padded_batch(seed=0, garbage="random"):
+    """pred/target [B, T, F] float32 with garbage in the padding."""
+    rng = np.random.default_rng(seed)
+    pred = rng.normal(size=(len(LENGTHS), T, F)).astype(np.float32)
+    target = rng.normal(size=(len(LENGTHS), T, F)).astype(np.float32)
+    for b, n in enumerate(LENGTHS):
+        if garbage == "nan":
+            pred[b, n:] = np.nan
+            target[b, n:] = np.inf
+        else:
+            pred[b, n:] = rng.normal(scale=1e4, size=pred[b, n:].shape)
+            target[b, n:] = rng.normal(scale=1e4, size=target[b, n:].shape)
+    return pred, target
+
+
+def close(tensor, value, tol=1e-5):
+    assert tensor.dtype == torch.float32
+    assert tensor.shape == ()
+    np.testing.assert_allclose(tensor.item(), value, rtol=tol, atol=tol)
+
+
+# -- building blocks -----------------------------------------------------------
+def test_l1_l2_masked_and_unmasked():
+    a = torch.tensor([[1.0, -2.0, 3.0], [0.5, 100.0, float("nan")]])
+    b = torch.zeros(2, 3)
+    mask = torch.tensor([[True, True, True], [True, False, False]])
+    close(l1_l2(a, b, mask), ref_l12([(np.array([1, -2, 3, 0.5]), np.zeros(4))]))
+    close(l1_l2(a[:1], b[:1]), ref_l12([(np.array([1, -2, 3]), np.zeros(3))]))
+    # broadcast mask over the last axis
+    close(l1_l2(a, b, torch.tensor([[True], [False]])), ref_l12([(np.array([1, -2, 3]), np.zeros(3))]))
+    # nothing valid -> 0, not NaN
+    close(l1_l2(a, b, torch.zeros(2, 3, dtype=torch.bool)), 0.0)
+
+
+def test_l1_l2_errors_name_the_shapes():
+    with pytest.raises(ValueError, match=r"\[2, 3\].*\[3, 2\]"):
+        l1_l2(torch.zeros(2, 3), torch.zeros(3, 2))
+    with pytest.raises(ValueError, match=r"\[4\].*\[2, 3\]"):
+        l1_l2(torch.zeros(2, 3), torch.zeros(2, 3), torch.ones(4, dtype=torch.bool))
+    with pytest.raises(TypeError, match="bool"):
+        l1_l2(torch.zeros(2, 3), torch.zeros(2, 3), torch.ones(2, 3))
+
+
+@pytest.mark.parametrize("order", [0, 1, 2, 3])
+@pytest.mark.parametrize("dim", [1, 2, -1])
+def test_finite_difference_matches_np_diff(order, dim):
+    x = np.random.default_rng(1).normal(size=(2, 5, 4)).astype(np.float32)
+    got = finite_difference(torch.from_numpy(x), order, dim).numpy()
+    np.testing.assert_allclose(got, np.diff(x, n=order, axis=dim), rtol=1e-5, atol=1e-5)
+
+
+def test_finite_difference_upcasts_half_precision():
+    x = torch.tensor([1.0, 4.0, 9.0], dtype=torch.bfloat16)
+    assert finite_difference(x, 1).dtype == torch.float32
+    with pytest.raises(ValueError, match="order=-1"):
+        finite_difference(x, -1)
+
+
+@pytest.mark.parametrize("order", [0, 1, 2, 3, 5])
+def test_difference_mask_requires_all_frames_valid(order):
+    lengths = torch.tensor(LENGTHS)
+    mask = lengths_to_mask(lengths, T)
+    got = difference_mask(mask, order, dim=1)
+    assert got.shape == (len(LENGTHS), T - order)
+    for b, n in enumerate(LENGTHS):
+        for i in range(T - order):
+            assert bool(got[b, i]) == all(j < n for j in range(i, i + order + 1))
+    # a hole in the middle of a mask invalidates every window touching it
+    holed = torch.tensor([[True, True, False, True, True, True]])
+    assert difference_mask(holed, 1).tolist() == [[True, False, False, True, True]]
+
+
+# -- spectrogram and derivative losses -----------------------------------------
+@pytest.mark.parametrize("garbage", ["random", "nan"])
+def test_spectrogram_loss_matches_reference_and_ignores_padding(garbage):
+    pred, target = padded_batch(0, garbage)
+    got = SpectrogramLoss()(torch.from_numpy(pred), torch.from_numpy(target), torch.tensor(LENGTHS))
+    close(got, ref_spec(pred, target, LENGTHS))
+
+
+@pytest.mark.parametrize("time_orders,freq_orders", [(2, 1), (3, 2), (1, 0), (0, 3)])
+@pytest.mark.parametrize("garbage", ["random", "nan"])
+def test_derivative_loss_matches_reference(time_orders, freq_orders, garbage):
+    pred, target = padded_batch(1, garbage)
+    loss = DerivativeLoss(time_orders=time_orders, freq_orders=freq_orders)
+    out = loss(torch.from_numpy(pred), torch.from_numpy(target), torch.tensor(LENGTHS))
+    assert set(out) == {"time_deriv", "freq_deriv"}
+    close(out["time_deriv"], ref_time(pred, target, LENGTHS, time_orders))
+    close(out["freq_deriv"], ref_freq(pred, target, LENGTHS, freq_orders))
+
+
+def test_padding_garbage_does_not_change_results():
+    pred_a, target_a = padded_batch(2, "random")
+    pred_b, target_b = pred_a.copy(), target_a.copy()
+    for b, n in enumerate(LENGTHS):
+        pred_b[b, n:] = -pred_b[b, n:] * 7 + 3
+        target_b[b, n:] = np.nan
+    loss = SpectronLoss(w_ce=0.0, time_orders=3, freq_orders=2)
+    out_a = loss(None, None, torch.from_numpy(pred_a), torch.from_numpy(target_a), torch.tensor(LENGTHS))
+    out_b = loss(None, None, torch.from_numpy(pred_b), torch.from_numpy(target_b), torch.tensor(LENGTHS))
+    for key in out_a:
+        assert torch.equal(out_a[key], out_b[key]), key
+
+
+def test_short_items_give_no_nan():
+    pred = torch.randn(2, 4, 5, requires_grad=True)
+    target = torch.randn(2, 4, 5)
+    loss = DerivativeLoss(time_orders=2, freq_orders=1)
+    # item lengths 1 and 2: order 2 has no valid position at all
+    out = loss(pred, target, torch.tensor([1, 2]))
+    expected = ref_time(pred.detach().numpy(), target.numpy(), [1, 2], 2)
+    close(out["time_deriv"], expected)
+    out["time_deriv"].backward()
+    assert torch.isfinite(pred.grad).all()
+    # no item has even two frames: every order contributes 0.0
+    out = loss(pred, target, torch.tensor([1, 0]))
+    close(out["time_deriv"], 0.0)
+    close(SpectrogramLoss()(pred, target, torch.tensor([0, 0])), 0.0)
+
+
+def test_gradient_flows_to_pred_and_not_to_padding():
+    pred_np, target_np = padded_batch(3, "nan")
+    pred = torch.from_numpy(pred_np).requires_grad_(True)
+    out = SpectronLoss(w_ce=0.0, time_orders=3, freq_orders=2)(
+        None, None, pred, torch.from_numpy(target_np), torch.tensor(LENGTHS))
+    out["loss"].backward()
+    assert torch.isfinite(pred.grad).all()
+    for b, n in enumerate(LENGTHS):
+        assert torch.all(pred.grad[b, n:] == 0)
+        if n:
+            assert pred.grad[b, :n].abs().sum() > 0
+
+
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
+def test_half_precision_inputs_give_float32_results(dtype):
+    pred_np, target_np = padded_batch(4, "random")
+    pred_np, target_np = pred_np / 1e4 * 3, target_np / 1e4 * 3  # keep padding in range
+    pred, target = torch.from_numpy(pred_np), torch.from_numpy(target_np)
+    lengths = torch.tensor(LENGTHS)
+    loss = SpectronLoss(w_ce=0.0, time_orders=3, freq_orders=2)
+    low = loss(None, None, pred.to(dtype), target.to(dtype), lengths)
+    # same (rounded) values given in float32: the computation itself is float32
+    rounded = loss(None, None, pred.to(dtype).float(), target.to(dtype).float(), lengths)
+    full = loss(None, None, pred, target, lengths)
+    for key, value in low.items():
+        assert value.dtype == torch.float32, key
+        torch.testing.assert_close(value, rounded[key], rtol=1e-6, atol=1e-6)
+        torch.testing.assert_close(value, full[key], rtol=2e-2, atol=2e-2)
+
+
+def test_frame_errors_name_the_shapes():
+    with pytest.raises(ValueError, match=r"\[2, 3, 4\].*\[2, 3, 5\]"):
+        SpectrogramLoss()(torch.zeros(2, 3, 4), torch.zeros(2, 3, 5), torch.tensor([3, 3]))
+    with pytest.raises(ValueError, match=r"contains 4.*\[0, 3\]"):
+        SpectrogramLoss()(torch.zeros(2, 3, 4), torch.zeros(2, 3, 4), torch.tensor([4, 3]))
+    with pytest.raises(ValueError, match=r"shape \[3\].*\[2, 3, 4\]"):
+        DerivativeLoss()(torch.zeros(2, 3, 4), torch.zeros(2, 3, 4), torch.tensor([1, 2, 3]))
+    with pytest.raises(ValueError, match="freq_orders=2"):
+        DerivativeLoss(freq_orders=2)(torch.zeros(1, 3, 2), torch.zeros(1, 3, 2), torch.tensor([3]))
+    with pytest.raises(ValueError, match="time_orders=-1"):
+        DerivativeLoss(time_orders=-1)
+
+
+# -- transcript CE and stop gate -------------------------------------------------
+def ce_batch(seed=5, V=11):
+    rng = np.random.default_rng(seed)
+    logits = rng.normal(scale=3.0, size=(3, 6, V)).astype(np.float32)
+    targets = rng.integers(0, V, size=(3, 6))
+    targets[0, :2] = -100  # speech-prefix positions
+    targets[1, 4:] = -100  # padding
+    targets[2, :] = -100   # an item with nothing to score
+    return logits, targets
+
+
+def test_transcript_ce_matches_log_softmax_reference():
+    logits, targets = ce_batch()
+    got = TranscriptCrossEntropy()(torch.from_numpy(logits), torch.from_numpy(targets))
+    close(got, ref_ce(logits, targets))
+
+
+def test_transcript_ce_ignored_rows_do_not_matter():
+    logits, targets = ce_batch()
+    logits[targets == -100] = np.nan
+    x = torch.from_numpy(logits).requires_grad_(True)
+    got = TranscriptCrossEntropy()(x, torch.from_numpy(targets))
+    close(got, ref_ce(np.nan_to_num(logits), targets))
+    got.backward()
+    assert torch.isfinite(x.grad).all()
+    assert torch.all(x.grad[torch.from_numpy(targets) == -100] == 0)
+
+
+def test_transcript_ce_custom_ignore_index_all_ignored_and_bf16():
+    logits, targets = ce_batch()
+    targets[targets == -100] = 0
+    targets[targets == 3] = 0
+    ce = TranscriptCrossEntropy(ignore_index=0)
+    close(ce(torch.from_numpy(logits), torch.from_numpy(targets)), ref_ce(logits, targets, 0))
+    close(ce(torch.from_numpy(logits), torch.zeros(3, 6, dtype=torch.long)), 0.0)
+    low = TranscriptCrossEntropy()(torch.from_numpy(logits).bfloat16(), torch.from_numpy(targets))
+    rounded = torch.from_numpy(logits).bfloat16().float().numpy()
+    close(low, ref_ce(rounded, targets), tol=1e-4)
+
+
+def test_transcript_ce_errors():
+    with pytest.raises(ValueError, match=r"target id 11.*\[0, 11\)"):
+        TranscriptCrossEntropy()(torch.zeros(1, 2, 11), torch.tensor([[1, 11]]))
+    with pytest.raises(ValueError, match=r"\[1, 2, 11\].*\[1, 3\]"):
+        TranscriptCrossEntropy()(torch.zeros(1, 2, 11), torch.tensor([[1, 2, 3]]))
+
+
+@pytest.mark.parametrize("pos_weight", [1.0, 4.0])
+def test_stop_gate_matches_numpy_bce(pos_weight):
+    rng = np.random.default_rng(6)
+    logits = rng.normal(scale=4.0, size=(4, 5)).astype(np.float32)
+    lengths = [5, 3, 1, 0]
+    logits[1, 3:] = np.nan
+    logits[3, :] = np.inf
+    x = torch.from_numpy(logits).requires_grad_(True)
+    got = StopGateLoss(pos_weight=pos_weight)(x, torch.tensor(lengths))
+    close(got, ref_stop(logits, lengths, pos_weight))
+    got.backward()
+    assert torch.isfinite(x.grad).all()
+    assert torch.all(x.grad[1, 3:] == 0) and torch.all(x.grad[3] == 0)
+    close(StopGateLoss()(x, torch.zeros(4, dtype=torch.long)), 0.0)
+    assert StopGateLoss()(x.detach().bfloat16(), torch.tensor(lengths)).dtype == torch.float32
+
+
+def test_stop_gate_errors():
+    with pytest.raises(ValueError, match="pos_weight"):
+        StopGateLoss(pos_weight=0)
+    with pytest.raises(ValueError, match=r"contains 6.*\[0, 5\]"):
+        StopGateLoss()(torch.zeros(2, 5), torch.tensor([6, 1]))
+
+
+# -- composite ---------------------------------------------------------------------
+def composite_inputs(seed=7):
+    logits, targets = ce_batch(seed)
+    pred, target = padded_batch(seed, "random")
+    pred, target = pred[:3], target[:3]
+    lengths = LENGTHS[:3]
+    stop = np.random.default_rng(seed).normal(size=(3, 4)).astype(np.float32)
+    stop_lengths = [(n + 1) // 2 for n in lengths]  # r = 2
+    return logits, targets, pred, target, lengths, stop, stop_lengths
+
+
+def run_composite(loss, inputs, grad=False, drop=()):
+    logits, targets, pred, target, lengths, stop, stop_lengths = inputs
+    tensors = {
+        "logits": torch.from_numpy(logits).requires_grad_(grad),
+        "pred": torch.from_numpy(pred).requires_grad_(grad),
+        "stop": torch.from_numpy(stop).requires_grad_(grad),
+    }
+    args = dict(text_logits=tensors["logits"], text_targets=torch.from_numpy(targets),
+                pred_frames=tensors["pred"], target_frames=torch.from_numpy(target),
+                frame_lengths=torch.tensor(lengths), stop_logits=tensors["stop"],
+                stop_lengths=torch.tensor(stop_lengths))
+    for name in drop:
+        args[name] = None
+    out = loss(**args)
+    if grad:
+        out["loss"].backward()
+    return out, tensors
+
+
+def test_composite_terms_are_unweighted_and_total_is_weighted():
+    inputs = composite_inputs()
+    logits, targets, pred, target, lengths, stop, stop_lengths = inputs
+    weights = dict(w_ce=0.5, w_spec=2.0, w_freq=3.0, w_time=0.25, w_stop=1.5)
+    loss = SpectronLoss(**weights, time_orders=3, freq_orders=2, stop_pos_weight=2.0)
+    out, _ = run_composite(loss, inputs)
+    assert set(out) == {"loss", "ce", "spec", "freq_deriv", "time_deriv", "stop"}
+    refs = {
+        "ce": ref_ce(logits, targets),
+        "spec": ref_spec(pred, target, lengths),
+        "freq_deriv": ref_freq(pred, target, lengths, 2),
+        "time_deriv": ref_time(pred, target, lengths, 3),
+        "stop": ref_stop(stop, stop_lengths, 2.0),
+    }
+    for key, value in refs.items():
+        close(out[key], value)
+    total = (0.5 * refs["ce"] + 2.0 * refs["spec"] + 3.0 * refs["freq_deriv"]
+             + 0.25 * refs["time_deriv"] + 1.5 * refs["stop"])
+    close(out["loss"], total)
+
+
+def test_composite_defaults_and_no_stop_key_without_stop_logits():
+    inputs = composite_inputs()
+    logits, targets, pred, target, lengths, _, _ = inputs
+    out, _ = run_composite(SpectronLoss(), inputs, drop=("stop_logits", "stop_lengths"))
+    assert "stop" not in out
+    total = (ref_ce(logits, targets) + ref_spec(pred, target, lengths)
+             + ref_freq(pred, target, lengths, 1) + ref_time(pred, target, lengths, 2))
+    close(out["loss"], total)
+
+
+@pytest.mark.parametrize("off", ["w_ce", "w_spec", "w_freq", "w_time", "w_stop"])
+def test_zero_weight_switches_term_off(off):
+    inputs = composite_inputs()
+    key = {"w_ce": "ce", "w_spec": "spec", "w_freq": "freq_deriv",
+           "w_time": "time_deriv", "w_stop": "stop"}[off]
+    out_on, _ = run_composite(SpectronLoss(), inputs)
+    out_off, t_off = run_composite(SpectronLoss(**{off: 0.0}), inputs, grad=True)
+    assert out_off[key].item() == 0.0
+    torch.testing.assert_close(out_off["loss"], out_on["loss"] - out_on[key])
+    # gradients equal those of the remaining (unweighted, all weights 1) terms alone
+    out_all, t_rest = run_composite(SpectronLoss(), inputs)
+    for t in t_rest.values():
+        t.requires_grad_(True)
+    out_all = SpectronLoss()(t_rest["logits"], torch.from_numpy(inputs[1]), t_rest["pred"],
+                             torch.from_numpy(inputs[3]), torch.tensor(inputs[4]),
+                             t_rest["stop"], torch.tensor(inputs[6]))
+    sum(v for k, v in out_all.items() if k not in ("loss", key)).backward()
+    for name in t_off:
+        g_off, g_rest = t_off[name].grad, t_rest[name].grad
+        if g_off is None:
+            assert g_rest is None or torch.all(g_rest == 0), name
+        else:
+            torch.testing.assert_close(g_off, g_rest)
+
+
+def test_zero_weights_do_not_need_their_inputs():
+    inputs = composite_inputs()
+    out, tensors = run_composite(SpectronLoss(w_ce=0.0), inputs, grad=True,
+                                 drop=("text_logits", "text_targets"))
+    assert out["ce"].item() == 0.0 and tensors["logits"].grad is None
+    out, tensors = run_composite(SpectronLoss(w_spec=0, w_freq=0, w_time=0), inputs, grad=True,
+                                 drop=("pred_frames", "target_frames", "frame_lengths"))
+    assert out["spec"].item() == out["freq_deriv"].item() == out["time_deriv"].item() == 0.0
+    assert tensors["pred"].grad is None and tensors["logits"].grad is not None
+    out, _ = run_composite(SpectronLoss(w_stop=0), inputs, drop=("stop_lengths",))
+    assert out["stop"].item() == 0.0
+
+
+def test_composite_errors():
+    inputs = composite_inputs()
+    with pytest.raises(ValueError, match="w_ce"):
+        run_composite(SpectronLoss(), inputs, drop=("text_logits",))
+    with pytest.raises(ValueError, match="stop_lengths"):
+        run_composite(SpectronLoss(), inputs, drop=("stop_lengths",))
+    with pytest.raises(ValueError, match="w_spec=-1"):
+        SpectronLoss(w_spec=-1)
+    with pytest.raises(TypeError, match="w_time='a'"):
+        SpectronLoss(w_time="a")
+
+
+def test_register_losses_hook():
+    registered = {}
+
+    def register(name, factory, description=""):
+        registered[name] = (factory, description)
+
+    register_losses(register=register)
+    assert registered["spectron"][0] is SpectronLoss
+    assert {"spectron", "spectrogram", "derivative", "transcript_ce", "stop_gate"} <= set(registered)
+    assert all(desc for _, desc in registered.values())

@@ -1,0 +1,188 @@
+"""SpectronModel: teacher forcing, cached decoding, overfitting, bundles."""
+import math
+
+import pytest
+import torch
+
+from spectron_kit import build
+from spectron_kit.features import FeatureSpecMismatch
+from spectron_kit.model import SpectronModel
+
+N_MELS = 40
+SPEC = {"n_mels": N_MELS, "n_fft": 512, "win_length": 400, "hop_length": 160}
+
+
+def tiny_model(r=1, stop_head=False, prenet_dropout=0.0, vocoder=True, lm_layers=2, loss_kwargs=None):
+    torch.manual_seed(0)
+    return SpectronModel(
+        frontend=build("frontend", "log_mel", spec=SPEC),
+        encoder=build("encoder", "conformer", n_mels=N_MELS, d_model=32, num_layers=1, nhead=2,
+                      d_ffn=64, kernel_size=7, dropout=0.0, hop_seconds=0.01),
+        lm=build("lm", "hf", config={"model_type": "gpt2", "n_embd": 48, "n_layer": lm_layers, "n_head": 2,
+                                     "n_positions": 1024, "resid_pdrop": 0.0, "embd_pdrop": 0.0,
+                                     "attn_pdrop": 0.0}, vocab_size=30),
+        prenet=lambda in_dim, out_dim: build("prenet", "mlp", in_dim=in_dim, out_dim=out_dim, bottleneck=32,
+                                             dropout=prenet_dropout),
+        postnet=lambda in_dim, out_dim: build("postnet", "mlp", in_dim=in_dim, out_dim=out_dim, hidden=64),
+        loss=build("loss", "spectron", **(loss_kwargs or {})),
+        vocoder=build("vocoder", "griffin_lim", spec=SPEC, n_iter=4) if vocoder else None,
+        reduction_factor=r, stop_head=stop_head, prompt_seconds=1.0)
+
+
+def chirp(seconds, rate=16000, f0=200.0, f1=900.0, seed=0):
+    """A deterministic tone sweep with harmonics: a stand-in for an utterance."""
+    t = torch.arange(int(seconds * rate)) / rate
+    phase = 2 * math.pi * (f0 * t + (f1 - f0) * t ** 2 / (2 * seconds))
+    gen = torch.Generator().manual_seed(seed)
+    wav = 0.3 * torch.sin(phase) + 0.1 * torch.sin(2 * phase) + 0.01 * torch.randn(len(t), generator=gen)
+    return wav * (0.5 + 0.5 * torch.sin(2 * math.pi * 1.5 * t) ** 2)
+
+
+def batch_of(lengths_s=(1.0, 0.7), cont_s=(0.6, 0.4), n_tokens=(6, 3)):
+    prompts = [chirp(s, seed=i) for i, s in enumerate(lengths_s)]
+    conts = [chirp(s, f0=400, seed=10 + i) for i, s in enumerate(cont_s)]
+    pad = torch.nn.utils.rnn.pad_sequence
+    gen = torch.Generator().manual_seed(3)
+    tokens = torch.randint(2, 30, (len(n_tokens), max(n_tokens)), generator=gen)
+    return {"prompt_wav": pad(prompts, batch_first=True), "prompt_lens": torch.tensor([len(p) for p in prompts]),
+            "cont_wav": pad(conts, batch_first=True), "cont_lens": torch.tensor([len(c) for c in conts]),
+            "tokens": tokens, "token_lens": torch.tensor(n_tokens)}
+
+
+def test_forward_shapes_and_terms():
+    model = tiny_model()
+    out = model(batch_of())
+    assert out["pred_frames"].shape == out["target_frames"].shape == (2, 61, N_MELS)
+    assert out["text_logits"].shape == (2, 7, 30)
+    assert out["text_targets"][1].tolist()[:4] == batch_of()["tokens"][1, :3].tolist() + [model.lm.eos_id]
+    assert (out["text_targets"][1, 4:] == -100).all()
+    for term in ("loss", "ce", "spec", "freq_deriv", "time_deriv"):
+        assert torch.isfinite(out[term]) and out[term].dim() == 0
+
+
+def test_padding_does_not_change_an_item():
+    """An item gives the same predictions alone and inside a padded batch."""
+    model = tiny_model().eval()
+    full = batch_of()
+    pad = torch.nn.utils.rnn.pad_sequence
+    feats = {}
+    for side, lens in (("prompt", "prompt_lens"), ("cont", "cont_lens")):
+        items = [model.frontend(full[f"{side}_wav"][i, : int(full[lens][i])])[0][0] for i in range(2)]
+        feats[f"{side}_feats"] = pad(items, batch_first=True, padding_value=7.0)  # garbage padding
+        feats[f"{side}_feat_lens"] = torch.tensor([len(x) for x in items])
+    batch = {**feats, "tokens": full["tokens"], "token_lens": full["token_lens"]}
+    single = {k: v[1:2] for k, v in batch.items()}
+    n = int(single["cont_feat_lens"][0])
+    single["prompt_feats"] = single["prompt_feats"][:, : int(single["prompt_feat_lens"][0])]
+    single["cont_feats"], single["tokens"] = single["cont_feats"][:, :n], single["tokens"][:, :3]
+    a, b = model(batch), model(single)
+    assert torch.allclose(a["pred_frames"][1, :n], b["pred_frames"][0], atol=1e-4)
+    assert torch.allclose(a["text_logits"][1, :4], b["text_logits"][0], atol=1e-4)
+
+
+@pytest.mark.parametrize("r", [1, 2])
+def test_cached_generation_equals_recomputation(r):
+    model = tiny_model(r=r, prenet_dropout=0.3)
+    batch = batch_of()
+    kwargs = dict(prompt_wav=batch["prompt_wav"], prompt_lens=batch["prompt_lens"],
+                  num_frames=torch.tensor([23, 14]), max_text_tokens=4, vocode=False)
+    torch.manual_seed(5)
+    cached = model.generate(use_cache=True, **kwargs)
+    torch.manual_seed(5)
+    uncached = model.generate(use_cache=False, **kwargs)
+    assert cached.token_ids == uncached.token_ids
+    assert [f.shape[0] for f in cached.frames] == [23, 14]
+    for a, b in zip(cached.frames, uncached.frames):
+        assert a.shape == b.shape
+        assert torch.allclose(a, b, atol=1e-4), (a - b).abs().max()
+
+
+def test_batch_generation_matches_single_items():
+    """Per-item stopping and left-padded prefixes: a batch equals items decoded alone."""
+    model = tiny_model(r=1)
+    batch = batch_of()
+    feats = [model.frontend(batch["prompt_wav"][i, : int(batch["prompt_lens"][i])])[0][0] for i in range(2)]
+    padded = torch.nn.utils.rnn.pad_sequence(feats, batch_first=True)
+    lens = torch.tensor([len(f) for f in feats])
+    both = model.generate(prompt_feats=padded, prompt_feat_lens=lens, num_frames=torch.tensor([12, 7]),
+                          max_text_tokens=3, vocode=False)
+    for i, n in enumerate((12, 7)):
+        alone = model.generate(prompt_feats=feats[i], num_frames=n, max_text_tokens=3, vocode=False)
+        assert alone.token_ids[0] == both.token_ids[i]
+        assert alone.frames[0].shape[0] == n
+        assert torch.allclose(alone.frames[0], both.frames[i], atol=1e-4)
+
+
+def test_generation_returns_audio_text_and_timing():
+    model = tiny_model()
+    batch = batch_of()
+    out = model.generate(batch["prompt_wav"][0], max_seconds=0.25, max_text_tokens=3)
+    assert out.frames[0].shape == (25, N_MELS)
+    assert out.waveforms[0].shape[0] == 24 * 160 and out.sample_rate == 16000
+    assert len(out.token_ids[0]) <= 3
+    for key in ("encode_s", "text_s", "frames_s", "frames_per_second", "real_time_factor"):
+        assert out.timing[key] >= 0
+    with pytest.raises(ValueError, match="stop_head"):
+        model.generate(batch["prompt_wav"][0], stop="stop_head")
+
+
+def test_stop_head_can_end_items_early():
+    model = tiny_model(stop_head=True)
+    with torch.no_grad():
+        model.stop_head.bias.fill_(10.0)  # always says "stop"
+    out = model.generate(batch_of()["prompt_wav"][0], num_frames=50, stop="stop_head", max_text_tokens=2,
+                         vocode=False)
+    assert out.stopped_by == ["stop_head"] and out.frames[0].shape[0] == 1
+
+
+def test_overfits_one_utterance():
+    """All loss terms fall by 10x on one utterance (the model can learn)."""
+    model = tiny_model(r=1, stop_head=True, lm_layers=2)
+    batch = batch_of(lengths_s=(1.0,), cont_s=(0.6,), n_tokens=(8,))
+    optimizer = torch.optim.Adam(model.parameters(), lr=3e-3)
+    first = None
+    for step in range(300):
+        out = model(batch)
+        if first is None:
+            first = {k: float(out[k]) for k in ("ce", "spec", "freq_deriv", "time_deriv", "stop")}
+        optimizer.zero_grad()
+        out["loss"].backward()
+        optimizer.step()
+    last = {k: float(out[k]) for k in first}
+    print("overfit start", first, "end", last)
+    for term in first:
+        assert last[term] < first[term] / 10, (term, first[term], last[term])
+
+
+def test_save_and_load_bundle_gives_identical_outputs(tmp_path):
+    model = tiny_model(r=2, stop_head=True).eval()
+    batch = batch_of()
+    path = model.save_pretrained(tmp_path / "bundle")
+    for name in ("spectron_config.json", "model.safetensors", "feature_spec.json"):
+        assert (path / name).is_file()
+    loaded = SpectronModel.from_pretrained(path)
+    assert loaded.r == 2 and loaded.stop_head is not None
+    a, b = model(batch), loaded(batch)
+    for key in ("pred_frames", "text_logits", "loss"):
+        assert torch.equal(a[key], b[key]), key
+    kwargs = dict(num_frames=10, max_text_tokens=3, vocode=True)
+    ga = model.generate(batch["prompt_wav"][0], **kwargs)
+    gb = loaded.generate(batch["prompt_wav"][0], **kwargs)
+    assert ga.token_ids == gb.token_ids and torch.equal(ga.frames[0], gb.frames[0])
+    assert torch.allclose(ga.waveforms[0], gb.waveforms[0])
+
+
+def test_mismatched_vocoder_is_refused():
+    with pytest.raises(FeatureSpecMismatch) as err:
+        SpectronModel(frontend=build("frontend", "log_mel", spec=SPEC),
+                      encoder=build("encoder", "conformer", n_mels=N_MELS, d_model=16, num_layers=1, nhead=2,
+                                    d_ffn=32),
+                      lm=build("lm", "hf", config={"model_type": "gpt2", "n_embd": 16, "n_layer": 1,
+                                                   "n_head": 2}, vocab_size=20),
+                      prenet=lambda in_dim, out_dim: build("prenet", "mlp", in_dim=in_dim, out_dim=out_dim),
+                      postnet=lambda in_dim, out_dim: build("postnet", "mlp", in_dim=in_dim, out_dim=out_dim),
+                      vocoder=build("vocoder", "griffin_lim", spec=dict(SPEC, hop_length=200, n_mels=80)))
+    message = str(err.value)
+    assert "hop_length: frontend=160 vs vocoder=200" in message
+    assert "n_mels: frontend=40 vs vocoder=80" in message
+    assert "win_length" not in message
