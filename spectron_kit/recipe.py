@@ -91,3 +91,45 @@ def exit_on_config_error(func):
                 sys.exit(2)
             raise
     return wrapper
+
+
+BASE_KEY = "__base__"
+
+
+def resolve_base(hparams_file, overrides):
+    """Follow ``__base__: other.yaml`` chains (ablation files of a few lines).
+
+    An ablation YAML names its base and the keys it changes::
+
+        __base__: spectron.yaml
+        experiment: spectron_no_ce
+        w_ce: 0.0
+
+    Returns the base file and one override dict: the ablation's keys, then the
+    command line's (which win).
+    """
+    path = Path(hparams_file)
+    given = pyyaml.safe_load(overrides) if isinstance(overrides, str) else dict(overrides or {})
+    given = given or {}
+    layers, seen = [], set()
+    while True:
+        if path.resolve() in seen:
+            raise RecipeConfigError(f"{path} is part of a {BASE_KEY} cycle")
+        seen.add(path.resolve())
+        data = pyyaml.safe_load(path.read_text()) if _has_base(path) else None
+        if not data:
+            break
+        layers.append({k: v for k, v in data.items() if k != BASE_KEY})
+        base = path.parent / data[BASE_KEY]
+        if not base.is_file():
+            raise RecipeConfigError(f"{path} names {BASE_KEY}: {data[BASE_KEY]} but {base} does not exist")
+        path = base
+    merged = {}
+    for layer in reversed(layers):
+        merged.update(layer)
+    merged.update(given)
+    return str(path), merged
+
+
+def _has_base(path):
+    return any(line.startswith(BASE_KEY + ":") for line in Path(path).read_text().splitlines())

@@ -61,6 +61,7 @@ BUILTIN_MODULES = (
     "spectron_kit.vocoders",
     "spectron_kit.evaluation.components",
     "spectron_kit.evaluation.ctc",
+    "spectron_kit.evaluation.tts",
 )
 
 BUILTIN_PROVIDER = "spectron-kit"

@@ -117,10 +117,6 @@ def _torch_device(device):
     return torch.device(device)
 
 
-def _is_local_dir(source):
-    return os.path.isdir(os.fspath(source))
-
-
 # ---------------------------------------------------------------------------
 # transcribers
 
@@ -131,7 +127,9 @@ class PocketsphinxTranscriber:
 
     A weak but dependency-light ASR: expect roughly 30-60% WER on
     LibriSpeech test-other. Input is resampled to 16 kHz and converted to
-    16-bit PCM; each waveform is decoded as one utterance.
+    16-bit PCM; each waveform is decoded as one utterance. Empty input and
+    digital silence (all samples 0 in 16-bit PCM) give ``""`` without
+    decoding (PocketSphinx would otherwise hallucinate a short word).
 
     Arguments:
         hmm: acoustic model directory (default: the bundled ``en-us``).
@@ -167,10 +165,12 @@ class PocketsphinxTranscriber:
         """
         out = []
         for wav in _prepare(wavs, sample_rate, self.sample_rate):
-            pcm = (np.clip(wav, -1.0, 1.0) * 32767.0).astype("<i2")
+            pcm = np.round(np.clip(wav, -1.0, 1.0) * 32767.0).astype("<i2")
+            if not pcm.any():  # empty or digital silence: nothing to decode
+                out.append("")
+                continue
             self.decoder.start_utt()
-            if pcm.size:
-                self.decoder.process_raw(pcm.tobytes(), full_utt=True)
+            self.decoder.process_raw(pcm.tobytes(), full_utt=True)
             self.decoder.end_utt()
             hyp = self.decoder.hyp()
             out.append(normalize_text(hyp.hypstr) if hyp is not None else "")
@@ -266,7 +266,8 @@ class ResemblyzerSpeakerEncoder:
 
     Each waveform goes through ``resemblyzer.preprocess_wav`` (resampling to
     16 kHz, volume normalisation, long-silence trimming; when trimming leaves
-    nothing, the untrimmed audio is used) and ``embed_utterance``.
+    nothing, the untrimmed audio is used; silent audio is embedded as is) and
+    ``embed_utterance``.
 
     Arguments:
         device: torch device string.
@@ -284,6 +285,8 @@ class ResemblyzerSpeakerEncoder:
 
     def _preprocess(self, wav, sample_rate):
         wav = resample(wav, sample_rate, self.sample_rate)
+        if not np.any(np.abs(wav) > 1e-6):  # silence: volume normalisation would give NaN
+            return wav
         trimmed = self._audio.preprocess_wav(wav, source_sr=self.sample_rate)
         if trimmed.size >= self.sample_rate // 10:
             return trimmed
@@ -464,16 +467,19 @@ class _SentencePieceTokenizer:
 
 
 def _load_tokenizer(source, local_files_only):
+    """AutoTokenizer, or ``spectron_kit.lm.load_tokenizer`` for a directory
+    holding a SentencePiece model saved by this toolkit (``tokenizer.model``
+    with ``spectron_tokenizer.json``, or without any HF tokenizer file)."""
     transformers = _require("transformers")
     path = Path(os.fspath(source))
-    if (path.is_dir() and (path / "tokenizer.model").is_file()
-            and not any((path / f).is_file() for f in _HF_TOKENIZER_FILES)):
-        try:
-            from spectron_kit.lm import load_tokenizer
-        except ImportError:
-            pass  # fall back to AutoTokenizer
-        else:
-            return _SentencePieceTokenizer(load_tokenizer(path))
+    sentencepiece_dir = path.is_dir() and (
+        (path / "spectron_tokenizer.json").is_file()
+        or ((path / "tokenizer.model").is_file()
+            and not any((path / f).is_file() for f in _HF_TOKENIZER_FILES)))
+    if sentencepiece_dir:
+        from spectron_kit.lm import load_tokenizer
+
+        return _SentencePieceTokenizer(load_tokenizer(path))
     return transformers.AutoTokenizer.from_pretrained(os.fspath(source),
                                                       local_files_only=local_files_only)
 

@@ -1,0 +1,399 @@
+#!/usr/bin/env python3
+"""Spectron speech-continuation training (Libri-Light, or the embedded mini corpus).
+
+Mini setup (offline, 2 CPU cores, ~20 min; makes its own corpus and pre-trained parts):
+    python recipes/LibriLight/train.py recipes/LibriLight/hparams/spectron_mini.yaml
+
+Paper configuration (GPU, Libri-Light with pseudo-transcripts, LibriSpeech dev/test):
+    python recipes/LibriLight/train.py recipes/LibriLight/hparams/spectron.yaml \
+        --data_folder=/data/LibriLight --transcripts=/data/librilight_pseudo.tsv \
+        --librispeech_folder=/data/LibriSpeech
+
+Any YAML key can be overridden (``--lr=3e-4``); SpeechBrain run options apply
+(``--device=cuda:0 --precision=bf16``). Rerunning the same command resumes
+from the last (intra-epoch) checkpoint. At the end the run leaves an inference
+bundle (``bundle_folder``), sample continuations (``samples_folder``) and
+``summary.json``.
+"""
+import json
+import logging
+import math
+import os
+import sys
+import time
+from pathlib import Path
+
+import speechbrain as sb
+import torch
+from hyperpyyaml import load_hyperpyyaml
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+from rich.table import Table
+from speechbrain.dataio.dataset import DynamicItemDataset
+from speechbrain.utils.distributed import run_on_main
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from librilight_prepare import prepare  # noqa: E402
+
+from spectron_kit.data.manifest import (  # noqa: E402
+    filter_for_continuation, load_segment, read_manifest, to_speechbrain_data, validate_manifest)
+from spectron_kit.model import SpectronModel  # noqa: E402
+from spectron_kit.pretrain import warmup_cosine  # noqa: E402
+from spectron_kit.recipe import check_overrides, exit_on_config_error, resolve_base  # noqa: E402
+
+logger = logging.getLogger(__name__)
+console = Console()
+TERMS = ("loss", "ce", "spec", "freq_deriv", "time_deriv", "stop")
+RECONSTRUCTION_TERMS = ("spec", "freq_deriv", "time_deriv")
+
+
+def absolute_lengths(padded):
+    """SpeechBrain PaddedData (relative lengths) -> absolute integer lengths."""
+    return torch.round(padded.lengths * padded.data.shape[1]).long()
+
+
+class SpectronBrain(sb.Brain):
+    """Trains SpectronModel with every loss term logged."""
+
+    def compute_forward(self, batch, stage):
+        batch = batch.to(self.device)
+        inputs = {"prompt_wav": batch.prompt_wav.data, "prompt_lens": absolute_lengths(batch.prompt_wav),
+                  "cont_wav": batch.cont_wav.data, "cont_lens": absolute_lengths(batch.cont_wav),
+                  "tokens": batch.tokens.data, "token_lens": absolute_lengths(batch.tokens)}
+        return self.modules.model(inputs)
+
+    def compute_objectives(self, predictions, batch, stage):
+        for term in TERMS:
+            if term in predictions:
+                self.term_sums[term] = self.term_sums.get(term, 0.0) + float(predictions[term].detach())
+        self.term_count += 1
+        return predictions["loss"]
+
+    # -- optimiser and schedule -------------------------------------------------
+    def init_optimizers(self):
+        model = self.modules.model
+        encoder_ids = {id(p) for p in model.encoder.parameters()}
+        encoder = [p for p in model.encoder.parameters() if p.requires_grad]
+        rest = [p for p in model.parameters() if p.requires_grad and id(p) not in encoder_ids]
+        lr = self.hparams.lr
+        groups = [{"params": rest, "lr": lr}]
+        if encoder:
+            groups.append({"params": encoder, "lr": lr * self.hparams.encoder_lr_scale})
+        self.optimizer = torch.optim.AdamW(groups, lr=lr, weight_decay=self.hparams.weight_decay)
+        total = max(1, self.hparams.number_of_epochs * self.steps_per_epoch)
+        warmup = self.hparams.warmup_steps
+        self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, lambda s: warmup_cosine(s, warmup, total))
+        self.optimizers_dict = {"opt_class": self.optimizer}
+        if self.checkpointer is not None:
+            self.checkpointer.add_recoverable("optimizer", self.optimizer)
+            self.checkpointer.add_recoverable("scheduler", self.scheduler)
+
+    def on_fit_batch_end(self, batch, outputs, loss, should_step):
+        if should_step:
+            self.scheduler.step()
+        self._advance(f"loss {float(loss):.3f}")
+
+    def evaluate_batch(self, batch, stage):
+        loss = super().evaluate_batch(batch, stage)
+        self._advance(f"loss {float(loss):.3f}")
+        return loss
+
+    # -- progress and logging ---------------------------------------------------
+    def _advance(self, info):
+        if getattr(self, "progress", None) is not None:
+            self.progress.update(self.task, advance=1, info=info)
+
+    def on_stage_start(self, stage, epoch=None):
+        self.term_sums, self.term_count = {}, 0
+        total = self.steps_per_epoch if stage == sb.Stage.TRAIN else self.valid_steps
+        self.progress = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+                                 TimeRemainingColumn(), TextColumn("{task.fields[info]}"), console=console)
+        label = {sb.Stage.TRAIN: "train", sb.Stage.VALID: "valid", sb.Stage.TEST: "test"}[stage]
+        self.task = self.progress.add_task(f"epoch {epoch} {label}", total=total, info="",
+                                           completed=self.step if stage == sb.Stage.TRAIN else 0)
+        self.progress.start()
+
+    def stage_means(self):
+        return {k: v / max(self.term_count, 1) for k, v in self.term_sums.items()}
+
+    def on_stage_end(self, stage, stage_loss, epoch=None):
+        self.progress.stop()
+        self.progress = None
+        means = self.stage_means()
+        if stage == sb.Stage.TRAIN:
+            self.train_stats = means
+            return
+        if stage == sb.Stage.VALID:
+            lr = self.optimizer.param_groups[0]["lr"]
+            self.hparams.train_logger.log_stats({"epoch": epoch, "lr": lr}, train_stats=self.train_stats,
+                                                valid_stats=means)
+            console.print(f"epoch {epoch}: lr {lr:.2e} | train " + _fmt(self.train_stats) + " | valid " + _fmt(means))
+            self.checkpointer.save_and_keep_only(meta={**means, "epoch": epoch}, min_keys=["loss"],
+                                                 num_to_keep=2)
+        self.last_stats = means
+
+
+def _fmt(stats):
+    return " ".join(f"{k} {v:.3f}" for k, v in stats.items())
+
+
+# ------------------------------------------------------------------------------- data
+def dataio_prepare(hparams, manifests, tokenizer):
+    """Manifests -> SpeechBrain datasets yielding prompt/continuation audio and tokens."""
+    rate = hparams["sample_rate"]
+    prompt_samples = int(round(hparams["prompt_seconds"] * rate))
+    max_cont = int(round(hparams["max_continuation_seconds"] * rate))
+
+    def load(names, limit, shuffle_seed=None):
+        rows = []
+        for name in names:
+            rows += read_manifest(manifests[name])
+        rows, report = validate_manifest(rows, target_sr=rate, progress=False)
+        rows, skipped = filter_for_continuation(rows, hparams["prompt_seconds"],
+                                                hparams["min_continuation_seconds"])
+        rows = [r for r in rows if r["text"]]
+        if limit:
+            rows = rows[: int(limit)]
+        return DynamicItemDataset(to_speechbrain_data(rows)), rows
+
+    @sb.utils.data_pipeline.takes("path", "start", "end")
+    @sb.utils.data_pipeline.provides("prompt_wav", "cont_wav")
+    def audio_pipeline(path, start, end):
+        wav = load_segment({"path": path, "start": start, "end": end}, target_sr=rate)
+        yield wav[:prompt_samples]
+        yield wav[prompt_samples: prompt_samples + max_cont]
+
+    @sb.utils.data_pipeline.takes("text")
+    @sb.utils.data_pipeline.provides("tokens")
+    def text_pipeline(text):
+        return torch.LongTensor(tokenizer.encode(text))
+
+    datasets = {}
+    for split, names, limit in (("train", hparams["train_splits"], hparams["max_train_utterances"]),
+                                ("valid", hparams["valid_splits"], hparams["max_valid_utterances"]),
+                                ("test", hparams["test_splits"], None)):
+        dataset, rows = load(names, limit)
+        sb.dataio.dataset.add_dynamic_item([dataset], audio_pipeline)
+        sb.dataio.dataset.add_dynamic_item([dataset], text_pipeline)
+        dataset.set_output_keys(["id", "prompt_wav", "cont_wav", "tokens"])
+        if hparams["sorting"] in ("ascending", "descending") and split == "train":
+            dataset = dataset.filtered_sorted(sort_key="duration", reverse=hparams["sorting"] == "descending")
+        datasets[split] = dataset
+        datasets[split + "_rows"] = rows
+        logger.info("%s: %d utterances (%.2f h)", split, len(rows), sum(r["duration"] for r in rows) / 3600)
+    return datasets
+
+
+# ------------------------------------------------------------------------------- setup
+def prepare_data(hparams):
+    """Make the mini corpus if asked, then write manifests. Returns {split: csv}."""
+    splits = list(hparams["train_splits"]) + list(hparams["valid_splits"]) + list(hparams["test_splits"])
+    if hparams["mini_corpus"]:
+        from spectron_kit.data.minicorpus import ensure_mini_corpus
+
+        run_on_main(ensure_mini_corpus, kwargs={"root": hparams["data_folder"], "size": hparams["mini_corpus_size"],
+                                                "seed": hparams["seed"], "workers": hparams["mini_corpus_workers"]})
+        kwargs = {"save_folder": hparams["manifest_folder"], "librispeech_folder": hparams["data_folder"],
+                  "librispeech_splits": splits, "prompt_seconds": hparams["prompt_seconds"]}
+    else:
+        librispeech = [s for s in splits if s not in hparams["librilight_subsets"]]
+        kwargs = {"save_folder": hparams["manifest_folder"], "librilight_folder": hparams["data_folder"],
+                  "librilight_subsets": hparams["librilight_subsets"], "transcripts": hparams["transcripts"],
+                  "librispeech_folder": hparams["librispeech_folder"], "librispeech_splits": librispeech,
+                  "prompt_seconds": hparams["prompt_seconds"]}
+    run_on_main(prepare, kwargs=kwargs)
+    return prepare(**kwargs)  # already done: returns the manifest paths
+
+
+def pretrain_if_missing(hparams, manifests):
+    """Mini setup: make the pre-trained text LM and CTC encoder when absent."""
+    if not hparams["mini_corpus"]:
+        return
+    from spectron_kit.data.minicorpus import ensure_text_corpus
+    from spectron_kit.pretrain import pretrain_ctc_encoder, pretrain_text_lm
+
+    folder = Path(hparams["pretrained_folder"])
+    lm_dir = Path(hparams["lm_source"])
+    if not (lm_dir / "config.json").is_file():
+        text_file = ensure_text_corpus(folder / "text_corpus.txt", hparams["text_lm_sentences"], hparams["seed"])
+        sentences = [s.lower() for s in Path(text_file).read_text().splitlines() if s.strip()]
+        valid = [r["text"] for r in read_manifest(manifests[hparams["valid_splits"][0]])]
+        run_on_main(pretrain_text_lm, kwargs={
+            "train_sentences": sentences, "valid_sentences": valid, "out_dir": lm_dir,
+            "lm_config": hparams["text_lm_config"], "vocab_size": hparams["text_lm_vocab"],
+            "steps": hparams["text_lm_steps"], "batch_size": hparams["text_lm_batch_size"],
+            "lr": hparams["text_lm_lr"], "seed": hparams["seed"]})
+    encoder_dir = Path(hparams["encoder_source"])
+    if hparams["encoder_name"] == "conformer" and not (encoder_dir / "encoder_config.json").is_file():
+        rate = hparams["sample_rate"]
+        prompt = int(round(hparams["prompt_seconds"] * rate))
+
+        def prompts(names):  # the encoder only ever sees prompts: train it on them
+            items = []
+            for name in names:
+                for row in read_manifest(manifests[name]):
+                    if row["prompt_text"]:
+                        items.append((load_segment(row, rate)[:prompt], row["prompt_text"]))
+            return items
+
+        run_on_main(pretrain_ctc_encoder, kwargs={
+            "train_items": prompts(hparams["train_splits"]), "valid_items": prompts(hparams["valid_splits"]),
+            "out_dir": encoder_dir.parent, "feature_spec": hparams["feature_spec"],
+            "encoder_kwargs": dict(n_mels=hparams["n_mels"], d_model=144, num_layers=4, nhead=4, d_ffn=576,
+                                   kernel_size=15, dropout=0.1, hop_seconds=hparams["feature_spec"]["hop_length"] / rate),
+            "epochs": hparams["encoder_ctc_epochs"], "batch_size": hparams["encoder_ctc_batch_size"],
+            "lr": hparams["encoder_ctc_lr"], "seed": hparams["seed"], "augment": hparams["prompt_augment"]})
+
+
+def build_model(hparams):
+    """Build every component from the YAML and assemble the model (validated before training)."""
+    return SpectronModel(
+        frontend=hparams["frontend"](), encoder=hparams["encoder"](), lm=hparams["lm"](),
+        prenet=hparams["prenet"], postnet=hparams["postnet"], loss=hparams["loss"](),
+        vocoder=hparams["vocoder"](), reduction_factor=hparams["reduction_factor"],
+        prompt_seconds=hparams["prompt_seconds"], stop_head=hparams["stop_head"], stop=hparams["stop_rule"],
+        max_seconds=hparams["max_generate_seconds"], max_text_tokens=hparams["max_text_tokens"],
+        prompt_augment=hparams["prompt_augment"])
+
+
+# ------------------------------------------------------------------------------- after training
+def valid_terms(brain, dataset, loader_kwargs):
+    """Mean loss terms on a dataset with the current weights (no checkpoint recovery)."""
+    brain.modules.eval()
+    brain.on_stage_start(sb.Stage.TEST, 0)
+    loader = sb.dataio.dataloader.make_dataloader(dataset, **loader_kwargs)
+    with torch.no_grad():
+        for batch in loader:
+            brain.compute_objectives(brain.compute_forward(batch, sb.Stage.TEST), batch, sb.Stage.TEST)
+            brain._advance("")
+    brain.progress.stop()
+    brain.progress = None
+    return brain.stage_means()
+
+
+def prompt_transcript_wer(model, rows, hparams, limit=None):
+    """WER of the model's transcript of each prompt against the aligned prompt words."""
+    from spectron_kit.evaluation.metrics import word_errors
+
+    rate = hparams["sample_rate"]
+    prompt = int(round(hparams["prompt_seconds"] * rate))
+    edits = words = 0
+    examples = []
+    rows = [r for r in rows if r["prompt_text"]][:limit]
+    for start in range(0, len(rows), 8):
+        chunk = rows[start:start + 8]
+        wavs = [load_segment(r, rate)[:prompt] for r in chunk]
+        out = model.generate(torch.nn.utils.rnn.pad_sequence(wavs, batch_first=True).to(model.device),
+                             torch.tensor([len(w) for w in wavs]), num_frames=0, vocode=False)
+        for row, text in zip(chunk, out.text):
+            ref = row["prompt_text"].split()
+            hyp = text.split()[: len(ref)]
+            e, n = word_errors(" ".join(ref), " ".join(hyp))
+            edits, words = edits + e, words + n
+            examples.append({"id": row["id"], "prompt_words": " ".join(ref), "model_text": text,
+                             "reference_text": row["text"]})
+    return edits / max(words, 1), examples
+
+
+def write_samples(model, rows, hparams):
+    """Prompt / reference / generated audio, spectrogram PNG and text for a few utterances."""
+    from spectron_kit.audio import save_audio
+    from spectron_kit.plotting import plot_spectrograms
+
+    folder = Path(hparams["samples_folder"])
+    folder.mkdir(parents=True, exist_ok=True)
+    rate = hparams["sample_rate"]
+    prompt = int(round(hparams["prompt_seconds"] * rate))
+    written = []
+    for row in rows[: hparams["num_samples"]]:
+        wav = load_segment(row, rate)
+        prompt_wav, reference = wav[:prompt], wav[prompt:]
+        ref_feats, _ = model.frontend(reference[None].to(model.device))
+        torch.manual_seed(hparams["seed"])
+        out = model.generate(prompt_wav.to(model.device), num_frames=ref_feats.shape[1])
+        prompt_feats, _ = model.frontend(prompt_wav[None].to(model.device))
+        base = folder / row["id"]
+        save_audio(f"{base}_prompt.wav", prompt_wav, rate)
+        save_audio(f"{base}_reference.wav", reference, rate)
+        save_audio(f"{base}_generated.wav", out.waveforms[0], out.sample_rate)
+        plot_spectrograms([("prompt", prompt_feats[0]), ("reference continuation", ref_feats[0]),
+                           ("generated continuation", out.frames[0])], f"{base}_spectrogram.png",
+                          frame_rate=model.frame_rate, title=out.text[0][:110])
+        Path(f"{base}_text.txt").write_text(f"reference: {row['text']}\nmodel:     {out.text[0]}\n")
+        written.append({"id": row["id"], "reference": row["text"], "model_text": out.text[0]})
+    return written
+
+
+@exit_on_config_error
+def main(argv=None):
+    hparams_file, run_opts, overrides = sb.parse_arguments(argv if argv is not None else sys.argv[1:])
+    hparams_file, overrides = resolve_base(hparams_file, overrides)
+    check_overrides(hparams_file, overrides,
+                    "For a run without data, use recipes/LibriLight/hparams/spectron_mini.yaml.")
+    with open(hparams_file) as fin:
+        hparams = load_hyperpyyaml(fin, overrides)
+    sb.create_experiment_directory(experiment_directory=hparams["output_folder"], hyperparams_to_save=hparams_file,
+                                   overrides=overrides)
+    started = time.time()
+    manifests = prepare_data(hparams)
+    pretrain_if_missing(hparams, manifests)
+    model = build_model(hparams)
+    console.print(f"model: {model.num_parameters() / 1e6:.2f} M parameters "
+                  f"({model.num_parameters(trainable_only=True) / 1e6:.2f} M trainable)")
+    datasets = dataio_prepare(hparams, manifests, model.lm.tokenizer)
+
+    checkpointer = sb.utils.checkpoints.Checkpointer(
+        checkpoints_dir=hparams["save_folder"],
+        recoverables={"model": model, "counter": hparams["epoch_counter"]})
+    brain = SpectronBrain(modules={"model": model}, hparams=hparams, run_opts=run_opts, checkpointer=checkpointer)
+    train_kwargs = {"batch_size": hparams["batch_size"], "shuffle": hparams["sorting"] == "random"}
+    valid_kwargs = {"batch_size": hparams["batch_size"]}
+    brain.steps_per_epoch = math.ceil(len(datasets["train"]) / hparams["batch_size"])
+    brain.valid_steps = math.ceil(len(datasets["valid"]) / hparams["batch_size"])
+
+    out_dir = Path(hparams["output_folder"])
+    step0_file = out_dir / "valid_step0.json"
+    if not step0_file.is_file() and checkpointer.find_checkpoint() is None:
+        console.print("valid loss terms at step 0 (before training):")
+        step0 = valid_terms(brain, datasets["valid"], valid_kwargs)
+        step0_file.write_text(json.dumps(step0, indent=2))
+        console.print(_fmt(step0))
+    brain.fit(hparams["epoch_counter"], datasets["train"], datasets["valid"],
+              train_loader_kwargs=train_kwargs, valid_loader_kwargs=valid_kwargs)
+    train_seconds = time.time() - started
+
+    # best checkpoint -> bundle, samples, held-out prompt transcripts
+    checkpointer.recover_if_possible(min_key="loss")
+    model.eval()
+    final = valid_terms(brain, datasets["valid"], valid_kwargs)
+    model.save_pretrained(hparams["bundle_folder"])
+    samples = write_samples(model, datasets["valid_rows"], hparams)
+    test_wer, test_examples = prompt_transcript_wer(model, datasets["test_rows"], hparams)
+    step0 = json.loads(step0_file.read_text()) if step0_file.is_file() else {}
+    summary = {"valid_step0": step0, "valid_final": final,
+               "reduction": {k: step0[k] / final[k] for k in RECONSTRUCTION_TERMS if k in step0 and final.get(k)},
+               "test_prompt_transcript_wer": test_wer, "test_examples": test_examples[:10],
+               "samples": samples, "seconds": time.time() - started, "train_seconds": train_seconds,
+               "parameters": model.num_parameters(), "bundle": str(hparams["bundle_folder"])}
+    (out_dir / "summary.json").write_text(json.dumps(summary, indent=2))
+
+    table = Table(title="valid loss terms")
+    for column in ("term", "step 0", "final", "step 0 / final"):
+        table.add_column(column)
+    for term in TERMS:
+        if term in final:
+            before = step0.get(term)
+            table.add_row(term, f"{before:.3f}" if before is not None else "-", f"{final[term]:.3f}",
+                          f"{before / final[term]:.1f}x" if before and final[term] else "-")
+    console.print(table)
+    console.print(f"held-out prompt transcript WER: {100 * test_wer:.1f}% ({len(test_examples)} test utterances)")
+    for example in test_examples[:3]:
+        console.print(f"  prompt words: {example['prompt_words']}\n  model text:   {example['model_text']}")
+    console.print(f"bundle: {hparams['bundle_folder']}  samples: {hparams['samples_folder']}  "
+                  f"({summary['seconds'] / 60:.1f} min in all)")
+    return summary
+
+
+if __name__ == "__main__":
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    main()
