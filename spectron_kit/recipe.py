@@ -28,11 +28,8 @@ def _raw_top_level(path):
     class Loader(pyyaml.SafeLoader):
         pass
 
-    def tagged(loader, tag_suffix, node):
-        return Tagged(tag_suffix if tag_suffix else node.tag)
-
-    def any_tag(loader, tag, node):
-        return Tagged(tag)
+    def any_tag(loader, tag_suffix, node):
+        return Tagged("!" + tag_suffix)
 
     Loader.add_multi_constructor("!", any_tag)
     text = Path(path).read_text()

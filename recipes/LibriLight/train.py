@@ -239,8 +239,8 @@ def pretrain_if_missing(hparams, manifests):
         run_on_main(pretrain_ctc_encoder, kwargs={
             "train_items": prompts(hparams["train_splits"]), "valid_items": prompts(hparams["valid_splits"]),
             "out_dir": encoder_dir.parent, "feature_spec": hparams["feature_spec"],
-            "encoder_kwargs": dict(n_mels=hparams["n_mels"], d_model=144, num_layers=4, nhead=4, d_ffn=576,
-                                   kernel_size=15, dropout=0.1, hop_seconds=hparams["feature_spec"]["hop_length"] / rate),
+            "encoder_kwargs": dict(hparams["encoder_ctc_config"], n_mels=hparams["n_mels"],
+                                   hop_seconds=hparams["feature_spec"]["hop_length"] / rate),
             "epochs": hparams["encoder_ctc_epochs"], "batch_size": hparams["encoder_ctc_batch_size"],
             "lr": hparams["encoder_ctc_lr"], "seed": hparams["seed"], "augment": hparams["prompt_augment"]})
 

@@ -1,0 +1,194 @@
+#!/usr/bin/env python3
+"""Evaluate a trained Spectron bundle on speech continuation (the paper's Table 1/3 protocol).
+
+Command (from the repository root)::
+
+    python recipes/LibriLight/evaluate.py recipes/LibriLight/hparams/evaluate.yaml \\
+        --model_dir=results/spectron_mini/1234/bundle \\
+        --test_folder=data/LibriSpeech/test-clean \\
+        --lm_scorer_source=gpt2
+
+Any top-level key of the YAML can be overridden the same way
+(``--num_utterances=200 --length_rule=fixed --fixed_seconds=4``); an unknown
+key or a value of the wrong type stops the run before anything is loaded.
+``--device=cuda:0`` (a SpeechBrain run option) puts the model on a GPU.
+
+Steps: write a manifest for ``test_folder`` (``librilight_prepare.prepare_librispeech``),
+load the bundle (``SpectronModel.from_pretrained``), run
+``spectron_kit.evaluation.continuation.evaluate_continuation`` (3 s prompt ->
+transcript + text continuation + speech; ASR, text-LM perplexity, speaker
+similarity with two baselines, predicted MOS, prompt WER, text/speech WER,
+speed), and write into ``output_folder``: ``results.json``, ``results.md``
+(with the paper's numbers side by side) and ``samples.html`` (players,
+spectrograms and texts per utterance; open it from disk).
+
+Authors: spectron-kit contributors
+"""
+import difflib
+import logging
+import re
+import sys
+from pathlib import Path
+
+import yaml
+from hyperpyyaml import load_hyperpyyaml
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))  # librilight_prepare lives beside this script
+try:
+    import spectron_kit  # noqa: F401
+except ImportError:  # run from a checkout without installing
+    sys.path.insert(0, str(HERE.parents[1]))
+
+import speechbrain as sb  # noqa: E402
+from speechbrain.utils.distributed import run_on_main  # noqa: E402
+
+from spectron_kit.data.manifest import read_manifest  # noqa: E402
+from spectron_kit.evaluation.continuation import PROTOCOL_CONTROLS, check_protocol, evaluate_continuation  # noqa: E402
+from spectron_kit.evaluation.report import write_report  # noqa: E402
+from spectron_kit.model import SpectronModel  # noqa: E402
+
+logger = logging.getLogger(__name__)
+
+COMPONENT_KEYS = ("transcriber", "lm_scorer", "speaker_encoder", "mos_predictor")
+
+
+def yaml_top_level_keys(hparams_file):
+    """Top-level keys of a HyperPyYAML file, in order.
+
+    Arguments:
+        hparams_file: path of the YAML file.
+
+    Returns:
+        list of key names.
+    """
+    keys = []
+    for line in Path(hparams_file).read_text(encoding="utf-8").splitlines():
+        match = re.match(r"^([A-Za-z_][\w.-]*)\s*:", line)
+        if match:
+            keys.append(match.group(1))
+    return keys
+
+
+def parse_overrides(overrides):
+    """The ``key: value`` lines of a SpeechBrain override string as a dict.
+
+    Arguments:
+        overrides: string from ``speechbrain.parse_arguments`` (one
+            ``key: value`` per line) or a dict.
+
+    Returns:
+        dict; values that are plain YAML become Python values, tagged values
+        (``!ref``, ``!apply``...) stay strings.
+    """
+    if isinstance(overrides, dict):
+        return dict(overrides)
+    parsed = {}
+    for line in (overrides or "").splitlines():
+        if not line.strip() or line.startswith((" ", "\t")) or ":" not in line:
+            continue
+        key, raw = line.split(":", 1)
+        try:
+            parsed[key.strip()] = yaml.safe_load(raw)
+        except yaml.YAMLError:
+            parsed[key.strip()] = raw.strip()
+    return parsed
+
+
+def check_overrides(hparams_file, overrides):
+    """Fail before loading anything when an override names an unknown key or has a bad value.
+
+    Arguments:
+        hparams_file: the recipe's YAML file.
+        overrides: SpeechBrain override string (or dict).
+
+    Returns:
+        dict of the parsed overrides.
+    """
+    known = yaml_top_level_keys(hparams_file)
+    parsed = parse_overrides(overrides)
+    for key in parsed:
+        if key not in known:
+            close = difflib.get_close_matches(key, known, n=1)
+            hint = f"did you mean --{close[0]}? " if close else ""
+            raise SystemExit(f"error: unknown override --{key}; {hint}keys of {hparams_file}: "
+                             f"{', '.join(k for k in known if not k.startswith('__'))}")
+    try:
+        check_protocol(**{k: v for k, v in parsed.items() if k in PROTOCOL_CONTROLS})
+    except ValueError as err:
+        raise SystemExit(f"error: --{err}") from None
+    return parsed
+
+
+def prepare_test_manifest(test_folder, save_folder, prompt_seconds):
+    """Write (or reuse) the manifest of a LibriSpeech-layout split folder.
+
+    Arguments:
+        test_folder: the split folder (``.../LibriSpeech/test-clean``).
+        save_folder: where ``<split>.csv`` goes.
+        prompt_seconds: prompt length (fills ``prompt_text`` from word alignments).
+
+    Returns:
+        Path of the manifest CSV.
+    """
+    from librilight_prepare import prepare_librispeech
+
+    test_folder = Path(test_folder)
+    if not test_folder.is_dir():
+        raise SystemExit(f"error: test_folder {str(test_folder)!r} is not a folder; pass a LibriSpeech-layout "
+                         "split such as --test_folder=data/LibriSpeech/test-clean")
+    kwargs = {"data_folder": str(test_folder.resolve().parent), "save_folder": str(save_folder),
+              "splits": [test_folder.resolve().name], "prompt_seconds": float(prompt_seconds)}
+    run_on_main(prepare_librispeech, kwargs=kwargs)
+    return Path(save_folder) / f"{test_folder.resolve().name}.csv"
+
+
+def main(argv=None):
+    """Run the evaluation recipe.
+
+    Arguments:
+        argv: command-line arguments (default ``sys.argv[1:]``): the YAML
+            file, then ``--key=value`` overrides and SpeechBrain run options.
+
+    Returns:
+        ``(result, paths)``: the ``evaluate_continuation`` result and the
+        report files written.
+    """
+    hparams_file, run_opts, overrides = sb.parse_arguments(sys.argv[1:] if argv is None else argv)
+    check_overrides(hparams_file, overrides)
+    with open(hparams_file, encoding="utf-8") as fin:
+        hparams = load_hyperpyyaml(fin, overrides)
+    protocol = {k: hparams[k] for k in PROTOCOL_CONTROLS if k in hparams}
+    check_protocol(**protocol)
+    out_dir = Path(hparams["output_folder"])
+    sb.create_experiment_directory(experiment_directory=str(out_dir), hyperparams_to_save=hparams_file,
+                                   overrides=overrides)
+
+    manifest = prepare_test_manifest(hparams["test_folder"], hparams["save_folder"], hparams["prompt_seconds"])
+    rows = read_manifest(manifest)
+
+    device = run_opts["device"] if run_opts.get("device") else "cpu"
+    if str(device).startswith("cuda"):
+        import torch
+
+        if not torch.cuda.is_available():
+            logger.warning("--device=%s but no GPU is available; using the CPU", device)
+            device = "cpu"
+    model = SpectronModel.from_pretrained(hparams["model_dir"], map_location=device)
+    if abs(model.prompt_seconds - float(hparams["prompt_seconds"])) > 1e-6:
+        logger.warning("the model was trained with %.1f s prompts but is evaluated with %.1f s",
+                       model.prompt_seconds, hparams["prompt_seconds"])
+
+    result = evaluate_continuation(model, rows, **{k: hparams[k] for k in COMPONENT_KEYS}, **protocol,
+                                   out_dir=out_dir, progress=not run_opts.get("noprogressbar", False))
+    setup = {"model": str(hparams["model_dir"]), "test_set": str(hparams["test_folder"]),
+             "manifest": str(manifest), "device": str(device),
+             "command": " ".join(["python", "recipes/LibriLight/evaluate.py", str(hparams_file)]
+                                 + list(sys.argv[1:] if argv is None else argv)[1:])}
+    paths = write_report(result, out_dir, setup=setup)
+    logger.info("report: %s, %s, %s", paths["markdown"], paths["json"], paths["html"])
+    return result, paths
+
+
+if __name__ == "__main__":
+    main()

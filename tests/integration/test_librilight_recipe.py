@@ -1,0 +1,112 @@
+"""The LibriLight recipe end to end on a tiny slice: prepare, train, crash, resume, bundle, generate."""
+import json
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+RECIPE = Path(__file__).resolve().parents[2] / "recipes" / "LibriLight"
+sys.path.insert(0, str(RECIPE))
+
+TINY = [
+    "--mini_corpus_size=tiny", "--mini_corpus_workers=1", "--text_lm_sentences=1500", "--text_lm_steps=20",
+    "--text_lm_vocab=120", "--text_lm_batch_size=16",
+    "--text_lm_config={model_type: llama, hidden_size: 32, intermediate_size: 64, num_hidden_layers: 1, "
+    "num_attention_heads: 2, num_key_value_heads: 2, max_position_embeddings: 512}",
+    "--encoder_ctc_epochs=1", "--encoder_ctc_batch_size=8",
+    "--encoder_ctc_config={d_model: 32, num_layers: 1, nhead: 2, d_ffn: 64, kernel_size: 7, dropout: 0.0}",
+    "--batch_size=4", "--ckpt_interval_steps=1", "--num_samples=1", "--max_continuation_seconds=1.5",
+    "--prenet_bottleneck=32", "--postnet_hidden=32", "--max_valid_utterances=4", "--griffin_lim_iters=2",
+]
+
+
+class Crash(Exception):
+    pass
+
+
+def test_mini_recipe_prepare_train_resume_bundle(tmp_path, monkeypatch):
+    import train
+
+    argv = [str(RECIPE / "hparams" / "spectron_mini.yaml"), f"--data_folder={tmp_path}/corpus",
+            f"--output_folder={tmp_path}/run", "--number_of_epochs=1", *TINY]
+    # 1) the run dies in the middle of its first epoch, after intra-epoch checkpoints
+    original = train.SpectronBrain.fit_batch
+    calls = {"n": 0}
+
+    def crashing(self, batch):
+        calls["n"] += 1
+        if calls["n"] == 3:
+            raise Crash("killed mid-epoch")
+        return original(self, batch)
+
+    monkeypatch.setattr(train.SpectronBrain, "fit_batch", crashing)
+    with pytest.raises(Crash):
+        train.main(argv)
+    saved = list((tmp_path / "run" / "save").glob("CKPT+*"))
+    assert saved, "no intra-epoch checkpoint was written before the crash"
+    step0 = json.loads((tmp_path / "run" / "valid_step0.json").read_text())
+    assert {"loss", "ce", "spec", "freq_deriv", "time_deriv"} <= set(step0)
+
+    # 2) rerunning the same command resumes from that checkpoint (not from step 0)
+    monkeypatch.setattr(train.SpectronBrain, "fit_batch", original)
+    resumed_at = {}
+    original_start = train.SpectronBrain.on_stage_start
+
+    def record(self, stage, epoch=None):
+        if stage == train.sb.Stage.TRAIN:
+            resumed_at.setdefault("step", self.step)
+        return original_start(self, stage, epoch)
+
+    monkeypatch.setattr(train.SpectronBrain, "on_stage_start", record)
+    summary = train.main(argv)
+    assert resumed_at["step"] == 2, resumed_at
+
+    # 3) the run leaves a bundle, samples and a summary
+    run = tmp_path / "run"
+    assert (run / "bundle" / "spectron_config.json").is_file()
+    samples = sorted(p.name for p in (run / "samples").iterdir())
+    assert any(n.endswith("_generated.wav") for n in samples) and any(n.endswith(".png") for n in samples)
+    assert 0.0 <= summary["test_prompt_transcript_wer"] and summary["valid_final"]["loss"] > 0
+    assert "train loss" in (run / "train_log.txt").read_text()
+
+    # 4) the bundle continues a prompt from the test split through the CLI
+    from spectron_kit.cli import main as cli
+
+    prompt = next((tmp_path / "corpus" / "test").rglob("*.flac"))
+    out = tmp_path / "continued.wav"
+    assert cli(["continue", "--model", str(run / "bundle"), str(prompt), "-o", str(out),
+                "--seconds", "0.5", "--plot", str(tmp_path / "c.png")]) == 0
+    import soundfile
+
+    audio, rate = soundfile.read(out)
+    assert rate == 16000 and len(audio) == (40 - 1) * 200
+    assert (tmp_path / "c.png").stat().st_size > 1000
+
+
+def test_paper_config_without_data_says_what_to_pass(capsys):
+    import train
+
+    with pytest.raises(SystemExit) as err:
+        train.main([str(RECIPE / "hparams" / "spectron.yaml")])
+    assert err.value.code == 2
+    message = capsys.readouterr().err
+    assert "--data_folder=..." in message and "spectron_mini.yaml" in message
+
+
+def test_bad_overrides_fail_with_the_key_named(capsys):
+    import train
+
+    for flag, expected in (("--lr=fast", "--lr='fast' is a str but lr takes a float"),
+                           ("--learning_rate=0.1", "learning_rate")):
+        with pytest.raises(SystemExit):
+            train.main([str(RECIPE / "hparams" / "spectron_mini.yaml"), flag])
+        assert expected in capsys.readouterr().err
+
+
+def test_ablation_files_resolve_to_their_base():
+    from spectron_kit.recipe import resolve_base
+
+    base, overrides = resolve_base(RECIPE / "hparams" / "ablation_no_derivative.yaml", "w_spec: 2.0")
+    assert Path(base).name == "spectron.yaml"
+    assert overrides == {"experiment": "spectron_no_derivative", "w_freq": 0.0, "w_time": 0.0, "w_spec": 2.0}
