@@ -112,15 +112,22 @@ class FeatureSpec:
                 f"build the {other_what} with the {what}'s feature spec")
 
 
-def as_spec(spec):
-    """Accept a FeatureSpec, a dict of its fields, or None (defaults)."""
+def as_spec(spec, **fields):
+    """Accept a FeatureSpec, a dict of its fields, or None (defaults); ``fields`` override it."""
     if spec is None:
-        return FeatureSpec()
-    if isinstance(spec, FeatureSpec):
-        return spec
-    if isinstance(spec, dict):
-        return FeatureSpec.from_dict(spec)
-    raise TypeError(f"spec must be a FeatureSpec or a dict of its fields, got {type(spec).__name__}")
+        spec = FeatureSpec()
+    elif isinstance(spec, dict):
+        spec = FeatureSpec.from_dict(spec)
+    elif not isinstance(spec, FeatureSpec):
+        raise TypeError(f"spec must be a FeatureSpec or a dict of its fields, got {type(spec).__name__}")
+    return dataclasses.replace(spec, **fields) if fields else spec
+
+
+def normalisation_stats(spec):
+    """Per-bin (mean, std) tensors of a spec (zeros and ones when it has none)."""
+    if spec.mean is not None and spec.std is not None:
+        return torch.tensor(spec.mean), torch.tensor(spec.std)
+    return torch.zeros(spec.n_mels), torch.ones(spec.n_mels)
 
 
 def mel_filterbank(spec):
@@ -142,18 +149,13 @@ class LogMelFrontend(torch.nn.Module):
 
     def __init__(self, spec=None, **fields):
         super().__init__()
-        spec = as_spec(spec)
-        if fields:
-            spec = dataclasses.replace(spec, **fields)
-        self.spec = spec
+        self.spec = spec = as_spec(spec, **fields)
         self.n_features = spec.n_mels
         self.register_buffer("window", torch.hann_window(spec.win_length), persistent=False)
         self.register_buffer("fbank", mel_filterbank(spec), persistent=False)
-        norm = spec.mean is not None and spec.std is not None
-        self.register_buffer("mean", torch.tensor(spec.mean) if norm else torch.zeros(spec.n_mels),
-                             persistent=False)
-        self.register_buffer("std", torch.tensor(spec.std) if norm else torch.ones(spec.n_mels),
-                             persistent=False)
+        mean, std = normalisation_stats(spec)
+        self.register_buffer("mean", mean, persistent=False)
+        self.register_buffer("std", std, persistent=False)
 
     def num_frames(self, num_samples):
         """Frames produced for a signal of ``num_samples`` (center=True STFT)."""

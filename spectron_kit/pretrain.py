@@ -133,7 +133,7 @@ def pretrain_text_lm(train_sentences, valid_sentences, out_dir, lm_config, vocab
             nn.utils.clip_grad_norm_(lm.parameters(), 1.0)
             optimizer.step()
             schedule.step()
-            bar.update(task, advance=1, info=f"loss {float(loss):.3f}")
+            bar.update(task, advance=1, info=f"loss {loss.item():.3f}")
     after = text_lm_nll(lm, valid)
     lm.save_pretrained(out_dir)
     metrics = {"valid_nll_before": before, "valid_nll_after": after, "valid_ppl_before": math.exp(before),
@@ -256,6 +256,7 @@ def pretrain_ctc_encoder(train_items, valid_items, out_dir, feature_spec, encode
                                 build("encoder", "conformer", **encoder_kwargs))
     train = [(w, text_to_labels(t)) for w, t in train_items]
     steps = epochs * math.ceil(len(train) / batch_size)
+    warmup = min(warmup, max(1, steps // 10))  # short runs: warm up over at most 10% of the steps
     optimizer = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=0.01)
     schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: warmup_cosine(s, warmup, steps))
     ctc = nn.CTCLoss(blank=0, zero_infinity=True)

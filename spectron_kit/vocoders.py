@@ -9,12 +9,10 @@ Example:
     >>> wav.shape[1] == wav_lens[0] == 8000
     True
 """
-import dataclasses
-
 import torch
 import torchaudio
 
-from spectron_kit.features import as_spec, mel_filterbank
+from spectron_kit.features import as_spec, mel_filterbank, normalisation_stats
 from spectron_kit.hookspecs import hookimpl
 
 
@@ -32,10 +30,7 @@ class GriffinLimVocoder(torch.nn.Module):
 
     def __init__(self, spec=None, n_iter=32, momentum=0.99, sharpen=1.2, seed=0, **fields):
         super().__init__()
-        spec = as_spec(spec)
-        if fields:
-            spec = dataclasses.replace(spec, **fields)
-        self.spec = spec
+        self.spec = spec = as_spec(spec, **fields)
         self.sample_rate = spec.sample_rate
         self.n_iter = n_iter
         self.momentum = momentum
@@ -43,10 +38,9 @@ class GriffinLimVocoder(torch.nn.Module):
         self.seed = seed
         fbank = mel_filterbank(spec)  # [n_freq, n_mels]
         self.register_buffer("inverse_fbank", torch.linalg.pinv(fbank), persistent=False)
-        self.register_buffer("mean", torch.tensor(spec.mean) if spec.mean else torch.zeros(spec.n_mels),
-                             persistent=False)
-        self.register_buffer("std", torch.tensor(spec.std) if spec.std else torch.ones(spec.n_mels),
-                             persistent=False)
+        mean, std = normalisation_stats(spec)
+        self.register_buffer("mean", mean, persistent=False)
+        self.register_buffer("std", std, persistent=False)
 
     @torch.no_grad()
     def forward(self, feats, lengths=None):

@@ -4,8 +4,6 @@ Install with ``pip install -e plugins/spectron-kit-librosa-vocoder``; then
 ``spectron-kit plugins`` lists ``vocoder / librosa_griffin_lim`` and a recipe
 selects it with ``vocoder_name: librosa_griffin_lim``.
 """
-import dataclasses
-
 import numpy as np
 import torch
 
@@ -26,9 +24,7 @@ class LibrosaGriffinLimVocoder(torch.nn.Module):
         import librosa  # imported only when this vocoder is selected
 
         self._librosa = librosa
-        spec = as_spec(spec)
-        if fields:
-            spec = dataclasses.replace(spec, **fields)
+        spec = as_spec(spec, **fields)
         self.spec, self.sample_rate, self.n_iter = spec, spec.sample_rate, n_iter
 
     @torch.no_grad()

@@ -242,7 +242,8 @@ def pretrain_if_missing(hparams, manifests):
             "encoder_kwargs": dict(hparams["encoder_ctc_config"], n_mels=hparams["n_mels"],
                                    hop_seconds=hparams["feature_spec"]["hop_length"] / rate),
             "epochs": hparams["encoder_ctc_epochs"], "batch_size": hparams["encoder_ctc_batch_size"],
-            "lr": hparams["encoder_ctc_lr"], "seed": hparams["seed"], "augment": hparams["prompt_augment"]})
+            "lr": hparams["encoder_ctc_lr"], "seed": hparams["seed"],
+            "augment": hparams["prompt_augment"] if hparams["encoder_ctc_spec_augment"] else None})
 
 
 def build_model(hparams):
