@@ -144,14 +144,17 @@ def dataio_prepare(hparams, manifests, tokenizer):
     prompt_samples = int(round(hparams["prompt_seconds"] * rate))
     max_cont = int(round(hparams["max_continuation_seconds"] * rate))
 
-    def load(names, limit, shuffle_seed=None):
+    def load(names, limit):
         rows = []
         for name in names:
             rows += read_manifest(manifests[name])
-        rows, report = validate_manifest(rows, target_sr=rate, progress=False)
-        rows, skipped = filter_for_continuation(rows, hparams["prompt_seconds"],
-                                                hparams["min_continuation_seconds"])
-        rows = [r for r in rows if r["text"]]
+        rows, _ = validate_manifest(rows, target_sr=rate, progress=False)  # logs its own counts
+        rows, _ = filter_for_continuation(rows, hparams["prompt_seconds"], hparams["min_continuation_seconds"])
+        transcribed = [r for r in rows if r["text"]]
+        if len(transcribed) < len(rows):
+            logger.info("skipped %d of %d utterances without a transcript (pseudo-label them with "
+                        "tools/pseudo_label.py)", len(rows) - len(transcribed), len(rows))
+        rows = transcribed
         if limit:
             rows = rows[: int(limit)]
         return DynamicItemDataset(to_speechbrain_data(rows)), rows
