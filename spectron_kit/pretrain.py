@@ -277,7 +277,7 @@ def pretrain_ctc_encoder(train_items, valid_items, out_dir, feature_spec, encode
                 nn.utils.clip_grad_norm_(model.parameters(), 5.0)
                 optimizer.step()
                 schedule.step()
-                bar.update(task, advance=1, info=f"epoch {epoch + 1} ctc {float(loss):.3f}")
+                bar.update(task, advance=1, info=f"epoch {epoch + 1} ctc {loss.item():.3f}")
     valid_wer, examples = ctc_wer(model, valid_items)
     metrics = {"valid_wer": valid_wer, "epochs": epochs, "seconds": time.time() - started,
                "examples": examples[:5], "parameters": sum(p.numel() for p in model.encoder.parameters())}

@@ -91,7 +91,7 @@ class SpectronBrain(sb.Brain):
     def on_fit_batch_end(self, batch, outputs, loss, should_step):
         if should_step:
             self.scheduler.step()
-        self._advance(f"loss {float(loss):.3f}")
+        self._advance(f"loss {float(loss.detach()):.3f}")
 
     def evaluate_batch(self, batch, stage):
         loss = super().evaluate_batch(batch, stage)
