@@ -1,9 +1,11 @@
 """Helpers shared by the recipes: checked command-line overrides and resolved configs.
 
-SpeechBrain's ``parse_arguments`` + HyperPyYAML already refuse overrides of
-unknown keys; this adds the checks users hit next: a value of the wrong type,
-and a required ``!PLACEHOLDER`` left empty.
+Every recipe checks its command line with :func:`check_overrides` before it
+loads anything: an unknown key (with the closest known one), a value of the
+wrong type, and a required ``!PLACEHOLDER`` left empty each stop the run with
+one line naming the key.
 """
+import difflib
 import sys
 from pathlib import Path
 
@@ -16,29 +18,51 @@ class RecipeConfigError(ValueError):
     """A recipe command line that cannot work."""
 
 
+class _Tagged(str):
+    """A YAML value written with a tag (``!ref <x>``, ``!apply:f {...}``, ``!PLACEHOLDER``), as its source text."""
+
+
+class _TagTolerantLoader(pyyaml.SafeLoader):
+    """Plain YAML loader that reads any ``!tag`` value as a ``_Tagged`` string instead of failing."""
+
+
+def _tagged_source(loader, suffix, node):
+    start, end = node.start_mark, node.end_mark
+    text = start.buffer[start.index:end.index].strip() if start.buffer is not None else ""
+    return _Tagged(text if text.startswith("!") else f"!{suffix} {text}".strip())
+
+
+_TagTolerantLoader.add_multi_constructor("!", _tagged_source)
+
+
+def _load_yaml(text):
+    return pyyaml.load(text, Loader=_TagTolerantLoader) or {}
+
+
 def _raw_top_level(path):
-    """Top-level keys of a HyperPyYAML file with their plain default values.
-
-    Tagged values (``!ref``, ``!new:``...) map to the tag name; ``!include`` is
-    followed for top-level includes.
-    """
-    class Tagged(str):
-        pass
-
-    class Loader(pyyaml.SafeLoader):
-        pass
-
-    def any_tag(loader, tag_suffix, node):
-        return Tagged("!" + tag_suffix)
-
-    Loader.add_multi_constructor("!", any_tag)
-    text = Path(path).read_text()
-    data = pyyaml.load(text, Loader=Loader) or {}
+    """Top-level keys of a HyperPyYAML file with their plain default values (tags -> tag name)."""
+    data = _load_yaml(Path(path).read_text())
     return {k: v for k, v in data.items() if not str(k).startswith("__")}
 
 
+def parse_overrides(overrides):
+    """SpeechBrain's override string (``key: value`` lines) or a dict -> dict.
+
+    Tagged values (``!apply:...``, ``!ref <x>``) are kept as strings; they
+    are HyperPyYAML's to resolve.
+    """
+    if isinstance(overrides, dict):
+        return dict(overrides)
+    return dict(_load_yaml(overrides or ""))
+
+
 def check_overrides(hparams_file, overrides, example_hint=None):
-    """Refuse overrides with the wrong type and unfilled ``!PLACEHOLDER`` keys.
+    """Refuse, before anything is loaded, overrides that cannot work.
+
+    Checks, each failing with one line naming the key and the fix: a key the
+    YAML does not have (with the closest known key), a value of the wrong
+    type (against the YAML default), and a required ``!PLACEHOLDER`` left
+    empty.
 
     Arguments:
         hparams_file: the recipe YAML.
@@ -46,15 +70,21 @@ def check_overrides(hparams_file, overrides, example_hint=None):
             (or a dict).
         example_hint: text appended to the placeholder error (e.g. how to run
             the mini setup instead).
+
+    Returns:
+        dict of the parsed overrides.
     """
     raw = _raw_top_level(hparams_file)
-    given = pyyaml.safe_load(overrides) if isinstance(overrides, str) else (overrides or {})
-    given = given or {}
-    for key, value in given.items():
+    given = parse_overrides(overrides)
+    for key in given:
         if key not in raw:
-            continue  # HyperPyYAML reports unknown keys itself, with the list of known ones
+            close = difflib.get_close_matches(str(key), list(raw), n=1)
+            hint = f"did you mean --{close[0]}? " if close else ""
+            raise RecipeConfigError(f"unknown override --{key}; {hint}keys of {Path(hparams_file).name}: "
+                                    f"{', '.join(raw)}")
+    for key, value in given.items():
         default = raw[key]
-        if type(default).__name__ == "Tagged" or default is None or value is None:
+        if isinstance(default, _Tagged) or isinstance(value, _Tagged) or default is None or value is None:
             continue
         if isinstance(default, bool) or isinstance(value, bool):
             ok = isinstance(default, bool) == isinstance(value, bool)
@@ -67,11 +97,12 @@ def check_overrides(hparams_file, overrides, example_hint=None):
             raise RecipeConfigError(
                 f"--{key}={value!r} is a {type(value).__name__} but {key} takes a "
                 f"{type(default).__name__} (default: {default!r}); pass e.g. --{key}={default!r}")
-    missing = [k for k, v in raw.items() if str(v) == "!PLACEHOLDER" and k not in given]
+    missing = [k for k, v in raw.items() if v == "!PLACEHOLDER" and k not in given]
     if missing:
         flags = " ".join(f"--{k}=..." for k in missing)
-        hint = f" {example_hint}" if example_hint else ""
-        raise RecipeConfigError(f"{Path(hparams_file).name} needs {', '.join(missing)}: pass {flags}.{hint}")
+        hint = f"; {example_hint}" if example_hint else ""
+        raise RecipeConfigError(f"{Path(hparams_file).name} needs {', '.join(missing)}: pass {flags}{hint}")
+    return given
 
 
 def exit_on_config_error(func):
@@ -106,14 +137,13 @@ def resolve_base(hparams_file, overrides):
     command line's (which win).
     """
     path = Path(hparams_file)
-    given = pyyaml.safe_load(overrides) if isinstance(overrides, str) else dict(overrides or {})
-    given = given or {}
+    given = parse_overrides(overrides)
     layers, seen = [], set()
     while True:
         if path.resolve() in seen:
             raise RecipeConfigError(f"{path} is part of a {BASE_KEY} cycle")
         seen.add(path.resolve())
-        data = pyyaml.safe_load(path.read_text()) if _has_base(path) else None
+        data = _load_yaml(path.read_text()) if _has_base(path) else None
         if not data:
             break
         layers.append({k: v for k, v in data.items() if k != BASE_KEY})
@@ -126,6 +156,18 @@ def resolve_base(hparams_file, overrides):
         merged.update(layer)
     merged.update(given)
     return str(path), merged
+
+
+def overrides_to_yaml(overrides):
+    """An override dict (from :func:`parse_overrides` / :func:`resolve_base`) -> the YAML string
+    HyperPyYAML takes, with tagged values (``!apply:...``) written back as they were given."""
+    lines = []
+    for key, value in overrides.items():
+        if isinstance(value, _Tagged):
+            lines.append(f"{key}: {value}")
+        else:
+            lines.append(pyyaml.safe_dump({key: value}, default_flow_style=True, width=10 ** 6).strip()[1:-1])
+    return "\n".join(lines)
 
 
 def _has_base(path):

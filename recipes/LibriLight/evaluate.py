@@ -24,13 +24,10 @@ spectrograms and texts per utterance; open it from disk).
 
 Authors: spectron-kit contributors
 """
-import difflib
 import logging
-import re
 import sys
 from pathlib import Path
 
-import yaml
 from hyperpyyaml import load_hyperpyyaml
 
 HERE = Path(__file__).resolve().parent
@@ -43,6 +40,7 @@ except ImportError:  # run from a checkout without installing
 import speechbrain as sb  # noqa: E402
 from speechbrain.utils.distributed import run_on_main  # noqa: E402
 
+from spectron_kit import recipe  # noqa: E402
 from spectron_kit.data.manifest import read_manifest  # noqa: E402
 from spectron_kit.evaluation.continuation import PROTOCOL_CONTROLS, check_protocol, evaluate_continuation  # noqa: E402
 from spectron_kit.evaluation.report import write_report  # noqa: E402
@@ -53,50 +51,11 @@ logger = logging.getLogger(__name__)
 COMPONENT_KEYS = ("transcriber", "lm_scorer", "speaker_encoder", "mos_predictor")
 
 
-def yaml_top_level_keys(hparams_file):
-    """Top-level keys of a HyperPyYAML file, in order.
-
-    Arguments:
-        hparams_file: path of the YAML file.
-
-    Returns:
-        list of key names.
-    """
-    keys = []
-    for line in Path(hparams_file).read_text(encoding="utf-8").splitlines():
-        match = re.match(r"^([A-Za-z_][\w.-]*)\s*:", line)
-        if match:
-            keys.append(match.group(1))
-    return keys
-
-
-def parse_overrides(overrides):
-    """The ``key: value`` lines of a SpeechBrain override string as a dict.
-
-    Arguments:
-        overrides: string from ``speechbrain.parse_arguments`` (one
-            ``key: value`` per line) or a dict.
-
-    Returns:
-        dict; values that are plain YAML become Python values, tagged values
-        (``!ref``, ``!apply``...) stay strings.
-    """
-    if isinstance(overrides, dict):
-        return dict(overrides)
-    parsed = {}
-    for line in (overrides or "").splitlines():
-        if not line.strip() or line.startswith((" ", "\t")) or ":" not in line:
-            continue
-        key, raw = line.split(":", 1)
-        try:
-            parsed[key.strip()] = yaml.safe_load(raw)
-        except yaml.YAMLError:
-            parsed[key.strip()] = raw.strip()
-    return parsed
-
-
 def check_overrides(hparams_file, overrides):
     """Fail before loading anything when an override names an unknown key or has a bad value.
+
+    The shared recipe checks (unknown key with the closest known one, wrong
+    type, empty ``!PLACEHOLDER``), then the protocol controls' ranges.
 
     Arguments:
         hparams_file: the recipe's YAML file.
@@ -105,18 +64,11 @@ def check_overrides(hparams_file, overrides):
     Returns:
         dict of the parsed overrides.
     """
-    known = yaml_top_level_keys(hparams_file)
-    parsed = parse_overrides(overrides)
-    for key in parsed:
-        if key not in known:
-            close = difflib.get_close_matches(key, known, n=1)
-            hint = f"did you mean --{close[0]}? " if close else ""
-            raise SystemExit(f"error: unknown override --{key}; {hint}keys of {hparams_file}: "
-                             f"{', '.join(k for k in known if not k.startswith('__'))}")
+    parsed = recipe.check_overrides(hparams_file, overrides)
     try:
         check_protocol(**{k: v for k, v in parsed.items() if k in PROTOCOL_CONTROLS})
     except ValueError as err:
-        raise SystemExit(f"error: --{err}") from None
+        raise recipe.RecipeConfigError(f"--{err}") from None
     return parsed
 
 
@@ -135,14 +87,15 @@ def prepare_test_manifest(test_folder, save_folder, prompt_seconds):
 
     test_folder = Path(test_folder)
     if not test_folder.is_dir():
-        raise SystemExit(f"error: test_folder {str(test_folder)!r} is not a folder; pass a LibriSpeech-layout "
-                         "split such as --test_folder=data/LibriSpeech/test-clean")
+        raise recipe.RecipeConfigError(f"test_folder {str(test_folder)!r} is not a folder; pass a LibriSpeech-layout "
+                                       "split such as --test_folder=data/LibriSpeech/test-clean")
     kwargs = {"data_folder": str(test_folder.resolve().parent), "save_folder": str(save_folder),
               "splits": [test_folder.resolve().name], "prompt_seconds": float(prompt_seconds)}
     run_on_main(prepare_librispeech, kwargs=kwargs)
     return Path(save_folder) / f"{test_folder.resolve().name}.csv"
 
 
+@recipe.exit_on_config_error
 def main(argv=None):
     """Run the evaluation recipe.
 
@@ -155,7 +108,7 @@ def main(argv=None):
         report files written.
     """
     hparams_file, run_opts, overrides = sb.parse_arguments(sys.argv[1:] if argv is None else argv)
-    check_overrides(hparams_file, overrides)
+    overrides = recipe.overrides_to_yaml(check_overrides(hparams_file, overrides))
     with open(hparams_file, encoding="utf-8") as fin:
         hparams = load_hyperpyyaml(fin, overrides)
     protocol = {k: hparams[k] for k in PROTOCOL_CONTROLS if k in hparams}

@@ -39,7 +39,7 @@ from spectron_kit.data.manifest import (  # noqa: E402
     filter_for_continuation, load_segment, read_manifest, to_speechbrain_data, validate_manifest)
 from spectron_kit.model import SpectronModel  # noqa: E402
 from spectron_kit.pretrain import warmup_cosine  # noqa: E402
-from spectron_kit.recipe import check_overrides, exit_on_config_error, resolve_base  # noqa: E402
+from spectron_kit.recipe import check_overrides, exit_on_config_error, overrides_to_yaml, resolve_base  # noqa: E402
 
 logger = logging.getLogger(__name__)
 console = Console()
@@ -333,7 +333,8 @@ def main(argv=None):
     hparams_file, run_opts, overrides = sb.parse_arguments(argv if argv is not None else sys.argv[1:])
     hparams_file, overrides = resolve_base(hparams_file, overrides)
     check_overrides(hparams_file, overrides,
-                    "For a run without data, use recipes/LibriLight/hparams/spectron_mini.yaml.")
+                    "for a run without data, use recipes/LibriLight/hparams/spectron_mini.yaml")
+    overrides = overrides_to_yaml(overrides)
     with open(hparams_file) as fin:
         hparams = load_hyperpyyaml(fin, overrides)
     sb.create_experiment_directory(experiment_directory=hparams["output_folder"], hyperparams_to_save=hparams_file,

@@ -608,8 +608,7 @@ def register_transcribers(register):
              description="CMU PocketSphinx, bundled US-English model (offline, weak)")
     register("hf_asr", HFASRTranscriber,
              description="Hugging Face CTC or seq2seq ASR model from `source`")
-    # The mini setup's own CTC transcriber is registered by the lead in its
-    # own module (not here).
+    # the mini setup's own CTC transcriber ("ctc") registers in spectron_kit/evaluation/ctc.py
 
 
 @hookimpl

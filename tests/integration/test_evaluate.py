@@ -28,6 +28,7 @@ from spectron_kit.evaluation.continuation import (aggregate_records, check_proto
                                                   split_model_text)
 from spectron_kit.evaluation.metrics import normalize_text
 from spectron_kit.model import SpectronModel
+from spectron_kit.recipe import RecipeConfigError
 
 REPO = Path(__file__).resolve().parents[2]
 HERE = Path(__file__).resolve().parent
@@ -216,12 +217,21 @@ def test_check_overrides_rejects_wrong_types():
     recipe = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(recipe)
     yaml_file = REPO / "recipes/LibriLight/hparams/evaluate.yaml"
-    assert recipe.check_overrides(yaml_file, "num_utterances: 5\nlength_rule: fixed") == {
-        "num_utterances": 5, "length_rule": "fixed"}
-    with pytest.raises(SystemExit, match="length_rule='longest' is invalid"):
-        recipe.check_overrides(yaml_file, "length_rule: longest")
-    with pytest.raises(SystemExit, match="batch_size='four' is invalid"):
-        recipe.check_overrides(yaml_file, "batch_size: four")
+    required = "model_dir: b\ntest_folder: t\nlm_scorer_source: gpt2\n"
+    assert recipe.check_overrides(yaml_file, required + "num_utterances: 5\nlength_rule: fixed") == {
+        "model_dir": "b", "test_folder": "t", "lm_scorer_source": "gpt2", "num_utterances": 5,
+        "length_rule": "fixed"}
+    with pytest.raises(RecipeConfigError, match="length_rule='longest' is invalid"):
+        recipe.check_overrides(yaml_file, required + "length_rule: longest")
+    with pytest.raises(RecipeConfigError, match="--batch_size='four' is a str but batch_size takes a int"):
+        recipe.check_overrides(yaml_file, required + "batch_size: four")
+    with pytest.raises(RecipeConfigError, match="unknown override --num_utts; did you mean --num_utterances"):
+        recipe.check_overrides(yaml_file, required + "num_utts: 5")
+    with pytest.raises(RecipeConfigError, match="evaluate.yaml needs test_folder: pass --test_folder=..."):
+        recipe.check_overrides(yaml_file, "model_dir: b\nlm_scorer_source: gpt2")
+    # a whole component swapped with a tagged value passes through untouched
+    tagged = "transcriber: !apply:spectron_kit.build {kind: transcriber, name: hf_asr, source: my/asr}"
+    assert recipe.check_overrides(yaml_file, required + tagged)["transcriber"] == tagged.split(": ", 1)[1]
 
 
 # -- continuation helpers against hand-computed cases -------------------------------------------
