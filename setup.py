@@ -21,7 +21,7 @@ EXTRAS = {
         "onnxruntime==1.31.1",
         "librosa==0.11.0",
     ],
-    "test": ["pytest==9.0.3"],
+    "test": ["pytest==9.0.3", "jiwer==4.0.0"],  # jiwer: independent WER reference in the tests
 }
 EXTRAS["test"] = EXTRAS["test"] + EXTRAS["eval"]
 EXTRAS["all"] = sorted(set(sum(EXTRAS.values(), [])))

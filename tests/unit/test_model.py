@@ -144,7 +144,7 @@ def test_overfits_one_utterance():
     for step in range(300):
         out = model(batch)
         if first is None:
-            first = {k: float(out[k]) for k in ("ce", "spec", "freq_deriv", "time_deriv", "stop")}
+            first = {k: float(out[k].detach()) for k in ("ce", "spec", "freq_deriv", "time_deriv", "stop")}
         optimizer.zero_grad()
         out["loss"].backward()
         optimizer.step()
