@@ -107,6 +107,7 @@ def main(argv=None):
         ``(result, paths)``: the ``evaluate_continuation`` result and the
         report files written.
     """
+    recipe.reuse_freed_memory()  # CPU inference otherwise spends much of its time in page faults
     hparams_file, run_opts, overrides = sb.parse_arguments(sys.argv[1:] if argv is None else argv)
     overrides = recipe.overrides_to_yaml(check_overrides(hparams_file, overrides))
     with open(hparams_file, encoding="utf-8") as fin:

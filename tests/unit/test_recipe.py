@@ -69,3 +69,18 @@ def test_ablation_file_layers_over_its_base(tmp_path, hparams):
     (tmp_path / "loop.yaml").write_text("__base__: loop.yaml\n")
     with pytest.raises(RecipeConfigError, match="cycle"):
         resolve_base(tmp_path / "loop.yaml", "")
+
+
+def test_reuse_freed_memory_applies_on_glibc_and_respects_user_settings(monkeypatch):
+    import subprocess
+    import sys
+
+    from spectron_kit.recipe import reuse_freed_memory
+
+    code = "from spectron_kit.recipe import reuse_freed_memory as r; print(r())"
+    env = {k: v for k, v in __import__("os").environ.items() if not k.startswith("MALLOC_")}
+    applied = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, check=True)
+    glibc = sys.platform.startswith("linux") and __import__("platform").libc_ver()[0] == "glibc"
+    assert applied.stdout.strip() == str(glibc)
+    monkeypatch.setenv("MALLOC_MMAP_THRESHOLD_", "131072")  # the user's own tuning wins
+    assert reuse_freed_memory() is False
