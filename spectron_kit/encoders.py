@@ -40,10 +40,10 @@ CONFORMER_WEIGHTS_FILE = "encoder.safetensors"
 
 # architecture fields stored in encoder_config.json
 _CONFORMER_FIELDS = ("n_mels", "d_model", "num_layers", "nhead", "d_ffn", "kernel_size",
-                     "dropout", "hop_seconds")
+                     "dropout", "hop_seconds", "subsampling_channels")
 _CONFORMER_DEFAULTS = {"n_mels": 128, "d_model": 144, "num_layers": 4, "nhead": 4,
                        "d_ffn": 576, "kernel_size": 15, "dropout": 0.1,
-                       "hop_seconds": 0.0125}
+                       "hop_seconds": 0.0125, "subsampling_channels": None}
 
 
 # ---------------------------------------------------------------------------
@@ -100,8 +100,11 @@ class ConvSubsampling(nn.Module):
 
     Arguments:
         n_mels: input feature bins F.
-        d_model: output width (also the number of conv channels).
+        d_model: output width.
         dropout: dropout after the output projection.
+        channels: conv channels (None = d_model). The second convolution costs
+            channels^2 per output cell, most of a small encoder's compute at
+            channels = d_model; fewer channels make it much cheaper.
 
     Example:
         >>> import torch
@@ -111,12 +114,13 @@ class ConvSubsampling(nn.Module):
         ((1, 3, 4), [3])
     """
 
-    def __init__(self, n_mels, d_model, dropout=0.0):
+    def __init__(self, n_mels, d_model, dropout=0.0, channels=None):
         super().__init__()
-        self.conv1 = nn.Conv2d(1, d_model, kernel_size=3, stride=2, padding=1)
-        self.conv2 = nn.Conv2d(d_model, d_model, kernel_size=3, stride=2, padding=1)
+        channels = channels or d_model
+        self.conv1 = nn.Conv2d(1, channels, kernel_size=3, stride=2, padding=1)
+        self.conv2 = nn.Conv2d(channels, channels, kernel_size=3, stride=2, padding=1)
         freq = self.output_length(self.output_length(n_mels))
-        self.proj = nn.Linear(d_model * freq, d_model)
+        self.proj = nn.Linear(channels * freq, d_model)
         self.dropout = nn.Dropout(dropout)
 
     @staticmethod
@@ -163,6 +167,8 @@ class ConformerEncoder(_FrozenMixin, nn.Module):
         kernel_size: depthwise convolution kernel (odd).
         dropout: dropout probability.
         hop_seconds: hop of the input features in seconds (sets ``frame_rate``).
+        subsampling_channels: channels of the two subsampling convolutions
+            (None = d_model; the mini setup uses 32, a 2x cheaper encoder).
         freeze: no gradients, kept in eval mode.
         source: directory written by :meth:`save_pretrained`; its stored
             architecture wins over the keyword arguments and its weights load.
@@ -184,12 +190,12 @@ class ConformerEncoder(_FrozenMixin, nn.Module):
     input_kind = "features"
 
     def __init__(self, n_mels=None, d_model=144, num_layers=4, nhead=4, d_ffn=576,
-                 kernel_size=15, dropout=0.1, hop_seconds=0.0125, freeze=False,
-                 source=None):
+                 kernel_size=15, dropout=0.1, hop_seconds=0.0125, subsampling_channels=None,
+                 freeze=False, source=None):
         super().__init__()
         cfg = dict(n_mels=128 if n_mels is None else n_mels, d_model=d_model,
                    num_layers=num_layers, nhead=nhead, d_ffn=d_ffn, kernel_size=kernel_size,
-                   dropout=dropout, hop_seconds=hop_seconds)
+                   dropout=dropout, hop_seconds=hop_seconds, subsampling_channels=subsampling_channels)
         if source is not None:
             stored = _read_conformer_config(source)
             if n_mels is not None and int(n_mels) != int(stored["n_mels"]):
@@ -209,7 +215,8 @@ class ConformerEncoder(_FrozenMixin, nn.Module):
         )
         from speechbrain.nnet.attention import RelPosEncXL
 
-        self.subsampling = ConvSubsampling(self.n_mels, self.output_size, cfg["dropout"])
+        self.subsampling = ConvSubsampling(self.n_mels, self.output_size, cfg["dropout"],
+                                           cfg["subsampling_channels"])
         self.pos_enc = RelPosEncXL(self.output_size)
         self.conformer = SBConformerEncoder(
             num_layers=int(cfg["num_layers"]), d_model=self.output_size,
@@ -334,10 +341,13 @@ def _read_conformer_config(source):
 
 
 def _validate_conformer_config(cfg):
-    for key in ("n_mels", "d_model", "num_layers", "nhead", "d_ffn", "kernel_size"):
+    for key in ("n_mels", "d_model", "num_layers", "nhead", "d_ffn", "kernel_size", "subsampling_channels"):
         value = cfg[key]
+        if value is None and key == "subsampling_channels":
+            continue
         if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-            raise ValueError(f"{key}={value!r} must be a positive integer")
+            raise ValueError(f"{key}={value!r} must be a positive integer"
+                             + (" or null (= d_model)" if key == "subsampling_channels" else ""))
     if cfg["d_model"] % cfg["nhead"]:
         raise ValueError(f"d_model={cfg['d_model']} is not divisible by nhead={cfg['nhead']}; "
                          f"pick nhead dividing d_model")

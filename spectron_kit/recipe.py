@@ -43,7 +43,7 @@ def _load_yaml(text):
 
 
 def _raw_top_level(path):
-    """Top-level keys of a HyperPyYAML file with their plain default values (tags -> tag name)."""
+    """Top-level keys of a HyperPyYAML file with their plain default values (tagged values as source text)."""
     data = _load_yaml(Path(path).read_text())
     return {k: v for k, v in data.items() if not str(k).startswith("__")}
 

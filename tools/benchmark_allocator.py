@@ -31,7 +31,7 @@ torch.manual_seed(0)
 spec = dict(sample_rate=16000, n_fft=1024, win_length=800, hop_length=200, n_mels=80)
 model = CTCSpeechRecognizer(build("frontend", "log_mel", spec=spec), build(
     "encoder", "conformer", n_mels=80, hop_seconds=200 / 16000, d_model=96, num_layers=3, nhead=4, d_ffn=384,
-    kernel_size=15, dropout=0.1))
+    kernel_size=15, dropout=0.1, subsampling_channels=32))
 optimizer = torch.optim.AdamW(model.parameters(), lr=1e-3)
 ctc = torch.nn.CTCLoss(blank=0, zero_infinity=True)
 wav, lens = 0.1 * torch.randn(batch, 48000), torch.full((batch,), 48000)

@@ -88,6 +88,29 @@ def test_conformer_padding_invariance():
             torch.testing.assert_close(batch[i, :out[i]], alone[0], atol=1e-5, rtol=0)
 
 
+def test_conformer_subsampling_channels(tmp_path):
+    enc = ConformerEncoder(**TINY_CONFORMER, subsampling_channels=4).eval()
+    assert enc.subsampling.conv2.weight.shape == (4, 4, 3, 3)
+    assert enc.subsampling.proj.in_features == 4 * 4  # 4 channels x (16 bins -> 8 -> 4)
+    wide = ConformerEncoder(**TINY_CONFORMER)
+    assert sum(p.numel() for p in enc.parameters()) < sum(p.numel() for p in wide.parameters())
+    x, lengths = torch.randn(2, 30, 16), torch.tensor([30, 17])
+    enc.save_pretrained(tmp_path / "narrow")
+    loaded = ConformerEncoder.from_pretrained(tmp_path / "narrow")
+    assert loaded.config["subsampling_channels"] == 4
+    with torch.no_grad():
+        torch.testing.assert_close(loaded.eval()(x, lengths)[0], enc(x, lengths)[0], atol=1e-5, rtol=1e-5)
+    # an encoder saved before the field existed loads with channels = d_model
+    wide.save_pretrained(tmp_path / "old")
+    config_file = tmp_path / "old" / "encoder_config.json"
+    config = json.loads(config_file.read_text())
+    del config["subsampling_channels"]
+    config_file.write_text(json.dumps(config))
+    assert ConformerEncoder.from_pretrained(tmp_path / "old").subsampling.conv2.out_channels == 16
+    with pytest.raises(ValueError, match="subsampling_channels=0 must be a positive integer or null"):
+        ConformerEncoder(**TINY_CONFORMER, subsampling_channels=0)
+
+
 def test_conformer_freeze():
     enc = ConformerEncoder(**TINY_CONFORMER, freeze=True)
     enc.train()
