@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Spectron speech-continuation training (Libri-Light, or the embedded mini corpus).
 
-Mini setup (offline, 2 CPU cores, ~20 min; makes its own corpus and pre-trained parts):
+Mini setup (offline, 2 CPU cores, about 12 min measured; makes its own corpus and pre-trained parts):
     python recipes/LibriLight/train.py recipes/LibriLight/hparams/spectron_mini.yaml
 
 Paper configuration (GPU, Libri-Light with pseudo-transcripts, LibriSpeech dev/test):
