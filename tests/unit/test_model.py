@@ -148,7 +148,7 @@ def test_overfits_one_utterance():
         optimizer.zero_grad()
         out["loss"].backward()
         optimizer.step()
-    last = {k: float(out[k]) for k in first}
+    last = {k: float(out[k].detach()) for k in first}
     print("overfit start", first, "end", last)
     for term in first:
         assert last[term] < first[term] / 10, (term, first[term], last[term])
