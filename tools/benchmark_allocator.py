@@ -38,9 +38,8 @@ wav, lens = 0.1 * torch.randn(batch, 48000), torch.full((batch,), 48000)
 labels, label_lens = torch.randint(1, 28, (batch, 45)), torch.full((batch,), 45)
 
 def step():
-    feats, feat_lens = model.frontend(wav, lens)
-    hidden, out_lens = model.encoder(feats, feat_lens)
-    loss = ctc(model.head(hidden).log_softmax(-1).transpose(0, 1), labels, out_lens, label_lens)
+    logp, out_lens = model(wav, lens)
+    loss = ctc(logp.transpose(0, 1), labels, out_lens, label_lens)
     optimizer.zero_grad()
     loss.backward()
     optimizer.step()

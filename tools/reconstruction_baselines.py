@@ -53,13 +53,18 @@ def continuation_frames(rows, spec, prompt_seconds, max_seconds):
     return frames
 
 
+def _ar_inputs(x, order):
+    """[T - order, order*F + 1]: for each t >= order, frames t-1..t-order and a bias 1."""
+    lagged = [x[order - k - 1: len(x) - k - 1] for k in range(order)]
+    return torch.cat(lagged + [torch.ones(len(x) - order, 1)], dim=1)
+
+
 def fit_linear_ar(frames, order=2, ridge=1e-2):
     """Least-squares weights [order*F + 1, F] predicting x[t] from x[t-1..t-order]."""
     inputs, targets = [], []
     for x in frames:
         if len(x) > order:
-            lagged = [x[order - k - 1: len(x) - k - 1] for k in range(order)]
-            inputs.append(torch.cat(lagged + [torch.ones(len(x) - order, 1)], dim=1))
+            inputs.append(_ar_inputs(x, order))
             targets.append(x[order:])
     a, b = torch.cat(inputs).double(), torch.cat(targets).double()
     return torch.linalg.solve(a.T @ a + ridge * torch.eye(a.shape[1], dtype=a.dtype), a.T @ b).float()
@@ -69,8 +74,7 @@ def predict_linear_ar(x, weights, order=2):
     """AR prediction of every frame from the true previous frames (the first ``order`` are copied)."""
     out = x.clone()
     if len(x) > order:
-        lagged = [x[order - k - 1: len(x) - k - 1] for k in range(order)]
-        out[order:] = torch.cat(lagged + [torch.ones(len(x) - order, 1)], dim=1) @ weights
+        out[order:] = _ar_inputs(x, order) @ weights
     return out
 
 
