@@ -1,9 +1,14 @@
 """Shared recipe command-line checks (spectron_kit/recipe.py)."""
+import os
+import platform
+import subprocess
+import sys
+
 import pytest
 from hyperpyyaml import load_hyperpyyaml
 
 from spectron_kit.recipe import (RecipeConfigError, check_overrides, overrides_to_yaml, parse_overrides,
-                                 resolve_base)
+                                 resolve_base, reuse_freed_memory)
 
 YAML = """\
 seed: 1234
@@ -72,15 +77,10 @@ def test_ablation_file_layers_over_its_base(tmp_path, hparams):
 
 
 def test_reuse_freed_memory_applies_on_glibc_and_respects_user_settings(monkeypatch):
-    import subprocess
-    import sys
-
-    from spectron_kit.recipe import reuse_freed_memory
-
     code = "from spectron_kit.recipe import reuse_freed_memory as r; print(r())"
-    env = {k: v for k, v in __import__("os").environ.items() if not k.startswith("MALLOC_")}
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MALLOC_")}
     applied = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, check=True)
-    glibc = sys.platform.startswith("linux") and __import__("platform").libc_ver()[0] == "glibc"
+    glibc = sys.platform.startswith("linux") and platform.libc_ver()[0] == "glibc"
     assert applied.stdout.strip() == str(glibc)
     monkeypatch.setenv("MALLOC_MMAP_THRESHOLD_", "131072")  # the user's own tuning wins
     assert reuse_freed_memory() is False
