@@ -24,6 +24,7 @@ because the change from one frame to the next is what they cannot know.
 "step 0 / value" ratio each predictor would reach.
 """
 import argparse
+import dataclasses
 import json
 import sys
 from pathlib import Path
@@ -118,10 +119,16 @@ def main(argv=None):
     parser.add_argument("--max-utterances", type=int, default=60)
     parser.add_argument("--time-orders", type=int, default=2)
     parser.add_argument("--freq-orders", type=int, default=1)
+    parser.add_argument("--log-floor", type=float,
+                        help="score features with this log floor instead of the feature spec's (what-if)")
     parser.add_argument("--json", help="also write the values here")
     args = parser.parse_args(argv)
 
     spec = FeatureSpec.load(args.feature_spec) if args.feature_spec else FeatureSpec()
+    if args.log_floor is not None:
+        if args.log_floor <= 0:
+            sys.exit(f"error: --log-floor={args.log_floor}; pass a positive value such as 1e-5")
+        spec = dataclasses.replace(spec, log_floor=args.log_floor)
     rows, skipped = filter_for_continuation(read_manifest(args.manifest), args.prompt_seconds)
     rows = rows[: args.max_utterances]
     if not rows:

@@ -55,3 +55,8 @@ def test_command_line_on_a_manifest(tmp_path):
     assert results["flat (mean frame)"]["time_deriv"] < results["truth + N(0, 0.3^2)"]["time_deriv"]
     with pytest.raises(SystemExit, match="no utterance"):
         rb.main([str(manifest), "--prompt-seconds", "10"])
+    # a higher log floor clips the quiet bins: every predictor's L_s shrinks (the default floor is 1e-5)
+    floored = rb.main([str(manifest), "--log-floor", "1e-2"])
+    assert floored["flat (mean frame)"]["spec"] < results["flat (mean frame)"]["spec"]
+    with pytest.raises(SystemExit, match="--log-floor=0.0; pass a positive value"):
+        rb.main([str(manifest), "--log-floor", "0"])
