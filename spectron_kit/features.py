@@ -55,6 +55,9 @@ class FeatureSpec:
                              "use n_fft >= win_length")
         if self.mel_scale not in ("htk", "slaney"):
             raise ValueError(f"mel_scale={self.mel_scale!r}; use 'htk' or 'slaney'")
+        if not self.log_floor > 0:
+            raise ValueError(f"log_floor={self.log_floor!r}; use a positive floor such as 1e-5 "
+                             "(silent bins would become log(0) = -inf)")
         if self.log_base != "e":
             raise ValueError(f"log_base={self.log_base!r}; only natural log ('e') is implemented")
         for name in ("mean", "std"):

@@ -126,9 +126,10 @@ def main(argv=None):
 
     spec = FeatureSpec.load(args.feature_spec) if args.feature_spec else FeatureSpec()
     if args.log_floor is not None:
-        if args.log_floor <= 0:
+        try:
+            spec = dataclasses.replace(spec, log_floor=args.log_floor)  # FeatureSpec refuses floors <= 0
+        except ValueError:
             sys.exit(f"error: --log-floor={args.log_floor}; pass a positive value such as 1e-5")
-        spec = dataclasses.replace(spec, log_floor=args.log_floor)
     rows, skipped = filter_for_continuation(read_manifest(args.manifest), args.prompt_seconds)
     rows = rows[: args.max_utterances]
     if not rows:

@@ -50,6 +50,14 @@ def test_normalisation_stats_round_trip():
         FeatureSpec(n_mels=4, mean=[0, 0], std=[1, 1, 1, 1])
 
 
+def test_log_floor_must_be_positive():
+    # a zero floor would turn digital silence into -inf features
+    for floor in (0.0, -1e-5):
+        with pytest.raises(ValueError, match=rf"log_floor={floor!r}; use a positive floor such as 1e-5"):
+            FeatureSpec(log_floor=floor)
+    assert FeatureSpec(log_floor=1e-3).log_floor == 1e-3
+
+
 def test_spec_mismatch_names_fields():
     a, b = FeatureSpec(), FeatureSpec(hop_length=256, f_max=8000.0)
     with pytest.raises(FeatureSpecMismatch) as err:
