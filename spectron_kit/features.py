@@ -72,6 +72,35 @@ class FeatureSpec:
         """Frames per second."""
         return self.sample_rate / self.hop_length
 
+    @property
+    def hop_seconds(self):
+        """Seconds between frames."""
+        return self.hop_length / self.sample_rate
+
+    def num_frames(self, num_samples):
+        """Frames of a signal of ``num_samples`` samples (centred STFT: ``samples // hop + 1``).
+
+        Works on ints and integer tensors.
+
+        Example:
+            >>> FeatureSpec().num_frames(16000), FeatureSpec().num_frames(0)
+            (81, 1)
+        """
+        return num_samples // self.hop_length + 1
+
+    def num_samples(self, num_frames):
+        """Samples a vocoder makes of ``num_frames`` frames: ``(frames - 1) * hop`` (0 for no frame).
+
+        The inverse of :meth:`num_frames` up to the hop: ``num_frames(num_samples(t)) == t``.
+
+        Example:
+            >>> FeatureSpec().num_samples(81), FeatureSpec().num_samples(0)
+            (16000, 0)
+        """
+        if isinstance(num_frames, int):
+            return max(num_frames - 1, 0) * self.hop_length
+        return (num_frames - 1).clamp(min=0) * self.hop_length
+
     def to_dict(self):
         return dataclasses.asdict(self)
 
@@ -162,7 +191,7 @@ class LogMelFrontend(torch.nn.Module):
 
     def num_frames(self, num_samples):
         """Frames produced for a signal of ``num_samples`` (center=True STFT)."""
-        return num_samples // self.spec.hop_length + 1
+        return self.spec.num_frames(num_samples)
 
     @torch.autocast("cuda", enabled=False)
     def forward(self, wav, lengths=None):

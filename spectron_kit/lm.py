@@ -7,6 +7,7 @@ position ids and a KV cache (``DynamicCache``).
 A model trained here (sentencepiece tokenizer + small causal LM) and a hub
 model load the same way: ``HFCausalLM(source="path/or/hub-id")``.
 """
+import contextlib
 import json
 import logging
 import os
@@ -116,6 +117,44 @@ def load_tokenizer(source):
     return HFTokenizer(AutoTokenizer.from_pretrained(str(source)))
 
 
+#: name under which the attention function that records probabilities is registered in transformers
+RECORDING_ATTENTION = "spectron_kit_recording"
+
+
+def _recording_attention(module, query, key, value, attention_mask, dropout=0.0, scaling=None, **kwargs):
+    """Attention for transformers' ``AttentionInterface``: SDPA, except in layers asked to record.
+
+    A layer whose attention module carries a ``_spectron_record`` list computes
+    softmax attention explicitly and appends its probabilities
+    ``[B, heads, Q, K]`` (float32, before dropout) to that list. ``attention_mask``
+    is the additive float mask of transformers' eager implementation.
+    """
+    record = getattr(module, "_spectron_record", None)
+    if record is None:
+        from transformers.integrations.sdpa_attention import sdpa_attention_forward
+
+        return sdpa_attention_forward(module, query, key, value, attention_mask, dropout=dropout,
+                                      scaling=scaling, **kwargs)
+    groups = query.shape[1] // key.shape[1]  # grouped-query attention: repeat the key/value heads
+    key, value = key.repeat_interleave(groups, dim=1), value.repeat_interleave(groups, dim=1)
+    scale = scaling if scaling is not None else query.shape[-1] ** -0.5
+    scores = torch.matmul(query, key.transpose(2, 3)).float() * scale
+    if attention_mask is not None:
+        scores = scores + attention_mask[:, :, :, : key.shape[-2]].float()
+    probs = scores.softmax(dim=-1)
+    record.append(probs)
+    weights = nn.functional.dropout(probs, p=dropout, training=module.training).to(value.dtype)
+    return torch.matmul(weights, value).transpose(1, 2).contiguous(), probs
+
+
+def _register_recording_attention():
+    from transformers import AttentionInterface
+    from transformers.masking_utils import ALL_MASK_ATTENTION_FUNCTIONS, eager_mask
+
+    AttentionInterface.register(RECORDING_ATTENTION, _recording_attention)
+    ALL_MASK_ATTENTION_FUNCTIONS.register(RECORDING_ATTENTION, eager_mask)
+
+
 class HFCausalLM(nn.Module):
     """A Hugging Face ``AutoModelForCausalLM`` used as Spectron's decoder.
 
@@ -215,6 +254,51 @@ class HFCausalLM(nn.Module):
                                     position_ids=position_ids, past_key_values=past_key_values,
                                     use_cache=use_cache)
         return out.last_hidden_state, out.past_key_values
+
+    def attention_layers(self):
+        """The decoder's self-attention modules, in layer order."""
+        found = {}
+        for module in self.model.modules():
+            index = getattr(module, "layer_idx", None)
+            if isinstance(index, int) and "attention" in type(module).__name__.lower() and index not in found:
+                found[index] = module
+        return [found[i] for i in sorted(found)]
+
+    @contextlib.contextmanager
+    def record_attention(self, layers):
+        """Inside the block, forward passes record the attention probabilities of ``layers``.
+
+        Yields a dict ``{layer: [probabilities [B, heads, Q, K], ...]}`` (one
+        tensor per forward pass, with gradients) that fills as the model
+        runs. Other layers keep the fast SDPA kernel. Works for transformers
+        models whose attention goes through ``AttentionInterface`` (Llama,
+        GPT-NeoX/Pythia, GPT-2, Qwen, Mistral, ...).
+
+        Arguments:
+            layers: decoder layer indices (0-based).
+        """
+        modules = self.attention_layers()
+        bad = [i for i in layers if not 0 <= int(i) < len(modules)]
+        if bad:
+            raise ValueError(f"attention layers {bad} do not exist; this LM has {len(modules)} layers "
+                             f"(0..{len(modules) - 1})")
+        if not getattr(self.model, "_supports_attention_backend", False):
+            raise ValueError(f"{type(self.model).__name__} does not route attention through transformers' "
+                             "AttentionInterface, so its attention cannot be recorded; use another LM "
+                             "or switch the attention loss off")
+        _register_recording_attention()
+        config = self.model.config
+        previous = config._attn_implementation
+        records = {int(i): [] for i in layers}
+        for i, record in records.items():
+            modules[i]._spectron_record = record
+        config._attn_implementation = RECORDING_ATTENTION
+        try:
+            yield records
+        finally:
+            config._attn_implementation = previous
+            for i in records:
+                modules[i]._spectron_record = None
 
     def logits(self, hidden):
         """Hidden states -> vocabulary logits."""

@@ -5,8 +5,17 @@
 - ``DerivativeLoss``: L_t and L_f, L_1+2 of finite differences along time
   and frequency, computed only where every frame involved is valid.
 - ``StopGateLoss``: optional Tacotron-style stop gate (binary cross-entropy).
-- ``SpectronLoss``: the weighted composite
-  ``w_ce L_CE + w_spec L_s + w_freq L_f + w_time L_t (+ w_stop L_stop)``.
+- ``GuidedAttentionLoss``: attention of chosen heads from frame steps to the
+  token being spoken (an addition to the paper, default off).
+- ``FluxLoss``: bounded reward for moving away from the previous frame
+  (MELLE's spectrogram flux; an addition to the paper, default off).
+
+The objective is a table of *terms*: each term is a ``loss`` component
+registered under its name (``ce``, ``spec``, ``freq_deriv``, ``time_deriv``,
+``stop``, ``guided_attention``, ``flux``; plugins add more) that reads what it
+needs from the model's outputs dict. ``SpectronLoss`` holds the table
+``{term: weight}`` and returns the weighted total and every term unweighted.
+Adding a term is one registered class and one YAML line.
 
 Every loss casts its inputs to at least float32 before any arithmetic, so
 half/bfloat16 inputs (mixed precision) give float32 results. Padding (frames
@@ -16,9 +25,10 @@ value or a gradient, even when it holds NaN or inf.
 Example:
     >>> import torch
     >>> from spectron_kit.losses import SpectronLoss
-    >>> loss = SpectronLoss()
-    >>> out = loss(torch.zeros(2, 3, 5), torch.tensor([[1, 2, -100], [0, 4, 3]]),
-    ...            torch.zeros(2, 6, 4), torch.zeros(2, 6, 4), torch.tensor([6, 4]))
+    >>> loss = SpectronLoss({"ce": 1.0, "spec": 1.0, "freq_deriv": 1.0, "time_deriv": 1.0})
+    >>> out = loss({"text_logits": torch.zeros(2, 3, 5), "text_targets": torch.tensor([[1, 2, -100], [0, 4, 3]]),
+    ...             "pred_frames": torch.zeros(2, 6, 4), "target_frames": torch.zeros(2, 6, 4),
+    ...             "frame_lens": torch.tensor([6, 4])})
     >>> sorted(out)
     ['ce', 'freq_deriv', 'loss', 'spec', 'time_deriv']
     >>> round(out["ce"].item(), 4)  # log(5): uniform logits over 5 tokens
@@ -41,8 +51,16 @@ __all__ = [
     "DerivativeLoss",
     "TranscriptCrossEntropy",
     "StopGateLoss",
+    "GuidedAttentionLoss",
+    "FluxLoss",
+    "LossTerm",
     "SpectronLoss",
+    "PAPER_TERMS",
 ]
+
+#: the paper's objective (SPECTRON.md section 3), all weights 1, plus the stop gate
+#: (which only applies to models with a stop head)
+PAPER_TERMS = {"ce": 1.0, "spec": 1.0, "freq_deriv": 1.0, "time_deriv": 1.0, "stop": 1.0}
 
 
 # -- helpers -----------------------------------------------------------------
@@ -475,126 +493,405 @@ class StopGateLoss(nn.Module):
             return bce.sum() / valid.sum().clamp(min=1).to(x.dtype)
 
 
-class SpectronLoss(nn.Module):
-    """Spectron objective: ``w_ce L_CE + w_spec L_s + w_freq L_f + w_time L_t (+ w_stop L_stop)``.
+class GuidedAttentionLoss(nn.Module):
+    """Pull chosen attention heads of frame steps onto the token being spoken.
 
-    The returned dict holds ``"loss"`` (the weighted total, to backpropagate)
-    and each term UNWEIGHTED for logging: ``"ce"``, ``"spec"``,
-    ``"freq_deriv"``, ``"time_deriv"``, and ``"stop"`` when ``stop_logits``
-    is given. A term whose weight is 0 is not computed: its key holds a 0.0
-    tensor, it adds nothing to ``"loss"`` and its inputs may be None
-    (``w_ce=0`` allows ``text_logits=None``; ``w_spec=w_freq=w_time=0`` allows
-    ``pred_frames=None``). All terms are float32.
+    For frame step j of item b, ``centres[b, j]`` is the index (into the
+    transcript tokens) of the token spoken then (``spectron_kit.alignment``).
+    Key position k gets the band weight ``G = exp(-(k - c)^2 / (2 sigma_b^2))``
+    when it holds a transcript token (c = the centre's key position) and 0
+    otherwise (prefix, <sos>, frames). Two forms, averaged over heads and
+    valid frame steps:
+
+    - ``"nll"`` (default): ``-log(sum_k A_k G_k)``, the negative log of the
+      attention mass inside the band. Its gradient stays large while the head
+      still looks elsewhere, which matters in a decoder-only layout where a
+      fresh head spreads its mass over hundreds of positions (prefix, text,
+      frames), so the band starts with ~1/L of it.
+    - ``"penalty"``: ``sum_k A_k (1 - G_k)``, DC-TTS's guided attention
+      (Tachibana et al., 2018); measured here to barely move such a head in
+      hundreds of steps (its gradient on the target scales with the tiny mass
+      already there). SpeechBrain's ``GuidedAttentionLoss`` is this form for
+      attention that lives only on the text; in a decoder-only layout the mass
+      outside the text must count too, hence this implementation.
 
     Arguments:
-        w_ce, w_spec, w_freq, w_time, w_stop: non-negative weights (default 1.0).
-        time_orders: K_t, differences of order 1..K_t along time (default 2).
-        freq_orders: K_f, differences of order 1..K_f along frequency (default 1).
-        ignore_index: transcript target value to skip (default -100).
-        stop_pos_weight: positive-class weight of the stop gate (default 1.0).
+        layers: decoder layers whose attention is guided (0-based).
+        heads: heads guided in each of those layers.
+        form: "nll" or "penalty".
 
     Example:
-        >>> loss = SpectronLoss(w_ce=0.0)  # spectrogram terms only
-        >>> out = loss(None, None, torch.ones(1, 3, 2), torch.zeros(1, 3, 2), torch.tensor([3]))
-        >>> out["loss"], out["spec"], out["ce"]
-        (tensor(2.), tensor(2.), tensor(0.))
+        >>> attn = torch.zeros(1, 1, 4, 4)
+        >>> attn[0, 0, 3, 1] = 1.0          # the frame step at position 3 looks at key 1
+        >>> loss = GuidedAttentionLoss(layers=[0], heads=[0])
+        >>> layout = torch.tensor([[0, 2, 1]])  # prefix 0, 2 tokens (keys 1-2), 1 frame step (query 3)
+        >>> loss({0: attn}, layout, torch.tensor([[0.0]]), torch.tensor([0.5])).item()  # key 1 = token 0
+        0.0
+        >>> round(loss({0: attn}, layout, torch.tensor([[1.0]]), torch.tensor([0.5])).item(), 4)  # -log G
+        2.0
+        >>> penalty = GuidedAttentionLoss(layers=[0], heads=[0], form="penalty")
+        >>> round(penalty({0: attn}, layout, torch.tensor([[1.0]]), torch.tensor([0.5])).item(), 4)  # 1 - G
+        0.8647
     """
 
-    TERMS = ("ce", "spec", "freq_deriv", "time_deriv", "stop")
+    FORMS = ("nll", "penalty")
 
-    def __init__(self, w_ce=1.0, w_spec=1.0, w_freq=1.0, w_time=1.0, w_stop=1.0,
-                 time_orders=2, freq_orders=1, ignore_index=-100, stop_pos_weight=1.0):
+    def __init__(self, layers=(1,), heads=(0,), form="nll"):
         super().__init__()
-        weights = {"w_ce": w_ce, "w_spec": w_spec, "w_freq": w_freq,
-                   "w_time": w_time, "w_stop": w_stop}
-        for name, value in weights.items():
-            try:
-                value = float(value)
-            except (TypeError, ValueError):
-                raise TypeError(f"SpectronLoss: {name}={value!r} is not a number; "
-                                "pass a float >= 0") from None
-            if not value >= 0 or value == float("inf"):
-                raise ValueError(f"SpectronLoss: {name}={value} must be a finite number >= 0 "
-                                 "(0 switches the term off)")
-            setattr(self, name, value)
-        self.transcript = TranscriptCrossEntropy(ignore_index=ignore_index)
-        self.spectrogram = SpectrogramLoss()
-        self.derivative = DerivativeLoss(time_orders=time_orders, freq_orders=freq_orders)
-        self.stop_gate = StopGateLoss(pos_weight=stop_pos_weight)
+        self.layers = [int(i) for i in layers]
+        self.heads = [int(h) for h in heads]
+        if not self.layers or not self.heads:
+            raise ValueError(f"GuidedAttentionLoss needs at least one layer and one head, got layers="
+                             f"{list(layers)} heads={list(heads)}")
+        if form not in self.FORMS:
+            raise ValueError(f"GuidedAttentionLoss: form={form!r}; use one of {', '.join(self.FORMS)}")
+        self.form = form
 
     def extra_repr(self):
-        return (f"w_ce={self.w_ce}, w_spec={self.w_spec}, w_freq={self.w_freq}, "
-                f"w_time={self.w_time}, w_stop={self.w_stop}")
+        return f"layers={self.layers}, heads={self.heads}, form={self.form!r}"
+
+    def forward(self, attention, layout, centres, sigma):
+        """Mean penalised attention mass.
+
+        Arguments:
+            attention: ``{layer: probabilities [B, H, L, L]}`` (query, key) of the
+                whole sequence, for (at least) ``layers``.
+            layout: long [B, 3]: prefix length p, token count n, frame steps g per
+                item; tokens y_1..y_n sit at keys p+1..p+n, frame step j queries
+                from position p+n+1+j.
+            centres: float [B, G]: token index per frame step (NaN = no target).
+            sigma: float [B]: width of the allowed band, in tokens.
+
+        Returns:
+            float32 scalar (0.0 without any valid step).
+        """
+        device = centres.device
+        layout = layout.to(device)
+        batch, steps = centres.shape
+        p, n, g = layout[:, 0:1], layout[:, 1:2], layout[:, 2:3]
+        j = torch.arange(steps, device=device)[None]
+        valid = (j < g) & torch.isfinite(centres)                            # [B, G]
+        total, count = _zero(device), 0
+        for layer in self.layers:
+            if layer not in attention:
+                raise ValueError(f"GuidedAttentionLoss: no attention recorded for layer {layer} "
+                                 f"(recorded: {sorted(attention)})")
+            probs = _upcast(attention[layer])
+            if max(self.heads) >= probs.shape[1]:
+                raise ValueError(f"GuidedAttentionLoss: head {max(self.heads)} does not exist; layer "
+                                 f"{layer} has {probs.shape[1]} heads")
+            length = probs.shape[-1]
+            queries = (p + n + 1 + j).clamp(max=length - 1)                  # [B, G]
+            index = queries[:, None, :, None].expand(batch, len(self.heads), steps, length)
+            rows = probs[:, self.heads].gather(2, index)                     # [B, H', G, L]
+            keys = torch.arange(length, device=device)[None, None]           # [1, 1, L]
+            text = (keys >= p[:, :, None] + 1) & (keys <= (p + n)[:, :, None])  # [B, 1, L]
+            centre_key = (p + 1 + torch.nan_to_num(centres))[:, :, None]     # [B, G, 1]
+            width = sigma.to(device).float().clamp(min=1e-3)[:, None, None]
+            band = torch.where(text, torch.exp(-(keys - centre_key) ** 2 / (2 * width ** 2)), 0.0)  # [B, G, L]
+            if self.form == "nll":
+                mass = -torch.log((rows * band[:, None]).sum(-1).clamp(min=1e-8))       # [B, H', G]
+            else:
+                mass = (rows * (1.0 - band)[:, None]).sum(-1)
+            mask = valid[:, None].expand_as(mass)
+            total = total + torch.where(mask, mass, torch.zeros_like(mass)).sum()
+            count += int(mask.sum())
+        return total / max(count, 1)
+
+
+class FluxLoss(nn.Module):
+    """MELLE's spectrogram flux, bounded: reward predictions that move away from the previous true frame.
+
+    ``-mean(min(|X^_t - X_{t-1}|, bound))`` over valid frames t >= 1 and bins
+    (negative: minimising it pushes each predicted frame away from the true
+    frame before it, against the flat, copy-the-last-frame output of an
+    unaligned model; the bound keeps the reward finite). Meng et al., MELLE
+    (arXiv 2407.08551), use it with a small weight.
+
+    Arguments:
+        bound: largest per-bin distance rewarded (log-mel units).
+
+    Example:
+        >>> flux = FluxLoss(bound=1.0)
+        >>> target = torch.zeros(1, 3, 2)
+        >>> pred = torch.tensor([[[0.0, 0.0], [0.5, 0.5], [3.0, 3.0]]])
+        >>> flux(pred, target, torch.tensor([3])).item()  # frames 1 and 2: -(0.5 + 1.0) / 2
+        -0.75
+    """
+
+    def __init__(self, bound=1.0):
+        super().__init__()
+        bound = float(bound)
+        if not bound > 0:
+            raise ValueError(f"FluxLoss: bound={bound} must be > 0")
+        self.bound = bound
+
+    def extra_repr(self):
+        return f"bound={self.bound}"
+
+    def forward(self, pred, target, lengths):
+        _check_frames(pred, target, "FluxLoss")
+        B, T, _ = pred.shape
+        lengths = _check_lengths(lengths, B, T, "lengths", "pred", _shape(pred), pred.device)
+        if T < 2:
+            return _zero(pred.device)
+        valid = difference_mask(lengths_to_mask(lengths, T), 1, dim=1).unsqueeze(-1)  # frame t and t-1 valid
+        with _no_autocast(pred.device):
+            distance = (_upcast(pred[:, 1:]) - _upcast(target[:, :-1])).abs().clamp(max=self.bound)
+            distance = torch.where(valid, distance, distance.new_zeros(()))
+            count = valid.expand(distance.shape).sum().clamp(min=1)
+            return -distance.sum() / count
+
+
+# -- terms: the objective as a table -------------------------------------------
+class LossTerm(nn.Module):
+    """One term of the Spectron objective, computed from the model's outputs dict.
+
+    Subclasses set ``requires`` (the outputs keys they read) and implement
+    ``compute(outputs)``. ``optional = True`` means the term is skipped when
+    the model does not produce its inputs (the stop gate of a model without a
+    stop head); otherwise a missing input is an error naming the term.
+    ``attention_layers`` lists decoder layers whose attention the model must
+    record for this term.
+
+    Outputs keys a model provides (``SpectronModel.forward``): ``text_logits``
+    [B, N, V], ``text_targets`` [B, N], ``pred_frames`` / ``target_frames``
+    [B, T, F], ``frame_lens`` [B], ``stop_logits`` [B, G], ``stop_lengths``
+    [B], ``attention`` {layer: [B, H, L, L]}, ``layout`` [B, 3],
+    ``attention_centres`` [B, G], ``attention_sigma`` [B].
+    """
+
+    requires = ()
+    optional = False
+    attention_layers = ()
+
+    def available(self, outputs):
+        return all(outputs.get(key) is not None for key in self.requires)
+
+    def forward(self, outputs):
+        missing = [key for key in self.requires if outputs.get(key) is None]
+        if missing:
+            raise ValueError(f"loss term {type(self).__name__} needs {', '.join(missing)} from the model; "
+                             "give the model what it needs or set this term's weight to 0")
+        return self.compute(outputs)
+
+    def compute(self, outputs):
+        raise NotImplementedError
+
+
+class TranscriptCETerm(LossTerm):
+    """``ce``: L_CE over the transcript tokens and <eos> (see ``TranscriptCrossEntropy``)."""
+
+    requires = ("text_logits", "text_targets")
+
+    def __init__(self, ignore_index=-100):
+        super().__init__()
+        self.loss = TranscriptCrossEntropy(ignore_index=ignore_index)
+
+    def compute(self, outputs):
+        return self.loss(outputs["text_logits"], outputs["text_targets"])
+
+
+class SpectrogramTerm(LossTerm):
+    """``spec``: L_s = L_1+2(X, X^) over valid frames."""
+
+    requires = ("pred_frames", "target_frames", "frame_lens")
+
+    def __init__(self):
+        super().__init__()
+        self.loss = SpectrogramLoss()
+
+    def compute(self, outputs):
+        return self.loss(outputs["pred_frames"], outputs["target_frames"], outputs["frame_lens"])
+
+
+class FrequencyDerivativeTerm(LossTerm):
+    """``freq_deriv``: L_f, differences of orders 1..``orders`` along frequency (paper: 1)."""
+
+    requires = ("pred_frames", "target_frames", "frame_lens")
+
+    def __init__(self, orders=1):
+        super().__init__()
+        self.loss = DerivativeLoss(time_orders=0, freq_orders=orders)
+
+    def compute(self, outputs):
+        return self.loss.freq_loss(outputs["pred_frames"], outputs["target_frames"], outputs["frame_lens"])
+
+
+class TimeDerivativeTerm(LossTerm):
+    """``time_deriv``: L_t, differences of orders 1..``orders`` along time (default 2)."""
+
+    requires = ("pred_frames", "target_frames", "frame_lens")
+
+    def __init__(self, orders=2):
+        super().__init__()
+        self.loss = DerivativeLoss(time_orders=orders, freq_orders=0)
+
+    def compute(self, outputs):
+        return self.loss.time_loss(outputs["pred_frames"], outputs["target_frames"], outputs["frame_lens"])
+
+
+class StopTerm(LossTerm):
+    """``stop``: the stop gate's binary cross-entropy; skipped for models without a stop head."""
+
+    requires = ("stop_logits", "stop_lengths")
+    optional = True
+
+    def __init__(self, pos_weight=1.0):
+        super().__init__()
+        self.loss = StopGateLoss(pos_weight=pos_weight)
+
+    def available(self, outputs):
+        return outputs.get("stop_logits") is not None
+
+    def compute(self, outputs):
+        return self.loss(outputs["stop_logits"], outputs["stop_lengths"])
+
+
+class GuidedAttentionTerm(LossTerm):
+    """``guided_attention``: see ``GuidedAttentionLoss``; the model records ``layers``."""
+
+    requires = ("attention", "layout", "attention_centres", "attention_sigma")
+
+    def __init__(self, layers=(1,), heads=(0,), form="nll"):
+        super().__init__()
+        self.loss = GuidedAttentionLoss(layers=layers, heads=heads, form=form)
+        self.attention_layers = tuple(self.loss.layers)
+
+    def compute(self, outputs):
+        return self.loss(outputs["attention"], outputs["layout"], outputs["attention_centres"],
+                         outputs["attention_sigma"])
+
+
+class FluxTerm(LossTerm):
+    """``flux``: see ``FluxLoss``."""
+
+    requires = ("pred_frames", "target_frames", "frame_lens")
+
+    def __init__(self, bound=1.0):
+        super().__init__()
+        self.loss = FluxLoss(bound=bound)
+
+    def compute(self, outputs):
+        return self.loss(outputs["pred_frames"], outputs["target_frames"], outputs["frame_lens"])
+
+
+def _check_weight(name, value):
+    try:
+        value = float(value)
+    except (TypeError, ValueError):
+        raise TypeError(f"SpectronLoss: the weight of {name!r} is {value!r}, not a number; "
+                        "pass a float >= 0") from None
+    if not value >= 0 or value == float("inf"):
+        raise ValueError(f"SpectronLoss: the weight of {name!r} is {value}; use a finite number >= 0 "
+                         "(0 switches the term off)")
+    return value
+
+
+class SpectronLoss(nn.Module):
+    """The Spectron objective as a table: ``sum_term weight * term(outputs)``.
+
+    Each term is the ``loss`` component registered under its name, built with
+    its ``options``. A term of weight 0 is neither built nor computed; the
+    returned dict holds ``"loss"`` (the weighted total, to backpropagate) and
+    every computed term UNWEIGHTED, for logging, in table order. All values
+    are float32.
+
+    Arguments:
+        terms: ``{name: weight}`` (default :data:`PAPER_TERMS`, the paper's
+            objective: ce, spec, freq_deriv, time_deriv, all 1, and the stop
+            gate for models with a stop head).
+        options: ``{name: {argument: value}}`` for the terms' constructors,
+            e.g. ``{"time_deriv": {"orders": 2}}``; options of terms that are
+            off or absent are ignored.
+
+    Example:
+        >>> loss = SpectronLoss({"spec": 1.0, "ce": 0.0})
+        >>> out = loss({"pred_frames": torch.ones(1, 3, 2), "target_frames": torch.zeros(1, 3, 2),
+        ...             "frame_lens": torch.tensor([3])})
+        >>> out["loss"], out["spec"], "ce" in out
+        (tensor(2.), tensor(2.), False)
+    """
+
+    #: keyword arguments of spectron-kit 0.1 (fixed terms), still read from old bundles
+    LEGACY_WEIGHTS = {"w_ce": "ce", "w_spec": "spec", "w_freq": "freq_deriv", "w_time": "time_deriv",
+                      "w_stop": "stop"}
+    LEGACY_OPTIONS = {"time_orders": ("time_deriv", "orders"), "freq_orders": ("freq_deriv", "orders"),
+                      "stop_pos_weight": ("stop", "pos_weight"), "ignore_index": ("ce", "ignore_index")}
+
+    def __init__(self, terms=None, options=None, **legacy):
+        super().__init__()
+        from spectron_kit.registry import get_registry
+
+        terms = dict(PAPER_TERMS if terms is None else terms)
+        options = {name: dict(kwargs or {}) for name, kwargs in (options or {}).items()}
+        for key, value in legacy.items():
+            if key in self.LEGACY_WEIGHTS:
+                terms[self.LEGACY_WEIGHTS[key]] = value
+            elif key in self.LEGACY_OPTIONS:
+                name, argument = self.LEGACY_OPTIONS[key]
+                options.setdefault(name, {})[argument] = value
+            else:
+                raise TypeError(f"SpectronLoss got an unknown argument {key!r}; pass terms={{name: weight}} "
+                                "and options={name: {argument: value}}")
+        registry = get_registry()
+        self.weights = {}
+        self.terms = nn.ModuleDict()
+        for name, weight in terms.items():
+            weight = _check_weight(name, weight)
+            if weight == 0:
+                continue
+            kwargs = options.get(name) or {}
+            if not isinstance(kwargs, dict):
+                raise TypeError(f"SpectronLoss: options of {name!r} must be a mapping of arguments, got {kwargs!r}")
+            term = registry.build("loss", name, **kwargs)
+            if not isinstance(term, LossTerm):
+                raise TypeError(f"loss component {name!r} is a {type(term).__name__}, not a LossTerm: it cannot "
+                                "be a term of the objective")
+            self.terms[name] = term
+            self.weights[name] = weight
+
+    def extra_repr(self):
+        return ", ".join(f"{name}={weight:g}" for name, weight in self.weights.items())
 
     @property
-    def weights(self):
-        """Term name -> weight."""
-        return {"ce": self.w_ce, "spec": self.w_spec, "freq_deriv": self.w_freq,
-                "time_deriv": self.w_time, "stop": self.w_stop}
+    def attention_layers(self):
+        """Decoder layers whose attention some term needs (sorted)."""
+        return sorted({layer for term in self.terms.values() for layer in term.attention_layers})
 
-    def forward(self, text_logits, text_targets, pred_frames, target_frames, frame_lengths,
-                stop_logits=None, stop_lengths=None):
+    def forward(self, outputs):
         """Weighted total and unweighted terms.
 
         Arguments:
-            text_logits: LM logits [B, N, V] aligned with ``text_targets``.
-            text_targets: long [B, N], ``ignore_index`` outside [y_1..y_n, <eos>].
-            pred_frames: post-net frames [B, T, F] (reduction factor unfolded).
-            target_frames: reference frames [B, T, F].
-            frame_lengths: valid frames per item, long [B].
-            stop_logits: optional stop-gate logits [B, G].
-            stop_lengths: valid groups per item [B]; required with ``stop_logits``.
+            outputs: the model's outputs dict (keys in ``LossTerm``).
 
         Returns:
-            dict: "loss" (weighted sum), "ce", "spec", "freq_deriv",
-            "time_deriv" (unweighted), plus "stop" when ``stop_logits`` is given.
+            dict: ``"loss"`` and one float32 scalar per computed term.
         """
-        device = next((x.device for x in (pred_frames, text_logits, stop_logits)
-                       if isinstance(x, torch.Tensor)), torch.device("cpu"))
-        out = {name: _zero(device) for name in self.TERMS[:4]}
-        if self.w_ce:
-            if text_logits is None or text_targets is None:
-                raise ValueError("SpectronLoss: text_logits/text_targets are None but w_ce="
-                                 f"{self.w_ce}; pass them or set w_ce=0")
-            out["ce"] = self.transcript(text_logits, text_targets)
-        if self.w_spec or self.w_freq or self.w_time:
-            if pred_frames is None or target_frames is None:
-                raise ValueError("SpectronLoss: pred_frames/target_frames are None but a "
-                                 "spectrogram weight is > 0; pass them or set "
-                                 "w_spec=w_freq=w_time=0")
-            if self.w_spec:
-                out["spec"] = self.spectrogram(pred_frames, target_frames, frame_lengths)
-            if self.w_freq or self.w_time:
-                mask = self.derivative._prepare(pred_frames, target_frames, frame_lengths)
-                if self.w_freq:
-                    out["freq_deriv"] = self.derivative._freq(pred_frames, target_frames, mask)
-                if self.w_time:
-                    out["time_deriv"] = self.derivative._time(pred_frames, target_frames, mask)
-        if stop_logits is not None:
-            out["stop"] = _zero(device)
-            if self.w_stop:
-                if stop_lengths is None:
-                    raise ValueError("SpectronLoss: stop_logits given without stop_lengths; "
-                                     "pass stop_lengths [B] (ceil(frame_lengths / r))")
-                out["stop"] = self.stop_gate(stop_logits, stop_lengths)
+        device = next((v.device for v in outputs.values() if isinstance(v, torch.Tensor)), torch.device("cpu"))
+        values = {}
         total = _zero(device)
-        for name, weight in self.weights.items():
-            if weight and name in out:
-                total = total + weight * out[name]
-        return {"loss": total, **out}
+        for name, term in self.terms.items():
+            if term.optional and not term.available(outputs):
+                continue
+            values[name] = term(outputs).float()
+            total = total + self.weights[name] * values[name]
+        return {"loss": total, **values}
 
 
 @hookimpl
 def register_losses(register):
-    """Register the built-in losses."""
+    """Register the objective and its terms."""
     register("spectron", SpectronLoss,
-             description="Spectron objective: w_ce*CE + w_spec*L_s + w_freq*L_f + w_time*L_t "
-                         "(+ w_stop*stop gate); returns dict with 'loss' and unweighted terms")
-    register("spectrogram", SpectrogramLoss,
-             description="L_s: L1 + squared L2 between frames, mean over valid frames")
-    register("derivative", DerivativeLoss,
-             description="L_t and L_f: L1+L2 of time/frequency finite differences of orders 1..K")
-    register("transcript_ce", TranscriptCrossEntropy,
-             description="token cross-entropy over the transcript, ignore_index skipped")
-    register("stop_gate", StopGateLoss,
-             description="binary cross-entropy stop gate over valid decoder steps")
+             description="the objective: a table {term: weight} of the loss terms below, weighted sum")
+    register("ce", TranscriptCETerm, description="L_CE: transcript + continuation token cross-entropy")
+    register("spec", SpectrogramTerm, description="L_s: L1 + squared L2 between frames over valid frames")
+    register("freq_deriv", FrequencyDerivativeTerm,
+             description="L_f: L1+L2 of frequency differences of orders 1..orders (paper: 1)")
+    register("time_deriv", TimeDerivativeTerm,
+             description="L_t: L1+L2 of time differences of orders 1..orders (default 2)")
+    register("stop", StopTerm, description="stop-gate binary cross-entropy (models with a stop head)")
+    register("guided_attention", GuidedAttentionTerm,
+             description="attention of chosen heads from frame steps to the spoken token (addition to the paper)")
+    register("flux", FluxTerm,
+             description="bounded reward for moving away from the previous true frame (MELLE; addition)")

@@ -12,6 +12,7 @@ other and right-padded; in generation the prefix is left-padded so every item
 starts decoding at the same step, and each item then moves through its own
 phase (text, frames, done) with a shared KV cache.
 """
+import contextlib
 import dataclasses
 import json
 import logging
@@ -76,11 +77,16 @@ class SpectronModel(nn.Module):
         max_text_tokens: default text budget for generation.
         prompt_augment: module applied to prompt features in training
             (e.g. SpecAugment), called as ``augment(feats, lengths)``.
+        frame_positions: add a learned projection of a sinusoidal encoding of
+            the frame step (0 at the first frame) to each frame input, so the
+            decoder knows how far into the speech it is (an addition to the
+            paper; the projection starts at zero, so the model starts as without).
     """
 
     def __init__(self, frontend, encoder, lm, prenet, postnet, loss=None, vocoder=None,
                  reduction_factor=1, prompt_seconds=3.0, stop_head=False, stop="budget",
-                 stop_threshold=0.5, max_seconds=10.0, max_text_tokens=128, prompt_augment=None):
+                 stop_threshold=0.5, max_seconds=10.0, max_text_tokens=128, prompt_augment=None,
+                 frame_positions=False):
         super().__init__()
         if reduction_factor < 1:
             raise ValueError(f"reduction_factor={reduction_factor}; use an integer >= 1")
@@ -109,6 +115,10 @@ class SpectronModel(nn.Module):
         self.loss = loss
         self.vocoder = vocoder
         self.prompt_augment = prompt_augment
+        self.frame_positions = nn.Linear(lm.d_model, lm.d_model) if frame_positions else None
+        if self.frame_positions is not None:
+            nn.init.zeros_(self.frame_positions.weight)
+            nn.init.zeros_(self.frame_positions.bias)
         self.prompt_seconds = float(prompt_seconds)
         self.stop = stop
         self.stop_threshold = float(stop_threshold)
@@ -144,6 +154,23 @@ class SpectronModel(nn.Module):
         prefix = self.projection(hidden.to(self.projection.weight.dtype))
         return prefix, out_lens.to(prefix.device)
 
+    def frame_step_embedding(self, steps):
+        """What ``frame_positions`` adds to the input of frame step(s) ``steps`` ([N, d]; 0 when off).
+
+        Example:
+            the input of frame step j is ``prenet(previous frames) + frame_step_embedding(j)``.
+        """
+        steps = torch.as_tensor(steps, device=self.device).reshape(-1)
+        if self.frame_positions is None:
+            return torch.zeros(len(steps), self.lm.d_model, device=self.device, dtype=self.projection.weight.dtype)
+        half = self.lm.d_model // 2
+        rates = torch.exp(-math.log(10000.0) * torch.arange(half, device=self.device) / max(half, 1))
+        angles = steps.float()[:, None] * rates[None]
+        encoding = torch.cat([angles.sin(), angles.cos()], dim=-1)
+        if encoding.shape[-1] < self.lm.d_model:
+            encoding = nn.functional.pad(encoding, (0, self.lm.d_model - encoding.shape[-1]))
+        return self.frame_positions(encoding.to(self.frame_positions.weight.dtype))
+
     def group_frames(self, frames):
         """[B, T, F] -> [B, ceil(T/r), F*r] (zero-padded at the end)."""
         batch, time_steps, n_bins = frames.shape
@@ -156,12 +183,16 @@ class SpectronModel(nn.Module):
         return grouped.reshape(grouped.shape[0], -1, self.n_mels)
 
     # ------------------------------------------------------------------ training
-    def forward(self, batch):
-        """Teacher-forced pass. Returns the loss terms plus predictions.
+    def forward(self, batch, compute_loss=True):
+        """Teacher-forced pass. Returns the outputs dict plus the loss terms.
 
         ``batch`` keys: ``prompt_wav``/``prompt_lens`` (or ``prompt_feats``/
         ``prompt_feat_lens``), ``tokens``/``token_lens`` (transcript ids, no
-        sos/eos), ``cont_wav``/``cont_lens`` (or ``cont_feats``/``cont_feat_lens``).
+        sos/eos), ``cont_wav``/``cont_lens`` (or ``cont_feats``/``cont_feat_lens``);
+        for a guided-attention loss term also ``attention_centres`` [B, G] (token
+        index per frame step, NaN = none) and ``attention_sigma`` [B]
+        (``spectron_kit.alignment``). ``compute_loss=False`` skips the loss
+        (and the attention it may need).
         """
         device = self.device
         prefix, prefix_lens = self.encode_prompt(
@@ -180,6 +211,7 @@ class SpectronModel(nn.Module):
         group_lens = torch.div(target_lens + self.r - 1, self.r, rounding_mode="floor")
         go = torch.zeros_like(grouped[:, :1])
         frame_inputs = self.prenet(torch.cat([go, grouped[:, :-1]], dim=1).to(prefix.dtype))
+        frame_inputs = frame_inputs + self.frame_step_embedding(torch.arange(frame_inputs.shape[1], device=device))
         sos = torch.full((batch_size, 1), self.lm.sos_id, dtype=torch.long, device=device)
         text_inputs = self.lm.embed(torch.cat([sos, tokens], dim=1)).to(prefix.dtype)  # [B, N+1, d]
 
@@ -192,7 +224,11 @@ class SpectronModel(nn.Module):
         lengths = torch.tensor([len(x) for x in pieces], device=device)
         mask = (torch.arange(embeds.shape[1], device=device)[None] < lengths[:, None]).long()
         positions = (mask.cumsum(-1) - 1).clamp(min=0)
-        hidden, _ = self.lm(embeds, mask, positions)
+        compute_loss = compute_loss and self.loss is not None
+        record = self.loss.attention_layers if compute_loss else []
+        recording = self.lm.record_attention(record) if record else contextlib.nullcontext({})
+        with recording as attention:
+            hidden, _ = self.lm(embeds, mask, positions)
 
         max_n, max_g = tokens.shape[1] + 1, grouped.shape[1]
         text_hidden = hidden.new_zeros(batch_size, max_n, hidden.shape[-1])
@@ -208,11 +244,47 @@ class SpectronModel(nn.Module):
         stop_logits = self.stop_head(frame_hidden).squeeze(-1) if self.stop_head is not None else None
 
         out = {"pred_frames": pred, "target_frames": target, "frame_lens": target_lens,
-               "text_logits": text_logits, "text_targets": text_targets}
-        if self.loss is not None:
-            out.update(self.loss(text_logits, text_targets, pred, target, target_lens,
-                                 stop_logits=stop_logits, stop_lengths=group_lens if stop_logits is not None else None))
+               "text_logits": text_logits, "text_targets": text_targets,
+               "stop_logits": stop_logits, "stop_lengths": group_lens if stop_logits is not None else None,
+               "layout": torch.tensor(layout, dtype=torch.long, device=device),
+               "attention": {layer: probs[0] for layer, probs in attention.items() if probs},
+               "attention_centres": batch.get("attention_centres"),
+               "attention_sigma": batch.get("attention_sigma")}
+        if compute_loss:
+            out.update(self.loss(out))
         return out
+
+    @torch.no_grad()
+    def teacher_forced_frames(self, prompt_wav, prompt_lens, texts, cont_wav, cont_lens):
+        """Frames the model predicts when fed the true transcript and the true previous frames.
+
+        With pre-net dropout kept on at inference (as in ``generate``), this is
+        what the model would say if it never drifted from the reference: set
+        against ``generate``'s free-running frames it separates alignment
+        from exposure bias.
+
+        Arguments:
+            prompt_wav [B, S], prompt_lens [B]: prompts.
+            texts: the whole transcript of each utterance (prompt and continuation),
+                as strings or as lists of token ids.
+            cont_wav [B, S'], cont_lens [B]: the reference continuations.
+        Returns:
+            list of [T_i, F] predicted frames (T_i = the reference's frame count).
+        """
+        was_training = self.training
+        self.eval()
+        try:
+            device = self.device
+            ids = [torch.tensor(self.lm.encode(t) if isinstance(t, str) else list(t), dtype=torch.long)
+                   for t in texts]
+            batch = {"prompt_wav": prompt_wav.to(device), "prompt_lens": prompt_lens.to(device),
+                     "cont_wav": cont_wav.to(device), "cont_lens": cont_lens.to(device),
+                     "tokens": nn.utils.rnn.pad_sequence(ids, batch_first=True).to(device) if ids else None,
+                     "token_lens": torch.tensor([len(i) for i in ids], device=device)}
+            out = self.forward(batch, compute_loss=False)
+            return [out["pred_frames"][i, : int(n)].float().cpu() for i, n in enumerate(out["frame_lens"])]
+        finally:
+            self.train(was_training)
 
     # ------------------------------------------------------------------ inference
     @torch.no_grad()
@@ -316,7 +388,7 @@ class SpectronModel(nn.Module):
                     if token == self.lm.eos_id or len(tokens[row]) >= max_text_tokens:
                         phase[row] = FRAMES if budget_groups[row] > 0 else DONE
                         if phase[row] == FRAMES:
-                            next_embeds[row] = self.prenet(go)[0]
+                            next_embeds[row] = self.prenet(go)[0] + self.frame_step_embedding(0)[0]
                             active[row] = 1
                     else:
                         tokens[row].append(token)
@@ -334,7 +406,8 @@ class SpectronModel(nn.Module):
                     elif stop == "stop_head" and stop_prob[k] > self.stop_threshold:
                         phase[row], stopped_by[row] = DONE, "stop_head"
                     else:
-                        next_embeds[row] = self.prenet(new_groups[k:k + 1].to(prefix.dtype))[0]
+                        next_embeds[row] = (self.prenet(new_groups[k:k + 1].to(prefix.dtype))[0]
+                                            + self.frame_step_embedding(len(groups[row]))[0])
                         active[row] = 1
             if text_done_at is None and all(p != TEXT for p in phase):
                 text_done_at = time.perf_counter()
@@ -433,7 +506,8 @@ class SpectronModel(nn.Module):
             "model": {"reduction_factor": self.r, "prompt_seconds": self.prompt_seconds,
                       "stop_head": self.stop_head is not None, "stop": self.stop,
                       "stop_threshold": self.stop_threshold, "max_seconds": self.max_seconds,
-                      "max_text_tokens": self.max_text_tokens},
+                      "max_text_tokens": self.max_text_tokens,
+                      "frame_positions": self.frame_positions is not None},
         }
         with open(directory / CONFIG_FILE, "w") as f:
             json.dump(config, f, indent=2)

@@ -8,11 +8,14 @@ one line naming the key.
 import ctypes
 import ctypes.util
 import difflib
+import json
 import os
 import sys
+import time
 from pathlib import Path
 
 import yaml as pyyaml
+from speechbrain.utils.checkpoints import mark_as_loader, mark_as_saver, register_checkpoint_hooks
 
 NUMBER = (int, float)
 
@@ -205,3 +208,44 @@ def reuse_freed_memory(max_block_mb=256):
     except (OSError, AttributeError):  # not glibc (e.g. musl)
         return False
     return bool(mallopt(_M_MMAP_THRESHOLD, int(max_block_mb) << 20)) and bool(mallopt(_M_TRIM_THRESHOLD, 1 << 30))
+
+
+@register_checkpoint_hooks
+class TrainingClock:
+    """Wall-clock seconds spent training, kept across resumed runs (a checkpoint recoverable).
+
+    ``start()`` begins a timed span and ``minutes()`` adds the seconds of every
+    span so far; as a recoverable of SpeechBrain's ``Checkpointer`` the total
+    is saved and restored, so a run killed and resumed reports the training
+    time it really took.
+
+    Example:
+        >>> clock = TrainingClock()
+        >>> clock.start(); clock.minutes() >= 0
+        True
+    """
+
+    def __init__(self):
+        self.seconds = 0.0
+        self._since = None
+
+    def start(self):
+        """Start (or restart) counting."""
+        self._since = time.monotonic()
+
+    def total_seconds(self):
+        running = time.monotonic() - self._since if self._since is not None else 0.0
+        return self.seconds + running
+
+    def minutes(self):
+        return self.total_seconds() / 60.0
+
+    @mark_as_saver
+    def save(self, path):
+        Path(path).write_text(json.dumps({"seconds": self.total_seconds()}))
+
+    @mark_as_loader
+    def load(self, path, end_of_epoch=False):
+        self.seconds = float(json.loads(Path(path).read_text())["seconds"])
+        if self._since is not None:
+            self._since = time.monotonic()

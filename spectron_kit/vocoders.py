@@ -65,7 +65,7 @@ class GriffinLimVocoder(torch.nn.Module):
         with torch.random.fork_rng(devices=devices):  # random initial phase, same every call
             torch.manual_seed(self.seed)
             wav = griffin_lim(mag)
-        sample_lengths = (lengths.to(torch.long) - 1).clamp(min=0) * spec.hop_length
+        sample_lengths = spec.num_samples(lengths.to(torch.long))
         wav = wav[:, : int(sample_lengths.max())] if wav.shape[1] else wav
         peak = wav.abs().amax(dim=1, keepdim=True).clamp(min=1e-8)
         wav = torch.where(peak > 0.99, wav / peak * 0.99, wav)

@@ -39,10 +39,10 @@ from pathlib import Path
 import soundfile as sf
 
 try:
-    from spectron_kit.data.manifest import DEFAULT_PROMPT_SECONDS, track, write_manifest
+    from spectron_kit.data.manifest import COLUMNS, DEFAULT_PROMPT_SECONDS, format_word_times, track, write_manifest
 except ImportError:  # run from a checkout without installing
     sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
-    from spectron_kit.data.manifest import DEFAULT_PROMPT_SECONDS, track, write_manifest
+    from spectron_kit.data.manifest import COLUMNS, DEFAULT_PROMPT_SECONDS, format_word_times, track, write_manifest
 
 logger = logging.getLogger(__name__)
 
@@ -470,6 +470,34 @@ def prompt_words(alignment, prompt_seconds):
     return normalize_text(" ".join(words))
 
 
+def alignment_word_times(alignment, text):
+    """The manifest's ``word_times`` for one utterance: its alignment when it matches the transcript.
+
+    Arguments
+    ---------
+    alignment : list of [word, start_s, end_s]
+        Word alignment of the utterance.
+    text : str
+        The normalised transcript.
+
+    Returns
+    -------
+    str
+        ``start:end`` per word (see ``spectron_kit.data.manifest.format_word_times``),
+        or ``""`` when the aligned words are not the transcript's words.
+
+    Example:
+        >>> alignment_word_times([["HE", 0.1, 0.3], ["WENT", 0.4, 0.9]], "he went")
+        '0.1:0.3 0.4:0.9'
+        >>> alignment_word_times([["HE", 0.1, 0.3]], "he went")
+        ''
+    """
+    words = [normalize_text(str(item[0])) for item in alignment]
+    if " ".join(words).split() != text.split() or len(words) != len(text.split()):
+        return ""
+    return format_word_times([(float(item[1]), float(item[2])) for item in alignment])
+
+
 def prepare_librispeech(data_folder, save_folder, splits=("test-clean",), alignments=True,
                         require_text=True, prompt_seconds=DEFAULT_PROMPT_SECONDS,
                         skip_prep=False, progress=True):
@@ -518,7 +546,7 @@ def prepare_librispeech(data_folder, save_folder, splits=("test-clean",), alignm
     for split in splits:
         options = {"dataset": "librispeech", "data_folder": str(root.resolve()), "split": split,
                    "alignments": bool(alignments), "require_text": bool(require_text),
-                   "prompt_seconds": float(prompt_seconds)}
+                   "prompt_seconds": float(prompt_seconds), "columns": list(COLUMNS)}
         if _already_prepared(outputs[split], options):
             continue
         split_dir = _subfolder(root, split, "LibriSpeech split")
@@ -556,17 +584,18 @@ def prepare_librispeech(data_folder, save_folder, splits=("test-clean",), alignm
                 rel = audio.relative_to(split_dir).parts
                 speaker = rel[0] if len(rel) > 1 else ""
                 chapter = rel[1] if len(rel) > 2 else ""
-            prompt_text = ""
+            prompt_text = word_times = ""
             if utt_id in words:
                 try:
                     prompt_text = prompt_words(words[utt_id], prompt_seconds)
+                    word_times = alignment_word_times(words[utt_id], text)
                 except (TypeError, ValueError) as err:
                     logger.debug("alignment of %s: %s", utt_id, err)
                     skipped["bad_alignment"] += 1
             rows.append({"id": utt_id, "path": str(audio.resolve()), "start": 0.0,
                          "end": round(seconds, 6), "duration": round(seconds, 6),
                          "speaker": speaker, "book": chapter, "prompt_seconds": prompt_seconds,
-                         "text": text, "prompt_text": prompt_text})
+                         "text": text, "prompt_text": prompt_text, "word_times": word_times})
         orphans = len(set(texts) - seen)
         if orphans:
             logger.info("LibriSpeech %s: %d transcripts have no audio file (ignored)", split, orphans)

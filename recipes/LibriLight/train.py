@@ -35,17 +35,19 @@ from speechbrain.utils.distributed import run_on_main
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from librilight_prepare import prepare  # noqa: E402
 
+from spectron_kit.alignment import diagonal_centres, step_times, token_centres, token_spans  # noqa: E402
 from spectron_kit.data.manifest import (  # noqa: E402
-    filter_for_continuation, load_segment, read_manifest, to_speechbrain_data, validate_manifest)
+    filter_for_continuation, load_segment, parse_word_times, read_manifest, to_speechbrain_data, validate_manifest)
+from spectron_kit.features import FeatureSpec  # noqa: E402
+from spectron_kit.losses import lengths_to_mask  # noqa: E402
 from spectron_kit.model import SpectronModel  # noqa: E402
 from spectron_kit.pretrain import warmup_cosine  # noqa: E402
-from spectron_kit.recipe import (check_overrides, exit_on_config_error, overrides_to_yaml, resolve_base,  # noqa: E402
-                                 reuse_freed_memory)
+from spectron_kit.recipe import (TrainingClock, check_overrides, exit_on_config_error, overrides_to_yaml,  # noqa: E402
+                                 resolve_base, reuse_freed_memory)
 
 logger = logging.getLogger(__name__)
 console = Console()
-TERMS = ("loss", "ce", "spec", "freq_deriv", "time_deriv", "stop")
-RECONSTRUCTION_TERMS = ("spec", "freq_deriv", "time_deriv")
+RECONSTRUCTION_TERMS = ("spec", "freq_deriv", "time_deriv")  # read against model-free baselines
 
 
 def absolute_lengths(padded):
@@ -61,10 +63,15 @@ class SpectronBrain(sb.Brain):
         inputs = {"prompt_wav": batch.prompt_wav.data, "prompt_lens": absolute_lengths(batch.prompt_wav),
                   "cont_wav": batch.cont_wav.data, "cont_lens": absolute_lengths(batch.cont_wav),
                   "tokens": batch.tokens.data, "token_lens": absolute_lengths(batch.tokens)}
+        if hasattr(batch, "attention_centres"):  # padded with NaN: no target there
+            centres = batch.attention_centres
+            valid = lengths_to_mask(absolute_lengths(centres), centres.data.shape[1])
+            inputs["attention_centres"] = torch.where(valid, centres.data, torch.nan)
+            inputs["attention_sigma"] = batch.attention_sigma.data[:, 0]
         return self.modules.model(inputs)
 
     def compute_objectives(self, predictions, batch, stage):
-        for term in TERMS:
+        for term in logged_terms(self.modules.model):
             if term in predictions:
                 self.term_sums[term] = self.term_sums.get(term, 0.0) + float(predictions[term].detach())
         self.term_count += 1
@@ -93,6 +100,20 @@ class SpectronBrain(sb.Brain):
         if should_step:
             self.scheduler.step()
         self._advance(f"loss {float(loss.detach()):.3f}")
+        self.save_due_snapshots()
+
+    def save_due_snapshots(self):
+        """Write a bundle at each of ``snapshot_minutes`` of training (for the training-time curve)."""
+        minutes = self.clock.minutes()
+        for mark in self.hparams.snapshot_minutes or ():
+            folder = Path(self.hparams.output_folder) / "snapshots" / f"{mark:g}min"
+            if minutes >= mark and not folder.is_dir() and sb.utils.distributed.if_main_process():
+                was_training = self.modules.model.training
+                self.modules.model.save_pretrained(folder)
+                self.modules.model.train(was_training)
+                (folder / "training.json").write_text(json.dumps(
+                    {"training_minutes": minutes, "step": self.step, "epoch": self.hparams.epoch_counter.current}))
+                logger.info("snapshot after %.1f training minutes (step %d): %s", minutes, self.step, folder)
 
     def evaluate_batch(self, batch, stage):
         loss = super().evaluate_batch(batch, stage)
@@ -134,6 +155,11 @@ class SpectronBrain(sb.Brain):
         self.last_stats = means
 
 
+def logged_terms(model):
+    """The total and every term of the model's loss table, in table order."""
+    return ("loss", *model.loss.weights)
+
+
 def _fmt(stats):
     return " ".join(f"{k} {v:.3f}" for k, v in stats.items())
 
@@ -172,6 +198,27 @@ def dataio_prepare(hparams, manifests, tokenizer):
     def text_pipeline(text):
         return torch.LongTensor(tokenizer.encode(text))
 
+    spec = FeatureSpec.from_dict(dict(hparams["feature_spec"]))
+    r = hparams["reduction_factor"]
+
+    @sb.utils.data_pipeline.takes("text", "word_times", "duration")
+    @sb.utils.data_pipeline.provides("attention_centres", "attention_sigma")
+    def alignment_pipeline(text, word_times, duration):
+        """Token spoken at each frame step: from word timings when known, else the diagonal prior."""
+        words = text.split()
+        spans = token_spans(tokenizer, words)
+        n_tokens = spans[-1][1] if spans else 0
+        cont_samples = min(int(round(duration * rate)) - prompt_samples, max_cont)
+        steps = math.ceil(spec.num_frames(max(cont_samples, 0)) / r)
+        times = step_times(steps, r, spec.hop_seconds, hparams["prompt_seconds"])
+        timing = parse_word_times(word_times, n_words=len(words))
+        if timing is not None and n_tokens == len(tokenizer.encode(text)):
+            yield torch.tensor(token_centres(timing, spans, times))
+            yield torch.tensor([float(hparams["guided_attention_sigma"])])
+        else:
+            yield torch.tensor(diagonal_centres(n_tokens, duration, times))
+            yield torch.tensor([float(hparams["guided_attention_g"]) * max(n_tokens, 1)])
+
     datasets = {}
     for split, names, limit in (("train", hparams["train_splits"], hparams["max_train_utterances"]),
                                 ("valid", hparams["valid_splits"], hparams["max_valid_utterances"]),
@@ -179,7 +226,11 @@ def dataio_prepare(hparams, manifests, tokenizer):
         dataset, rows = load(names, limit)
         sb.dataio.dataset.add_dynamic_item([dataset], audio_pipeline)
         sb.dataio.dataset.add_dynamic_item([dataset], text_pipeline)
-        dataset.set_output_keys(["id", "prompt_wav", "cont_wav", "tokens"])
+        keys = ["id", "prompt_wav", "cont_wav", "tokens"]
+        if hparams.get("w_guided_attention"):
+            sb.dataio.dataset.add_dynamic_item([dataset], alignment_pipeline)
+            keys += ["attention_centres", "attention_sigma"]
+        dataset.set_output_keys(keys)
         if hparams["sorting"] in ("ascending", "descending") and split == "train":
             dataset = dataset.filtered_sorted(sort_key="duration", reverse=hparams["sorting"] == "descending")
         datasets[split] = dataset
@@ -258,7 +309,7 @@ def build_model(hparams):
         vocoder=hparams["vocoder"](), reduction_factor=hparams["reduction_factor"],
         prompt_seconds=hparams["prompt_seconds"], stop_head=hparams["stop_head"], stop=hparams["stop_rule"],
         max_seconds=hparams["max_generate_seconds"], max_text_tokens=hparams["max_text_tokens"],
-        prompt_augment=hparams["prompt_augment"])
+        prompt_augment=hparams["prompt_augment"], frame_positions=hparams["frame_positions"])
 
 
 # ------------------------------------------------------------------------------- after training
@@ -301,7 +352,11 @@ def prompt_transcript_wer(model, rows, hparams, limit=None):
 
 
 def write_samples(model, rows, hparams):
-    """Prompt / reference / generated audio, spectrogram PNG and text for a few utterances."""
+    """Prompt / reference / teacher-forced / generated audio, spectrogram PNG and text for a few utterances.
+
+    The reference is cut at ``max_continuation_seconds``, the length the model
+    was trained to speak; the PNG draws every panel on one colour scale.
+    """
     from spectron_kit.audio import save_audio
     from spectron_kit.plotting import plot_spectrograms
 
@@ -309,19 +364,24 @@ def write_samples(model, rows, hparams):
     folder.mkdir(parents=True, exist_ok=True)
     rate = hparams["sample_rate"]
     prompt = int(round(hparams["prompt_seconds"] * rate))
+    longest = int(round(hparams["max_continuation_seconds"] * rate))
     written = []
     for row in rows[: hparams["num_samples"]]:
         wav = load_segment(row, rate)
-        prompt_wav, reference = wav[:prompt], wav[prompt:]
+        prompt_wav, reference = wav[:prompt], wav[prompt: prompt + longest]
         ref_feats, _ = model.frontend(reference[None].to(model.device))
         torch.manual_seed(hparams["seed"])
         out = model.generate(prompt_wav.to(model.device), num_frames=ref_feats.shape[1])
+        forced = model.teacher_forced_frames(prompt_wav[None], torch.tensor([len(prompt_wav)]), [row["text"]],
+                                             reference[None], torch.tensor([len(reference)]))[0]
         prompt_feats, _ = model.frontend(prompt_wav[None].to(model.device))
         base = folder / row["id"]
         save_audio(f"{base}_prompt.wav", prompt_wav, rate)
         save_audio(f"{base}_reference.wav", reference, rate)
+        save_audio(f"{base}_teacher_forced.wav", model.vocode([forced])[0], out.sample_rate)
         save_audio(f"{base}_generated.wav", out.waveforms[0], out.sample_rate)
         plot_spectrograms([("prompt", prompt_feats[0]), ("reference continuation", ref_feats[0]),
+                           ("teacher-forced (true text and previous frames)", forced),
                            ("generated continuation", out.frames[0])], f"{base}_spectrogram.png",
                           frame_rate=model.frame_rate, title=out.text[0][:110])
         Path(f"{base}_text.txt").write_text(f"reference: {row['text']}\nmodel:     {out.text[0]}\n")
@@ -349,9 +409,10 @@ def main(argv=None):
                   f"({model.num_parameters(trainable_only=True) / 1e6:.2f} M trainable)")
     datasets = dataio_prepare(hparams, manifests, model.lm.tokenizer)
 
+    clock = TrainingClock()  # training time, saved in checkpoints so resumed runs add up
     checkpointer = sb.utils.checkpoints.Checkpointer(
         checkpoints_dir=hparams["save_folder"],
-        recoverables={"model": model, "counter": hparams["epoch_counter"]})
+        recoverables={"model": model, "counter": hparams["epoch_counter"], "clock": clock})
     brain = SpectronBrain(modules={"model": model}, hparams=hparams, run_opts=run_opts, checkpointer=checkpointer)
     train_kwargs = {"batch_size": hparams["batch_size"], "shuffle": hparams["sorting"] == "random"}
     valid_kwargs = {"batch_size": hparams["batch_size"]}
@@ -365,9 +426,12 @@ def main(argv=None):
         step0 = valid_terms(brain, datasets["valid"], valid_kwargs)
         step0_file.write_text(json.dumps(step0, indent=2))
         console.print(_fmt(step0))
+    brain.clock = clock
+    clock.start()
     brain.fit(hparams["epoch_counter"], datasets["train"], datasets["valid"],
               train_loader_kwargs=train_kwargs, valid_loader_kwargs=valid_kwargs)
     train_seconds = time.time() - started
+    training_minutes = clock.minutes()
 
     # best checkpoint -> bundle, samples, held-out prompt transcripts
     checkpointer.recover_if_possible(min_key="loss")
@@ -381,13 +445,14 @@ def main(argv=None):
                "reduction": {k: step0[k] / final[k] for k in RECONSTRUCTION_TERMS if k in step0 and final.get(k)},
                "test_prompt_transcript_wer": test_wer, "test_examples": test_examples[:10],
                "samples": samples, "seconds": time.time() - started, "train_seconds": train_seconds,
+               "training_minutes": training_minutes,
                "parameters": model.num_parameters(), "bundle": str(hparams["bundle_folder"])}
     (out_dir / "summary.json").write_text(json.dumps(summary, indent=2))
 
     table = Table(title="valid loss terms")
     for column in ("term", "step 0", "final", "step 0 / final"):
         table.add_column(column)
-    for term in TERMS:
+    for term in logged_terms(model):
         if term in final:
             before = step0.get(term)
             table.add_row(term, f"{before:.3f}" if before is not None else "-", f"{final[term]:.3f}",

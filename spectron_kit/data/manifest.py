@@ -3,7 +3,7 @@
 A manifest is a CSV file (UTF-8, comma separated, quoted where needed) with one
 row per utterance and this header, in this order::
 
-    id,path,start,end,duration,speaker,book,prompt_seconds,text,prompt_text
+    id,path,start,end,duration,speaker,book,prompt_seconds,text,prompt_text,word_times
 
 ============== ======= =======================================================
 column         type    meaning
@@ -23,6 +23,10 @@ text           str     whole transcript of the segment, lower case; may be
                        empty when the audio is untranscribed
 prompt_text    str     the words spoken within the prompt when known from word
                        alignments, else empty
+word_times     str     when word alignments are known: one ``start:end``
+                       (seconds from the segment start) per word of ``text``,
+                       space separated (see :func:`parse_word_times`); else
+                       empty. Older manifests without the column read as empty.
 ============== ======= =======================================================
 
 Long files (Libri-Light) give many rows pointing at the same ``path`` with
@@ -62,13 +66,13 @@ logger = logging.getLogger(__name__)
 
 #: manifest columns, in file order
 COLUMNS = ("id", "path", "start", "end", "duration", "speaker", "book",
-           "prompt_seconds", "text", "prompt_text")
+           "prompt_seconds", "text", "prompt_text", "word_times")
 #: columns parsed as floats when read
 FLOAT_COLUMNS = ("start", "end", "duration", "prompt_seconds")
 #: columns every row must have when written (the rest get defaults)
 REQUIRED_COLUMNS = ("id", "path", "start", "end", "duration")
 #: defaults for optional columns
-DEFAULTS = {"speaker": "", "book": "", "prompt_seconds": 3.0, "text": "", "prompt_text": ""}
+DEFAULTS = {"speaker": "", "book": "", "prompt_seconds": 3.0, "text": "", "prompt_text": "", "word_times": ""}
 
 DEFAULT_PROMPT_SECONDS = 3.0
 DEFAULT_MIN_CONTINUATION_SECONDS = 1.0
@@ -90,7 +94,50 @@ def _format_value(column, value):
         return repr(round(value, 6))
     text = "" if value is None else str(value)
     # one row per line: newlines inside a text would break line-based tools
-    return " ".join(text.split()) if column in ("text", "prompt_text") else text
+    return " ".join(text.split()) if column in ("text", "prompt_text", "word_times") else text
+
+
+def format_word_times(times):
+    """``[(start, end), ...]`` seconds -> the ``word_times`` column text.
+
+    Example:
+        >>> format_word_times([(0.0, 0.25), (0.25, 0.6)])
+        '0:0.25 0.25:0.6'
+    """
+    return " ".join(f"{round(float(a), 4):g}:{round(float(b), 4):g}" for a, b in times)
+
+
+def parse_word_times(value, n_words=None):
+    """The ``word_times`` column -> list of ``(start, end)`` seconds, or None when empty or unusable.
+
+    Arguments
+    ---------
+    value : str
+        The column text (``"0:0.25 0.25:0.6"``).
+    n_words : int, optional
+        Number of words of the row's ``text``; a different count gives None.
+
+    Returns
+    -------
+    list of (float, float) or None
+
+    Example:
+        >>> parse_word_times("0:0.25 0.25:0.6", n_words=2)
+        [(0.0, 0.25), (0.25, 0.6)]
+        >>> parse_word_times("0:0.25", n_words=2) is None
+        True
+    """
+    if not value:
+        return None
+    try:
+        times = [tuple(float(x) for x in item.split(":")) for item in str(value).split()]
+    except ValueError:
+        return None
+    if any(len(t) != 2 or not t[0] <= t[1] for t in times):
+        return None
+    if n_words is not None and len(times) != n_words:
+        return None
+    return times
 
 
 def write_manifest(rows, path):
@@ -100,7 +147,8 @@ def write_manifest(rows, path):
     ---------
     rows : iterable of dict
         Each needs ``id, path, start, end, duration``; ``speaker, book,
-        prompt_seconds, text, prompt_text`` default to ``"", "", 3.0, "", ""``.
+        prompt_seconds, text, prompt_text, word_times`` default to
+        ``"", "", 3.0, "", "", ""``.
         Extra keys are ignored.
     path : str or Path
         Where to write; parent folders are created.

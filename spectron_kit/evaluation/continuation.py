@@ -16,7 +16,14 @@ Per utterance this module measures:
 (d) WER of the model's own transcript of the prompt;
 (e) WER between the ASR transcript of the generated speech and the model's
     own text continuation (does the speech say what the text says);
-(f) generation speed (frames per second, real-time factor).
+(f) generation speed (frames per second, real-time factor);
+
+and, for every speech metric (ASR WER against the text the audio should say,
+ASR-transcript perplexity, speaker similarity, predicted MOS), the same
+metric on the same utterances for the ceilings and a floor
+(:data:`CONDITIONS`): the reference audio, the vocoder on the reference
+frames, the model's teacher-forced frames, the free-running generation, and
+the reference's mean frame repeated.
 
 and :func:`aggregate_records` turns the records into corpus values with 95%
 bootstrap intervals (resampling utterances; speed resamples batches).
@@ -59,6 +66,11 @@ __all__ = [
     "select_rows",
     "evaluate_continuation",
     "aggregate_records",
+    "aggregate_conditions",
+    "continuation_words",
+    "CONDITIONS",
+    "CONDITION_LABELS",
+    "SPEECH_METRICS",
     "component_description",
     "lm_context_length",
     "frames_that_fit",
@@ -77,7 +89,7 @@ PROTOCOL_CONTROLS = {
     "fixed_seconds": ((int, float, type(None)), lambda v: v is None or v > 0,
                       "a number of seconds > 0 (or null)"),
     "max_continuation_seconds": ((int, float, type(None)), lambda v: v is None or v > 0,
-                                 "a number of seconds > 0, or null (as much as fits in the LM context)"),
+                                 "a number of seconds > 0, or null (the length the model was trained on)"),
     "num_utterances": ((int, type(None)), lambda v: v is None or v > 0, "a positive integer or null (all)"),
     "num_samples": ((int, type(None)), lambda v: v is None or v >= 0,
                     "an integer >= 0 or null (all)"),
@@ -378,14 +390,175 @@ def _progress(enabled, total, description):
 # ---------------------------------------------------------------------------
 # the evaluation loop
 
+#: the audio every speech metric is measured on, in report order: three
+#: ceilings, the model's free-running speech, and a floor
+CONDITIONS = ("reference", "vocoded", "teacher_forced", "generated", "flat")
+CONDITION_LABELS = {
+    "reference": "(a) reference continuation audio",
+    "vocoded": "(b) vocoder on the reference frames (vocoder ceiling)",
+    "teacher_forced": "(c) model, teacher-forced (true text and previous frames), vocoded",
+    "generated": "(d) model, free-running generation",
+    "flat": "floor: the reference's mean frame at every step, vocoded",
+}
+#: what the ASR transcript of each condition is compared with
+CONDITION_TEXT = {"reference": "reference", "vocoded": "reference", "teacher_forced": "reference",
+                  "generated": "model", "flat": "reference"}
+
+
+def continuation_words(row, prompt_seconds, end_seconds=None):
+    """The words spoken in the continuation (after the prompt, before ``end_seconds``).
+
+    Arguments:
+        row: manifest row (``text``, ``duration``, optional ``prompt_text`` and ``word_times``).
+        prompt_seconds: prompt length.
+        end_seconds: where the evaluated continuation ends (None: the utterance end).
+
+    Returns:
+        ``(words, source)``: with word timings (``"word_times"``), the words
+        after the prompt words whose middle lies before ``end_seconds``;
+        otherwise the words after the prompt words, cut in proportion to the
+        time kept (``"proportional"``, constant speaking rate).
+
+    Example:
+        >>> row = {"text": "a b c d e f", "duration": 6.0}
+        >>> continuation_words(row, 3.0)
+        (['d', 'e', 'f'], 'proportional')
+        >>> continuation_words(row, 3.0, end_seconds=5.0)
+        (['d', 'e'], 'proportional')
+        >>> continuation_words(dict(row, word_times="0:1 1:2 2:3 3:4 4:5 5:6", prompt_text="a b c"), 3.0, 4.4)
+        (['d'], 'word_times')
+    """
+    from spectron_kit.data.manifest import parse_word_times
+
+    words = M.normalize_text(row.get("text") or "").split()
+    prompt, _ = reference_prompt_words(row, prompt_seconds)
+    rest = words[len(prompt):]
+    duration = float(row.get("duration") or 0.0)
+    end = duration if end_seconds is None else min(float(end_seconds), duration)
+    times = parse_word_times(row.get("word_times", ""), n_words=len(words))
+    if times is not None:
+        kept = [w for w, (a, b) in zip(rest, times[len(prompt):]) if (a + b) / 2 < end]
+        return kept, "word_times"
+    if end >= duration - 1e-9 or duration <= prompt_seconds:
+        return rest, "proportional"
+    share = (end - prompt_seconds) / (duration - prompt_seconds)
+    return rest[: int(round(len(rest) * max(share, 0.0)))], "proportional"
+
+
+def _flat_frames(frames):
+    """The mean frame repeated: what a model that ignores time would say."""
+    if len(frames) == 0:
+        return frames
+    return frames.mean(dim=0, keepdim=True).expand_as(frames).clone()
+
+
+def _batch_material(model, chunk, sr, n_prompt, limit_seconds, frame_rate, stop, budget_rule, cap_seconds,
+                    sampling, seed):
+    """Generate one batch and collect every condition's audio and frames.
+
+    Returns a dict of per-item lists: ``prompts``, ``refs``, ``truncated``,
+    ``frames`` (condition -> frames), ``audio`` (condition -> waveform), the
+    generation output ``out`` and its ``timing``.
+    """
+    hop = int(model.frontend.spec.hop_length)
+    wavs = [_load(row, sr) for row in chunk]
+    prompts = [w[:n_prompt] for w in wavs]
+    refs = [w[n_prompt:] for w in wavs]
+    prompt_wav = torch.nn.utils.rnn.pad_sequence(prompts, batch_first=True)
+    prompt_lens = torch.tensor([len(p) for p in prompts], dtype=torch.long)
+    _, prefix_lens = model.encode_prompt(prompt_wav.to(model.device), prompt_lens.to(model.device))
+    limits = frames_that_fit(model, prefix_lens.tolist())
+    if limit_seconds is not None:
+        limits = [min(n, int(round(limit_seconds * frame_rate))) for n in limits]
+    truncated = [False] * len(chunk)
+    for i, limit in enumerate(limits):
+        if _n_frames(model, len(refs[i])) > limit:  # cut to `limit` frames
+            refs[i] = refs[i][: max(limit - 1, 0) * hop]
+            truncated[i] = True
+    ref_frames = [_frames(model, r) for r in refs]
+    if budget_rule == "reference":
+        budget = [len(f) for f in ref_frames]
+    else:
+        budget = [min(int(round(cap_seconds * frame_rate)), n) for n in limits]
+    torch.manual_seed(int(seed))
+    t0 = time.perf_counter()
+    out = model.generate(prompt_wav, prompt_lens, num_frames=torch.tensor(budget), stop=stop, **sampling)
+    wall = time.perf_counter() - t0
+    cont_wav = torch.nn.utils.rnn.pad_sequence(refs, batch_first=True)
+    cont_lens = torch.tensor([len(r) for r in refs], dtype=torch.long)
+    torch.manual_seed(int(seed))
+    forced = model.teacher_forced_frames(prompt_wav, prompt_lens, [row.get("text", "") for row in chunk],
+                                         cont_wav, cont_lens)
+    frames = {"vocoded": ref_frames, "teacher_forced": forced, "generated": out.frames,
+              "flat": [_flat_frames(f) for f in ref_frames]}
+    audio = {"reference": [_np(r) for r in refs],
+             "generated": [_np(w) for w in (out.waveforms or [None] * len(chunk))]}
+    for cond in ("vocoded", "teacher_forced", "flat"):
+        audio[cond] = [_np(w) for w in model.vocode(frames[cond])]
+    return {"prompts": prompts, "refs": refs, "truncated": truncated, "ref_frames": ref_frames,
+            "prompt_frames": [_frames(model, p) for p in prompts],
+            "frames": frames, "audio": audio, "out": out, "wall": wall}
+
+
+def _score_speech(audio, texts, prompt_np, sr, transcriber, lm_scorer, speaker_encoder, mos_predictor):
+    """Every speech metric of every condition for one batch.
+
+    Arguments:
+        audio: condition -> list of waveforms (at ``sr``).
+        texts: condition -> list of expected word lists.
+        prompt_np: list of prompt waveforms.
+
+    Returns:
+        (per-item list of {condition: metrics}, prompt speaker embeddings [B, D],
+        reference speaker embeddings [B, D]).
+    """
+    emb_p = np.asarray(speaker_encoder.embed(prompt_np, sr))
+    scored = [dict() for _ in prompt_np]
+    emb_ref = None
+    for cond, wavs in audio.items():
+        asr = transcriber.transcribe(wavs, sr)
+        nll = lm_scorer.score([M.normalize_text(t) for t in asr])
+        nonempty = [i for i, g in enumerate(wavs) if g.size >= sr // 10]
+        emb = np.full_like(emb_p, np.nan)
+        mos = [float("nan")] * len(wavs)
+        if nonempty:
+            emb[nonempty] = np.asarray(speaker_encoder.embed([wavs[i] for i in nonempty], sr))
+            for i, v in zip(nonempty, mos_predictor.predict([wavs[i] for i in nonempty], sr)):
+                mos[i] = float(v)
+        if cond == "reference":
+            emb_ref = emb
+        for i in range(len(wavs)):
+            words = M.normalize_text(asr[i]).split()
+            counts = M.word_error_counts(texts[cond][i], words, normalize=False)
+            n_tok = int(nll[i]["n_tokens"])
+            scored[i][cond] = {
+                "asr": " ".join(words), "expected": " ".join(texts[cond][i]),
+                "wer_edits": counts["edits"], "wer_ref_words": counts["n_ref"],
+                "wer": counts["edits"] / counts["n_ref"] if counts["n_ref"] else None,
+                "lm_nll": float(nll[i]["nll"]), "lm_tokens": n_tok,
+                "perplexity": math.exp(float(nll[i]["nll"]) / n_tok) if n_tok else None,
+                "speaker_sim": float(M.cosine_similarity(emb_p[i], emb[i])) if i in nonempty else None,
+                "mos": None if math.isnan(mos[i]) else mos[i],
+                "seconds": wavs[i].size / sr}
+    return scored, emb_p, emb_ref
+
 
 @torch.no_grad()
 def evaluate_continuation(model, rows, *, transcriber, lm_scorer, speaker_encoder, mos_predictor,
                           prompt_seconds=3.0, length_rule="reference", fixed_seconds=None,
-                          max_continuation_seconds=None, num_utterances=None, seed=0, do_sample=False, temperature=1.0, top_k=0,
-                          top_p=1.0, batch_size=4, out_dir, num_samples=None, n_resamples=1000,
-                          progress=True):
+                          max_continuation_seconds=None, num_utterances=None, seed=0, do_sample=False,
+                          temperature=1.0, top_k=0, top_p=1.0, batch_size=4, out_dir, num_samples=None,
+                          n_resamples=1000, progress=True):
     """Run the speech-continuation protocol on manifest rows.
+
+    Every speech metric (ASR WER against the text the audio should say,
+    text-LM perplexity of the ASR transcript, speaker similarity to the
+    prompt, predicted MOS) is measured on the same utterances for each of
+    :data:`CONDITIONS`: (a) the reference continuation audio, (b) the vocoder
+    on the reference frames, (c) the model's teacher-forced frames, (d) its
+    free-running generation, and a floor (the reference's mean frame at every
+    step). (c) vs (d) separates alignment from exposure bias; (b) vs (d) is
+    what the model still loses.
 
     Arguments:
         model: a ``SpectronModel`` with a vocoder (e.g. from ``from_pretrained``).
@@ -398,12 +571,13 @@ def evaluate_continuation(model, rows, *, transcriber, lm_scorer, speaker_encode
             (the model's stop head, capped at ``fixed_seconds`` or, when that
             is None, the model's ``max_seconds``).
         fixed_seconds: length for the "fixed" rule, cap for "stop".
-        max_continuation_seconds: cut reference continuations (and the
-            frame budget) to this length. Whatever the value, no item is given
-            more frames than fit in the LM context after its prefix and a full
-            text budget; a reference continuation longer than its budget is
-            cut to the same length, so references and generations compare like
-            for like (the count is in ``counts["truncated"]``).
+        max_continuation_seconds: cut reference continuations (and the frame
+            budget) to this length; None uses the model's ``max_seconds``,
+            the continuation length it was trained on, so that evaluation
+            does not ask for longer speech than training showed. No item is
+            given more frames than fit in the LM context after its prefix and
+            a full text budget; a cut continuation keeps the words spoken
+            before the cut as its reference text (``counts["truncated"]``).
         num_utterances: evaluate a seeded random subset of this size (None: all).
         seed: seeds the subset, the other-speaker baseline (drawn among the
             evaluated utterances of other speakers), the bootstrap and
@@ -418,14 +592,15 @@ def evaluate_continuation(model, rows, *, transcriber, lm_scorer, speaker_encode
 
     Returns:
         dict with ``config`` (the protocol and component descriptions),
-        ``records`` (one dict per utterance), ``batches`` (timing per
-        ``generate`` call), ``aggregates`` (see :func:`aggregate_records`)
-        and ``counts`` (rows given, skipped as too short, evaluated, ...).
+        ``records`` (one dict per utterance, with ``speech``: condition ->
+        metrics), ``batches`` (timing per ``generate`` call), ``aggregates``
+        (see :func:`aggregate_records`), ``speech`` (see
+        :func:`aggregate_conditions`) and ``counts``.
     """
     check_protocol(prompt_seconds=prompt_seconds, length_rule=length_rule, fixed_seconds=fixed_seconds,
-                   max_continuation_seconds=max_continuation_seconds, num_utterances=num_utterances, num_samples=num_samples, seed=seed, do_sample=do_sample,
-                   temperature=temperature, top_k=top_k, top_p=top_p, batch_size=batch_size,
-                   n_resamples=n_resamples)
+                   max_continuation_seconds=max_continuation_seconds, num_utterances=num_utterances,
+                   num_samples=num_samples, seed=seed, do_sample=do_sample, temperature=temperature,
+                   top_k=top_k, top_p=top_p, batch_size=batch_size, n_resamples=n_resamples)
     if length_rule == "fixed" and fixed_seconds is None:
         raise ValueError("length_rule='fixed' needs fixed_seconds (e.g. fixed_seconds=4.0)")
     if length_rule == "stop" and getattr(model, "stop_head", None) is None:
@@ -447,117 +622,112 @@ def evaluate_continuation(model, rows, *, transcriber, lm_scorer, speaker_encode
                          f"({len(rows)} given); use longer utterances or a shorter prompt_seconds")
 
     sr = model.frontend.spec.sample_rate
+    if int(model.vocoder.sample_rate) != sr:
+        raise ValueError(f"the vocoder makes {model.vocoder.sample_rate} Hz audio but the features are "
+                         f"{sr} Hz; use a vocoder built for the model's feature spec")
     frame_rate = float(model.frame_rate)
     stop = "stop_head" if length_rule == "stop" else "budget"
     cap_seconds = fixed_seconds if fixed_seconds is not None else model.max_seconds
+    limit_seconds = max_continuation_seconds if max_continuation_seconds is not None else model.max_seconds
+    sampling = {"do_sample": do_sample, "temperature": temperature, "top_k": top_k, "top_p": top_p}
     mos_label = _mos_label(mos_predictor)
-    records, batches = [], []
-    prompt_embs, gen_embs, ref_embs = [], [], []
+    records, batches, prompt_embs, ref_embs = [], [], [], []
     n_prompt = int(round(prompt_seconds * sr))
-    hop = int(model.frontend.spec.hop_length)
-    n_truncated = 0
+    components = (transcriber, lm_scorer, speaker_encoder, mos_predictor)
 
     with _progress(progress, len(selected), "continuation") as bar:
         for b, start in enumerate(range(0, len(selected), batch_size)):
             chunk = selected[start:start + batch_size]
-            wavs = [_load(row, sr) for row in chunk]
-            prompts = [w[:n_prompt] for w in wavs]
-            refs = [w[n_prompt:] for w in wavs]
-            prompt_wav = torch.nn.utils.rnn.pad_sequence(prompts, batch_first=True)
-            prompt_lens = torch.tensor([len(p) for p in prompts], dtype=torch.long)
-            _, prefix_lens = model.encode_prompt(prompt_wav.to(model.device), prompt_lens.to(model.device))
-            limits = frames_that_fit(model, prefix_lens.tolist())
-            if max_continuation_seconds is not None:
-                limits = [min(n, int(round(max_continuation_seconds * frame_rate))) for n in limits]
-            truncated = [False] * len(chunk)
-            for i, limit in enumerate(limits):
-                if _n_frames(model, len(refs[i])) > limit:  # cut to `limit` frames
-                    refs[i] = refs[i][: max(limit - 1, 0) * hop]
-                    truncated[i] = True
-                    n_truncated += 1
-            ref_frames = [_frames(model, r) for r in refs]
-            prompt_frames = [_frames(model, p) for p in prompts]
-            if length_rule == "reference":
-                budget = [len(f) for f in ref_frames]
-            else:
-                budget = [min(int(round(cap_seconds * frame_rate)), n) for n in limits]
-            torch.manual_seed(int(seed) + b)
-            t0 = time.perf_counter()
-            out = model.generate(prompt_wav, prompt_lens, num_frames=torch.tensor(budget), stop=stop,
-                                 do_sample=do_sample, temperature=temperature, top_k=top_k, top_p=top_p)
-            wall = time.perf_counter() - t0
-            gen_sr = int(out.sample_rate)
-            gens = [_np(w) for w in (out.waveforms or [None] * len(chunk))]
+            got = _batch_material(model, chunk, sr, n_prompt, limit_seconds, frame_rate, stop, length_rule,
+                                  cap_seconds, sampling, seed + b)
+            out = got["out"]
             timing = dict(out.timing)
-            timing.update(batch=b, items=len(chunk), wall_s=wall,
+            timing.update(batch=b, items=len(chunk), wall_s=got["wall"],
                           audio_s=sum(len(f) for f in out.frames) / frame_rate)
             batches.append(timing)
-
-            # evaluation components, batched over this chunk
-            ref_np = [_np(r) for r in refs]
-            prompt_np = [_np(p) for p in prompts]
-            asr = transcriber.transcribe(gens, gen_sr)
-            scores = lm_scorer.score([M.normalize_text(t) for t in asr])
-            nonempty = [i for i, g in enumerate(gens) if g.size >= gen_sr // 10]
-            emb_p = np.asarray(speaker_encoder.embed(prompt_np, sr))
-            emb_r = np.asarray(speaker_encoder.embed(ref_np, sr))
-            emb_g = np.full_like(emb_p, np.nan)
-            if nonempty:
-                emb_g[nonempty] = np.asarray(speaker_encoder.embed([gens[i] for i in nonempty], gen_sr))
-            mos_g = [float("nan")] * len(chunk)
-            if nonempty:
-                for i, v in zip(nonempty, mos_predictor.predict([gens[i] for i in nonempty], gen_sr)):
-                    mos_g[i] = float(v)
-            mos_r = [float(v) for v in mos_predictor.predict(ref_np, sr)]
-
+            ref_words, model_words, prompt_parts = [], [], []
             for i, row in enumerate(chunk):
                 ref_prompt, ref_source = reference_prompt_words(row, prompt_seconds)
                 hyp_prompt, model_cont = split_model_text(out.text[i], len(ref_prompt))
-                p_counts = M.word_error_counts(ref_prompt, hyp_prompt, normalize=False)
-                asr_words = M.normalize_text(asr[i]).split()
-                c_counts = M.word_error_counts(model_cont, asr_words, normalize=False)
-                nll, n_tok = float(scores[i]["nll"]), int(scores[i]["n_tokens"])
-                sim_g = float(M.cosine_similarity(emb_p[i], emb_g[i])) if i in nonempty else None
-                record = {
-                    "id": row["id"], "speaker": str(row.get("speaker", "")), "batch": b,
-                    "duration": float(row["duration"]),
-                    "prompt_seconds": len(prompts[i]) / sr, "reference_seconds": len(refs[i]) / sr,
-                    "generated_seconds": len(gens[i]) / gen_sr if gen_sr else 0.0,
-                    "reference_frames": len(ref_frames[i]), "generated_frames": len(out.frames[i]),
-                    "reference_truncated": truncated[i],
-                    "stopped_by": out.stopped_by[i],
-                    "reference_text": M.normalize_text(row.get("text", "")),
-                    "reference_prompt_text": " ".join(ref_prompt), "reference_prompt_source": ref_source,
-                    "model_text": out.text[i],
-                    "model_prompt_transcript": " ".join(hyp_prompt),
-                    "model_continuation_text": " ".join(model_cont),
-                    "asr_generated": " ".join(asr_words),
-                    "lm_nll": nll, "lm_tokens": n_tok,
-                    "log_perplexity": nll / n_tok if n_tok else None,
-                    "perplexity": math.exp(nll / n_tok) if n_tok else None,
-                    "speaker_sim_generated": sim_g,
-                    "speaker_sim_reference": float(M.cosine_similarity(emb_p[i], emb_r[i])),
-                    "speaker_sim_other_speaker": None, "other_speaker_id": None,
-                    "mos_generated": None if math.isnan(mos_g[i]) else mos_g[i],
-                    "mos_reference": None if math.isnan(mos_r[i]) else mos_r[i],
-                    "prompt_wer_edits": p_counts["edits"], "prompt_wer_ref_words": p_counts["n_ref"],
-                    "prompt_wer": p_counts["edits"] / p_counts["n_ref"] if p_counts["n_ref"] else None,
-                    "text_speech_wer_edits": c_counts["edits"],
-                    "text_speech_wer_ref_words": c_counts["n_ref"],
-                    "text_speech_wer": c_counts["edits"] / c_counts["n_ref"] if c_counts["n_ref"] else None,
-                    "samples": {},
-                }
+                end = prompt_seconds + len(got["refs"][i]) / sr
+                ref_words.append(continuation_words(row, prompt_seconds, end)[0])
+                model_words.append(model_cont)
+                prompt_parts.append((ref_prompt, ref_source, hyp_prompt))
+            texts = {cond: (model_words if CONDITION_TEXT[cond] == "model" else ref_words)
+                     for cond in got["audio"]}
+            prompt_np = [_np(p) for p in got["prompts"]]
+            scored, emb_p, emb_r = _score_speech(got["audio"], texts, prompt_np, sr, *components)
+            for i, row in enumerate(chunk):
+                record = _record(row, i, b, got, scored[i], prompt_parts[i], prompt_seconds, sr)
                 if num_samples is None or len(records) < num_samples:
-                    record["samples"] = _save_samples(samples_dir, row["id"], prompts[i], refs[i], gens[i], sr,
-                                                      gen_sr, prompt_frames[i], ref_frames[i], out.frames[i],
-                                                      frame_rate)
+                    record["samples"] = _save_samples(samples_dir, row["id"], got, i, sr, frame_rate)
                 records.append(record)
                 prompt_embs.append(emb_p[i])
                 ref_embs.append(emb_r[i])
-                gen_embs.append(emb_g[i])
             bar.advance(len(chunk))
 
-    # (b) baseline: the prompt against another speaker's reference continuation
+    n_no_other = _other_speaker_baseline(records, prompt_embs, ref_embs, seed)
+    config = {"prompt_seconds": prompt_seconds, "length_rule": length_rule, "fixed_seconds": fixed_seconds,
+              "max_continuation_seconds": max_continuation_seconds, "continuation_limit_seconds": limit_seconds,
+              "model_max_seconds": model.max_seconds, "lm_context": lm_context_length(model),
+              "num_utterances": num_utterances, "num_samples": num_samples, "seed": seed,
+              "do_sample": do_sample, "temperature": temperature, "top_k": top_k, "top_p": top_p,
+              "batch_size": batch_size, "n_resamples": n_resamples, "stop": stop,
+              "frame_budget_seconds": None if length_rule == "reference" else cap_seconds,
+              "min_continuation_seconds": MIN_CONTINUATION_SECONDS,
+              "components": {"transcriber": component_description(transcriber),
+                             "lm_scorer": component_description(lm_scorer),
+                             "speaker_encoder": component_description(speaker_encoder),
+                             "mos_predictor": component_description(mos_predictor),
+                             "vocoder": component_description(model.vocoder)},
+              "mos_label": mos_label,
+              "model": {"sample_rate": sr, "frame_rate": frame_rate, "reduction_factor": model.r,
+                        "parameters": model.num_parameters()}}
+    counts = {"rows": len(rows), "too_short": n_short, "evaluated": len(records),
+              "truncated": sum(r["reference_truncated"] for r in records),
+              "prompt_text_from_alignments": sum(r["reference_prompt_source"] == "prompt_text" for r in records),
+              "no_other_speaker": n_no_other,
+              "empty_generation": sum(r["speaker_sim_generated"] is None for r in records)}
+    aggregates = aggregate_records(records, batches, seed=seed, n_resamples=n_resamples, mos_label=mos_label)
+    speech = aggregate_conditions(records, seed=seed, n_resamples=n_resamples)
+    return {"config": config, "records": records, "batches": batches, "aggregates": aggregates,
+            "speech": speech, "counts": counts}
+
+
+def _record(row, i, b, got, speech, prompt_part, prompt_seconds, sr):
+    """One utterance's record: texts, the generated condition's metrics under their own keys, all conditions."""
+    ref_prompt, ref_source, hyp_prompt = prompt_part
+    out = got["out"]
+    gen, ref = speech["generated"], speech["reference"]
+    p_counts = M.word_error_counts(ref_prompt, hyp_prompt, normalize=False)
+    n_tok = gen["lm_tokens"]
+    return {
+        "id": row["id"], "speaker": str(row.get("speaker", "")), "batch": b,
+        "duration": float(row["duration"]),
+        "prompt_seconds": len(got["prompts"][i]) / sr, "reference_seconds": len(got["refs"][i]) / sr,
+        "generated_seconds": gen["seconds"],
+        "reference_frames": len(got["ref_frames"][i]), "generated_frames": len(out.frames[i]),
+        "reference_truncated": got["truncated"][i], "stopped_by": out.stopped_by[i],
+        "reference_text": M.normalize_text(row.get("text", "")),
+        "reference_prompt_text": " ".join(ref_prompt), "reference_prompt_source": ref_source,
+        "reference_continuation_text": ref["expected"],
+        "model_text": out.text[i], "model_prompt_transcript": " ".join(hyp_prompt),
+        "model_continuation_text": gen["expected"],
+        "asr_generated": gen["asr"], "lm_nll": gen["lm_nll"], "lm_tokens": n_tok,
+        "log_perplexity": gen["lm_nll"] / n_tok if n_tok else None, "perplexity": gen["perplexity"],
+        "speaker_sim_generated": gen["speaker_sim"], "speaker_sim_reference": ref["speaker_sim"],
+        "speaker_sim_other_speaker": None, "other_speaker_id": None,
+        "mos_generated": gen["mos"], "mos_reference": ref["mos"],
+        "prompt_wer_edits": p_counts["edits"], "prompt_wer_ref_words": p_counts["n_ref"],
+        "prompt_wer": p_counts["edits"] / p_counts["n_ref"] if p_counts["n_ref"] else None,
+        "text_speech_wer_edits": gen["wer_edits"], "text_speech_wer_ref_words": gen["wer_ref_words"],
+        "text_speech_wer": gen["wer"],
+        "speech": speech, "samples": {},
+    }
+
+
+def _other_speaker_baseline(records, prompt_embs, ref_embs, seed):
+    """Floor of speaker similarity: each prompt against another speaker's reference continuation."""
     others = choose_other_speaker([r["speaker"] for r in records], seed)
     n_no_other = 0
     for i, j in enumerate(others):
@@ -569,48 +739,27 @@ def evaluate_continuation(model, rows, *, transcriber, lm_scorer, speaker_encode
     if n_no_other:
         logger.warning("%d utterances have no utterance of a different (known) speaker to compare with; "
                        "their other-speaker baseline is left out", n_no_other)
-
-    config = {"prompt_seconds": prompt_seconds, "length_rule": length_rule, "fixed_seconds": fixed_seconds,
-              "max_continuation_seconds": max_continuation_seconds, "lm_context": lm_context_length(model),
-              "num_utterances": num_utterances, "num_samples": num_samples, "seed": seed,
-              "do_sample": do_sample, "temperature": temperature, "top_k": top_k, "top_p": top_p,
-              "batch_size": batch_size, "n_resamples": n_resamples, "stop": stop,
-              "frame_budget_seconds": None if length_rule == "reference" else cap_seconds,
-              "min_continuation_seconds": MIN_CONTINUATION_SECONDS,
-              "components": {"transcriber": component_description(transcriber),
-                             "lm_scorer": component_description(lm_scorer),
-                             "speaker_encoder": component_description(speaker_encoder),
-                             "mos_predictor": component_description(mos_predictor)},
-              "mos_label": mos_label,
-              "model": {"sample_rate": sr, "frame_rate": frame_rate, "reduction_factor": model.r,
-                        "parameters": model.num_parameters()}}
-    counts = {"rows": len(rows), "too_short": n_short, "evaluated": len(records), "truncated": n_truncated,
-              "prompt_text_from_alignments": sum(r["reference_prompt_source"] == "prompt_text" for r in records),
-              "no_other_speaker": n_no_other,
-              "empty_generation": sum(r["speaker_sim_generated"] is None for r in records)}
-    aggregates = aggregate_records(records, batches, seed=seed, n_resamples=n_resamples, mos_label=mos_label)
-    return {"config": config, "records": records, "batches": batches, "aggregates": aggregates,
-            "counts": counts}
+    return n_no_other
 
 
-def _save_samples(folder, utt_id, prompt, ref, gen, sr, gen_sr, prompt_frames, ref_frames, gen_frames,
-                  frame_rate):
-    """Write prompt/reference/generated wavs and a spectrogram PNG; return paths relative to out_dir."""
+def _save_samples(folder, utt_id, got, i, sr, frame_rate):
+    """Write every condition's wav and one spectrogram PNG (shared colour scale); paths relative to out_dir."""
     from spectron_kit.audio import save_audio
     from spectron_kit.plotting import plot_spectrograms
 
     name = _safe_name(utt_id)
-    paths = {"prompt": f"{name}_prompt.wav", "reference": f"{name}_reference.wav",
-             "generated": f"{name}_generated.wav", "spectrogram": f"{name}_spectrogram.png"}
-    save_audio(folder / paths["prompt"], prompt, sr)
-    save_audio(folder / paths["reference"], ref, sr)
-    save_audio(folder / paths["generated"], gen if len(gen) else np.zeros(1, np.float32), gen_sr)
-    panels = [("prompt", prompt_frames), ("reference continuation", ref_frames),
-              ("generated continuation", gen_frames)]
+    paths = {"prompt": f"{name}_prompt.wav"}
+    save_audio(folder / paths["prompt"], got["prompts"][i], sr)
+    for cond, wavs in got["audio"].items():
+        paths[cond] = f"{name}_{cond}.wav"
+        wav = wavs[i]
+        save_audio(folder / paths[cond], wav if len(wav) else np.zeros(1, np.float32), sr)
+    panels = [("prompt", got["prompt_frames"][i]), ("(a) reference continuation", got["ref_frames"][i]),
+              ("(c) teacher-forced (true text and previous frames)", got["frames"]["teacher_forced"][i]),
+              ("(d) generated continuation", got["frames"]["generated"][i])]
     if any(len(f) for _, f in panels):
+        paths["spectrogram"] = f"{name}_spectrogram.png"
         plot_spectrograms(panels, folder / paths["spectrogram"], frame_rate=frame_rate, title=str(utt_id))
-    else:
-        del paths["spectrogram"]
     return {k: f"samples/{v}" for k, v in paths.items()}
 
 
@@ -696,4 +845,60 @@ def aggregate_records(records, batches=(), seed=0, n_resamples=1000, confidence=
         est, lo, hi = M.bootstrap_ratio_ci([b["total_s"] for b in timed], [b["audio_s"] for b in timed], **kw)
         out["real_time_factor"] = _entry("real-time factor, compute s / audio s (n = batches)", est, lo, hi,
                                          len(timed), "lower")
+    return out
+
+
+#: speech metrics measured on every condition: key -> (label, better, ratio of sums?)
+SPEECH_METRICS = {
+    "wer": ("ASR WER vs the text it should say", "lower"),
+    "perplexity": ("perplexity of the ASR transcript", "lower"),
+    "speaker_sim": ("speaker similarity to the prompt", "higher"),
+    "mos": ("predicted MOS", "higher"),
+}
+
+
+def aggregate_conditions(records, seed=0, n_resamples=1000, confidence=0.95):
+    """Corpus values with bootstrap intervals of every speech metric on every condition.
+
+    WER is a ratio of summed edits to summed reference words, perplexity
+    ``exp(summed NLL / summed tokens)`` (both resample utterances and
+    recompute the ratio); speaker similarity and MOS are means.
+
+    Arguments:
+        records: per-utterance dicts with ``speech`` (condition -> metrics).
+        seed, n_resamples, confidence: bootstrap settings.
+
+    Returns:
+        dict condition -> metric -> ``{label, value, low, high, n, better, note}``,
+        conditions in :data:`CONDITIONS` order.
+
+    Example:
+        >>> recs = [{"speech": {"reference": {"wer_edits": 1, "wer_ref_words": 4, "lm_nll": 2.0,
+        ...                                   "lm_tokens": 2, "speaker_sim": 0.5, "mos": 3.0}}}]
+        >>> agg = aggregate_conditions(recs, n_resamples=10)
+        >>> agg["reference"]["wer"]["value"], round(agg["reference"]["perplexity"]["value"], 3)
+        (0.25, 2.718)
+    """
+    kw = {"n_resamples": n_resamples, "confidence": confidence, "seed": seed}
+    present = [c for c in CONDITIONS if any(c in r.get("speech", {}) for r in records)]
+    out = {}
+    for cond in present:
+        items = [r["speech"][cond] for r in records if cond in r.get("speech", {})]
+        entries = {}
+        counted = [m for m in items if m.get("wer_ref_words")]
+        if counted:
+            est, lo, hi = M.bootstrap_ratio_ci([m["wer_edits"] for m in counted],
+                                               [m["wer_ref_words"] for m in counted], **kw)
+            entries["wer"] = _entry(SPEECH_METRICS["wer"][0], est, lo, hi, len(counted), "lower")
+        scored = [m for m in items if m.get("lm_tokens")]
+        if scored:
+            est, lo, hi = M.bootstrap_ratio_ci([m["lm_nll"] for m in scored], [m["lm_tokens"] for m in scored], **kw)
+            entries["perplexity"] = _entry(SPEECH_METRICS["perplexity"][0], math.exp(est), math.exp(lo),
+                                           math.exp(hi), len(scored), "lower")
+        for key in ("speaker_sim", "mos"):
+            values = [float(m[key]) for m in items if m.get(key) is not None and not math.isnan(float(m[key]))]
+            if values:
+                entries[key] = _entry(SPEECH_METRICS[key][0], *M.bootstrap_ci(values, **kw), len(values),
+                                      SPEECH_METRICS[key][1])
+        out[cond] = entries
     return out

@@ -24,6 +24,7 @@ import numpy as np
 
 __all__ = [
     "normalize_text",
+    "spell_out_numbers",
     "word_errors",
     "word_error_counts",
     "wer",
@@ -475,6 +476,61 @@ _ORD_TENS = {w: 10 * i for i, w in enumerate(
 _ORD_SCALES = {"hundredth": 100, "thousandth": 10 ** 3, "millionth": 10 ** 6,
                "billionth": 10 ** 9}
 _ARTICLES = {"a", "an", "the"}
+
+
+def _number_words(n):
+    """English words of a non-negative integer (``21`` -> ``twenty one``)."""
+    units = list(_UNITS)
+    tens = {v: w for w, v in _TENS.items()}
+    if n < 20:
+        return units[n]
+    if n < 100:
+        return tens[n - n % 10] + ("" if n % 10 == 0 else " " + units[n % 10])
+    if n < 1000:
+        rest = n % 100
+        return units[n // 100] + " hundred" + ("" if rest == 0 else " " + _number_words(rest))
+    for word, scale in sorted(_SCALES.items(), key=lambda kv: -kv[1]):
+        if n >= scale:
+            rest = n % scale
+            return _number_words(n // scale) + " " + word + ("" if rest == 0 else " " + _number_words(rest))
+    raise AssertionError(n)
+
+
+_DIGITS = re.compile(r"(?<![\w.])(\d{1,3}(?:,\d{3})+|\d+)(st|nd|rd|th)?(?![\w.]\w)")
+
+
+def spell_out_numbers(text):
+    """Write integers and ordinals given as digits in words, as LibriSpeech transcripts do.
+
+    ASR systems such as Whisper write "4" or "21st" where the reference
+    transcript has "four" or "twenty first"; WER should not count that as an
+    error. Integers up to 10^15 with optional thousands separators are
+    spelled out; other digit strings (decimals, codes) are left alone.
+
+    Arguments:
+        text: any string.
+
+    Returns:
+        the string with those numbers in words.
+
+    Example:
+        >>> spell_out_numbers("Count 3, 4 and 1,205 on the 21st.")
+        'Count three, four and one thousand two hundred five on the twenty first.'
+    """
+    ordinal_of = {w: o for w, o in zip(list(_UNITS) + list(_TENS), list(_ORD_UNITS) + list(_ORD_TENS))}
+
+    def words(match):
+        n = int(match.group(1).replace(",", ""))
+        if n >= 10 ** 15:
+            return match.group(0)
+        spelled = _number_words(n)
+        if match.group(2):
+            head, _, last = spelled.rpartition(" ")
+            last = ordinal_of.get(last, last + "th")
+            spelled = (head + " " + last).strip()
+        return spelled
+
+    return _DIGITS.sub(words, str(text))
 
 
 def _ordinal_suffix(n):

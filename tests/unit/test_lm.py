@@ -79,3 +79,38 @@ def test_lm_argument_errors():
         HFCausalLM()
     with pytest.raises(ValueError, match="model_type"):
         HFCausalLM(config={"hidden_size": 8})
+
+
+@pytest.mark.parametrize("model_type", ["llama", "gpt2"])
+def test_record_attention_gives_the_eager_probabilities_without_changing_outputs(model_type):
+    import torch
+
+    from spectron_kit.lm import HFCausalLM
+
+    config = {"llama": {"model_type": "llama", "hidden_size": 32, "intermediate_size": 64, "num_hidden_layers": 3,
+                        "num_attention_heads": 4, "num_key_value_heads": 2},
+              "gpt2": {"model_type": "gpt2", "n_embd": 32, "n_layer": 3, "n_head": 4, "attn_pdrop": 0.0,
+                       "resid_pdrop": 0.0, "embd_pdrop": 0.0}}[model_type]
+    torch.manual_seed(0)
+    lm = HFCausalLM(config=config, tokenizer=None, vocab_size=40).eval()
+    embeds = torch.randn(2, 9, 32)
+    mask = torch.ones(2, 9, dtype=torch.long)
+    mask[1, 6:] = 0
+    positions = (mask.cumsum(-1) - 1).clamp(min=0)
+    plain, _ = lm(embeds, mask, positions)
+    with lm.record_attention([0, 2]) as records:
+        recorded, _ = lm(embeds, mask, positions)
+    torch.testing.assert_close(recorded, plain)
+    assert lm.model.config._attn_implementation == "sdpa"   # restored
+    lm.model.config._attn_implementation = "eager"
+    reference = lm.model.base_model(inputs_embeds=embeds, attention_mask=mask, position_ids=positions,
+                                    output_attentions=True).attentions
+    for layer in (0, 2):
+        got = records[layer][0]
+        assert got.shape == (2, 4, 9, 9)
+        torch.testing.assert_close(got[0], reference[layer][0].float())
+        torch.testing.assert_close(got[1, :, :6, :6], reference[layer][1, :, :6, :6].float())
+    assert set(records) == {0, 2}
+    with pytest.raises(ValueError, match="attention layers \\[5\\] do not exist; this LM has 3 layers"):
+        with lm.record_attention([5]):
+            pass

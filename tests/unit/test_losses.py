@@ -177,15 +177,28 @@ def test_derivative_loss_matches_reference(time_orders, freq_orders, garbage):
     close(out["freq_deriv"], ref_freq(pred, target, LENGTHS, freq_orders))
 
 
+def frame_loss():
+    """The spectrogram terms of the objective, with orders 3 (time) and 2 (frequency)."""
+    return SpectronLoss({"spec": 1.0, "freq_deriv": 1.0, "time_deriv": 1.0, "flux": 1.0},
+                        {"time_deriv": {"orders": 3}, "freq_deriv": {"orders": 2}})
+
+
+def frames(pred, target, lengths=None):
+    """Model outputs dict holding only frames."""
+    as_tensor = lambda x: x if isinstance(x, torch.Tensor) else torch.from_numpy(x)  # noqa: E731
+    return {"pred_frames": as_tensor(pred), "target_frames": as_tensor(target),
+            "frame_lens": torch.tensor(LENGTHS) if lengths is None else lengths}
+
+
 def test_padding_garbage_does_not_change_results():
     pred_a, target_a = padded_batch(2, "random")
     pred_b, target_b = pred_a.copy(), target_a.copy()
     for b, n in enumerate(LENGTHS):
         pred_b[b, n:] = -pred_b[b, n:] * 7 + 3
         target_b[b, n:] = np.nan
-    loss = SpectronLoss(w_ce=0.0, time_orders=3, freq_orders=2)
-    out_a = loss(None, None, torch.from_numpy(pred_a), torch.from_numpy(target_a), torch.tensor(LENGTHS))
-    out_b = loss(None, None, torch.from_numpy(pred_b), torch.from_numpy(target_b), torch.tensor(LENGTHS))
+    loss = frame_loss()
+    out_a = loss(frames(pred_a, target_a))
+    out_b = loss(frames(pred_b, target_b))
     for key in out_a:
         assert torch.equal(out_a[key], out_b[key]), key
 
@@ -209,8 +222,7 @@ def test_short_items_give_no_nan():
 def test_gradient_flows_to_pred_and_not_to_padding():
     pred_np, target_np = padded_batch(3, "nan")
     pred = torch.from_numpy(pred_np).requires_grad_(True)
-    out = SpectronLoss(w_ce=0.0, time_orders=3, freq_orders=2)(
-        None, None, pred, torch.from_numpy(target_np), torch.tensor(LENGTHS))
+    out = frame_loss()(frames(pred, target_np))
     out["loss"].backward()
     assert torch.isfinite(pred.grad).all()
     for b, n in enumerate(LENGTHS):
@@ -225,11 +237,11 @@ def test_half_precision_inputs_give_float32_results(dtype):
     pred_np, target_np = pred_np / 1e4 * 3, target_np / 1e4 * 3  # keep padding in range
     pred, target = torch.from_numpy(pred_np), torch.from_numpy(target_np)
     lengths = torch.tensor(LENGTHS)
-    loss = SpectronLoss(w_ce=0.0, time_orders=3, freq_orders=2)
-    low = loss(None, None, pred.to(dtype), target.to(dtype), lengths)
+    loss = frame_loss()
+    low = loss(frames(pred.to(dtype), target.to(dtype), lengths))
     # same (rounded) values given in float32: the computation itself is float32
-    rounded = loss(None, None, pred.to(dtype).float(), target.to(dtype).float(), lengths)
-    full = loss(None, None, pred, target, lengths)
+    rounded = loss(frames(pred.to(dtype).float(), target.to(dtype).float(), lengths))
+    full = loss(frames(pred, target, lengths))
     for key, value in low.items():
         assert value.dtype == torch.float32, key
         torch.testing.assert_close(value, rounded[key], rtol=1e-6, atol=1e-6)
@@ -338,25 +350,29 @@ def run_composite(loss, inputs, grad=False, drop=()):
         "pred": torch.from_numpy(pred).requires_grad_(grad),
         "stop": torch.from_numpy(stop).requires_grad_(grad),
     }
-    args = dict(text_logits=tensors["logits"], text_targets=torch.from_numpy(targets),
-                pred_frames=tensors["pred"], target_frames=torch.from_numpy(target),
-                frame_lengths=torch.tensor(lengths), stop_logits=tensors["stop"],
-                stop_lengths=torch.tensor(stop_lengths))
+    outputs = dict(text_logits=tensors["logits"], text_targets=torch.from_numpy(targets),
+                   pred_frames=tensors["pred"], target_frames=torch.from_numpy(target),
+                   frame_lens=torch.tensor(lengths), stop_logits=tensors["stop"],
+                   stop_lengths=torch.tensor(stop_lengths))
     for name in drop:
-        args[name] = None
-    out = loss(**args)
+        outputs[name] = None
+    out = loss(outputs)
     if grad:
         out["loss"].backward()
     return out, tensors
 
 
+ALL_ONES = {"ce": 1.0, "spec": 1.0, "freq_deriv": 1.0, "time_deriv": 1.0, "stop": 1.0}
+
+
 def test_composite_terms_are_unweighted_and_total_is_weighted():
     inputs = composite_inputs()
     logits, targets, pred, target, lengths, stop, stop_lengths = inputs
-    weights = dict(w_ce=0.5, w_spec=2.0, w_freq=3.0, w_time=0.25, w_stop=1.5)
-    loss = SpectronLoss(**weights, time_orders=3, freq_orders=2, stop_pos_weight=2.0)
+    weights = {"ce": 0.5, "spec": 2.0, "freq_deriv": 3.0, "time_deriv": 0.25, "stop": 1.5}
+    loss = SpectronLoss(weights, {"time_deriv": {"orders": 3}, "freq_deriv": {"orders": 2},
+                                  "stop": {"pos_weight": 2.0}})
     out, _ = run_composite(loss, inputs)
-    assert set(out) == {"loss", "ce", "spec", "freq_deriv", "time_deriv", "stop"}
+    assert list(out) == ["loss", "ce", "spec", "freq_deriv", "time_deriv", "stop"]
     refs = {
         "ce": ref_ce(logits, targets),
         "spec": ref_spec(pred, target, lengths),
@@ -366,38 +382,40 @@ def test_composite_terms_are_unweighted_and_total_is_weighted():
     }
     for key, value in refs.items():
         close(out[key], value)
-    total = (0.5 * refs["ce"] + 2.0 * refs["spec"] + 3.0 * refs["freq_deriv"]
-             + 0.25 * refs["time_deriv"] + 1.5 * refs["stop"])
+    total = sum(weights[k] * refs[k] for k in refs)
     close(out["loss"], total)
 
 
-def test_composite_defaults_and_no_stop_key_without_stop_logits():
+def test_paper_defaults_and_stop_skipped_without_stop_logits():
     inputs = composite_inputs()
     logits, targets, pred, target, lengths, _, _ = inputs
     out, _ = run_composite(SpectronLoss(), inputs, drop=("stop_logits", "stop_lengths"))
     assert "stop" not in out
+    out, _ = run_composite(SpectronLoss(ALL_ONES), inputs, drop=("stop_logits", "stop_lengths"))
+    assert "stop" not in out  # the stop term only applies to models with a stop head
     total = (ref_ce(logits, targets) + ref_spec(pred, target, lengths)
              + ref_freq(pred, target, lengths, 1) + ref_time(pred, target, lengths, 2))
     close(out["loss"], total)
 
 
-@pytest.mark.parametrize("off", ["w_ce", "w_spec", "w_freq", "w_time", "w_stop"])
+@pytest.mark.parametrize("off", ["ce", "spec", "freq_deriv", "time_deriv", "stop"])
 def test_zero_weight_switches_term_off(off):
     inputs = composite_inputs()
-    key = {"w_ce": "ce", "w_spec": "spec", "w_freq": "freq_deriv",
-           "w_time": "time_deriv", "w_stop": "stop"}[off]
-    out_on, _ = run_composite(SpectronLoss(), inputs)
-    out_off, t_off = run_composite(SpectronLoss(**{off: 0.0}), inputs, grad=True)
-    assert out_off[key].item() == 0.0
-    torch.testing.assert_close(out_off["loss"], out_on["loss"] - out_on[key])
+    out_on, _ = run_composite(SpectronLoss(ALL_ONES), inputs)
+    out_off, t_off = run_composite(SpectronLoss({**ALL_ONES, off: 0.0}), inputs, grad=True)
+    assert off not in out_off
+    torch.testing.assert_close(out_off["loss"], out_on["loss"] - out_on[off])
     # gradients equal those of the remaining (unweighted, all weights 1) terms alone
-    out_all, t_rest = run_composite(SpectronLoss(), inputs)
+    out_all, t_rest = run_composite(SpectronLoss(ALL_ONES), inputs, grad=False)
     for t in t_rest.values():
         t.requires_grad_(True)
-    out_all = SpectronLoss()(t_rest["logits"], torch.from_numpy(inputs[1]), t_rest["pred"],
-                             torch.from_numpy(inputs[3]), torch.tensor(inputs[4]),
-                             t_rest["stop"], torch.tensor(inputs[6]))
-    sum(v for k, v in out_all.items() if k not in ("loss", key)).backward()
+    out_all, _ = run_composite(SpectronLoss(ALL_ONES), inputs)
+    outputs = dict(text_logits=t_rest["logits"], text_targets=torch.from_numpy(inputs[1]),
+                   pred_frames=t_rest["pred"], target_frames=torch.from_numpy(inputs[3]),
+                   frame_lens=torch.tensor(inputs[4]), stop_logits=t_rest["stop"],
+                   stop_lengths=torch.tensor(inputs[6]))
+    out_all = SpectronLoss(ALL_ONES)(outputs)
+    sum(v for k, v in out_all.items() if k not in ("loss", off)).backward()
     for name in t_off:
         g_off, g_rest = t_off[name].grad, t_rest[name].grad
         if g_off is None:
@@ -408,27 +426,132 @@ def test_zero_weight_switches_term_off(off):
 
 def test_zero_weights_do_not_need_their_inputs():
     inputs = composite_inputs()
-    out, tensors = run_composite(SpectronLoss(w_ce=0.0), inputs, grad=True,
+    out, tensors = run_composite(SpectronLoss({**ALL_ONES, "ce": 0.0}), inputs, grad=True,
                                  drop=("text_logits", "text_targets"))
-    assert out["ce"].item() == 0.0 and tensors["logits"].grad is None
-    out, tensors = run_composite(SpectronLoss(w_spec=0, w_freq=0, w_time=0), inputs, grad=True,
-                                 drop=("pred_frames", "target_frames", "frame_lengths"))
-    assert out["spec"].item() == out["freq_deriv"].item() == out["time_deriv"].item() == 0.0
+    assert "ce" not in out and tensors["logits"].grad is None
+    out, tensors = run_composite(SpectronLoss({"ce": 1.0, "spec": 0, "freq_deriv": 0, "time_deriv": 0}), inputs,
+                                 grad=True, drop=("pred_frames", "target_frames", "frame_lens"))
+    assert list(out) == ["loss", "ce"]
     assert tensors["pred"].grad is None and tensors["logits"].grad is not None
-    out, _ = run_composite(SpectronLoss(w_stop=0), inputs, drop=("stop_lengths",))
-    assert out["stop"].item() == 0.0
 
 
 def test_composite_errors():
     inputs = composite_inputs()
-    with pytest.raises(ValueError, match="w_ce"):
+    with pytest.raises(ValueError, match="TranscriptCETerm needs text_logits"):
         run_composite(SpectronLoss(), inputs, drop=("text_logits",))
     with pytest.raises(ValueError, match="stop_lengths"):
-        run_composite(SpectronLoss(), inputs, drop=("stop_lengths",))
-    with pytest.raises(ValueError, match="w_spec=-1"):
-        SpectronLoss(w_spec=-1)
-    with pytest.raises(TypeError, match="w_time='a'"):
-        SpectronLoss(w_time="a")
+        run_composite(SpectronLoss(ALL_ONES), inputs, drop=("stop_lengths",))
+    with pytest.raises(ValueError, match="weight of 'spec' is -1"):
+        SpectronLoss({"spec": -1})
+    with pytest.raises(TypeError, match="weight of 'time_deriv' is 'a'"):
+        SpectronLoss({"time_deriv": "a"})
+    with pytest.raises(KeyError, match="no loss named 'specc'.*Did you mean 'spec'"):
+        SpectronLoss({"specc": 1.0})
+
+
+def test_legacy_keywords_of_old_bundles_build_the_same_table():
+    inputs = composite_inputs()
+    old = SpectronLoss(w_ce=0.5, w_spec=1.0, w_freq=1.0, w_time=2.0, w_stop=1.0, time_orders=3, freq_orders=1)
+    new = SpectronLoss({"ce": 0.5, "spec": 1.0, "freq_deriv": 1.0, "time_deriv": 2.0, "stop": 1.0},
+                       {"time_deriv": {"orders": 3}})
+    torch.testing.assert_close(run_composite(old, inputs)[0]["loss"], run_composite(new, inputs)[0]["loss"])
+
+
+def test_adding_a_term_is_one_registered_class_and_one_table_line():
+    from spectron_kit.hookspecs import hookimpl
+    from spectron_kit.losses import LossTerm
+    from spectron_kit.registry import get_registry
+
+    class MeanPrediction(LossTerm):
+        requires = ("pred_frames",)
+
+        def compute(self, outputs):
+            return outputs["pred_frames"].float().mean()
+
+    class Plugin:
+        @hookimpl
+        def register_losses(self, register):
+            register("mean_prediction", MeanPrediction, description="test term")
+
+    get_registry().register_plugin(Plugin(), name="test-term")
+    inputs = composite_inputs()
+    out, _ = run_composite(SpectronLoss({"spec": 0.0, "mean_prediction": 2.0}), inputs)
+    close(out["mean_prediction"], float(np.mean(inputs[2])))
+    close(out["loss"], 2 * float(np.mean(inputs[2])))
+
+
+def ref_guided(attn, layout, centres, sigma, heads, form):
+    """Loop reference of GuidedAttentionLoss for one layer."""
+    total, count = 0.0, 0
+    for b, (p, n, g) in enumerate(layout):
+        for j in range(g):
+            if not np.isfinite(centres[b, j]):
+                continue
+            q = p + n + 1 + j
+            for h in heads:
+                in_band = penalty = 0.0
+                for k in range(attn.shape[-1]):
+                    band = 0.0
+                    if p + 1 <= k <= p + n:
+                        band = math.exp(-(k - (p + 1 + centres[b, j])) ** 2 / (2 * sigma[b] ** 2))
+                    in_band += attn[b, h, q, k] * band
+                    penalty += attn[b, h, q, k] * (1 - band)
+                total += -math.log(in_band) if form == "nll" else penalty
+                count += 1
+    return total / max(count, 1)
+
+
+@pytest.mark.parametrize("form", ["nll", "penalty"])
+def test_guided_attention_matches_loop_reference(form):
+    from spectron_kit.losses import GuidedAttentionLoss
+
+    rng = np.random.default_rng(3)
+    L = 12
+    attn = rng.random((2, 3, L, L)).astype(np.float32)
+    attn /= attn.sum(-1, keepdims=True)
+    layout = [(2, 4, 5), (3, 2, 3)]            # item 1: 3 frame steps, padded to 5
+    centres = np.array([[0, 1, 1, 2, np.nan], [0, 1, 1, np.nan, np.nan]], dtype=np.float32)
+    sigma = np.array([0.5, 2.0], dtype=np.float32)
+    loss = GuidedAttentionLoss(layers=[0], heads=[0, 2], form=form)
+    got = loss({0: torch.from_numpy(attn)}, torch.tensor(layout), torch.from_numpy(centres), torch.from_numpy(sigma))
+    close(got, ref_guided(attn, layout, centres, sigma, [0, 2], form))
+
+
+def test_guided_attention_is_zero_on_the_target_and_rewards_moving_there():
+    from spectron_kit.losses import GuidedAttentionLoss
+
+    L = 8
+    layout = torch.tensor([[1, 3, 3]])         # prefix 1, tokens at keys 2-4, frame queries 5-7
+    centres = torch.tensor([[0.0, 1.0, 2.0]])
+    on_target = torch.zeros(1, 1, L, L)
+    for j in range(3):
+        on_target[0, 0, 5 + j, 2 + j] = 1.0
+    on_prefix = torch.zeros(1, 1, L, L)
+    on_prefix[0, 0, 5:, 0] = 1.0
+    loss = GuidedAttentionLoss(layers=[0], heads=[0])
+    assert loss({0: on_target}, layout, centres, torch.tensor([0.5])).item() == 0.0
+    assert loss({0: on_prefix}, layout, centres, torch.tensor([0.5])).item() > 18  # -log(1e-8)
+    penalty = GuidedAttentionLoss(layers=[0], heads=[0], form="penalty")
+    assert penalty({0: on_target}, layout, centres, torch.tensor([0.5])).item() == 0.0
+    assert penalty({0: on_prefix}, layout, centres, torch.tensor([0.5])).item() == 1.0
+    with pytest.raises(ValueError, match="form='ctc'"):
+        GuidedAttentionLoss(form="ctc")
+    with pytest.raises(ValueError, match="head 1 does not exist"):
+        GuidedAttentionLoss(layers=[0], heads=[1])({0: on_target}, layout, centres, torch.tensor([0.5]))
+    with pytest.raises(ValueError, match="no attention recorded for layer 2"):
+        GuidedAttentionLoss(layers=[2], heads=[0])({0: on_target}, layout, centres, torch.tensor([0.5]))
+
+
+def test_flux_matches_reference():
+    from spectron_kit.losses import FluxLoss
+
+    pred, target = padded_batch(5, "nan")
+    got = FluxLoss(bound=1.5)(torch.from_numpy(pred), torch.from_numpy(target), torch.tensor(LENGTHS))
+    values = []
+    for b, n in enumerate(LENGTHS):
+        for t in range(1, n):
+            values.extend(np.minimum(np.abs(pred[b, t] - target[b, t - 1]), 1.5))
+    close(got, -float(np.mean(values)))
 
 
 def test_register_losses_hook():
@@ -439,5 +562,6 @@ def test_register_losses_hook():
 
     register_losses(register=register)
     assert registered["spectron"][0] is SpectronLoss
-    assert {"spectron", "spectrogram", "derivative", "transcript_ce", "stop_gate"} <= set(registered)
+    assert {"spectron", "ce", "spec", "freq_deriv", "time_deriv", "stop", "guided_attention",
+            "flux"} <= set(registered)
     assert all(desc for _, desc in registered.values())

@@ -186,3 +186,50 @@ def test_mismatched_vocoder_is_refused():
     assert "hop_length: frontend=160 vs vocoder=200" in message
     assert "n_mels: frontend=40 vs vocoder=80" in message
     assert "win_length" not in message
+
+
+def test_teacher_forced_frames_are_the_forward_predictions():
+    model = tiny_model(r=2).eval()
+    batch = batch_of()
+    ids = [batch["tokens"][i, : int(n)].tolist() for i, n in enumerate(batch["token_lens"])]
+    torch.manual_seed(0)
+    frames = model.teacher_forced_frames(batch["prompt_wav"], batch["prompt_lens"], ids,
+                                         batch["cont_wav"], batch["cont_lens"])
+    torch.manual_seed(0)
+    out = model(batch)
+    assert [f.shape[0] for f in frames] == out["frame_lens"].tolist() == [61, 41]
+    for i, f in enumerate(frames):
+        torch.testing.assert_close(f, out["pred_frames"][i, : f.shape[0]].detach())
+
+
+def test_guided_attention_term_teaches_a_head_to_point_at_the_spoken_token():
+    """Trained on the guided-attention term alone, head 0 of layer 1 attends to the target token."""
+    model = tiny_model(r=2, loss_kwargs={"terms": {"guided_attention": 1.0},
+                                         "options": {"guided_attention": {"layers": [1], "heads": [0]}}})
+    batch = batch_of(lengths_s=(1.0, 0.7), cont_s=(0.6, 0.4), n_tokens=(6, 3))
+    steps = [31, 21]                      # ceil(frames / r) frame steps per item
+    centres = torch.full((2, 31), float("nan"))
+    for i, (g, n) in enumerate(zip(steps, (6, 3))):
+        centres[i, :g] = torch.div(torch.arange(g) * n, g, rounding_mode="floor").float()  # a staircase
+    batch.update(attention_centres=centres, attention_sigma=torch.tensor([0.5, 0.5]))
+    optimizer = torch.optim.Adam(model.parameters(), lr=3e-3)
+    for step in range(300):
+        out = model(batch)
+        if step == 0:
+            first = float(out["guided_attention"].detach())
+        optimizer.zero_grad()
+        out["loss"].backward()
+        optimizer.step()
+    last = float(out["guided_attention"].detach())
+    print("guided attention", first, "->", last)
+    assert set(out) >= {"loss", "guided_attention"} and "spec" not in out
+    assert last < first / 5, (first, last)
+    probs = out["attention"][1][:, 0].detach()          # [B, L, L]
+    hits = total = 0
+    for i, (p, n, g) in enumerate(out["layout"].tolist()):
+        for j in range(g):
+            hits += int(probs[i, p + n + 1 + j].argmax()) == p + 1 + int(centres[i, j])
+            total += 1
+    assert hits / total > 0.9, (hits, total)
+    with pytest.raises(ValueError, match="needs attention_centres"):
+        model({k: v for k, v in batch.items() if k != "attention_centres"})

@@ -50,15 +50,17 @@ def approx_spans(rows):
 def test_manifest_round_trip_keeps_types_quotes_and_header(tmp_path):
     rows = [{"id": "a", "path": str(tmp_path / "a.flac"), "start": 1.25, "end": 7.5,
              "duration": 6.25, "speaker": "100", "book": "2315", "prompt_seconds": 3.0,
-             "text": 'hello, "world"', "prompt_text": "hello"},
+             "text": 'hello, "world"', "prompt_text": "hello", "word_times": "0:0.5 0.6:1.2"},
             {"id": "b", "path": "rel/b.flac", "start": 0, "end": -1, "duration": 4.0}]
     assert mf.write_manifest(rows, tmp_path / "m.csv") == 2
     header = (tmp_path / "m.csv").read_text().splitlines()[0]
-    assert header == "id,path,start,end,duration,speaker,book,prompt_seconds,text,prompt_text"
+    assert header == "id,path,start,end,duration,speaker,book,prompt_seconds,text,prompt_text,word_times"
     back = mf.read_manifest(tmp_path / "m.csv")
     assert back[0] == rows[0]
     assert back[1]["path"] == str((tmp_path / "rel" / "b.flac").resolve())  # relative to manifest
     assert back[1]["end"] == -1.0 and back[1]["text"] == "" and back[1]["prompt_seconds"] == 3.0
+    assert mf.parse_word_times(back[0]["word_times"], n_words=2) == [(0.0, 0.5), (0.6, 1.2)]
+    assert back[1]["word_times"] == "" and mf.parse_word_times(back[1]["word_times"]) is None
     data = mf.to_speechbrain_data(back)
     assert set(data) == {"a", "b"} and data["a"]["duration"] == 6.25
 
@@ -267,6 +269,7 @@ def test_prepare_librispeech_trans_txt_tree_and_alignments(tmp_path):
         ("11-22-0000", "11", "22", "hello world again", "hello world"),
         ("11-22-0001", "11", "22", "good bye", "")]
     assert [(r["start"], r["end"], r["duration"]) for r in rows] == [(0.0, 4.5, 4.5), (0.0, 2.0, 2.0)]
+    assert [r["word_times"] for r in rows] == ["0.2:1 1.1:3 3.1:4", ""]
     record = json.loads((tmp_path / "save" / "test-clean.prep.json").read_text())
     assert record["skipped"] == {"no_transcript": 1, "bad_alignment": 1}
 
@@ -275,6 +278,22 @@ def test_prepare_librispeech_trans_txt_tree_and_alignments(tmp_path):
     rows = mf.read_manifest(out["test-clean"])
     assert [r["id"] for r in rows] == ["11-22-0000", "11-22-0001", "33-44-0000"]
     assert all(r["prompt_text"] == "" for r in rows) and rows[2]["text"] == ""
+
+
+def test_old_manifest_without_word_times_reads_as_empty(tmp_path):
+    path = tmp_path / "old.csv"
+    path.write_text("id,path,start,end,duration,speaker,book,prompt_seconds,text,prompt_text\n"
+                    "a,/x/a.flac,0.0,5.0,5.0,1,2,3.0,hi there,hi\n")
+    row = mf.read_manifest(path)[0]
+    assert row["word_times"] == "" and row["text"] == "hi there"
+
+
+def test_word_times_must_match_the_transcript():
+    assert prep.alignment_word_times([["HE", 0.1, 0.3], ["WENT", 0.4, 0.9]], "he went") == "0.1:0.3 0.4:0.9"
+    assert prep.alignment_word_times([["HE", 0.1, 0.3]], "he went") == ""
+    assert prep.alignment_word_times([["SHE", 0.1, 0.3], ["WENT", 0.4, 0.9]], "he went") == ""
+    assert mf.parse_word_times("0:0.5 0.4:0.2") is None          # end before start
+    assert mf.parse_word_times("0:0.5 x:1") is None
 
 
 def test_prepare_librispeech_real_samples(tmp_path, shared_data):

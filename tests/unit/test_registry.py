@@ -13,7 +13,7 @@ BUILTIN_KINDS = {
     "lm": {"hf"},
     "prenet": {"mlp"},
     "postnet": {"mlp"},
-    "loss": {"spectron", "spectrogram", "derivative", "transcript_ce", "stop_gate"},
+    "loss": {"spectron", "ce", "spec", "freq_deriv", "time_deriv", "stop", "guided_attention", "flux"},
     "vocoder": {"griffin_lim"},
 }
 

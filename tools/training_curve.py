@@ -1,0 +1,177 @@
+#!/usr/bin/env python3
+"""Intelligibility against training time: evaluate a run's snapshot bundles and plot ASR WER per minute.
+
+A training run with ``--snapshot_minutes=[5,10,20,40,80]`` leaves a bundle in
+``<run>/snapshots/<m>min/`` after m minutes of training. This tool evaluates
+each of them (and the final ``<run>/bundle``) with the recipe's evaluation
+(``recipes/LibriLight/evaluate.py``: Whisper ASR, ceilings (a)-(c), the
+generation (d), the floor) on the same test utterances, then writes
+``<run>/curve/curve.csv``, ``curve.md`` and ``curve.png``: ASR WER of the
+generated speech against the model's own text, and of the teacher-forced
+speech against the true text, per training minute, with the reference audio
+(a) and the vocoder ceiling (b) as horizontal lines.
+
+    python tools/training_curve.py results/spectron_mini/1234 \\
+        --test-folder data/mini_corpus/test --lm-scorer data/mini_corpus/pretrained/1234/text_lm \\
+        --num-utterances 48
+
+Evaluations already done are reused, so rerunning after a longer training
+only evaluates the new snapshots. Extra ``evaluate.py`` overrides go after
+``--``: ``... -- --transcriber_name=pocketsphinx``.
+"""
+import argparse
+import csv
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+EVALUATE = REPO / "recipes" / "LibriLight" / "evaluate.py"
+EVALUATE_YAML = REPO / "recipes" / "LibriLight" / "hparams" / "evaluate.yaml"
+COLUMNS = ("minutes", "bundle", "wer_generated", "wer_teacher_forced", "wer_reference", "wer_vocoded",
+           "wer_flat", "speaker_sim_generated", "mos_generated", "mos_vocoded", "n")
+
+
+def find_bundles(run):
+    """``[(training minutes, bundle folder)]`` of a run's snapshots and final bundle, by time.
+
+    Arguments:
+        run: the run's output folder (holding ``snapshots/`` and ``bundle/``).
+
+    Returns:
+        list of (float or None, Path); the final bundle's minutes come from
+        ``summary.json`` (None when absent).
+    """
+    run = Path(run)
+    found = []
+    for folder in sorted((run / "snapshots").glob("*min")):
+        info = folder / "training.json"
+        if (folder / "spectron_config.json").is_file() and info.is_file():
+            found.append((float(json.loads(info.read_text())["training_minutes"]), folder))
+    final = run / "bundle"
+    if (final / "spectron_config.json").is_file():
+        summary = run / "summary.json"
+        minutes = json.loads(summary.read_text()).get("training_minutes") if summary.is_file() else None
+        found.append((minutes, final))
+    if not found:
+        raise SystemExit(f"no bundles under {run}: train with --snapshot_minutes=[5,10,20] (and let it finish) "
+                         "to leave snapshots/<m>min/ and bundle/")
+    return sorted(found, key=lambda item: float("inf") if item[0] is None else item[0])
+
+
+def evaluate(bundle, out_dir, args, extra):
+    """Run evaluate.py on one bundle unless its results are already there; return the results dict."""
+    results = out_dir / "results.json"
+    if not results.is_file():
+        cmd = [sys.executable, str(EVALUATE), str(EVALUATE_YAML), f"--model_dir={bundle}",
+               f"--test_folder={args.test_folder}", f"--lm_scorer_source={args.lm_scorer}",
+               f"--output_folder={out_dir}", f"--num_utterances={args.num_utterances}",
+               f"--num_samples={args.num_samples}", f"--seed={args.seed}", "--noprogressbar", *extra]
+        print("+", " ".join(cmd), flush=True)
+        subprocess.run(cmd, check=True, cwd=REPO, env={**os.environ, "PYTHONPATH": str(REPO)})
+    return json.loads(results.read_text())
+
+
+def curve_row(minutes, bundle, results):
+    """One row of the curve table from an evaluation's results."""
+    speech = results["speech"]
+
+    def value(cond, metric):
+        entry = speech.get(cond, {}).get(metric)
+        return None if entry is None else entry["value"]
+
+    return {"minutes": minutes, "bundle": str(bundle),
+            "wer_generated": value("generated", "wer"), "wer_teacher_forced": value("teacher_forced", "wer"),
+            "wer_reference": value("reference", "wer"), "wer_vocoded": value("vocoded", "wer"),
+            "wer_flat": value("flat", "wer"), "speaker_sim_generated": value("generated", "speaker_sim"),
+            "mos_generated": value("generated", "mos"), "mos_vocoded": value("vocoded", "mos"),
+            "n": results["counts"]["evaluated"]}
+
+
+def _pct(value):
+    return "-" if value is None else f"{100 * value:.1f}%"
+
+
+def write_outputs(rows, out_dir, title):
+    """curve.csv, curve.md and curve.png in ``out_dir``."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    with open(out_dir / "curve.csv", "w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=COLUMNS)
+        writer.writeheader()
+        writer.writerows(rows)
+    lines = [f"# {title}", "", "| training minutes | (d) generated vs own text | (c) teacher-forced | "
+             "(a) reference audio | (b) vocoded reference | floor | speaker sim (d) | predicted MOS (d) / (b) |",
+             "| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"]
+    for r in rows:
+        minutes = "-" if r["minutes"] is None else f"{r['minutes']:.1f}"
+        sim = "-" if r["speaker_sim_generated"] is None else f"{r['speaker_sim_generated']:.3f}"
+        mos = ("-" if r["mos_generated"] is None else f"{r['mos_generated']:.2f}") + " / " + (
+            "-" if r["mos_vocoded"] is None else f"{r['mos_vocoded']:.2f}")
+        lines.append(f"| {minutes} | {_pct(r['wer_generated'])} | {_pct(r['wer_teacher_forced'])} | "
+                     f"{_pct(r['wer_reference'])} | {_pct(r['wer_vocoded'])} | {_pct(r['wer_flat'])} | {sim} | {mos} |")
+    (out_dir / "curve.md").write_text("\n".join(lines) + "\n")
+
+    timed = [r for r in rows if r["minutes"] is not None]
+    fig, ax = plt.subplots(figsize=(7, 4.2))
+    xs = [r["minutes"] for r in timed]
+    for key, label, style in (("wer_generated", "(d) generated speech vs its own text", "o-"),
+                              ("wer_teacher_forced", "(c) teacher-forced speech vs true text", "s--")):
+        points = [(x, 100 * r[key]) for x, r in zip(xs, timed) if r[key] is not None]
+        if points:
+            ax.plot(*zip(*points), style, label=label)
+    reference = [r["wer_reference"] for r in timed if r["wer_reference"] is not None]
+    vocoded = [r["wer_vocoded"] for r in timed if r["wer_vocoded"] is not None]
+    if reference:
+        ref = 100 * sum(reference) / len(reference)
+        ax.axhline(ref, color="green", linestyle=":", label=f"(a) reference audio ({ref:.0f}%)")
+        ax.axhline(1.5 * ref, color="grey", linestyle="-.", label=f"1.5 x (a) ({1.5 * ref:.0f}%)")
+    if vocoded:
+        voc = 100 * sum(vocoded) / len(vocoded)
+        ax.axhline(voc, color="purple", linestyle=":", label=f"(b) vocoded reference ({voc:.0f}%)")
+    if xs and min(xs) > 0 and max(xs) / min(xs) > 4:
+        ax.set_xscale("log")
+        ax.set_xticks(xs)
+        ax.set_xticklabels([f"{x:.0f}" for x in xs])
+    ax.set_xlabel("training minutes (2-core CPU)" if timed else "training minutes")
+    ax.set_ylabel("ASR WER (%)")
+    ax.set_ylim(0, 105)
+    ax.set_title(title, fontsize=10)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(out_dir / "curve.png", dpi=100)
+    plt.close(fig)
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("run", help="training output folder, e.g. results/spectron_mini/1234")
+    parser.add_argument("--test-folder", required=True, help="LibriSpeech-layout split folder")
+    parser.add_argument("--lm-scorer", required=True, help="text LM that scores ASR transcripts")
+    parser.add_argument("--num-utterances", type=int, default=48)
+    parser.add_argument("--num-samples", type=int, default=4)
+    parser.add_argument("--seed", type=int, default=1234)
+    parser.add_argument("--out", default=None, help="output folder (default <run>/curve)")
+    parser.add_argument("--title", default=None)
+    args, extra = parser.parse_known_args(argv)
+    extra = [e for e in extra if e != "--"]
+    out_dir = Path(args.out or Path(args.run) / "curve")
+    out_dir.mkdir(parents=True, exist_ok=True)
+    rows = []
+    for minutes, bundle in find_bundles(args.run):
+        name = bundle.name if bundle.parent.name == "snapshots" else "final"
+        rows.append(curve_row(minutes, bundle, evaluate(bundle, out_dir / name, args, extra)))
+    title = args.title or f"ASR WER vs training time: {Path(args.run)}"
+    write_outputs(rows, out_dir, title)
+    print((out_dir / "curve.md").read_text())
+    print(f"wrote {out_dir / 'curve.png'}, {out_dir / 'curve.csv'}")
+    return rows
+
+
+if __name__ == "__main__":
+    main()
