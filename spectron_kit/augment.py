@@ -27,6 +27,11 @@ class SpecAugment(nn.Module):
         self.time_masks, self.time_width = int(time_masks), float(time_width)
         self.fill = fill
 
+    @property
+    def active(self):
+        """False when it has no mask to apply (it then leaves features unchanged)."""
+        return bool(self.freq_masks or self.time_masks)
+
     def forward(self, feats, lengths=None):
         if not self.training:
             return feats

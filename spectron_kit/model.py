@@ -81,12 +81,18 @@ class SpectronModel(nn.Module):
             the frame step (0 at the first frame) to each frame input, so the
             decoder knows how far into the speech it is (an addition to the
             paper; the projection starts at zero, so the model starts as without).
+        self_feeding: in training, the fraction of frame inputs that are the
+            model's own teacher-forced predictions (from a first pass without
+            gradients) instead of the true frames, so it learns to continue
+            from frames like the ones it will feed itself when generating (an
+            addition to the paper, against exposure bias; costs one extra
+            forward pass per step).
     """
 
     def __init__(self, frontend, encoder, lm, prenet, postnet, loss=None, vocoder=None,
                  reduction_factor=1, prompt_seconds=3.0, stop_head=False, stop="budget",
                  stop_threshold=0.5, max_seconds=10.0, max_text_tokens=128, prompt_augment=None,
-                 frame_positions=False):
+                 frame_positions=False, self_feeding=0.0):
         super().__init__()
         if reduction_factor < 1:
             raise ValueError(f"reduction_factor={reduction_factor}; use an integer >= 1")
@@ -113,8 +119,18 @@ class SpectronModel(nn.Module):
         self.projection = nn.Linear(encoder.output_size, lm.d_model)
         self.stop_head = nn.Linear(lm.d_model, 1) if stop_head else None
         self.loss = loss
+        if loss is not None and getattr(loss, "attention_layers", None):
+            n_layers = len(lm.attention_layers())
+            missing = [i for i in loss.attention_layers if not 0 <= i < n_layers]
+            if missing:
+                raise ValueError(f"the loss needs the attention of decoder layers {missing}, but the LM has "
+                                 f"{n_layers} layer(s) (0..{n_layers - 1}); choose guided-attention layers "
+                                 "that exist (YAML: guided_attention_layers)")
         self.vocoder = vocoder
         self.prompt_augment = prompt_augment
+        if not 0.0 <= float(self_feeding) <= 1.0:
+            raise ValueError(f"self_feeding={self_feeding}; use a fraction in [0, 1]")
+        self.self_feeding = float(self_feeding)
         self.frame_positions = nn.Linear(lm.d_model, lm.d_model) if frame_positions else None
         if self.frame_positions is not None:
             nn.init.zeros_(self.frame_positions.weight)
@@ -134,8 +150,26 @@ class SpectronModel(nn.Module):
     def device(self):
         return self.projection.weight.device
 
-    def encode_prompt(self, prompt_wav=None, prompt_lens=None, prompt_feats=None, prompt_feat_lens=None):
-        """Prompt -> speech prefix P [B, Tp, d_lm] and its lengths [B]."""
+    @property
+    def encoder_is_fixed(self):
+        """True when the encoder output depends only on the prompt: frozen and no prompt augmentation in use."""
+        frozen = not any(p.requires_grad for p in self.encoder.parameters())
+        augment = self.prompt_augment is not None and getattr(self.prompt_augment, "active", True)
+        return frozen and not augment
+
+    def encode_prompt(self, prompt_wav=None, prompt_lens=None, prompt_feats=None, prompt_feat_lens=None,
+                      prompt_encoded=None, prompt_encoded_lens=None):
+        """Prompt -> speech prefix P [B, Tp, d_lm] and its lengths [B].
+
+        ``prompt_encoded`` [B, T', D] / ``prompt_encoded_lens`` are encoder outputs
+        computed earlier (a fixed encoder gives the same every epoch): only the
+        projection runs then.
+        """
+        if prompt_encoded is not None:
+            hidden = prompt_encoded.to(self.device)
+            lens = prompt_encoded_lens if prompt_encoded_lens is not None else torch.full(
+                (hidden.shape[0],), hidden.shape[1], dtype=torch.long)
+            return self.projection(hidden.to(self.projection.weight.dtype)), lens.to(self.device)
         if self.encoder.input_kind == "waveform":
             if prompt_wav is None:
                 raise ValueError(f"encoder {type(self.encoder).__name__} reads waveforms: pass prompt_wav")
@@ -187,7 +221,8 @@ class SpectronModel(nn.Module):
         """Teacher-forced pass. Returns the outputs dict plus the loss terms.
 
         ``batch`` keys: ``prompt_wav``/``prompt_lens`` (or ``prompt_feats``/
-        ``prompt_feat_lens``), ``tokens``/``token_lens`` (transcript ids, no
+        ``prompt_feat_lens``, or encoder outputs ``prompt_encoded``/
+        ``prompt_encoded_lens``), ``tokens``/``token_lens`` (transcript ids, no
         sos/eos), ``cont_wav``/``cont_lens`` (or ``cont_feats``/``cont_feat_lens``);
         for a guided-attention loss term also ``attention_centres`` [B, G] (token
         index per frame step, NaN = none) and ``attention_sigma`` [B]
@@ -196,8 +231,8 @@ class SpectronModel(nn.Module):
         """
         device = self.device
         prefix, prefix_lens = self.encode_prompt(
-            batch.get("prompt_wav"), batch.get("prompt_lens"),
-            batch.get("prompt_feats"), batch.get("prompt_feat_lens"))
+            batch.get("prompt_wav"), batch.get("prompt_lens"), batch.get("prompt_feats"),
+            batch.get("prompt_feat_lens"), batch.get("prompt_encoded"), batch.get("prompt_encoded_lens"))
         if batch.get("cont_feats") is not None:
             target, target_lens = batch["cont_feats"].to(device), batch["cont_feat_lens"].to(device)
         else:
@@ -210,7 +245,10 @@ class SpectronModel(nn.Module):
         grouped = self.group_frames(target)                     # [B, G, F*r]
         group_lens = torch.div(target_lens + self.r - 1, self.r, rounding_mode="floor")
         go = torch.zeros_like(grouped[:, :1])
-        frame_inputs = self.prenet(torch.cat([go, grouped[:, :-1]], dim=1).to(prefix.dtype))
+        fed = grouped
+        if self.training and self.self_feeding and compute_loss:
+            fed = self._fed_frames(batch, grouped)
+        frame_inputs = self.prenet(torch.cat([go, fed[:, :-1]], dim=1).to(prefix.dtype))
         frame_inputs = frame_inputs + self.frame_step_embedding(torch.arange(frame_inputs.shape[1], device=device))
         sos = torch.full((batch_size, 1), self.lm.sos_id, dtype=torch.long, device=device)
         text_inputs = self.lm.embed(torch.cat([sos, tokens], dim=1)).to(prefix.dtype)  # [B, N+1, d]
@@ -253,6 +291,20 @@ class SpectronModel(nn.Module):
         if compute_loss:
             out.update(self.loss(out))
         return out
+
+    @torch.no_grad()
+    def _fed_frames(self, batch, grouped):
+        """Frame inputs for self-feeding: each step's input is, with probability ``self_feeding``, the
+        model's own teacher-forced prediction of that group instead of the true one."""
+        was = self.self_feeding
+        self.self_feeding = 0.0
+        try:
+            own = self.group_frames(self.forward(batch, compute_loss=False)["pred_frames"].detach())
+        finally:
+            self.self_feeding = was
+        own = own[:, : grouped.shape[1]].to(grouped.dtype)
+        use_own = torch.rand(grouped.shape[:2], device=grouped.device) < self.self_feeding
+        return torch.where(use_own[..., None], own, grouped)
 
     @torch.no_grad()
     def teacher_forced_frames(self, prompt_wav, prompt_lens, texts, cont_wav, cont_lens):

@@ -35,10 +35,14 @@ class PreNet(nn.Module):
         activation: "relu", "gelu", "silu" or "tanh".
         dropout: dropout after each layer.
         dropout_at_inference: keep dropout on in eval mode (Tacotron style).
+        input_drop: in training, the fraction of input frames replaced by the
+            running mean of the inputs (an addition to the paper: the decoder
+            cannot lean on always having the previous frame, without the
+            noise dropout adds to every frame; 0 = off).
     """
 
     def __init__(self, in_dim, out_dim, bottleneck=256, activation="relu", dropout=0.5,
-                 dropout_at_inference=True):
+                 dropout_at_inference=True, input_drop=0.0):
         super().__init__()
         hidden = bottleneck or out_dim
         self.in_dim, self.out_dim, self.bottleneck = in_dim, out_dim, hidden
@@ -47,6 +51,10 @@ class PreNet(nn.Module):
         self.act = _activation(activation)
         self.dropout = dropout
         self.dropout_at_inference = dropout_at_inference
+        if not 0.0 <= float(input_drop) < 1.0:
+            raise ValueError(f"input_drop={input_drop}; use a fraction in [0, 1)")
+        self.input_drop = float(input_drop)
+        self.register_buffer("input_mean", torch.zeros(in_dim), persistent=False)  # training only
 
     def _drop(self, x):
         active = self.training or self.dropout_at_inference
@@ -56,6 +64,11 @@ class PreNet(nn.Module):
         if frames.shape[-1] != self.in_dim:
             raise ValueError(f"pre-net expects {self.in_dim} values per step (n_mels * r), "
                              f"got {frames.shape[-1]}")
+        if self.training and self.input_drop:
+            with torch.no_grad():  # running mean of the frames seen (the go frame included)
+                self.input_mean.lerp_(frames.detach().reshape(-1, self.in_dim).float().mean(0), 0.01)
+            dropped = torch.rand(frames.shape[:-1], device=frames.device) < self.input_drop
+            frames = torch.where(dropped[..., None], self.input_mean.to(frames.dtype), frames)
         hidden = self._drop(self.act(self.fc1(frames)))
         return self._drop(self.fc2(hidden))
 

@@ -50,7 +50,10 @@ def train_sentencepiece(sentences, out_dir, vocab_size=512, model_type="unigram"
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     buffer = io.BytesIO()
+    if model_type not in ("unigram", "bpe", "char", "word"):
+        raise ValueError(f"tokenizer model_type={model_type!r}; use unigram, bpe, char or word")
     spm.SentencePieceTrainer.train(sentence_iterator=iter(sentences), model_writer=buffer,
+                                   hard_vocab_limit=model_type != "char",  # char: as many pieces as characters
                                    vocab_size=vocab_size, model_type=model_type, pad_id=0, bos_id=1,
                                    eos_id=2, unk_id=3, character_coverage=1.0, minloglevel=2,
                                    num_threads=1)
@@ -98,13 +101,16 @@ def text_lm_nll(lm, encoded, batch_size=64):
 
 
 def pretrain_text_lm(train_sentences, valid_sentences, out_dir, lm_config, vocab_size=512, steps=1000,
-                     batch_size=32, lr=2e-3, warmup=100, weight_decay=0.01, seed=0, progress=True):
+                     batch_size=32, lr=2e-3, warmup=100, weight_decay=0.01, seed=0, progress=True,
+                     tokenizer_type="unigram"):
     """Train a sentencepiece tokenizer and a small causal LM on text; save both to ``out_dir``.
 
     Arguments:
         train_sentences, valid_sentences: lists of strings.
         out_dir: where ``HFCausalLM(source=out_dir)`` will find the model.
         lm_config: transformers config fields with ``model_type`` (e.g. llama).
+        tokenizer_type: sentencepiece model type: "unigram" (sub-words) or "char"
+            (one token per character: each token spans about one sound).
     Returns:
         dict with the valid NLL/perplexity before and after training and the time taken.
     """
@@ -113,7 +119,7 @@ def pretrain_text_lm(train_sentences, valid_sentences, out_dir, lm_config, vocab
     torch.manual_seed(seed)
     out_dir = Path(out_dir)
     started = time.time()
-    tokenizer = train_sentencepiece(train_sentences, out_dir, vocab_size=vocab_size)
+    tokenizer = train_sentencepiece(train_sentences, out_dir, vocab_size=vocab_size, model_type=tokenizer_type)
     lm = HFCausalLM(config=lm_config, tokenizer=str(out_dir))
     wrap = lambda s: [tokenizer.bos_token_id] + tokenizer.encode(s) + [tokenizer.eos_token_id]  # noqa: E731
     train = [wrap(s) for s in train_sentences]

@@ -60,9 +60,13 @@ class SpectronBrain(sb.Brain):
 
     def compute_forward(self, batch, stage):
         batch = batch.to(self.device)
-        inputs = {"prompt_wav": batch.prompt_wav.data, "prompt_lens": absolute_lengths(batch.prompt_wav),
-                  "cont_wav": batch.cont_wav.data, "cont_lens": absolute_lengths(batch.cont_wav),
+        inputs = {"cont_wav": batch.cont_wav.data, "cont_lens": absolute_lengths(batch.cont_wav),
                   "tokens": batch.tokens.data, "token_lens": absolute_lengths(batch.tokens)}
+        if hasattr(batch, "prompt_encoded"):  # cached output of a fixed encoder
+            inputs.update(prompt_encoded=batch.prompt_encoded.data,
+                          prompt_encoded_lens=absolute_lengths(batch.prompt_encoded))
+        else:
+            inputs.update(prompt_wav=batch.prompt_wav.data, prompt_lens=absolute_lengths(batch.prompt_wav))
         if hasattr(batch, "attention_centres"):  # padded with NaN: no target there
             centres = batch.attention_centres
             valid = lengths_to_mask(absolute_lengths(centres), centres.data.shape[1])
@@ -152,6 +156,12 @@ class SpectronBrain(sb.Brain):
             console.print(f"epoch {epoch}: lr {lr:.2e} | train " + _fmt(self.train_stats) + " | valid " + _fmt(means))
             self.checkpointer.save_and_keep_only(meta={**means, "epoch": epoch}, min_keys=["loss"],
                                                  num_to_keep=2)
+            limit = self.hparams.max_training_minutes
+            if limit is not None and self.clock.minutes() >= limit:
+                counter = self.hparams.epoch_counter
+                console.print(f"stopping after epoch {epoch}: {self.clock.minutes():.1f} training minutes "
+                              f">= max_training_minutes {limit:g}")
+                counter.current = counter.limit
         self.last_stats = means
 
 
@@ -165,8 +175,13 @@ def _fmt(stats):
 
 
 # ------------------------------------------------------------------------------- data
-def dataio_prepare(hparams, manifests, tokenizer):
-    """Manifests -> SpeechBrain datasets yielding prompt/continuation audio and tokens."""
+def dataio_prepare(hparams, manifests, tokenizer, encode=None):
+    """Manifests -> SpeechBrain datasets yielding prompt/continuation audio and tokens.
+
+    With ``encode`` (rows -> {id: encoder output [T', D]}, see
+    :func:`encode_prompts`), train and valid items carry the prompt's cached
+    encoding instead of its audio.
+    """
     rate = hparams["sample_rate"]
     prompt_samples = int(round(hparams["prompt_seconds"] * rate))
     max_cont = int(round(hparams["max_continuation_seconds"] * rate))
@@ -192,6 +207,15 @@ def dataio_prepare(hparams, manifests, tokenizer):
         wav = load_segment({"path": path, "start": start, "end": end}, target_sr=rate)
         yield wav[:prompt_samples]
         yield wav[prompt_samples: prompt_samples + max_cont]
+
+    @sb.utils.data_pipeline.takes("id", "path", "start", "end")
+    @sb.utils.data_pipeline.provides("prompt_encoded", "cont_wav")
+    def encoded_pipeline(utt_id, path, start, end):
+        """With a fixed encoder: the prompt's cached encoding, and only the continuation's audio."""
+        yield prompt_cache[utt_id]
+        cont_start = float(start) + prompt_samples / rate
+        cont_end = cont_start + max_cont / rate if float(end) < 0 else min(float(end), cont_start + max_cont / rate)
+        yield load_segment({"path": path, "start": cont_start, "end": cont_end}, target_sr=rate)[:max_cont]
 
     @sb.utils.data_pipeline.takes("text")
     @sb.utils.data_pipeline.provides("tokens")
@@ -219,14 +243,20 @@ def dataio_prepare(hparams, manifests, tokenizer):
             yield torch.tensor(diagonal_centres(n_tokens, duration, times))
             yield torch.tensor([float(hparams["guided_attention_g"]) * max(n_tokens, 1)])
 
+    loaded = {split: load(names, limit) for split, names, limit in (
+        ("train", hparams["train_splits"], hparams["max_train_utterances"]),
+        ("valid", hparams["valid_splits"], hparams["max_valid_utterances"]),
+        ("test", hparams["test_splits"], None))}
+    prompt_cache = encode(loaded["train"][1] + loaded["valid"][1]) if encode is not None else None
     datasets = {}
-    for split, names, limit in (("train", hparams["train_splits"], hparams["max_train_utterances"]),
-                                ("valid", hparams["valid_splits"], hparams["max_valid_utterances"]),
-                                ("test", hparams["test_splits"], None)):
-        dataset, rows = load(names, limit)
-        sb.dataio.dataset.add_dynamic_item([dataset], audio_pipeline)
+    for split, (dataset, rows) in loaded.items():
+        if prompt_cache is not None and split != "test":
+            sb.dataio.dataset.add_dynamic_item([dataset], encoded_pipeline)
+            keys = ["id", "prompt_encoded", "cont_wav", "tokens"]
+        else:
+            sb.dataio.dataset.add_dynamic_item([dataset], audio_pipeline)
+            keys = ["id", "prompt_wav", "cont_wav", "tokens"]
         sb.dataio.dataset.add_dynamic_item([dataset], text_pipeline)
-        keys = ["id", "prompt_wav", "cont_wav", "tokens"]
         if hparams.get("w_guided_attention"):
             sb.dataio.dataset.add_dynamic_item([dataset], alignment_pipeline)
             keys += ["attention_centres", "attention_sigma"]
@@ -276,6 +306,7 @@ def pretrain_if_missing(hparams, manifests):
         run_on_main(pretrain_text_lm, kwargs={
             "train_sentences": sentences, "valid_sentences": valid, "out_dir": lm_dir,
             "lm_config": hparams["text_lm_config"], "vocab_size": hparams["text_lm_vocab"],
+            "tokenizer_type": hparams["text_lm_tokenizer"],
             "steps": hparams["text_lm_steps"], "batch_size": hparams["text_lm_batch_size"],
             "lr": hparams["text_lm_lr"], "seed": hparams["seed"]})
     encoder_dir = Path(hparams["encoder_source"])
@@ -301,6 +332,34 @@ def pretrain_if_missing(hparams, manifests):
             "augment": hparams["prompt_augment"] if hparams["encoder_ctc_spec_augment"] else None})
 
 
+def encode_prompts(model, rows, hparams):
+    """Encoder output of the prompt of every row, computed once: ``{id: [T', D]}``.
+
+    Only valid for a fixed encoder (frozen, no prompt augmentation), whose
+    output does not change during training; reading it back saves the
+    encoder pass and the prompt audio of every step.
+    """
+    rate = hparams["sample_rate"]
+    prompt = int(round(hparams["prompt_seconds"] * rate))
+    cache = {}
+    model.eval()
+    with torch.no_grad(), Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+                                   TimeRemainingColumn(), console=console) as progress:
+        task = progress.add_task("encoding prompts (fixed encoder)", total=len(rows))
+        for start in range(0, len(rows), 32):
+            chunk = rows[start:start + 32]
+            wavs = [load_segment(r, rate)[:prompt] for r in chunk]
+            wav = torch.nn.utils.rnn.pad_sequence(wavs, batch_first=True).to(model.device)
+            lens = torch.tensor([len(w) for w in wavs], device=model.device)
+            feats, feat_lens = model.frontend(wav, lens)
+            hidden, out_lens = model.encoder(feats, feat_lens)
+            for row, h, n in zip(chunk, hidden, out_lens):
+                cache[row["id"]] = h[: int(n)].float().cpu()
+            progress.update(task, advance=len(chunk))
+    model.train()
+    return cache
+
+
 def build_model(hparams):
     """Build every component from the YAML and assemble the model (validated before training)."""
     return SpectronModel(
@@ -309,7 +368,8 @@ def build_model(hparams):
         vocoder=hparams["vocoder"](), reduction_factor=hparams["reduction_factor"],
         prompt_seconds=hparams["prompt_seconds"], stop_head=hparams["stop_head"], stop=hparams["stop_rule"],
         max_seconds=hparams["max_generate_seconds"], max_text_tokens=hparams["max_text_tokens"],
-        prompt_augment=hparams["prompt_augment"], frame_positions=hparams["frame_positions"])
+        prompt_augment=hparams["prompt_augment"], frame_positions=hparams["frame_positions"],
+        self_feeding=hparams["self_feeding"])
 
 
 # ------------------------------------------------------------------------------- after training
@@ -407,7 +467,10 @@ def main(argv=None):
     model = build_model(hparams)
     console.print(f"model: {model.num_parameters() / 1e6:.2f} M parameters "
                   f"({model.num_parameters(trainable_only=True) / 1e6:.2f} M trainable)")
-    datasets = dataio_prepare(hparams, manifests, model.lm.tokenizer)
+    encode = None
+    if hparams["cache_prompt_encodings"] and model.encoder_is_fixed and model.encoder.input_kind != "waveform":
+        encode = lambda rows: encode_prompts(model, rows, hparams)  # noqa: E731
+    datasets = dataio_prepare(hparams, manifests, model.lm.tokenizer, encode)
 
     clock = TrainingClock()  # training time, saved in checkpoints so resumed runs add up
     checkpointer = sb.utils.checkpoints.Checkpointer(

@@ -29,7 +29,8 @@ def test_mini_recipe_prepare_train_resume_bundle(tmp_path, monkeypatch):
     import train
 
     argv = [str(RECIPE / "hparams" / "spectron_mini.yaml"), f"--data_folder={tmp_path}/corpus",
-            f"--output_folder={tmp_path}/run", "--number_of_epochs=1", *TINY]
+            f"--output_folder={tmp_path}/run", "--number_of_epochs=1", "--snapshot_minutes=[0]",
+            "--w_guided_attention=1.0", "--guided_attention_layers=[0]", *TINY]
     # 1) the run dies in the middle of its first epoch, after intra-epoch checkpoints
     original = train.SpectronBrain.fit_batch
     calls = {"n": 0}
@@ -69,6 +70,14 @@ def test_mini_recipe_prepare_train_resume_bundle(tmp_path, monkeypatch):
     assert any(n.endswith("_generated.wav") for n in samples) and any(n.endswith(".png") for n in samples)
     assert 0.0 <= summary["test_prompt_transcript_wer"] and summary["valid_final"]["loss"] > 0
     assert "train loss" in (run / "train_log.txt").read_text()
+    assert "guided_attention" in summary["valid_final"] and "flux" not in summary["valid_final"]  # weight 0: off
+    # training time adds up over the crash and the resumed run; the 0-minute snapshot is a loadable bundle
+    assert summary["training_minutes"] > 0
+    snapshot = run / "snapshots" / "0min"
+    assert json.loads((snapshot / "training.json").read_text())["step"] >= 1
+    from spectron_kit.model import SpectronModel
+
+    assert SpectronModel.from_pretrained(snapshot).r == SpectronModel.from_pretrained(run / "bundle").r
 
     # 4) the bundle continues a prompt from the test split through the CLI
     from spectron_kit.cli import main as cli

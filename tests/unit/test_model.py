@@ -233,3 +233,24 @@ def test_guided_attention_term_teaches_a_head_to_point_at_the_spoken_token():
     assert hits / total > 0.9, (hits, total)
     with pytest.raises(ValueError, match="needs attention_centres"):
         model({k: v for k, v in batch.items() if k != "attention_centres"})
+
+
+def test_frame_positions_start_as_a_no_op_and_keep_cached_decoding_exact():
+    base = tiny_model(r=2).eval()
+    with_positions = SpectronModel(frontend=base.frontend, encoder=base.encoder, lm=base.lm, prenet=base.prenet,
+                                   postnet=base.postnet, loss=base.loss, vocoder=base.vocoder, reduction_factor=2,
+                                   prompt_seconds=1.0, frame_positions=True).eval()
+    with_positions.projection.load_state_dict(base.projection.state_dict())
+    batch = batch_of()
+    torch.testing.assert_close(with_positions(batch)["pred_frames"], base(batch)["pred_frames"])
+    torch.nn.init.normal_(with_positions.frame_positions.weight, std=0.5)
+    assert not torch.allclose(with_positions(batch)["pred_frames"], base(batch)["pred_frames"])
+    kwargs = dict(num_frames=12, max_text_tokens=3, vocode=False)
+    cached = with_positions.generate(batch["prompt_wav"][0], **kwargs)
+    recomputed = with_positions.generate(batch["prompt_wav"][0], use_cache=False, **kwargs)
+    torch.testing.assert_close(cached.frames[0], recomputed.frames[0], atol=1e-5, rtol=1e-4)
+
+
+def test_guided_attention_on_a_layer_the_lm_lacks_is_refused_when_the_model_is_built():
+    with pytest.raises(ValueError, match=r"decoder layers \[5\], but the LM has 2 layer\(s\)"):
+        tiny_model(loss_kwargs={"terms": {"guided_attention": 1.0}, "options": {"guided_attention": {"layers": [5]}}})
