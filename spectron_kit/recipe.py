@@ -10,6 +10,7 @@ import ctypes.util
 import difflib
 import json
 import os
+import re
 import sys
 import time
 from pathlib import Path
@@ -22,6 +23,10 @@ NUMBER = (int, float)
 
 class RecipeConfigError(ValueError):
     """A recipe command line that cannot work."""
+
+
+class TrainingDiverged(RecipeConfigError):
+    """Training produced non-finite losses or weights; nothing non-finite was checkpointed."""
 
 
 class _Tagged(str):
@@ -39,6 +44,12 @@ def _tagged_source(loader, suffix, node):
 
 
 _TagTolerantLoader.add_multi_constructor("!", _tagged_source)
+# YAML 1.2 floats, as HyperPyYAML (ruamel) reads them: ``3e-4`` and ``1e9`` are numbers, not strings
+# (PyYAML's YAML 1.1 rule wants a dot in the mantissa).
+_TagTolerantLoader.add_implicit_resolver(
+    "tag:yaml.org,2002:float",
+    re.compile(r"^[-+]?(?:[0-9][0-9_]*)(?:\.[0-9_]*)?[eE][-+]?[0-9]+$"),
+    list("-+0123456789"))
 
 
 def _load_yaml(text):
@@ -249,3 +260,118 @@ class TrainingClock:
         self.seconds = float(json.loads(Path(path).read_text())["seconds"])
         if self._since is not None:
             self._since = time.monotonic()
+
+
+@register_checkpoint_hooks
+class RandomState:
+    """The python, numpy and torch random generators as a checkpoint recoverable.
+
+    Resuming from a checkpoint restores them, so dropout masks, noise and
+    sampling after the resume are the ones an uninterrupted run would draw.
+
+    Example:
+        >>> import tempfile, torch
+        >>> state = RandomState(); path = Path(tempfile.mkdtemp()) / "rng.ckpt"
+        >>> state.save(path); a = torch.rand(2); state.load(path); torch.equal(a, torch.rand(2))
+        True
+    """
+
+    @mark_as_saver
+    def save(self, path):
+        import random
+
+        import numpy as np
+        import torch
+
+        state = {"python": random.getstate(), "numpy": np.random.get_state(), "torch": torch.get_rng_state()}
+        if torch.cuda.is_available() and torch.cuda.is_initialized():
+            state["cuda"] = torch.cuda.get_rng_state_all()
+        torch.save(state, path)
+
+    @mark_as_loader
+    def load(self, path, end_of_epoch=False):
+        import random
+
+        import numpy as np
+        import torch
+
+        state = torch.load(path, weights_only=False)
+        random.setstate(state["python"])
+        np.random.set_state(state["numpy"])
+        torch.set_rng_state(state["torch"])
+        if "cuda" in state and torch.cuda.is_available():
+            torch.cuda.set_rng_state_all(state["cuda"])
+
+
+def checkpoint_problem(folder, recoverables):
+    """Why a SpeechBrain checkpoint folder cannot be loaded (None when it can).
+
+    Arguments:
+        folder: a ``CKPT+...`` folder.
+        recoverables: the checkpointer's ``{name: object}``.
+
+    Returns:
+        str or None: an unreadable ``CKPT.yaml``, a missing or empty file, or a
+        torch file that does not load (a run killed while writing it).
+    """
+    import torch
+
+    folder = Path(folder)
+    try:
+        meta = pyyaml.safe_load((folder / "CKPT.yaml").read_text())
+    except (OSError, pyyaml.YAMLError) as err:
+        return f"CKPT.yaml does not read ({type(err).__name__})"
+    if not isinstance(meta, dict):
+        return "CKPT.yaml is empty"
+    for name, obj in recoverables.items():
+        path = folder / f"{name}.ckpt"
+        if not path.is_file():
+            if name.startswith("dataloader"):  # saved only mid-epoch
+                continue
+            return f"{path.name} is missing"
+        if path.stat().st_size == 0:
+            return f"{path.name} is empty"
+        if isinstance(obj, (torch.nn.Module, torch.optim.Optimizer, torch.optim.lr_scheduler.LRScheduler)):
+            try:
+                torch.load(path, map_location="cpu", weights_only=False)
+            except Exception as err:  # noqa: BLE001 - any failure to read means the file is unusable
+                return f"{path.name} does not load ({type(err).__name__})"
+    return None
+
+
+def set_aside_broken_checkpoints(checkpointer, log=None):
+    """Rename checkpoints that cannot be loaded to ``BROKEN-<name>`` so recovery uses the previous one.
+
+    Nothing is deleted: the folder stays next to the good ones for inspection.
+
+    Arguments:
+        checkpointer: a ``speechbrain.utils.checkpoints.Checkpointer``.
+        log: ``print``-like function for the warnings (default: the logging warning).
+
+    Returns:
+        list of the renamed folders.
+    """
+    import logging
+
+    warn = log or logging.getLogger(__name__).warning
+    root = Path(checkpointer.checkpoints_dir)
+    moved = []
+    for folder in sorted(root.glob("CKPT+*")) if root.is_dir() else ():
+        if not folder.is_dir():
+            continue
+        problem = checkpoint_problem(folder, checkpointer.recoverables)
+        if problem:
+            target = folder.with_name("BROKEN-" + folder.name)
+            folder.rename(target)
+            warn(f"checkpoint {folder} cannot be loaded ({problem}); set aside as {target.name}, "
+                 "resuming from the previous one")
+            moved.append(target)
+    return moved
+
+
+def nonfinite_weights(module):
+    """Names of the parameters and buffers of ``module`` holding NaN or infinity."""
+    import torch
+
+    named = list(module.named_parameters()) + list(module.named_buffers())
+    return [name for name, value in named if value.is_floating_point() and not torch.isfinite(value).all()]

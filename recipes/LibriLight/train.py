@@ -31,6 +31,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 from speechbrain.dataio.dataset import DynamicItemDataset
 from speechbrain.utils.distributed import run_on_main
+from speechbrain.utils.seed import seed_everything
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from librilight_prepare import prepare  # noqa: E402
@@ -42,8 +43,9 @@ from spectron_kit.features import FeatureSpec  # noqa: E402
 from spectron_kit.losses import lengths_to_mask  # noqa: E402
 from spectron_kit.model import SpectronModel  # noqa: E402
 from spectron_kit.pretrain import warmup_cosine  # noqa: E402
-from spectron_kit.recipe import (TrainingClock, check_overrides, exit_on_config_error, overrides_to_yaml,  # noqa: E402
-                                 resolve_base, reuse_freed_memory)
+from spectron_kit.recipe import (RandomState, TrainingClock, TrainingDiverged, check_overrides,  # noqa: E402
+                                 exit_on_config_error, nonfinite_weights, overrides_to_yaml, resolve_base,
+                                 reuse_freed_memory, set_aside_broken_checkpoints)
 
 logger = logging.getLogger(__name__)
 console = Console()
@@ -106,6 +108,34 @@ class SpectronBrain(sb.Brain):
         self._advance(f"loss {float(loss.detach()):.3f}")
         self.save_due_snapshots()
 
+    # -- checkpoints never hold non-finite weights ----------------------------------
+    def refuse_nonfinite_weights(self, losses=None):
+        """Stop (one line, exit 2) instead of checkpointing NaN/inf weights; the last good checkpoint stays."""
+        bad = nonfinite_weights(self.modules.model)
+        if bad:
+            shown = _fmt(losses) if losses else _fmt(self.stage_means())
+            raise TrainingDiverged(
+                f"training diverged at step {self.step} of epoch {self.hparams.epoch_counter.current}: "
+                f"{len(bad)} weight tensors are not finite (first: {bad[0]}; losses: {shown}); no checkpoint was "
+                f"written, the last good one in {self.hparams.save_folder} is kept: rerun with a lower --lr "
+                f"(now {self.hparams.lr:g})")
+
+    def _save_intra_epoch_ckpt(self):
+        self.refuse_nonfinite_weights()
+        super()._save_intra_epoch_ckpt()
+
+    def check_loss_isfinite(self, loss):
+        try:
+            super().check_loss_isfinite(loss)
+        except ValueError as err:
+            if "not finite" not in str(err):
+                raise
+            raise TrainingDiverged(
+                f"training diverged at step {self.step} of epoch {self.hparams.epoch_counter.current}: the loss "
+                f"was not finite {self.nonfinite_count} times (losses: {_fmt(self.stage_means())}); the last good "
+                f"checkpoint in {self.hparams.save_folder} is kept: rerun with a lower --lr "
+                f"(now {self.hparams.lr:g})") from None
+
     def save_due_snapshots(self):
         """Write a bundle at each of ``snapshot_minutes`` of training (for the training-time curve)."""
         minutes = self.clock.minutes()
@@ -154,6 +184,7 @@ class SpectronBrain(sb.Brain):
             self.hparams.train_logger.log_stats({"epoch": epoch, "lr": lr}, train_stats=self.train_stats,
                                                 valid_stats=means)
             console.print(f"epoch {epoch}: lr {lr:.2e} | train " + _fmt(self.train_stats) + " | valid " + _fmt(means))
+            self.refuse_nonfinite_weights(means)
             self.checkpointer.save_and_keep_only(meta={**means, "epoch": epoch}, min_keys=["loss"],
                                                  num_to_keep=2)
             limit = self.hparams.max_training_minutes
@@ -464,6 +495,8 @@ def main(argv=None):
     started = time.time()
     manifests = prepare_data(hparams)
     pretrain_if_missing(hparams, manifests)
+    # the same start whether or not this run generated the corpus and pre-trained (which draw random numbers)
+    seed_everything(hparams["seed"], verbose=False)
     model = build_model(hparams)
     console.print(f"model: {model.num_parameters() / 1e6:.2f} M parameters "
                   f"({model.num_parameters(trainable_only=True) / 1e6:.2f} M trainable)")
@@ -475,9 +508,14 @@ def main(argv=None):
     clock = TrainingClock()  # training time, saved in checkpoints so resumed runs add up
     checkpointer = sb.utils.checkpoints.Checkpointer(
         checkpoints_dir=hparams["save_folder"],
-        recoverables={"model": model, "counter": hparams["epoch_counter"], "clock": clock})
+        recoverables={"model": model, "counter": hparams["epoch_counter"], "clock": clock, "rng": RandomState()})
+    set_aside_broken_checkpoints(checkpointer, log=lambda text: console.print(f"warning: {text}"))
     brain = SpectronBrain(modules={"model": model}, hparams=hparams, run_opts=run_opts, checkpointer=checkpointer)
-    train_kwargs = {"batch_size": hparams["batch_size"], "shuffle": hparams["sorting"] == "random"}
+    # the loader draws its workers' base seed from its own generator, not the global one, so a run resumed
+    # mid-epoch (global RNG restored from the checkpoint, then a new loader iterator) draws what an
+    # uninterrupted run draws
+    train_kwargs = {"batch_size": hparams["batch_size"], "shuffle": hparams["sorting"] == "random",
+                    "generator": torch.Generator().manual_seed(hparams["seed"])}
     valid_kwargs = {"batch_size": hparams["batch_size"]}
     brain.steps_per_epoch = math.ceil(len(datasets["train"]) / hparams["batch_size"])
     brain.valid_steps = math.ceil(len(datasets["valid"]) / hparams["batch_size"])

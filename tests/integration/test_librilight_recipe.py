@@ -25,12 +25,12 @@ class Crash(Exception):
     pass
 
 
-def test_mini_recipe_prepare_train_resume_bundle(tmp_path, monkeypatch):
+def test_mini_recipe_prepare_train_resume_bundle(tmp_path, monkeypatch, capsys):
     import train
 
     argv = [str(RECIPE / "hparams" / "spectron_mini.yaml"), f"--data_folder={tmp_path}/corpus",
             f"--output_folder={tmp_path}/run", "--number_of_epochs=1", "--snapshot_minutes=[0]",
-            "--w_guided_attention=1.0", "--guided_attention_layers=[0]", *TINY]
+            "--w_guided_attention=1.0", "--guided_attention_layers=[0]", "--prenet_dropout=0.5", *TINY]
     # 1) the run dies in the middle of its first epoch, after intra-epoch checkpoints
     original = train.SpectronBrain.fit_batch
     calls = {"n": 0}
@@ -78,6 +78,29 @@ def test_mini_recipe_prepare_train_resume_bundle(tmp_path, monkeypatch):
     from spectron_kit.model import SpectronModel
 
     assert SpectronModel.from_pretrained(snapshot).r == SpectronModel.from_pretrained(run / "bundle").r
+
+    # 3b) the resumed run ends where an uninterrupted run ends (RNG, sampler and schedule restored)
+    from safetensors.torch import load_file
+
+    straight = [a if not a.startswith("--output_folder") else f"--output_folder={tmp_path}/straight" for a in argv]
+    train.main(straight)
+    resumed_weights = load_file(run / "bundle" / "model.safetensors")
+    straight_weights = load_file(tmp_path / "straight" / "bundle" / "model.safetensors")
+    assert resumed_weights.keys() == straight_weights.keys()
+    for name, value in resumed_weights.items():
+        assert torch.equal(value, straight_weights[name]), name
+
+    # 3c) a run whose weights blow up stops with one line and checkpoints nothing non-finite
+    capsys.readouterr()
+    diverging = [a if not a.startswith("--output_folder") else f"--output_folder={tmp_path}/diverge" for a in argv]
+    with pytest.raises(SystemExit) as err:
+        train.main(diverging + ["--lr=1e9", "--warmup_steps=0"])
+    assert err.value.code == 2
+    message = capsys.readouterr().err.strip().splitlines()[-1]
+    assert message.startswith("error: training diverged at step") and "rerun with a lower --lr" in message
+    for folder in (tmp_path / "diverge" / "save").glob("CKPT+*"):
+        weights = torch.load(folder / "model.ckpt", map_location="cpu")
+        assert all(torch.isfinite(v).all() for v in weights.values() if v.is_floating_point()), folder.name
 
     # 4) the bundle continues a prompt from the test split through the CLI
     from spectron_kit.cli import main as cli

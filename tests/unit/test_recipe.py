@@ -50,6 +50,15 @@ def test_wrong_type_and_missing_placeholder(hparams):
     assert check_overrides(hparams, "epochs: 3.0\ndata_folder: /d") == {"epochs": 3.0, "data_folder": "/d"}
 
 
+def test_numbers_parse_as_users_write_them(hparams):
+    # YAML 1.1 (PyYAML) reads 3e-4 as a string; HyperPyYAML (YAML 1.2) as a float: the check must agree with it
+    given = check_overrides(hparams, "lr: 3e-4\nepochs: 1e1\nname: 1e-3x\ndata_folder: x")
+    assert given == {"lr": 3e-4, "epochs": 10.0, "name": "1e-3x", "data_folder": "x"}
+    loaded = load_hyperpyyaml(YAML.replace("!PLACEHOLDER", "x"), overrides_to_yaml({"lr": given["lr"]}))
+    assert loaded["lr"] == pytest.approx(3e-4)
+    assert parse_overrides("a: 1e9\nb: -2.5E-3\nc: 1_000\nd: e5") == {"a": 1e9, "b": -2.5e-3, "c": 1000, "d": "e5"}
+
+
 def test_tagged_overrides_survive_parsing_and_reach_hyperpyyaml(hparams):
     given = "data_folder: /d\nthing: !new:collections.OrderedDict {b: 2}\nout: !ref <data_folder>/run"
     parsed = check_overrides(hparams, given)
@@ -84,3 +93,67 @@ def test_reuse_freed_memory_applies_on_glibc_and_respects_user_settings(monkeypa
     assert applied.stdout.strip() == str(glibc)
     monkeypatch.setenv("MALLOC_MMAP_THRESHOLD_", "131072")  # the user's own tuning wins
     assert reuse_freed_memory() is False
+
+
+def test_broken_checkpoints_are_set_aside_and_the_previous_one_is_used(tmp_path):
+    import torch
+    from speechbrain.utils.checkpoints import Checkpointer
+
+    from spectron_kit.recipe import RandomState, checkpoint_problem, set_aside_broken_checkpoints
+
+    model = torch.nn.Linear(3, 2)
+    checkpointer = Checkpointer(tmp_path / "save", recoverables={"model": model, "rng": RandomState()})
+    good = checkpointer.save_checkpoint(meta={"loss": 1.0}, name="good")
+    assert checkpoint_problem(good.path, checkpointer.recoverables) is None
+    # a kill -9 during the next write: SpeechBrain writes CKPT.yaml first, the model file stays empty
+    partial = tmp_path / "save" / "CKPT+partial"
+    partial.mkdir()
+    (partial / "CKPT.yaml").write_text("loss: 0.5\nunixtime: 9999999999\nend-of-epoch: true\n")
+    (partial / "model.ckpt").write_bytes(b"")
+    (partial / "rng.ckpt").write_bytes(b"")
+    truncated = tmp_path / "save" / "CKPT+truncated"
+    truncated.mkdir()
+    (truncated / "CKPT.yaml").write_text("loss: 0.4\nunixtime: 9999999998\nend-of-epoch: true\n")
+    (truncated / "model.ckpt").write_bytes((good.path / "model.ckpt").read_bytes()[:40])
+    (truncated / "rng.ckpt").write_bytes((good.path / "rng.ckpt").read_bytes())
+    assert checkpoint_problem(partial, checkpointer.recoverables) == "model.ckpt is empty"
+    assert checkpoint_problem(truncated, checkpointer.recoverables).startswith("model.ckpt does not load")
+    warnings = []
+    moved = set_aside_broken_checkpoints(checkpointer, log=warnings.append)
+    assert sorted(p.name for p in moved) == ["BROKEN-CKPT+partial", "BROKEN-CKPT+truncated"]
+    assert all(p.is_dir() for p in moved)  # nothing is deleted
+    assert "cannot be loaded (model.ckpt is empty)" in " ".join(warnings)
+    with torch.no_grad():
+        model.weight.zero_()
+    assert checkpointer.recover_if_possible().path == good.path
+    assert model.weight.abs().sum() > 0
+
+
+def test_random_state_resumes_the_same_draws(tmp_path):
+    import random
+
+    import numpy as np
+    import torch
+
+    from spectron_kit.recipe import RandomState
+
+    torch.manual_seed(3), np.random.seed(3), random.seed(3)
+    RandomState().save(tmp_path / "rng.ckpt")
+    first = (torch.rand(3), np.random.rand(3), random.random())
+    torch.manual_seed(99), np.random.seed(99), random.seed(99)
+    RandomState().load(tmp_path / "rng.ckpt")
+    again = (torch.rand(3), np.random.rand(3), random.random())
+    assert torch.equal(first[0], again[0]) and np.array_equal(first[1], again[1]) and first[2] == again[2]
+
+
+def test_nonfinite_weights_are_named():
+    import torch
+
+    from spectron_kit.recipe import nonfinite_weights
+
+    model = torch.nn.Sequential(torch.nn.Linear(2, 2), torch.nn.BatchNorm1d(2))
+    assert nonfinite_weights(model) == []
+    with torch.no_grad():
+        model[0].bias[1] = float("nan")
+    model[1].running_var[0] = float("inf")
+    assert nonfinite_weights(model) == ["0.bias", "1.running_var"]

@@ -17,7 +17,10 @@ spec.loader.exec_module(rb)
 def test_hand_computed_values_on_a_ramp():
     # x[t, f] = 0.5 t + f: every frame differs from the previous one by 0.5 in every bin
     frames = [torch.arange(12.0)[:, None] * 0.5 + torch.arange(4.0)[None] for _ in range(3)]
-    out = rb.baselines(frames, time_orders=2, freq_orders=1)
+    out, predicted = rb.baselines(frames, options={"time_deriv": {"orders": 2}, "freq_deriv": {"orders": 1}})
+    assert set(out["flat (mean frame)"]) == {"spec", "freq_deriv", "time_deriv"}  # the paper table's frame terms
+    assert out["truth"] == {"spec": 0.0, "freq_deriv": 0.0, "time_deriv": 0.0}
+    torch.testing.assert_close(predicted["truth"][1], frames[1])
     # flat: D_t(x^) = 0 and D_t(x) = 0.5 -> order 1 gives 0.5 + 0.25, order 2 gives 0
     assert out["flat (mean frame)"]["time_deriv"] == pytest.approx(0.75)
     # the mean frame keeps the bin-to-bin step of 1, exactly like the truth
@@ -31,6 +34,52 @@ def test_hand_computed_values_on_a_ramp():
     # a linear AR(2) model reproduces a ramp (up to its small ridge penalty)
     assert out["linear AR(2) from true past (in-sample)"]["spec"] < 1e-3
     assert out["truth + N(0, 0.1^2)"]["spec"] == pytest.approx(0.1 * (2 / np.pi) ** 0.5 + 0.01, rel=0.2)
+    # a mean over 5 frames of a ramp is the ramp itself except at the 2 repeated frames of each edge
+    blurred = predicted["truth, mean over 5 frames"][0]
+    torch.testing.assert_close(blurred[2:-2], frames[0][2:-2])
+    torch.testing.assert_close(blurred[0], frames[0][0] + torch.tensor(0.5 * (0 + 0 + 0 + 1 + 2) / 5))
+    # groups of 4 frames take their mean: frames 0-3 of the ramp all become frame 1.5
+    held = predicted["truth held over groups of 4 frames"][0]
+    torch.testing.assert_close(held[:4], (frames[0][1] + 0.25).expand(4, -1))
+    torch.testing.assert_close(held[8:12], (frames[0][9] + 0.25).expand(4, -1))
+
+
+def test_terms_come_from_the_loss_table():
+    frames = [torch.randn(20, 6) for _ in range(2)]
+    out, _ = rb.baselines(frames, terms=["spec", "flux"], options={"flux": {"bound": 1.0}})
+    assert set(out["repeat previous true frame"]) == {"spec", "flux"}
+    # flux rewards distance from the previous true frame: repeating it earns nothing, the flat frame does
+    assert out["repeat previous true frame"]["flux"] == pytest.approx(0.0, abs=1e-6)
+    assert out["flat (mean frame)"]["flux"] < 0
+    with pytest.raises(SystemExit, match="--terms ce: that term needs"):
+        rb.frame_terms(["ce"])
+    with pytest.raises(SystemExit, match="--terms nope: not a registered loss term"):
+        rb.frame_terms(["nope"])
+
+
+def test_asr_column_scores_the_vocoded_predictors():
+    from spectron_kit.features import FeatureSpec
+    from spectron_kit.hookspecs import hookimpl
+    from spectron_kit.registry import get_registry
+
+    class LoudnessTranscriber:
+        """Says "loud" for audio with a clear level, nothing otherwise (a fake ASR with a known answer)."""
+
+        def transcribe(self, wavs, sample_rate):
+            return ["loud" if np.abs(w).mean() > 1e-3 else "" for w in wavs]
+
+    class Plugin:
+        @hookimpl
+        def register_transcribers(self, register):
+            register("test_loudness", LoudnessTranscriber, description="test")
+
+    get_registry().register_plugin(Plugin(), name="test-loudness-asr")
+    spec = FeatureSpec(sample_rate=16000, n_fft=400, win_length=400, hop_length=200, n_mels=20)
+    loud = torch.full((30, 20), 0.0)
+    silent = torch.full((30, 20), float(np.log(spec.log_floor)))
+    predictions = {"right": [loud, silent], "all silent": [silent, silent]}
+    wers = rb.asr_wer(predictions, [["loud"], []], spec, "test_loudness", n_iter=4)
+    assert wers == {"right": 0.0, "all silent": 1.0}
 
 
 def test_command_line_on_a_manifest(tmp_path):
@@ -50,7 +99,7 @@ def test_command_line_on_a_manifest(tmp_path):
     results = rb.main([str(manifest), "--step0", str(step0), "--json", str(out)])
     saved = json.loads(out.read_text())
     assert saved["utterances"] == 3  # the 3.2 s utterance has no continuation to score
-    assert set(saved["results"]) == set(results) and len(results) == 6
+    assert set(saved["results"]) == set(results) and len(results) == 12
     # steady tones: the flat predictor is nearly right, the noisy truth much worse on L_t
     assert results["flat (mean frame)"]["time_deriv"] < results["truth + N(0, 0.3^2)"]["time_deriv"]
     with pytest.raises(SystemExit, match="no utterance"):
