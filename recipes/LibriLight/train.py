@@ -43,7 +43,8 @@ from spectron_kit.features import FeatureSpec  # noqa: E402
 from spectron_kit.losses import lengths_to_mask  # noqa: E402
 from spectron_kit.model import SpectronModel  # noqa: E402
 from spectron_kit.pretrain import warmup_cosine  # noqa: E402
-from spectron_kit.recipe import (RandomState, TrainingClock, TrainingDiverged, check_overrides,  # noqa: E402
+from spectron_kit.recipe import (RandomState, RecipeConfigError, TrainingClock, TrainingDiverged,  # noqa: E402
+                                 check_overrides,
                                  exit_on_config_error, nonfinite_weights, overrides_to_yaml, resolve_base,
                                  reuse_freed_memory, set_aside_broken_checkpoints)
 
@@ -330,6 +331,16 @@ def pretrain_if_missing(hparams, manifests):
 
     folder = Path(hparams["pretrained_folder"])
     lm_dir = Path(hparams["lm_source"])
+    lm_settings = {key: hparams[key] for key in ("seed", "text_lm_sentences", "text_lm_config", "text_lm_vocab",
+                                                 "text_lm_tokenizer", "text_lm_steps", "text_lm_batch_size",
+                                                 "text_lm_lr")}
+    encoder_dir = Path(hparams["encoder_source"])
+    encoder_settings = {key: hparams[key] for key in (
+        "seed", "sample_rate", "n_mels", "feature_spec", "prompt_seconds", "encoder_ctc_config", "encoder_ctc_epochs",
+        "encoder_ctc_batch_size", "encoder_ctc_lr", "encoder_ctc_spec_augment")}
+    check_pretrained_settings(lm_dir, lm_settings, "config.json")
+    if hparams["encoder_name"] == "conformer":
+        check_pretrained_settings(encoder_dir, encoder_settings, "encoder_config.json")
     if not (lm_dir / "config.json").is_file():
         text_file = ensure_text_corpus(folder / "text_corpus.txt", hparams["text_lm_sentences"], hparams["seed"])
         sentences = [s.lower() for s in Path(text_file).read_text().splitlines() if s.strip()]
@@ -340,7 +351,7 @@ def pretrain_if_missing(hparams, manifests):
             "tokenizer_type": hparams["text_lm_tokenizer"],
             "steps": hparams["text_lm_steps"], "batch_size": hparams["text_lm_batch_size"],
             "lr": hparams["text_lm_lr"], "seed": hparams["seed"]})
-    encoder_dir = Path(hparams["encoder_source"])
+        run_on_main(write_pretrained_settings, args=[lm_dir, lm_settings])
     if hparams["encoder_name"] == "conformer" and not (encoder_dir / "encoder_config.json").is_file():
         rate = hparams["sample_rate"]
         prompt = int(round(hparams["prompt_seconds"] * rate))
@@ -361,6 +372,43 @@ def pretrain_if_missing(hparams, manifests):
             "epochs": hparams["encoder_ctc_epochs"], "batch_size": hparams["encoder_ctc_batch_size"],
             "lr": hparams["encoder_ctc_lr"], "seed": hparams["seed"],
             "augment": hparams["prompt_augment"] if hparams["encoder_ctc_spec_augment"] else None})
+        run_on_main(write_pretrained_settings, args=[encoder_dir, encoder_settings])
+
+
+PRETRAIN_SETTINGS = "pretrain_settings.json"
+
+
+def _jsonable(settings):
+    return json.loads(json.dumps(settings, sort_keys=True, default=str))
+
+
+def write_pretrained_settings(folder, settings):
+    """Record the settings a cached pre-trained part was made with (next to its weights)."""
+    (Path(folder) / PRETRAIN_SETTINGS).write_text(json.dumps(_jsonable(settings), indent=2, sort_keys=True))
+
+
+def check_pretrained_settings(folder, settings, marker):
+    """Refuse to reuse a cached pre-trained part made with other settings (the cache is keyed by seed only).
+
+    Arguments:
+        folder: the pre-trained part's folder.
+        settings: the settings this run would pre-train it with.
+        marker: the file whose presence means the part exists.
+    """
+    folder = Path(folder)
+    record = folder / PRETRAIN_SETTINGS
+    if not (folder / marker).is_file():
+        return
+    if not record.is_file():
+        console.print(f"warning: {folder} has no {PRETRAIN_SETTINGS} (made by an older version); reusing it as is")
+        return
+    stored, wanted = json.loads(record.read_text()), _jsonable(settings)
+    changed = [key for key in sorted(set(stored) | set(wanted)) if stored.get(key) != wanted.get(key)]
+    if changed:
+        shown = ", ".join(f"{key} {stored.get(key)!r} -> {wanted.get(key)!r}" for key in changed[:3])
+        raise RecipeConfigError(
+            f"{folder} was pre-trained with other settings ({shown}); pass --pretrained_folder=<a new folder> "
+            f"to pre-train for these settings, or delete {folder}")
 
 
 def encode_prompts(model, rows, hparams):

@@ -102,6 +102,15 @@ def test_mini_recipe_prepare_train_resume_bundle(tmp_path, monkeypatch, capsys):
         weights = torch.load(folder / "model.ckpt", map_location="cpu")
         assert all(torch.isfinite(v).all() for v in weights.values() if v.is_floating_point()), folder.name
 
+    # 3d) the cached pre-trained encoder is not reused for other features (it was made for 80 bins)
+    capsys.readouterr()
+    other = [a if not a.startswith("--output_folder") else f"--output_folder={tmp_path}/n_mels" for a in argv]
+    with pytest.raises(SystemExit) as err:
+        train.main(other + ["--n_mels=64"])
+    message = capsys.readouterr().err.strip().splitlines()[-1]
+    assert err.value.code == 2 and "was pre-trained with other settings" in message, message
+    assert "n_mels 80 -> 64" in message and "--pretrained_folder=" in message
+
     # 4) the bundle continues a prompt from the test split through the CLI
     from spectron_kit.cli import main as cli
 
