@@ -17,6 +17,7 @@ from pathlib import Path
 
 import yaml as pyyaml
 from speechbrain.utils.checkpoints import mark_as_loader, mark_as_saver, register_checkpoint_hooks
+from speechbrain.utils.distributed import if_main_process
 
 NUMBER = (int, float)
 
@@ -253,7 +254,8 @@ class TrainingClock:
 
     @mark_as_saver
     def save(self, path):
-        Path(path).write_text(json.dumps({"seconds": self.total_seconds()}))
+        if if_main_process():  # SpeechBrain calls save hooks in every process
+            Path(path).write_text(json.dumps({"seconds": self.total_seconds()}))
 
     @mark_as_loader
     def load(self, path, end_of_epoch=False):
@@ -283,6 +285,8 @@ class RandomState:
         import numpy as np
         import torch
 
+        if not if_main_process():  # processes of a DDP run draw the same numbers (one seed): one file
+            return
         state = {"python": random.getstate(), "numpy": np.random.get_state(), "torch": torch.get_rng_state()}
         if torch.cuda.is_available() and torch.cuda.is_initialized():
             state["cuda"] = torch.cuda.get_rng_state_all()

@@ -15,6 +15,7 @@ from the last (intra-epoch) checkpoint. At the end the run leaves an inference
 bundle (``bundle_folder``), sample continuations (``samples_folder``) and
 ``summary.json``.
 """
+import dataclasses
 import json
 import logging
 import math
@@ -77,8 +78,14 @@ class SpectronBrain(sb.Brain):
             inputs["attention_sigma"] = batch.attention_sigma.data[:, 0]
         return self.modules.model(inputs)
 
+    @property
+    def model(self):
+        """The SpectronModel itself (``self.modules.model`` is wrapped in DDP when distributed)."""
+        module = self.modules.model
+        return module.module if isinstance(module, torch.nn.parallel.DistributedDataParallel) else module
+
     def compute_objectives(self, predictions, batch, stage):
-        for term in logged_terms(self.modules.model):
+        for term in logged_terms(self.model):
             if term in predictions:
                 self.term_sums[term] = self.term_sums.get(term, 0.0) + float(predictions[term].detach())
         self.term_count += 1
@@ -86,7 +93,7 @@ class SpectronBrain(sb.Brain):
 
     # -- optimiser and schedule -------------------------------------------------
     def init_optimizers(self):
-        model = self.modules.model
+        model = self.model
         encoder_ids = {id(p) for p in model.encoder.parameters()}
         encoder = [p for p in model.encoder.parameters() if p.requires_grad]
         rest = [p for p in model.parameters() if p.requires_grad and id(p) not in encoder_ids]
@@ -112,7 +119,7 @@ class SpectronBrain(sb.Brain):
     # -- checkpoints never hold non-finite weights ----------------------------------
     def refuse_nonfinite_weights(self, losses=None):
         """Stop (one line, exit 2) instead of checkpointing NaN/inf weights; the last good checkpoint stays."""
-        bad = nonfinite_weights(self.modules.model)
+        bad = nonfinite_weights(self.model)
         if bad:
             shown = _fmt(losses) if losses else _fmt(self.stage_means())
             raise TrainingDiverged(
@@ -143,9 +150,9 @@ class SpectronBrain(sb.Brain):
         for mark in self.hparams.snapshot_minutes or ():
             folder = Path(self.hparams.output_folder) / "snapshots" / f"{mark:g}min"
             if minutes >= mark and not folder.is_dir() and sb.utils.distributed.if_main_process():
-                was_training = self.modules.model.training
-                self.modules.model.save_pretrained(folder)
-                self.modules.model.train(was_training)
+                was_training = self.model.training
+                self.model.save_pretrained(folder)
+                self.model.train(was_training)
                 (folder / "training.json").write_text(json.dumps(
                     {"training_minutes": minutes, "step": self.step, "epoch": self.hparams.epoch_counter.current}))
                 logger.info("snapshot after %.1f training minutes (step %d): %s", minutes, self.step, folder)
@@ -164,14 +171,21 @@ class SpectronBrain(sb.Brain):
         self.term_sums, self.term_count = {}, 0
         total = self.steps_per_epoch if stage == sb.Stage.TRAIN else self.valid_steps
         self.progress = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
-                                 TimeRemainingColumn(), TextColumn("{task.fields[info]}"), console=console)
+                                 TimeRemainingColumn(), TextColumn("{task.fields[info]}"), console=console,
+                                 disable=not sb.utils.distributed.if_main_process())
         label = {sb.Stage.TRAIN: "train", sb.Stage.VALID: "valid", sb.Stage.TEST: "test"}[stage]
         self.task = self.progress.add_task(f"epoch {epoch} {label}", total=total, info="",
                                            completed=self.step if stage == sb.Stage.TRAIN else 0)
         self.progress.start()
 
     def stage_means(self):
-        return {k: v / max(self.term_count, 1) for k, v in self.term_sums.items()}
+        """Mean of every logged term over the stage's batches (over all processes when distributed)."""
+        names = sorted(self.term_sums)
+        sums = torch.tensor([self.term_sums[k] for k in names] + [float(self.term_count)], dtype=torch.float64)
+        if torch.distributed.is_available() and torch.distributed.is_initialized():
+            torch.distributed.all_reduce(sums)
+        count = max(float(sums[-1]), 1.0)
+        return {k: float(v) / count for k, v in zip(names, sums[:-1])}
 
     def on_stage_end(self, stage, stage_loss, epoch=None):
         self.progress.stop()
@@ -182,9 +196,12 @@ class SpectronBrain(sb.Brain):
             return
         if stage == sb.Stage.VALID:
             lr = self.optimizer.param_groups[0]["lr"]
+            # log_stats runs in the main process only, but every process must call it (it ends in a broadcast)
             self.hparams.train_logger.log_stats({"epoch": epoch, "lr": lr}, train_stats=self.train_stats,
                                                 valid_stats=means)
-            console.print(f"epoch {epoch}: lr {lr:.2e} | train " + _fmt(self.train_stats) + " | valid " + _fmt(means))
+            if sb.utils.distributed.if_main_process():
+                console.print(f"epoch {epoch}: lr {lr:.2e} | train " + _fmt(self.train_stats) + " | valid "
+                              + _fmt(means))
             self.refuse_nonfinite_weights(means)
             self.checkpointer.save_and_keep_only(meta={**means, "epoch": epoch}, min_keys=["loss"],
                                                  num_to_keep=2)
@@ -535,6 +552,7 @@ def main(argv=None):
     hparams_file, overrides = resolve_base(hparams_file, overrides)
     check_overrides(hparams_file, overrides,
                     "for a run without data, use recipes/LibriLight/hparams/spectron_mini.yaml")
+    run_opts, world_size = init_distributed(run_opts)
     overrides = overrides_to_yaml(overrides)
     with open(hparams_file) as fin:
         hparams = load_hyperpyyaml(fin, overrides)
@@ -565,16 +583,17 @@ def main(argv=None):
     train_kwargs = {"batch_size": hparams["batch_size"], "shuffle": hparams["sorting"] == "random",
                     "generator": torch.Generator().manual_seed(hparams["seed"])}
     valid_kwargs = {"batch_size": hparams["batch_size"]}
-    brain.steps_per_epoch = math.ceil(len(datasets["train"]) / hparams["batch_size"])
+    # per process: the distributed sampler gives each of world_size processes ceil(N / world_size) items
+    brain.steps_per_epoch = math.ceil(math.ceil(len(datasets["train"]) / world_size) / hparams["batch_size"])
     brain.valid_steps = math.ceil(len(datasets["valid"]) / hparams["batch_size"])
 
     out_dir = Path(hparams["output_folder"])
     step0_file = out_dir / "valid_step0.json"
     if not step0_file.is_file() and checkpointer.find_checkpoint() is None:
-        console.print("valid loss terms at step 0 (before training):")
         step0 = valid_terms(brain, datasets["valid"], valid_kwargs)
-        step0_file.write_text(json.dumps(step0, indent=2))
-        console.print(_fmt(step0))
+        if sb.utils.distributed.if_main_process():
+            console.print("valid loss terms at step 0 (before training): " + _fmt(step0))
+            step0_file.write_text(json.dumps(step0, indent=2))
     brain.clock = clock
     clock.start()
     brain.fit(hparams["epoch_counter"], datasets["train"], datasets["valid"],
@@ -582,7 +601,12 @@ def main(argv=None):
     train_seconds = time.time() - started
     training_minutes = clock.minutes()
 
-    # best checkpoint -> bundle, samples, held-out prompt transcripts
+    # best checkpoint -> bundle, samples, held-out prompt transcripts (the main process only)
+    if world_size > 1:  # training is over: the rest runs in the main process alone, without collectives
+        torch.distributed.barrier()
+        torch.distributed.destroy_process_group()
+        if not sb.utils.distributed.if_main_process():
+            return None
     checkpointer.recover_if_possible(min_key="loss")
     model.eval()
     final = valid_terms(brain, datasets["valid"], valid_kwargs)
@@ -613,6 +637,35 @@ def main(argv=None):
     console.print(f"bundle: {hparams['bundle_folder']}  samples: {hparams['samples_folder']}  "
                   f"({summary['seconds'] / 60:.1f} min in all)")
     return summary
+
+
+def init_distributed(run_opts):
+    """Join the process group when started by ``torchrun`` (it sets RANK and LOCAL_RANK).
+
+    The backend is gloo on a machine without CUDA and nccl with it, unless
+    ``--distributed_backend`` says otherwise; with nccl each process takes the
+    GPU of its local rank.
+
+    Returns:
+        ``(run_opts, world_size)``; world size 1 without torchrun.
+    """
+    if os.environ.get("RANK") is None or os.environ.get("LOCAL_RANK") is None:
+        return run_opts, 1
+    given = run_opts.overridden_args
+    backend = run_opts.distributed_backend
+    if "distributed_backend" not in given:
+        backend = "nccl" if torch.cuda.is_available() else "gloo"
+    device = run_opts.device
+    if "device" not in given or device is None:
+        device = "cpu" if backend == "gloo" else f"cuda:{int(os.environ['LOCAL_RANK'])}"
+    # A term of weight 0 leaves parameters out of the loss (w_ce: 0 leaves the LM head unused), which plain
+    # DDP refuses: look for unused parameters (a graph walk per step). Brain takes a run option from
+    # run_opts only when it is marked as given on the command line.
+    run_opts = dataclasses.replace(run_opts, distributed_backend=backend, device=device, find_unused_parameters=True,
+                                   overridden_args=set(given) | {"distributed_backend", "device",
+                                                                 "find_unused_parameters"})
+    sb.utils.distributed.ddp_init_group(run_opts)
+    return run_opts, torch.distributed.get_world_size()
 
 
 if __name__ == "__main__":
