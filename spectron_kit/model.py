@@ -580,9 +580,18 @@ class SpectronModel(nn.Module):
         if not directory.is_dir():
             if os.path.exists(str(source)):
                 raise ValueError(f"{source} is not a directory; pass the bundle folder written by save_pretrained")
+            text = str(source)
+            if os.path.isabs(text) or text.startswith((".", "~")) or text.count("/") != 1 or text.endswith("/"):
+                raise FileNotFoundError(f"no such bundle folder: {source}; pass the folder written by training "
+                                        "(e.g. results/spectron_mini/1234/bundle) or a hub repo id (owner/name)")
             from huggingface_hub import snapshot_download
 
-            directory = Path(snapshot_download(str(source)))
+            try:
+                directory = Path(snapshot_download(text))
+            except Exception as err:  # noqa: BLE001 - offline, unknown repo, bad id: one line for all
+                first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+                raise FileNotFoundError(f"{source} is neither a local bundle folder nor a hub repo that could be "
+                                        f"downloaded ({first}); pass the bundle folder written by training") from err
         config_path = directory / CONFIG_FILE
         if not config_path.is_file():
             raise FileNotFoundError(f"{directory} has no {CONFIG_FILE}; is it a spectron-kit bundle "
@@ -595,7 +604,18 @@ class SpectronModel(nn.Module):
             if kind in overrides:
                 continue
             kwargs = _resolve_bundle_paths(record["kwargs"], directory)
-            parts[kind] = registry.build(record["kind"], record["name"], **kwargs)
+            for value in record["kwargs"].values():
+                if isinstance(value, str) and value.startswith(BUNDLE_MARK):
+                    if not (directory / value[len(BUNDLE_MARK):]).exists():
+                        raise FileNotFoundError(f"bundle {directory} has no {value[len(BUNDLE_MARK):]}/ (the files "
+                                                f"of its {kind}); copy the whole bundle folder")
+            try:
+                parts[kind] = registry.build(record["kind"], record["name"], **kwargs)
+            except (OSError, ValueError) as err:
+                first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+                raise ValueError(f"bundle {directory}: its {kind} ({record['kind']} {record['name']!r}) does not "
+                                 f"load: {first}; the bundle is incomplete, save it again with save_pretrained"
+                                 ) from err
         settings = dict(config["model"])
         for key in list(overrides):
             if key in settings:
@@ -603,7 +623,17 @@ class SpectronModel(nn.Module):
         vocoder_override = overrides.pop("vocoder", None)
         parts.update(overrides)
         model = cls(**parts, **settings)
-        load_model(model, str(directory / WEIGHTS_FILE), strict=True, device=str(map_location))
+        weights = directory / WEIGHTS_FILE
+        if not weights.is_file():
+            raise FileNotFoundError(f"bundle {directory} has no {WEIGHTS_FILE}; save it again with save_pretrained")
+        try:
+            load_model(model, str(weights), strict=True, device=str(map_location))
+        except Exception as err:  # noqa: BLE001 - safetensors raises its own error type for damaged files
+            first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+            if "Missing key" in str(err) or "Unexpected key" in str(err) or "size mismatch" in str(err):
+                raise
+            raise ValueError(f"{weights} cannot be read ({first[:160]}): the file is damaged or truncated; "
+                             "copy the bundle again or save it again with save_pretrained") from err
         if vocoder_override is not None:
             model.frontend.spec.check_matches(vocoder_override.spec, "frontend", "vocoder")
             model.vocoder = vocoder_override

@@ -172,6 +172,34 @@ def test_save_and_load_bundle_gives_identical_outputs(tmp_path):
     assert torch.allclose(ga.waveforms[0], gb.waveforms[0])
 
 
+def test_broken_or_missing_bundles_fail_with_one_clear_line(tmp_path):
+    import shutil
+
+    path = tiny_model().save_pretrained(tmp_path / "bundle")
+    for missing in ("results/nope/bundle", "./nope", str(tmp_path / "nope")):
+        with pytest.raises(FileNotFoundError, match="no such bundle folder: .*nope(/bundle)?; pass the folder"):
+            SpectronModel.from_pretrained(missing)
+    truncated = tmp_path / "truncated"
+    shutil.copytree(path, truncated)
+    weights = truncated / "model.safetensors"
+    weights.write_bytes(weights.read_bytes()[:500])
+    with pytest.raises(ValueError, match="model.safetensors cannot be read .*damaged or truncated"):
+        SpectronModel.from_pretrained(truncated)
+    no_lm = tmp_path / "no_lm"
+    shutil.copytree(path, no_lm)
+    shutil.rmtree(no_lm / "lm")
+    with pytest.raises(FileNotFoundError, match=r"bundle .*no_lm has no lm/ \(the files of its lm\)"):
+        SpectronModel.from_pretrained(no_lm)
+    # the command line says it in one line, exit code 2
+    from spectron_kit.cli import main as cli
+
+    prompt = tmp_path / "p.wav"
+    import soundfile
+
+    soundfile.write(prompt, torch.zeros(16000).numpy(), 16000)
+    assert cli(["continue", "--model", str(tmp_path / "nope"), str(prompt), "-o", str(tmp_path / "o.wav")]) == 2
+
+
 def test_mismatched_vocoder_is_refused():
     with pytest.raises(FeatureSpecMismatch) as err:
         SpectronModel(frontend=build("frontend", "log_mel", spec=SPEC),
