@@ -23,7 +23,10 @@ def load_audio(path, sample_rate=16000, start=0.0, end=None):
         raise ValueError(f"cannot read audio file {path}: {err}") from None
     first = int(round(start * info.samplerate))
     last = info.frames if end is None or end < 0 else min(int(round(end * info.samplerate)), info.frames)
-    data, file_rate = soundfile.read(str(path), start=first, stop=last, dtype="float32", always_2d=True)
+    try:
+        data, file_rate = soundfile.read(str(path), start=first, stop=last, dtype="float32", always_2d=True)
+    except Exception as err:  # a valid header over damaged data (e.g. a truncated FLAC)
+        raise ValueError(f"cannot decode audio file {path}: {err}; re-encode the file or leave it out") from None
     wav = torch.from_numpy(np.ascontiguousarray(data.mean(axis=1)))
     return resample(wav, file_rate, sample_rate)
 

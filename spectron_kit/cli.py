@@ -57,6 +57,8 @@ def cmd_continue(args):
     if len(prompt) < int(0.5 * rate):
         raise SystemExit(f"error: prompt {args.prompt} is {len(prompt) / rate:.2f} s long; "
                          "give at least 0.5 s of speech")
+    for warning in prompt_warnings(args.prompt, prompt, rate, prompt_seconds):
+        console.print(f"[yellow]warning:[/yellow] {warning}")
     if args.seed is not None:
         torch.manual_seed(args.seed)
     out = model.generate(prompt, torch.tensor([len(prompt)]), max_seconds=args.seconds,
@@ -81,6 +83,25 @@ def cmd_continue(args):
                           args.plot, frame_rate=model.frame_rate, title=out.text[0][:100])
         console.print(f"wrote {args.plot}")
     return 0
+
+
+def prompt_warnings(path, prompt, rate, prompt_seconds):
+    """What about a prompt may surprise the user: resampled, mixed down, shorter than trained on, silent."""
+    import soundfile
+
+    info = soundfile.info(str(path))
+    notes = []
+    if info.samplerate != rate:
+        notes.append(f"{path} is {info.samplerate} Hz; resampled to the model's {rate} Hz")
+    if info.channels > 1:
+        notes.append(f"{path} has {info.channels} channels; mixed down to mono")
+    if len(prompt) < int(round(prompt_seconds * rate)):
+        notes.append(f"the prompt is {len(prompt) / rate:.2f} s, shorter than the {prompt_seconds:g} s the model "
+                     "was trained on: expect a worse transcript and continuation")
+    peak = float(prompt.abs().max()) if len(prompt) else 0.0
+    if peak < 1e-3:
+        notes.append(f"the prompt is silent (peak amplitude {peak:.1e}): the model has no speech to continue")
+    return notes
 
 
 def build_parser():

@@ -41,7 +41,7 @@ import speechbrain as sb  # noqa: E402
 from speechbrain.utils.distributed import run_on_main  # noqa: E402
 
 from spectron_kit import recipe  # noqa: E402
-from spectron_kit.data.manifest import read_manifest  # noqa: E402
+from spectron_kit.data.manifest import read_manifest, validate_manifest  # noqa: E402
 from spectron_kit.evaluation.continuation import PROTOCOL_CONTROLS, check_protocol, evaluate_continuation  # noqa: E402
 from spectron_kit.evaluation.report import write_report  # noqa: E402
 from spectron_kit.model import SpectronModel  # noqa: E402
@@ -133,6 +133,7 @@ def main(argv=None):
         logger.warning("the model was trained with %.1f s prompts but is evaluated with %.1f s",
                        model.prompt_seconds, hparams["prompt_seconds"])
 
+    rows, _ = validate_manifest(rows, target_sr=model.frontend.spec.sample_rate, progress=False)  # logs skips
     result = evaluate_continuation(model, rows, **{k: hparams[k] for k in COMPONENT_KEYS}, **protocol,
                                    out_dir=out_dir, progress=not run_opts.get("noprogressbar", False))
     setup = {"model": str(hparams["model_dir"]), "test_set": str(hparams["test_folder"]),

@@ -105,22 +105,30 @@ def test_validate_manifest_counts_every_problem(tmp_path, caplog):
     slow = write_audio(tmp_path / "slow.flac", 2.0, sr=22050)
     corrupt = tmp_path / "corrupt.flac"
     corrupt.write_bytes(b"fLaC this is not really flac" * 10)
+    # a FLAC cut in half: its header (and soundfile.info) still says 2 s; only decoding finds the damage
+    truncated = write_audio(tmp_path / "truncated.flac", 2.0)
+    truncated.write_bytes(truncated.read_bytes()[: truncated.stat().st_size // 2])
     rows = [row_for(good, 0, 1.5, "good"), row_for(good, 0.5, -1, "good_to_end"),
             row_for(stereo, 0, 2, "stereo"), row_for(slow, 0.5, 1.5, "slow"),
             row_for(tmp_path / "gone.flac", 0, 1, "missing"), row_for(corrupt, 0, 1, "corrupt"),
-            row_for(good, 1.0, 2.5, "past_end"), row_for(good, 3.0, 3.5, "after_end")]
+            row_for(good, 1.0, 2.5, "past_end"), row_for(good, 3.0, 3.5, "after_end"),
+            row_for(truncated, 0, 1, "truncated")]
     with caplog.at_level(logging.INFO, logger="spectron_kit.data.manifest"):
         kept, report = mf.validate_manifest(rows, target_sr=SR, progress=False)
     assert [r["id"] for r in kept] == ["good", "good_to_end", "stereo", "slow"]
-    assert {k: report[k] for k in ("total", "kept", "missing", "unreadable", "out_of_bounds",
+    assert {k: report[k] for k in ("total", "kept", "missing", "unreadable", "undecodable", "out_of_bounds",
                                    "resampled", "mixed_down")} == {
-        "total": 8, "kept": 4, "missing": 1, "unreadable": 1, "out_of_bounds": 2,
+        "total": 9, "kept": 4, "missing": 1, "unreadable": 1, "undecodable": 1, "out_of_bounds": 2,
         "resampled": 1, "mixed_down": 1}
-    assert report["examples"]["out_of_bounds"] == ["past_end", "after_end"]
+    assert report["examples"]["out_of_bounds"] == [f"past_end ({good})", f"after_end ({good})"]
     log = caplog.text
     for phrase in ("missing: skipped: 1", "unreadable: skipped: 1", "outside the file: skipped: 2",
-                   "will be resampled: 1", "mixed down to mono: 1"):
+                   "will be resampled: 1", "mixed down to mono: 1",
+                   f"audio data damaged (decoding failed): skipped: 1 (e.g. truncated ({truncated}))"):
         assert phrase in log
+    # headers only (for very large corpora): the truncated file passes
+    kept, _ = mf.validate_manifest(rows, target_sr=SR, progress=False, decode=False)
+    assert "truncated" in [r["id"] for r in kept]
 
 
 def test_split_prompt_and_filter_for_continuation(caplog):
