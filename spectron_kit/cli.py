@@ -6,6 +6,7 @@
 import argparse
 import json
 import logging
+import os
 import sys
 
 from rich.console import Console
@@ -139,12 +140,15 @@ def main(argv=None):
 
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO, format="%(message)s",
                         handlers=[RichHandler(console=Console(stderr=True), show_path=False)])
+    from spectron_kit.recipe import TRACEBACK_ENV, one_line
+    from spectron_kit.registry import RegistryError
+
     try:
         return args.func(args)
-    except (ValueError, FileNotFoundError, KeyError, TypeError) as err:
-        if args.verbose:
+    except (RegistryError, ValueError, FileNotFoundError, KeyError, TypeError) as err:
+        if args.verbose or os.environ.get(TRACEBACK_ENV, "") not in ("", "0"):
             raise
-        console.print(f"[red]error:[/red] {err}")
+        console.print(f"[red]error:[/red] {one_line(err)} (--verbose shows the traceback)", soft_wrap=True)
         return 2
 
 

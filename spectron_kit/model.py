@@ -581,9 +581,7 @@ class SpectronModel(nn.Module):
             if os.path.exists(str(source)):
                 raise ValueError(f"{source} is not a directory; pass the bundle folder written by save_pretrained")
             text = str(source)
-            if os.path.isabs(text) or text.startswith((".", "~")) or text.count("/") != 1 or text.endswith("/"):
-                raise FileNotFoundError(f"no such bundle folder: {source}; pass the folder written by training "
-                                        "(e.g. results/spectron_mini/1234/bundle) or a hub repo id (owner/name)")
+            check_bundle_source(text)
             from huggingface_hub import snapshot_download
 
             try:
@@ -643,6 +641,20 @@ class SpectronModel(nn.Module):
 
     def num_parameters(self, trainable_only=False):
         return sum(p.numel() for p in self.parameters() if p.requires_grad or not trainable_only)
+
+
+def check_bundle_source(source):
+    """Refuse a bundle source that names a local folder that does not exist (before anything is loaded).
+
+    A source with one ``/`` and no leading ``.``, ``/`` or ``~`` may be a hub
+    repo id (``owner/name``) and is left to the hub.
+    """
+    text = str(source)
+    if os.path.isdir(text):
+        return
+    if os.path.isabs(text) or text.startswith((".", "~")) or text.count("/") != 1 or text.endswith("/"):
+        raise FileNotFoundError(f"no such bundle folder: {source}; pass the folder written by training "
+                                "(e.g. results/spectron_mini/1234/bundle) or a hub repo id (owner/name)")
 
 
 def _version():

@@ -123,19 +123,46 @@ def check_overrides(hparams_file, overrides, example_hint=None):
     return given
 
 
+#: set to 1 to see the traceback behind a one-line error
+TRACEBACK_ENV = "SPECTRON_KIT_TRACEBACK"
+
+
+def one_line(err):
+    """The first line of an error's message (KeyError quotes stripped), for ``error: ...`` output."""
+    text = err.args[0] if isinstance(err, KeyError) and err.args else str(err)
+    text = str(text).strip()
+    return text.splitlines()[0] if text else type(err).__name__
+
+
 def exit_on_config_error(func):
-    """Decorator for recipe mains: configuration errors print one line and exit 2."""
+    """Decorator for recipe and tool mains: one error policy.
+
+    Known errors (a bad configuration or override, an unknown component or a
+    broken plugin, a missing file or folder, unreadable audio, a broken bundle,
+    mismatched feature specs, a diverged run) print one line ``error: ...``
+    naming the thing and the fix, and exit with code 2. Set
+    ``SPECTRON_KIT_TRACEBACK=1`` to get the traceback instead.
+    """
+    from spectron_kit.registry import RegistryError
+
+    known = (RecipeConfigError, RegistryError, FileNotFoundError, NotADirectoryError, ValueError, TypeError)
+
     def wrapper(*args, **kwargs):
         try:
             return func(*args, **kwargs)
-        except RecipeConfigError as err:
-            print(f"error: {err}", file=sys.stderr)
+        except known as err:
+            if os.environ.get(TRACEBACK_ENV, "") not in ("", "0"):
+                raise
+            hint = "" if isinstance(err, RecipeConfigError) else f" ({TRACEBACK_ENV}=1 shows the traceback)"
+            print(f"error: {one_line(err)}{hint}", file=sys.stderr)
             sys.exit(2)
         except KeyError as err:
-            if "Override" in str(err):
-                print(f"error: {err.args[0]}", file=sys.stderr)
+            if "Override" in str(err) and os.environ.get(TRACEBACK_ENV, "") in ("", "0"):
+                print(f"error: {one_line(err)}", file=sys.stderr)
                 sys.exit(2)
             raise
+    wrapper.__wrapped__ = func
+    wrapper.__doc__ = func.__doc__
     return wrapper
 
 

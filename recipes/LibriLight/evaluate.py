@@ -44,7 +44,7 @@ from spectron_kit import recipe  # noqa: E402
 from spectron_kit.data.manifest import read_manifest, validate_manifest  # noqa: E402
 from spectron_kit.evaluation.continuation import PROTOCOL_CONTROLS, check_protocol, evaluate_continuation  # noqa: E402
 from spectron_kit.evaluation.report import write_report  # noqa: E402
-from spectron_kit.model import SpectronModel  # noqa: E402
+from spectron_kit.model import SpectronModel, check_bundle_source  # noqa: E402
 
 logger = logging.getLogger(__name__)
 
@@ -109,7 +109,10 @@ def main(argv=None):
     """
     recipe.reuse_freed_memory()  # CPU inference otherwise spends much of its time in page faults
     hparams_file, run_opts, overrides = sb.parse_arguments(sys.argv[1:] if argv is None else argv)
-    overrides = recipe.overrides_to_yaml(check_overrides(hparams_file, overrides))
+    parsed = check_overrides(hparams_file, overrides)
+    if parsed.get("model_dir"):
+        check_bundle_source(parsed["model_dir"])  # before the scorers and encoders are loaded
+    overrides = recipe.overrides_to_yaml(parsed)
     with open(hparams_file, encoding="utf-8") as fin:
         hparams = load_hyperpyyaml(fin, overrides)
     protocol = {k: hparams[k] for k in PROTOCOL_CONTROLS if k in hparams}

@@ -556,6 +556,7 @@ def main(argv=None):
     overrides = overrides_to_yaml(overrides)
     with open(hparams_file) as fin:
         hparams = load_hyperpyyaml(fin, overrides)
+    validate_run(hparams)  # before anything is written, prepared or pre-trained
     sb.create_experiment_directory(experiment_directory=hparams["output_folder"], hyperparams_to_save=hparams_file,
                                    overrides=overrides)
     started = time.time()
@@ -637,6 +638,41 @@ def main(argv=None):
     console.print(f"bundle: {hparams['bundle_folder']}  samples: {hparams['samples_folder']}  "
                   f"({summary['seconds'] / 60:.1f} min in all)")
     return summary
+
+
+def validate_run(hparams):
+    """Refuse, before anything is written or computed, a run that would fail later.
+
+    Checks that every component the YAML builds (and every loss term) is
+    registered, that sizes are positive, and that the data paths of a run on
+    real data exist; each failure is one line naming the value and the fix.
+    """
+    import functools
+
+    import spectron_kit
+    from spectron_kit.registry import get_registry
+
+    registry = get_registry()
+    for key, value in hparams.items():
+        if isinstance(value, functools.partial) and value.func is spectron_kit.build:
+            kind, name = value.keywords.get("kind"), value.keywords.get("name")
+            registry.get(kind, name)  # UnknownComponentError names the kind, the name and the choices
+            for term in (value.keywords.get("terms") or {}) if kind == "loss" else ():
+                registry.get("loss", term)
+    for key in ("batch_size", "number_of_epochs", "text_lm_batch_size", "encoder_ctc_batch_size"):
+        value = hparams.get(key)
+        if value is not None and (not isinstance(value, int) or isinstance(value, bool) or value < 1):
+            raise RecipeConfigError(f"--{key}={value!r}: must be a whole number of at least 1")
+    if not hparams["mini_corpus"]:
+        for key in ("data_folder", "librispeech_folder"):
+            if hparams.get(key) and not Path(hparams[key]).is_dir():
+                raise RecipeConfigError(f"--{key}={hparams[key]}: no such folder; pass the folder that holds "
+                                        + ("the Libri-Light subsets" if key == "data_folder" else
+                                           "the LibriSpeech splits"))
+        transcripts = hparams.get("transcripts")
+        if transcripts and not Path(transcripts).exists():
+            raise RecipeConfigError(f"--transcripts={transcripts}: no such file or folder; make it with "
+                                    "tools/pseudo_label.py or pass a folder of *.trans.txt files")
 
 
 def init_distributed(run_opts):
