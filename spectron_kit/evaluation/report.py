@@ -264,12 +264,13 @@ def markdown_report(result, setup=None, title="Speech continuation evaluation"):
                      "for the others it is approximated by the first round(n_words x prompt_seconds / duration) "
                      "words of the transcript (constant speaking rate).")
     if counts.get("truncated"):
-        limit = (f"max_continuation_seconds={cfg['max_continuation_seconds']:g} or " if
-                 cfg.get("max_continuation_seconds") else "")
-        notes.append(f"{counts['truncated']} reference continuations were longer than the frame budget "
-                     f"({limit}what fits in the LM context of {cfg.get('lm_context')} positions after the prompt "
-                     "and a full text budget) and were cut to it, so reference and generated audio have the "
-                     "same length.")
+        seconds = cfg.get("continuation_limit_seconds") or cfg.get("max_continuation_seconds")
+        where = (f"the {seconds:g} s limit (max_continuation_seconds, or the length the model was trained on)"
+                 if seconds else "the frame budget")
+        notes.append(f"{counts['truncated']} reference continuations were longer than {where}, or than what fits "
+                     f"in the LM context of {cfg.get('lm_context')} positions after the prompt and a full text "
+                     "budget, and were cut there, so reference and generated audio have the same length; the "
+                     "words spoken before the cut are their reference text.")
     if counts.get("no_other_speaker"):
         notes.append(f"{counts['no_other_speaker']} utterances had no other speaker to draw the "
                      "other-speaker baseline from.")

@@ -206,7 +206,7 @@ def test_evaluate_recipe_end_to_end(tmp_path):
 
     md = (out / "results.md").read_text()
     assert "| metric | value | 95% CI | n |" in md and "126.08" in md and "Setup difference" in md
-    assert "4 reference continuations were longer than the frame budget" in md
+    assert "4 reference continuations were longer than the 1.2 s limit (max_continuation_seconds" in md
     assert "## Speech: ceilings, generation and floor" in md and "(c) model, teacher-forced" in md
     page = (out / "samples.html").read_text()
     parser = _Sources()
