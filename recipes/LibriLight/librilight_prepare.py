@@ -503,7 +503,7 @@ def prepare_librispeech(data_folder, save_folder, splits=("test-clean",), alignm
                         skip_prep=False, progress=True):
     """Write manifests for LibriSpeech splits (whole utterances with transcripts).
 
-    Every ``*.flac`` under ``<data_folder>/<split>`` is an utterance whose id is
+    Every ``*.flac`` or ``*.wav`` under ``<data_folder>/<split>`` is an utterance whose id is
     the file name (``<speaker>-<chapter>-<nnnn>``), so both the standard layout
     (``<speaker>/<chapter>/`` with ``<speaker>-<chapter>.trans.txt``) and a flat
     one (``<speaker>/<utt-id>.flac`` with one ``transcripts.txt``) work.
@@ -550,9 +550,9 @@ def prepare_librispeech(data_folder, save_folder, splits=("test-clean",), alignm
         if _already_prepared(outputs[split], options):
             continue
         split_dir = _subfolder(root, split, "LibriSpeech split")
-        audio_files = sorted(split_dir.rglob("*.flac"))
+        audio_files = sorted(p for suffix in LIBRISPEECH_AUDIO for p in split_dir.rglob(f"*{suffix}"))
         if not audio_files:
-            raise FileNotFoundError(f"no .flac files under {str(split_dir)!r}; is this a LibriSpeech split?")
+            raise FileNotFoundError(f"no .flac or .wav files under {str(split_dir)!r}; is this a LibriSpeech split?")
         transcript_files = sorted(set(split_dir.rglob("*.trans.txt")) | set(split_dir.rglob("transcripts.txt")))
         texts = {}
         for path in transcript_files:
@@ -564,8 +564,8 @@ def prepare_librispeech(data_folder, save_folder, splits=("test-clean",), alignm
         for audio in track(audio_files, f"reading LibriSpeech {split}", enabled=progress):
             utt_id = audio.stem
             if utt_id in seen:
-                raise ValueError(f"two audio files named {audio.name} under {str(split_dir)!r}; "
-                                 "utterance ids must be unique within a split")
+                raise ValueError(f"two audio files for utterance {utt_id} under {str(split_dir)!r} (e.g. "
+                                 f"{audio.name} and another .flac/.wav); utterance ids must be unique within a split")
             seen.add(utt_id)
             text = texts.get(utt_id, "")
             if not text and require_text:
@@ -603,6 +603,10 @@ def prepare_librispeech(data_folder, save_folder, splits=("test-clean",), alignm
             logger.info("LibriSpeech %s: no *.words.json alignments found; prompt_text is empty", split)
         _write(outputs[split], rows, options, skipped, f"LibriSpeech {split}")
     return outputs
+
+
+#: audio files of a LibriSpeech-layout folder (LibriSpeech itself ships .flac; own data is often .wav)
+LIBRISPEECH_AUDIO = (".flac", ".wav")
 
 
 # ---------------------------------------------------------------------------

@@ -288,6 +288,22 @@ def test_prepare_librispeech_trans_txt_tree_and_alignments(tmp_path):
     assert all(r["prompt_text"] == "" for r in rows) and rows[2]["text"] == ""
 
 
+def test_librispeech_layout_takes_wav_as_well_as_flac(tmp_path):
+    split = tmp_path / "mine" / "test"
+    write_audio(split / "5" / "6" / "5-6-0000.flac", 2.0)
+    wav = split / "5" / "6" / "5-6-0001.wav"
+    wav.parent.mkdir(parents=True, exist_ok=True)
+    sf.write(wav, np.zeros(SR * 3, dtype="float32"), SR)
+    (split / "5" / "6" / "5-6.trans.txt").write_text("5-6-0000 ONE\n5-6-0001 TWO\n")
+    out = prep.prepare_librispeech(tmp_path / "mine", tmp_path / "save", splits=["test"], progress=False)
+    rows = mf.read_manifest(out["test"])
+    assert [(r["id"], Path(r["path"]).suffix, r["duration"]) for r in rows] == [
+        ("5-6-0000", ".flac", 2.0), ("5-6-0001", ".wav", 3.0)]
+    write_audio(split / "5" / "6" / "5-6-0001.flac", 1.0)  # the same utterance twice
+    with pytest.raises(ValueError, match="two audio files for utterance 5-6-0001"):
+        prep.prepare_librispeech(tmp_path / "mine", tmp_path / "save2", splits=["test"], progress=False)
+
+
 def test_old_manifest_without_word_times_reads_as_empty(tmp_path):
     path = tmp_path / "old.csv"
     path.write_text("id,path,start,end,duration,speaker,book,prompt_seconds,text,prompt_text\n"
