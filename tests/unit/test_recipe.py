@@ -85,6 +85,16 @@ def test_ablation_file_layers_over_its_base(tmp_path, hparams):
         resolve_base(tmp_path / "loop.yaml", "")
 
 
+def test_an_ablation_file_can_replace_a_component_block(tmp_path, hparams):
+    # block mappings with their own indentation and nested tags survive the base resolution
+    ablation = tmp_path / "block.yaml"
+    ablation.write_text("__base__: base.yaml\nthing: !new:collections.OrderedDict\n  a: 5\n  b: !ref <name>\n"
+                        "  c: [1, 2]\n")
+    base, merged = resolve_base(ablation, "")
+    loaded = load_hyperpyyaml(YAML, overrides_to_yaml({**merged, "data_folder": "/d"}))
+    assert dict(loaded["thing"]) == {"a": 5, "b": "base", "c": [1, 2]}
+
+
 def test_reuse_freed_memory_applies_on_glibc_and_respects_user_settings(monkeypatch):
     code = "from spectron_kit.recipe import reuse_freed_memory as r; print(r())"
     env = {k: v for k, v in os.environ.items() if not k.startswith("MALLOC_")}
