@@ -1,0 +1,96 @@
+"""tools/sweep.py: grid of overrides -> one run folder each, resumable, one table with intervals over seeds."""
+import csv
+import importlib.util
+import json
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[2]
+spec = importlib.util.spec_from_file_location("sweep", REPO / "tools/sweep.py")
+sweep = importlib.util.module_from_spec(spec)
+spec.loader.exec_module(sweep)
+
+# a stand-in recipe: parses --key=value like SpeechBrain, writes summary.json, counts its runs
+FAKE_RECIPE = '''
+import json, sys
+from pathlib import Path
+args = dict(a[2:].split("=", 1) for a in sys.argv[2:])
+out = Path(args["output_folder"])
+count = out / "runs.txt"
+count.write_text(str(int(count.read_text()) + 1 if count.exists() else 1))
+if args.get("fail") == "1":
+    sys.exit(3)
+w, seed = float(args["w_ce"]), int(args["seed"])
+(out / "summary.json").write_text(json.dumps({"valid_final": {"loss": 10 * w + seed}, "epochs": args["epochs"]}))
+'''
+
+
+def test_grid_parsing_and_folder_names():
+    grid = sweep.parse_grid(["w_ce=10.0,0.0", "seed=1,2", "layers=[1, 2],[0]", "--lr=3e-4"])
+    assert grid == {"w_ce": [10.0, 0.0], "seed": [1, 2], "layers": [[1, 2], [0]], "lr": [3e-4]}
+    points = sweep.grid_points(grid)
+    assert len(points) == 8 and points[0] == {"w_ce": 10.0, "seed": 1, "layers": [1, 2], "lr": 3e-4}
+    assert sweep.point_name(points[0]) == "w_ce=10.0,seed=1,layers=_1,2_,lr=0.0003"
+    with pytest.raises(sweep.SweepError, match="write key=value1,value2"):
+        sweep.parse_grid(["seed"])
+    with pytest.raises(sweep.SweepError, match="repeated key"):
+        sweep.parse_grid(["seed=1", "seed=2"])
+
+
+def test_interval_is_a_student_t_interval():
+    mean, low, high = sweep.interval([1.0, 2.0, 3.0])
+    # t(0.975, 2) = 4.303, sd = 1, n = 3 -> half width 4.303 / sqrt(3) = 2.484
+    assert mean == 2.0 and high - mean == pytest.approx(2.4843, abs=1e-3) and mean - low == pytest.approx(2.4843, abs=1e-3)
+    assert sweep.interval([5.0]) == (5.0, 5.0, 5.0) and sweep.interval([]) == (None, None, None)
+
+
+def test_sweep_runs_every_point_once_resumes_and_tabulates(tmp_path, capsys):
+    recipe = tmp_path / "fake_train.py"
+    recipe.write_text(FAKE_RECIPE)
+    base = tmp_path / "base.yaml"
+    base.write_text("w_ce: 1.0\nseed: 1\n")
+    out = tmp_path / "sweep"
+    argv = [str(recipe), str(base), "--grid", "w_ce=10.0,0.0", "--grid", "seed=1,2,3",
+            "--metric", "valid_final.loss", "--metric", "missing.key", "--out", str(out), "--jobs", "2",
+            "--epochs=4"]  # unknown options are passed to every run
+    assert sweep.main(argv) == 0
+    folders = sorted(p.name for p in out.iterdir() if p.is_dir())
+    assert folders == [f"w_ce={w},seed={s}" for w in ("0.0", "10.0") for s in (1, 2, 3)]
+    assert json.loads((out / "w_ce=0.0,seed=2" / "summary.json").read_text())["epochs"] == "4"
+    rows = list(csv.DictReader(open(out / "sweep.csv")))
+    assert len(rows) == 6 and {r["valid_final.loss"] for r in rows if r["w_ce"] == "10.0"} == {"101.0", "102.0", "103.0"}
+    md = (out / "sweep.md").read_text()
+    # mean over seeds 1, 2, 3 of 10 w + seed, with the t interval of [1, 2, 3] around it
+    assert "| 10.0 | 3 | 102 [99.52, 104.5] | - |" in md and "| 0.0 | 3 | 2 [-0.4841, 4.484] | - |" in md
+    assert (out / "sweep.png").stat().st_size > 5000
+    # rerunning resumes: finished points are not run again; a failed point is reported and rerun next time
+    (out / "w_ce=0.0,seed=3" / "summary.json").unlink()
+    assert sweep.main(argv) == 0
+    runs = {p.name: int((p / "runs.txt").read_text()) for p in out.iterdir() if p.is_dir()}
+    assert runs["w_ce=0.0,seed=3"] == 2 and all(v == 1 for k, v in runs.items() if k != "w_ce=0.0,seed=3")
+    assert sweep.main([str(recipe), str(base), "--grid", "w_ce=1.0", "--grid", "seed=1", "--grid", "fail=1",
+                       "--metric", "valid_final.loss", "--out", str(tmp_path / "bad")]) == 1
+    assert "run failed (exit 3): w_ce=1.0,seed=1,fail=1; see" in capsys.readouterr().out
+    assert "| 1.0 | 1 | 0 | - |" in (tmp_path / "bad" / "sweep.md").read_text()  # the table is still written
+
+
+def test_sweep_file_and_clear_errors(tmp_path, capsys):
+    recipe = tmp_path / "fake_train.py"
+    recipe.write_text(FAKE_RECIPE)
+    base = tmp_path / "base.yaml"
+    base.write_text("w_ce: 1.0\n")
+    spec_file = tmp_path / "sweep.yaml"
+    spec_file.write_text(f"script: {recipe}\nhparams: {base}\npoints:\n  - {{w_ce: 1.0, seed: 1}}\n"
+                         f"  - {{w_ce: 2.0, seed: 1}}\nmetrics: [valid_final.loss]\nout: {tmp_path / 'f'}\n"
+                         "extra: ['--epochs=1']\n")
+    assert sweep.main(["--sweep", str(spec_file)]) == 0
+    assert sorted(p.name for p in (tmp_path / "f").iterdir() if p.is_dir()) == ["w_ce=1.0,seed=1", "w_ce=2.0,seed=1"]
+    assert sweep.main(["nope.py", str(base), "--grid", "seed=1", "--metric", "x"]) == 2
+    assert "recipe script 'nope.py' not found" in capsys.readouterr().out
+    assert sweep.main([str(recipe), str(base), "--grid", "seed=1"]) == 2
+    assert "no --metric given" in capsys.readouterr().out
+    spec_file.write_text("scrpt: x\n")
+    assert sweep.main(["--sweep", str(spec_file)]) == 2
+    assert "unknown keys scrpt" in capsys.readouterr().out

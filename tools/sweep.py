@@ -1,0 +1,325 @@
+#!/usr/bin/env python3
+"""Run a grid of recipe overrides, resume it, and collect one table of metrics.
+
+    python tools/sweep.py recipes/LibriLight/train.py recipes/LibriLight/hparams/spectron_mini.yaml \\
+        --grid w_ce=10.0,0.0 --grid seed=1,2,3 \\
+        --metric test_prompt_transcript_wer --metric valid_final.spec --jobs 2 --out results/sweeps/no_ce
+    python tools/sweep.py --sweep my_sweep.yaml      # the same as a YAML file (keys: the long options)
+
+Every point of the grid (the product of the ``--grid`` lists, or the
+``points`` list of a sweep YAML) is one run of the recipe script with those
+overrides and ``--output_folder=<out>/<key>=<value>,...`` (so runs never share
+a folder). A point whose folder already holds ``--done-file`` (default
+``summary.json``) is not run again: rerunning the same command resumes a
+half-finished sweep (the recipe resumes its own unfinished run from its
+checkpoints). ``--jobs N`` runs N points at a time, each with
+``OMP_NUM_THREADS`` = cores / N.
+
+The metrics are dotted keys into each run's JSON results (``--results-file``,
+default ``summary.json``; e.g. ``valid_final.spec``, or with
+``--results-file eval/results.json`` ``speech.generated.wer.value``). They are
+collected into ``<out>/sweep.csv`` (one row per run), and, grouped over the
+``--over`` key (default ``seed``), into ``<out>/sweep.md`` (mean and 95%
+Student-t interval over the group) and ``<out>/sweep.png``.
+"""
+import argparse
+import csv
+import itertools
+import json
+import math
+import os
+import re
+import subprocess
+import sys
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import yaml
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+console = Console()
+
+
+class SweepError(ValueError):
+    """A sweep that cannot run (bad grid, missing script, unknown metric)."""
+
+
+def parse_value(text):
+    """A grid value as YAML reads it (``0.0`` float, ``3e-4`` float, ``True``, ``[1, 2]``, text)."""
+    from spectron_kit.recipe import parse_overrides
+
+    return parse_overrides(f"v: {text}")["v"]
+
+
+def parse_grid(items):
+    """``["k=a,b", "j=1"]`` -> ``{"k": ["a", "b"], "j": [1]}`` (values parsed as YAML, order kept)."""
+    grid = {}
+    for item in items or ():
+        if "=" not in item:
+            raise SweepError(f"--grid {item!r}: write key=value1,value2 (e.g. --grid seed=1,2,3)")
+        key, values = item.split("=", 1)
+        key = key.strip().lstrip("-")
+        if not key or key in grid:
+            raise SweepError(f"--grid {item!r}: {'empty' if not key else 'repeated'} key; give each key once")
+        parts = [v.strip() for v in re.split(r",(?![^\[]*\])", values) if v.strip()]
+        if not parts:
+            raise SweepError(f"--grid {item!r}: no values; write key=value1,value2")
+        grid[key] = [parse_value(v) for v in parts]
+    return grid
+
+
+def grid_points(grid):
+    """Every combination of a grid, as a list of ``{key: value}`` in grid order."""
+    keys = list(grid)
+    return [dict(zip(keys, combo)) for combo in itertools.product(*(grid[k] for k in keys))]
+
+
+def _value_text(value):
+    return json.dumps(value, separators=(",", ":")) if isinstance(value, (list, dict)) else str(value)
+
+
+def point_name(point):
+    """Folder name of a point: ``key=value,key=value`` with characters unsafe in paths replaced."""
+    text = ",".join(f"{k}={_value_text(v)}" for k, v in point.items()) or "base"
+    return re.sub(r"[^A-Za-z0-9._=,+-]", "_", text)
+
+
+def lookup(record, dotted):
+    """``record["a"]["b"]`` for ``"a.b"``; None when a part is missing."""
+    value = record
+    for part in dotted.split("."):
+        if isinstance(value, dict) and part in value:
+            value = value[part]
+        else:
+            return None
+    return value
+
+
+def interval(values, confidence=0.95):
+    """``(mean, low, high)`` of a Student-t interval of the mean (low = high = mean for one value)."""
+    from scipy import stats
+
+    values = [float(v) for v in values if v is not None and not math.isnan(float(v))]
+    if not values:
+        return (None, None, None)
+    mean = sum(values) / len(values)
+    if len(values) < 2:
+        return (mean, mean, mean)
+    sd = math.sqrt(sum((v - mean) ** 2 for v in values) / (len(values) - 1))
+    half = stats.t.ppf(0.5 + confidence / 2, len(values) - 1) * sd / math.sqrt(len(values))
+    return (mean, mean - half, mean + half)
+
+
+def run_point(script, hparams, point, folder, extra, threads, log_file):
+    """Run one point of the sweep; returns (return code, seconds)."""
+    command = [sys.executable, str(script), str(hparams),
+               *[f"--{k}={_value_text(v)}" for k, v in point.items()], f"--output_folder={folder}", *extra]
+    env = dict(os.environ, OMP_NUM_THREADS=str(threads), MKL_NUM_THREADS=str(threads))
+    started = time.time()
+    folder.mkdir(parents=True, exist_ok=True)
+    with open(log_file, "w") as log:
+        log.write("$ " + " ".join(command) + "\n")
+        log.flush()
+        code = subprocess.call(command, stdout=log, stderr=subprocess.STDOUT, env=env)
+    return code, time.time() - started
+
+
+def collect(points, out, results_file, metrics):
+    """One row per point: its overrides, its folder and every metric (None when missing)."""
+    rows = []
+    for point in points:
+        folder = out / point_name(point)
+        path = folder / results_file
+        record = json.loads(path.read_text()) if path.is_file() else {}
+        row = {**{k: _value_text(v) for k, v in point.items()}, "folder": str(folder),
+               "done": path.is_file()}
+        for metric in metrics:
+            value = lookup(record, metric)
+            row[metric] = float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else None
+        rows.append(row)
+    return rows
+
+
+def summarise(rows, keys, over, metrics):
+    """Group rows by every key but ``over``: ``[(group dict, n, {metric: (mean, low, high)})]``."""
+    group_keys = [k for k in keys if k != over]
+    groups = {}
+    for row in rows:
+        groups.setdefault(tuple(row[k] for k in group_keys), []).append(row)
+    out = []
+    for values, members in groups.items():
+        done = [r for r in members if r["done"]]
+        out.append((dict(zip(group_keys, values)), len(done),
+                    {m: interval([r[m] for r in done]) for m in metrics}))
+    return out
+
+
+def _fmt(x):
+    if x is None:
+        return "-"
+    return f"{x:.4g}"
+
+
+def write_reports(rows, summary, keys, over, metrics, out):
+    """``sweep.csv``, ``sweep.md`` and ``sweep.png``; returns their paths."""
+    columns = [*keys, "folder", "done", *metrics]
+    with open(out / "sweep.csv", "w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=columns)
+        writer.writeheader()
+        writer.writerows(rows)
+    group_keys = [k for k in keys if k != over]
+    lines = [f"# Sweep: {len(rows)} runs, {sum(r['done'] for r in rows)} finished", "",
+             f"Mean and 95% Student-t interval over `{over}` (n = finished runs in the group).", "",
+             "| " + " | ".join([*group_keys, "n", *metrics]) + " |",
+             "| " + " | ".join(["---"] * len(group_keys) + ["---:"] * (1 + len(metrics))) + " |"]
+    for group, n, stats in summary:
+        cells = [str(group[k]) for k in group_keys] + [str(n)]
+        for m in metrics:
+            mean, low, high = stats[m]
+            cells.append("-" if mean is None else (_fmt(mean) if low == high else
+                                                   f"{_fmt(mean)} [{_fmt(low)}, {_fmt(high)}]"))
+        lines.append("| " + " | ".join(cells) + " |")
+    (out / "sweep.md").write_text("\n".join(lines) + "\n")
+
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, len(metrics), figsize=(4.5 * len(metrics), 3.6), squeeze=False)
+    labels = [",".join(f"{k}={g[k]}" for k in group_keys) or "all" for g, _, _ in summary]
+    for ax, metric in zip(axes[0], metrics):
+        means = [s[metric][0] for _, _, s in summary]
+        heights = [m if m is not None else 0.0 for m in means]
+        errors = [[(m - s[metric][1]) if m is not None else 0.0 for (_, _, s), m in zip(summary, means)],
+                  [(s[metric][2] - m) if m is not None else 0.0 for (_, _, s), m in zip(summary, means)]]
+        ax.bar(range(len(summary)), heights, yerr=errors, capsize=4, color="tab:blue")
+        ax.set_xticks(range(len(summary)))
+        ax.set_xticklabels(labels, rotation=30, ha="right", fontsize=8)
+        ax.set_title(metric, fontsize=9)
+    fig.suptitle(f"mean and 95% interval over {over}", fontsize=9)
+    fig.tight_layout()
+    fig.savefig(out / "sweep.png", dpi=110)
+    plt.close(fig)
+    return {"csv": out / "sweep.csv", "markdown": out / "sweep.md", "plot": out / "sweep.png"}
+
+
+def load_sweep_file(path):
+    """Read a sweep YAML: keys ``script``, ``hparams``, ``grid`` ({key: [values]}) or ``points``
+    ([{key: value}]), ``metrics``, and optionally ``out``, ``jobs``, ``over``, ``results_file``,
+    ``done_file``, ``extra`` (list of arguments passed to every run)."""
+    data = yaml.safe_load(Path(path).read_text()) or {}
+    known = {"script", "hparams", "grid", "points", "metrics", "out", "jobs", "over", "results_file",
+             "done_file", "extra"}
+    unknown = sorted(set(data) - known)
+    if unknown:
+        raise SweepError(f"{path}: unknown keys {', '.join(unknown)}; a sweep file has {', '.join(sorted(known))}")
+    return data
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+                                     formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__)
+    parser.add_argument("script", nargs="?", help="recipe script (e.g. recipes/LibriLight/train.py)")
+    parser.add_argument("hparams", nargs="?", help="its base YAML")
+    parser.add_argument("--sweep", help="a sweep YAML instead of the arguments below")
+    parser.add_argument("--grid", action="append", help="key=value1,value2 (repeat for a product grid)")
+    parser.add_argument("--metric", action="append", dest="metrics", help="dotted key into each run's results")
+    parser.add_argument("--out", help="sweep folder (default: results/sweeps/<base YAML name>)")
+    parser.add_argument("--jobs", type=int, default=1, help="points run at a time (default 1)")
+    parser.add_argument("--over", default="seed", help="key averaged over in the table (default: seed)")
+    parser.add_argument("--results-file", default="summary.json", help="results JSON inside each run folder")
+    parser.add_argument("--done-file", default="summary.json", help="a run is finished when this file exists")
+    parser.add_argument("--dry-run", action="store_true", help="list the points and their folders only")
+    args, extra = parser.parse_known_args(argv)
+    try:
+        return _main(args, extra)
+    except SweepError as err:
+        console.print(f"error: {err}", style="red", soft_wrap=True)
+        return 2
+
+
+def _main(args, extra):
+    points = None
+    if args.sweep:
+        spec = load_sweep_file(args.sweep)
+        args.script = spec.get("script", args.script)
+        args.hparams = spec.get("hparams", args.hparams)
+        args.metrics = spec.get("metrics", args.metrics)
+        args.out = spec.get("out", args.out)
+        args.jobs = int(spec.get("jobs", args.jobs))
+        args.over = spec.get("over", args.over)
+        args.results_file = spec.get("results_file", args.results_file)
+        args.done_file = spec.get("done_file", args.done_file)
+        extra = list(spec.get("extra", [])) + extra
+        if spec.get("points"):
+            points = [dict(p) for p in spec["points"]]
+        elif spec.get("grid"):
+            points = grid_points({k: list(v) if isinstance(v, list) else [v] for k, v in spec["grid"].items()})
+    if points is None:
+        points = grid_points(parse_grid(args.grid))
+    if not args.script or not Path(args.script).is_file():
+        raise SweepError(f"recipe script {args.script!r} not found; pass e.g. recipes/LibriLight/train.py")
+    if not args.hparams or not Path(args.hparams).is_file():
+        raise SweepError(f"base YAML {args.hparams!r} not found; pass e.g. "
+                         "recipes/LibriLight/hparams/spectron_mini.yaml")
+    if not args.metrics:
+        raise SweepError("no --metric given; name at least one dotted key of the runs' results, "
+                         "e.g. --metric valid_final.loss")
+    if args.jobs < 1:
+        raise SweepError(f"--jobs={args.jobs}: run at least 1 point at a time")
+    if any("output_folder" in p for p in points):
+        raise SweepError("output_folder is chosen by the sweep (one folder per point); remove it from the grid")
+    out = Path(args.out or Path("results") / "sweeps" / Path(args.hparams).stem)
+    out.mkdir(parents=True, exist_ok=True)
+    keys = list(dict.fromkeys(k for p in points for k in p))
+    (out / "sweep.json").write_text(json.dumps({"script": str(args.script), "hparams": str(args.hparams),
+                                                "points": points, "extra": extra, "metrics": args.metrics},
+                                               indent=2))
+    todo = [p for p in points if not (out / point_name(p) / args.done_file).is_file()]
+    table = Table(title=f"sweep: {len(points)} points, {len(points) - len(todo)} already finished")
+    for column in ("point", "folder", "state"):
+        table.add_column(column, overflow="fold")
+    for p in points:
+        table.add_row(", ".join(f"{k}={_value_text(v)}" for k, v in p.items()) or "(base)",
+                      str(out / point_name(p)), "to run" if p in todo else "finished")
+    console.print(table)
+    if args.dry_run:
+        return 0
+    threads = max(1, (os.cpu_count() or 1) // args.jobs)
+    failed = []
+    with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                  console=console) as progress:
+        task = progress.add_task("sweep runs", total=len(todo))
+
+        def one(point):
+            folder = out / point_name(point)
+            code, seconds = run_point(args.script, args.hparams, point, folder, extra, threads,
+                                      folder / "sweep_run.log")
+            progress.advance(task)
+            if code != 0:
+                failed.append((point, code, folder / "sweep_run.log"))
+            return code
+
+        with ThreadPoolExecutor(max_workers=args.jobs) as pool:
+            list(pool.map(one, todo))
+    rows = collect(points, out, args.results_file, args.metrics)
+    summary = summarise(rows, keys, args.over, args.metrics)
+    paths = write_reports(rows, summary, keys, args.over, args.metrics, out)
+    console.print((out / "sweep.md").read_text())
+    console.print(f"wrote {paths['csv']}, {paths['markdown']}, {paths['plot']}")
+    for point, code, log in failed:
+        console.print(f"[red]run failed[/red] (exit {code}): {point_name(point)}; see {log}", soft_wrap=True)
+    missing = [r for r in rows if r["done"] and any(r[m] is None for m in args.metrics)]
+    for row in missing:
+        absent = [m for m in args.metrics if row[m] is None]
+        console.print(f"[yellow]warning:[/yellow] {row['folder']}/{args.results_file} has no "
+                      f"{', '.join(absent)}", soft_wrap=True)
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
