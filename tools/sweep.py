@@ -40,6 +40,12 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+try:
+    from spectron_kit.recipe import parse_overrides
+except ImportError:  # run from a checkout without installing
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+    from spectron_kit.recipe import parse_overrides
+
 console = Console()
 
 
@@ -49,8 +55,6 @@ class SweepError(ValueError):
 
 def parse_value(text):
     """A grid value as YAML reads it (``0.0`` float, ``3e-4`` float, ``True``, ``[1, 2]``, text)."""
-    from spectron_kit.recipe import parse_overrides
-
     return parse_overrides(f"v: {text}")["v"]
 
 
