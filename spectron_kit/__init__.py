@@ -1,5 +1,5 @@
 """spectron-kit: Spectron (spectrogram-powered spoken LM) in PyTorch."""
-__version__ = "0.1.0"
+from spectron_kit.version import __version__  # noqa: E402
 
 from spectron_kit.hookspecs import hookimpl  # noqa: E402
 from spectron_kit.registry import build, get_registry, names  # noqa: E402

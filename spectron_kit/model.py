@@ -658,7 +658,7 @@ def check_bundle_source(source):
 
 
 def _version():
-    from spectron_kit import __version__
+    from spectron_kit.version import __version__
     return __version__
 
 

@@ -16,13 +16,12 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from spectron_kit.ctc import (CHARS, CTC_CONFIG, CTC_WEIGHTS, CTCSpeechRecognizer,  # noqa: F401 (re-exported)
+                              labels_to_text, text_to_labels)
 from spectron_kit.registry import build
 
 logger = logging.getLogger(__name__)
 
-CTC_CONFIG = "ctc_config.json"
-CTC_WEIGHTS = "ctc_model.safetensors"
-CHARS = " abcdefghijklmnopqrstuvwxyz'"
 
 
 def _progress():
@@ -152,70 +151,6 @@ def pretrain_text_lm(train_sentences, valid_sentences, out_dir, lm_config, vocab
 
 
 # ----------------------------------------------------------------------------- CTC encoder
-def text_to_labels(text):
-    """Characters -> CTC label ids (blank = 0); other characters are dropped."""
-    return [CHARS.index(c) + 1 for c in text.lower() if c in CHARS]
-
-
-def labels_to_text(ids):
-    """Greedy CTC output ids -> text (collapse repeats, drop blanks)."""
-    out, previous = [], 0
-    for i in ids:
-        if i != previous and i != 0:
-            out.append(CHARS[i - 1])
-        previous = i
-    return " ".join("".join(out).split())
-
-
-class CTCSpeechRecognizer(nn.Module):
-    """Frontend + encoder + linear CTC head over characters.
-
-    Arguments:
-        frontend, encoder: modules (encoder reads features).
-    """
-
-    def __init__(self, frontend, encoder):
-        super().__init__()
-        self.frontend, self.encoder = frontend, encoder
-        self.head = nn.Linear(encoder.output_size, len(CHARS) + 1)
-
-    def forward(self, wav, lengths):
-        feats, feat_lens = self.frontend(wav, lengths)
-        hidden, out_lens = self.encoder(feats, feat_lens)
-        return self.head(hidden).log_softmax(-1), out_lens
-
-    @torch.no_grad()
-    def transcribe_batch(self, wav, lengths):
-        logp, out_lens = self(wav, lengths)
-        best = logp.argmax(-1)
-        return [labels_to_text(best[i, : int(out_lens[i])].tolist()) for i in range(len(best))]
-
-    def save_pretrained(self, directory, extra=None):
-        """Write encoder (loadable as ``encoder_source``) + head + config."""
-        from safetensors.torch import save_model
-
-        directory = Path(directory)
-        self.encoder.save_pretrained(directory / "encoder")
-        config = {"feature_spec": self.frontend.spec.to_dict(), "chars": CHARS, **(extra or {})}
-        (directory / CTC_CONFIG).write_text(json.dumps(config, indent=2))
-        save_model(self, str(directory / CTC_WEIGHTS))
-
-    @classmethod
-    def from_pretrained(cls, directory):
-        from safetensors.torch import load_model
-
-        directory = Path(directory)
-        config_path = directory / CTC_CONFIG
-        if not config_path.is_file():
-            raise FileNotFoundError(f"{directory} has no {CTC_CONFIG}; pass the folder written by the "
-                                    "encoder pre-training step (pretrain_ctc_encoder)")
-        config = json.loads(config_path.read_text())
-        model = cls(build("frontend", "log_mel", spec=config["feature_spec"]),
-                    build("encoder", "conformer", source=str(directory / "encoder")))
-        load_model(model, str(directory / CTC_WEIGHTS))
-        return model.eval()
-
-
 def _wav_batches(items, batch_size, rng):
     """items: list of (wav tensor, label list); sorted-by-length buckets, shuffled."""
     order = sorted(range(len(items)), key=lambda i: len(items[i][0]))

@@ -258,7 +258,7 @@ class Registry:
 
 
 def _own_version():
-    from spectron_kit import __version__
+    from spectron_kit.version import __version__
     return __version__
 
 

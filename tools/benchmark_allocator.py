@@ -22,7 +22,7 @@ WORKER = r"""
 import json, resource, sys, time
 import torch
 from spectron_kit import build
-from spectron_kit.pretrain import CTCSpeechRecognizer
+from spectron_kit.ctc import CTCSpeechRecognizer
 from spectron_kit.recipe import reuse_freed_memory
 
 steps, batch, reuse = int(sys.argv[1]), int(sys.argv[2]), sys.argv[3] == "reuse"

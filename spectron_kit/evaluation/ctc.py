@@ -14,7 +14,7 @@ class CTCTranscriber:
     """
 
     def __init__(self, source, batch_size=8):
-        from spectron_kit.pretrain import CTCSpeechRecognizer
+        from spectron_kit.ctc import CTCSpeechRecognizer
 
         self.model = CTCSpeechRecognizer.from_pretrained(source)
         self.sample_rate = self.model.frontend.spec.sample_rate
