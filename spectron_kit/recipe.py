@@ -203,6 +203,44 @@ def resolve_base(hparams_file, overrides):
     return str(path), merged
 
 
+def replace_blocks(hparams_file, overrides):
+    """Let a component block given in an ablation file replace the base file's block.
+
+    HyperPyYAML merges an override into the value it overrides and refuses
+    one of another shape (a base ``spec: !ref <feature_spec>`` against an
+    ablation's ``spec: {n_mels: 64}``). A tagged block (``vocoder:
+    !name:spectron_kit.build`` with its indented keys) in an ablation file
+    means "use this block instead": it is written over the base's block in a
+    copy of the base YAML (in a temporary folder), and the other overrides
+    stay overrides.
+
+    Returns:
+        ``(yaml path to load, remaining overrides dict)``; the original path
+        when there is no block to replace.
+    """
+    blocks = {k: v for k, v in overrides.items() if isinstance(v, _Tagged) and "\n" in v}
+    if not blocks:
+        return str(hparams_file), overrides
+    lines = Path(hparams_file).read_text().splitlines()
+    for key, value in blocks.items():
+        start = next((i for i, line in enumerate(lines) if re.match(rf"^{re.escape(key)}\s*:", line)), None)
+        if start is None:
+            raise RecipeConfigError(f"{key}: a block for a key {Path(hparams_file).name} does not have; "
+                                    "check the key's spelling")
+        end = start + 1
+        while end < len(lines) and (not lines[end].strip() or lines[end][:1] in (" ", "\t")):
+            end += 1
+        while end > start + 1 and not lines[end - 1].strip():
+            end -= 1
+        lines[start:end] = f"{key}: {value}".splitlines()
+    import tempfile
+
+    folder = Path(tempfile.mkdtemp(prefix="spectron_kit_yaml_"))
+    merged = folder / Path(hparams_file).name
+    merged.write_text("\n".join(lines) + "\n")
+    return str(merged), {k: v for k, v in overrides.items() if k not in blocks}
+
+
 def overrides_to_yaml(overrides):
     """An override dict (from :func:`parse_overrides` / :func:`resolve_base`) -> the YAML string
     HyperPyYAML takes, with tagged values (``!apply:...``) written back as they were given."""

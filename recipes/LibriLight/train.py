@@ -47,7 +47,7 @@ from spectron_kit.pretrain import warmup_cosine  # noqa: E402
 from spectron_kit.recipe import (RandomState, RecipeConfigError, TrainingClock, TrainingDiverged,  # noqa: E402
                                  check_overrides,
                                  exit_on_config_error, nonfinite_weights, overrides_to_yaml, resolve_base,
-                                 reuse_freed_memory, set_aside_broken_checkpoints)
+                                 replace_blocks, reuse_freed_memory, set_aside_broken_checkpoints)
 
 logger = logging.getLogger(__name__)
 console = Console()
@@ -553,6 +553,7 @@ def main(argv=None):
     check_overrides(hparams_file, overrides,
                     "for a run without data, use recipes/LibriLight/hparams/spectron_mini.yaml")
     run_opts, world_size = init_distributed(run_opts)
+    hparams_file, overrides = replace_blocks(hparams_file, overrides)  # component blocks of ablation files
     overrides = overrides_to_yaml(overrides)
     with open(hparams_file) as fin:
         hparams = load_hyperpyyaml(fin, overrides)
@@ -652,6 +653,14 @@ def validate_run(hparams):
     import spectron_kit
     from spectron_kit.registry import get_registry
 
+    reference, known = _reference_keys()
+    expected = [key for key in reference if key not in hparams]
+    if expected:
+        unread = [str(k) for k in hparams if k not in known and not str(k).startswith("__")]
+        hint = (f" (it has {', '.join(repr(k) for k in unread[:3])}, which the recipe does not read: "
+                "a misspelling?)" if unread else "")
+        raise RecipeConfigError(f"the YAML has no {', '.join(expected[:5])}{hint}; every recipe YAML needs the keys "
+                                "of hparams/spectron.yaml: add them or start from that file (__base__: spectron.yaml)")
     registry = get_registry()
     for key, value in hparams.items():
         if isinstance(value, functools.partial) and value.func is spectron_kit.build:
@@ -659,6 +668,9 @@ def validate_run(hparams):
             registry.get(kind, name)  # UnknownComponentError names the kind, the name and the choices
             for term in (value.keywords.get("terms") or {}) if kind == "loss" else ():
                 registry.get("loss", term)
+    frontend, vocoder = hparams.get("frontend"), hparams.get("vocoder")
+    if isinstance(frontend, functools.partial) and isinstance(vocoder, functools.partial):
+        frontend().spec.check_matches(vocoder().spec, "frontend", "vocoder")  # both cheap to build
     for key in ("batch_size", "number_of_epochs", "text_lm_batch_size", "encoder_ctc_batch_size"):
         value = hparams.get(key)
         if value is not None and (not isinstance(value, int) or isinstance(value, bool) or value < 1):
@@ -673,6 +685,16 @@ def validate_run(hparams):
         if transcripts and not Path(transcripts).exists():
             raise RecipeConfigError(f"--transcripts={transcripts}: no such file or folder; make it with "
                                     "tools/pseudo_label.py or pass a folder of *.trans.txt files")
+
+
+def _reference_keys():
+    """``(keys every recipe YAML must define, keys the recipe reads)``: those of the paper configuration,
+    and those of the paper and mini configurations together."""
+    from spectron_kit.recipe import _raw_top_level
+
+    folder = Path(__file__).resolve().parent / "hparams"
+    paper = list(_raw_top_level(folder / "spectron.yaml"))
+    return paper, set(paper) | set(_raw_top_level(folder / "spectron_mini.yaml"))
 
 
 def init_distributed(run_opts):

@@ -36,6 +36,29 @@ def test_bad_training_inputs_stop_before_anything_is_written(tmp_path, capsys, a
     assert not (tmp_path / "run").exists() and not (tmp_path / "corpus").exists()  # nothing written
 
 
+def test_a_misspelled_key_in_a_full_yaml_is_named(tmp_path, capsys):
+    text = Path(MINI).read_text()
+    assert "\nlr: 0.001" in text
+    full = tmp_path / "mine.yaml"
+    full.write_text(text.replace("\nlr: 0.001", "\nlerning_rate: 0.001"))
+    code, line = run_train([str(full), f"--output_folder={tmp_path}/run", f"--data_folder={tmp_path}/corpus"],
+                           capsys)
+    assert code == 2 and line.startswith("error: the YAML has no lr (it has 'lerning_rate', which the recipe does not "
+                                         "read: a misspelling?)"), line
+    assert not (tmp_path / "run").exists()
+
+
+def test_a_vocoder_for_other_features_is_refused_before_anything_is_written(tmp_path, capsys):
+    ablation = tmp_path / "vocoder64.yaml"
+    ablation.write_text(f"__base__: {MINI}\nvocoder: !name:spectron_kit.build\n    kind: vocoder\n"
+                        "    name: griffin_lim\n    spec: {n_mels: 64}\n")
+    code, line = run_train([str(ablation), f"--output_folder={tmp_path}/run", f"--data_folder={tmp_path}/corpus"],
+                           capsys)
+    assert code == 2 and line.startswith("error: frontend and vocoder use different features (n_mels: frontend=80 "
+                                         "vs vocoder=64"), line
+    assert not (tmp_path / "run").exists() and not (tmp_path / "corpus").exists()
+
+
 def test_missing_transcripts_file_is_named(tmp_path, capsys):
     (tmp_path / "ll").mkdir(), (tmp_path / "ls").mkdir()
     code, line = run_train([PAPER, f"--data_folder={tmp_path}/ll", f"--librispeech_folder={tmp_path}/ls",

@@ -1,6 +1,7 @@
 """Shared recipe command-line checks (spectron_kit/recipe.py)."""
 import os
 import platform
+from pathlib import Path
 import subprocess
 import sys
 
@@ -93,6 +94,25 @@ def test_an_ablation_file_can_replace_a_component_block(tmp_path, hparams):
     base, merged = resolve_base(ablation, "")
     loaded = load_hyperpyyaml(YAML, overrides_to_yaml({**merged, "data_folder": "/d"}))
     assert dict(loaded["thing"]) == {"a": 5, "b": "base", "c": [1, 2]}
+
+
+def test_a_block_of_another_shape_replaces_the_base_block(tmp_path):
+    from spectron_kit.recipe import replace_blocks
+
+    base = tmp_path / "base.yaml"
+    base.write_text("spec: {n: 80}\nvoc: !new:collections.OrderedDict\n    spec: !ref <spec>\n    k: 1\n\n"
+                    "# a comment\nafter: 2\n")
+    ablation = tmp_path / "abl.yaml"
+    ablation.write_text("__base__: base.yaml\nvoc: !new:collections.OrderedDict\n  spec: {n: 64}\nafter: 3\n")
+    path, merged = resolve_base(ablation, "")
+    # HyperPyYAML alone refuses this override (a !ref against a mapping): the block must replace
+    with pytest.raises(Exception):
+        load_hyperpyyaml(Path(path).read_text(), overrides_to_yaml(merged))
+    new_path, rest = replace_blocks(path, merged)
+    assert rest == {"after": 3} and new_path != path and Path(path).read_text().count("k: 1") == 1
+    loaded = load_hyperpyyaml(Path(new_path).read_text(), overrides_to_yaml(rest))
+    assert dict(loaded["voc"]) == {"spec": {"n": 64}} and loaded["after"] == 3 and loaded["spec"] == {"n": 80}
+    assert replace_blocks(path, {"after": 3}) == (path, {"after": 3})  # nothing to replace: same file
 
 
 def test_reuse_freed_memory_applies_on_glibc_and_respects_user_settings(monkeypatch):
