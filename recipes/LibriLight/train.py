@@ -51,7 +51,6 @@ from spectron_kit.recipe import (RandomState, RecipeConfigError, TrainingClock, 
 
 logger = logging.getLogger(__name__)
 console = Console()
-RECONSTRUCTION_TERMS = ("spec", "freq_deriv", "time_deriv")  # read against model-free baselines
 
 
 def absolute_lengths(padded):
@@ -617,7 +616,7 @@ def main(argv=None):
     test_wer, test_examples = prompt_transcript_wer(model, datasets["test_rows"], hparams)
     step0 = json.loads(step0_file.read_text()) if step0_file.is_file() else {}
     summary = {"valid_step0": step0, "valid_final": final,
-               "reduction": {k: step0[k] / final[k] for k in RECONSTRUCTION_TERMS if k in step0 and final.get(k)},
+               "reduction": {k: step0[k] / final[k] for k in logged_terms(model) if k in step0 and final.get(k)},
                "test_prompt_transcript_wer": test_wer, "test_examples": test_examples[:10],
                "samples": samples, "seconds": time.time() - started, "train_seconds": train_seconds,
                "training_minutes": training_minutes,
