@@ -43,6 +43,7 @@ from spectron_kit.data.manifest import (  # noqa: E402
 from spectron_kit.features import FeatureSpec  # noqa: E402
 from spectron_kit.losses import lengths_to_mask  # noqa: E402
 from spectron_kit.model import SpectronModel  # noqa: E402
+from spectron_kit.plotting import plot_loss_curves  # noqa: E402
 from spectron_kit.pretrain import warmup_cosine  # noqa: E402
 from spectron_kit.recipe import (RandomState, RecipeConfigError, TrainingClock, TrainingDiverged,  # noqa: E402
                                  check_overrides,
@@ -201,6 +202,8 @@ class SpectronBrain(sb.Brain):
             if sb.utils.distributed.if_main_process():
                 console.print(f"epoch {epoch}: lr {lr:.2e} | train " + _fmt(self.train_stats) + " | valid "
                               + _fmt(means))
+                plot_loss_curves(self.hparams.train_log, Path(self.hparams.output_folder) / "loss_curves.png",
+                                 title=f"{self.hparams.experiment}: loss terms per epoch")
             self.refuse_nonfinite_weights(means)
             self.checkpointer.save_and_keep_only(meta={**means, "epoch": epoch}, min_keys=["loss"],
                                                  num_to_keep=2)
