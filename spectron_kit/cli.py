@@ -2,6 +2,7 @@
 
     spectron-kit plugins [--json]
     spectron-kit continue --model DIR prompt.wav -o out.wav [--plot out.png]
+    spectron-kit qa --model DIR question.wav -o answer.wav [--plot answer.png]
 """
 import argparse
 import json
@@ -86,6 +87,43 @@ def cmd_continue(args):
     return 0
 
 
+def cmd_qa(args):
+    """Hear a spoken question; print the model's transcript and answer; write the spoken answer."""
+    import torch
+
+    from spectron_kit.audio import load_audio, save_audio
+    from spectron_kit.model import SpectronModel
+
+    model = SpectronModel.from_pretrained(args.model, map_location=args.device)
+    rate = model.frontend.spec.sample_rate
+    question = load_audio(args.question, rate)
+    if len(question) < int(0.5 * rate):
+        raise SystemExit(f"error: question {args.question} is {len(question) / rate:.2f} s long; "
+                         "give at least 0.5 s of speech")
+    for warning in prompt_warnings(args.question, question, rate, model.prompt_seconds):
+        if "shorter than" not in warning:  # questions are as long as they are
+            console.print(f"[yellow]warning:[/yellow] {warning}")
+    if len(question) > int(round(model.prompt_seconds * rate)) + rate // 10:
+        console.print(f"[yellow]warning:[/yellow] the question is {len(question) / rate:.2f} s, longer than the "
+                      f"{model.prompt_seconds:g} s prompts the model was trained on")
+    if args.seed is not None:
+        torch.manual_seed(args.seed)
+    out = model.generate(question, torch.tensor([len(question)]), max_seconds=args.seconds, do_sample=args.sample)
+    if out.waveforms is None:
+        raise SystemExit("error: the bundle has no vocoder; rebuild it with a vocoder to speak the answer")
+    save_audio(args.output, out.waveforms[0], out.sample_rate)
+    console.print(f"[bold]text[/bold] (question transcript + answer): {out.text[0]}")
+    console.print(f"wrote {args.output}: {len(out.waveforms[0]) / out.sample_rate:.2f} s of spoken answer")
+    if args.plot:
+        from spectron_kit.plotting import plot_spectrograms
+
+        feats, _ = model.frontend(question[None].to(model.device))
+        plot_spectrograms([("question", feats[0]), ("spoken answer", out.frames[0])], args.plot,
+                          frame_rate=model.frame_rate, title=out.text[0][:100])
+        console.print(f"wrote {args.plot}")
+    return 0
+
+
 def prompt_warnings(path, prompt, rate, prompt_seconds):
     """What about a prompt may surprise the user: resampled, mixed down, shorter than trained on, silent."""
     import soundfile
@@ -131,6 +169,17 @@ def build_parser():
     p.add_argument("--with-prompt", action="store_true", help="write prompt + continuation")
     p.add_argument("--device", default="cpu")
     p.set_defaults(func=cmd_continue)
+
+    p = sub.add_parser("qa", help="answer a spoken question: its transcript, the answer text and the answer audio")
+    p.add_argument("question", help="question audio file (used whole)")
+    p.add_argument("--model", required=True, help="bundle directory (save_pretrained) or hub id")
+    p.add_argument("-o", "--output", required=True, help="spoken answer audio file (.wav/.flac)")
+    p.add_argument("--plot", help="also write a spectrogram PNG here")
+    p.add_argument("--seconds", type=float, default=3.0, help="length of the spoken answer (default 3 s)")
+    p.add_argument("--sample", action="store_true", help="sample the text instead of greedy decoding")
+    p.add_argument("--seed", type=int, help="random seed (sampling, pre-net dropout)")
+    p.add_argument("--device", default="cpu")
+    p.set_defaults(func=cmd_qa)
     return parser
 
 

@@ -1,0 +1,125 @@
+"""SpokenQA recipe: question manifests (recorded and synthesised), zero-shot evaluation, the qa command."""
+import csv
+import json
+import sys
+from pathlib import Path
+
+import pytest
+import soundfile
+
+REPO = Path(__file__).resolve().parents[2]
+RECIPE = REPO / "recipes" / "SpokenQA"
+sys.path.insert(0, str(RECIPE))
+sys.path.insert(0, str(REPO / "tests" / "unit"))
+
+
+class FixedAnswer:
+    """A transcriber that always hears "the answer is four" (a known answer for the scoring)."""
+
+    def transcribe(self, wavs, sample_rate):
+        return ["The answer is four." for _ in wavs]
+
+
+@pytest.fixture
+def registered():  # the registry is reset before every test (conftest)
+    from spectron_kit.hookspecs import hookimpl
+    from spectron_kit.registry import get_registry
+
+    class Plugin:
+        @hookimpl
+        def register_transcribers(self, register):
+            register("test_fixed_answer", FixedAnswer, description="test")
+
+    get_registry().register_plugin(Plugin(), name="test-fixed-answer")
+
+
+@pytest.fixture(scope="module")
+def llama_folder(tmp_path_factory):
+    from spectron_kit.registry import build
+
+    folder = tmp_path_factory.mktemp("llama")
+    tts = build("tts", "espeak")
+    questions = [("How many legs does a dog have? ", "4", "1.wav"), ("What is the capital of France?", "Paris", "2.wav"),
+                 ("Please tell me slowly which of the many rivers of the old world is the longest of them all?",
+                  "Nile", "3.wav"), ("Where is it?", "here", "4.wav")]
+    for text, _, name in questions[:3]:  # 4.wav is missing
+        wav, rate = tts.synthesize(text)
+        soundfile.write(folder / name, wav, rate)
+    lines = ["Questions\tAnswer\tWav Filename"] + [f"{q}\t{a}\t{n}" for q, a, n in questions]
+    (folder / "llama_questions_300.tsv").write_text("\n".join(lines) + "\n")
+    return folder
+
+
+def test_llama_questions_manifest_keeps_what_fits_and_counts_the_rest(tmp_path, llama_folder):
+    from spokenqa_prepare import prepare_llama_questions, read_qa_manifest
+
+    manifest = prepare_llama_questions(llama_folder, tmp_path, max_seconds=3.0, progress=False)
+    rows = read_qa_manifest(manifest)
+    assert [(r["id"], r["question"], r["answers"]) for r in rows] == [
+        ("1", "How many legs does a dog have?", ["4"]), ("2", "What is the capital of France?", ["Paris"])]
+    report = json.loads(manifest.with_suffix(".prep.json").read_text())
+    assert report["total"] == 4 and report["kept"] == 2
+    assert report["skipped"] == {"longer than 3 s": 1, "audio file missing": 1}
+    with pytest.raises(FileNotFoundError, match="no llama_questions_300.tsv in"):
+        prepare_llama_questions(tmp_path, tmp_path / "x", progress=False)
+
+
+def test_web_questions_are_spoken_once_and_answers_read_from_both_forms(tmp_path):
+    from spokenqa_prepare import prepare_web_questions, read_qa_manifest, web_questions_answers
+
+    records = [{"question": "what is the capital of france?", "answers": ["Paris"]},
+               {"question": "who wrote hamlet?", "targetValue": '(list (description "William Shakespeare"))'},
+               {"question": "", "answers": ["x"]}]
+    source = tmp_path / "wq.json"
+    source.write_text(json.dumps(records))
+    assert web_questions_answers(records[1]) == ["William Shakespeare"]
+    manifest = prepare_web_questions(source, tmp_path / "out", progress=False)
+    rows = read_qa_manifest(manifest)
+    assert [r["answers"] for r in rows] == [["Paris"], ["William Shakespeare"]]
+    first = Path(rows[0]["path"])
+    stamp = first.stat().st_mtime_ns
+    assert 0.5 < rows[0]["duration"] < 4.0
+    prepare_web_questions(source, tmp_path / "out", progress=False)  # resumes: audio is reused
+    assert first.stat().st_mtime_ns == stamp
+
+
+def test_evaluation_scores_text_and_spoken_answers(tmp_path, llama_folder, registered, capsys):
+    import evaluate
+    from test_model import tiny_model
+
+    bundle = tiny_model().save_pretrained(tmp_path / "bundle")
+    result, paths = evaluate.main([str(RECIPE / "hparams" / "evaluate.yaml"), f"--model_dir={bundle}",
+                                   f"--data_path={llama_folder}", "--transcriber_name=test_fixed_answer",
+                                   f"--output_folder={tmp_path}/eval", "--answer_seconds=0.5", "--n_resamples=200"])
+    records = result["records"]
+    assert [r["id"] for r in records] == ["1", "2"]
+    # the spoken answers are all heard as "four": right for the dog's legs ("4"), wrong for Paris
+    assert [r["speech_correct"] for r in records] == [True, False]
+    assert result["accuracy"]["speech"][0] == 0.5
+    from spectron_kit.evaluation.metrics import answer_is_correct, normalize_text
+
+    for r in records:  # the model's first words (as many as the question has) are its transcript
+        words, n = normalize_text(r["model_text"]).split(), len(normalize_text(r["question"]).split())
+        assert r["model_transcript"].split() == words[:n] and r["answer_text"].split() == words[n:]
+        assert r["text_correct"] == answer_is_correct(r["answer_text"], r["answers"])
+    rows = list(csv.DictReader(open(paths["csv"])))
+    assert [row["speech_correct"] for row in rows] == ["True", "False"]
+    md = paths["markdown"].read_text()
+    assert "spoken answer (ASR transcript of the answer audio) | 50.0%" in md and "Spectron (1B) 22.9" in md
+    assert len(list((tmp_path / "eval" / "answers").glob("*.wav"))) == 2
+
+
+def test_qa_command_writes_the_spoken_answer(tmp_path, llama_folder, capsys):
+    from test_model import tiny_model
+
+    from spectron_kit.cli import main as cli
+
+    bundle = tiny_model().save_pretrained(tmp_path / "bundle")
+    out = tmp_path / "answer.wav"
+    assert cli(["qa", "--model", str(bundle), str(llama_folder / "1.wav"), "-o", str(out), "--seconds", "0.5",
+                "--plot", str(tmp_path / "a.png")]) == 0
+    audio, rate = soundfile.read(out)
+    assert rate == 16000 and 0.4 < len(audio) / rate < 0.6
+    printed = capsys.readouterr().out
+    assert "question transcript + answer" in printed and "longer than the 1 s prompts" in printed
+    assert (tmp_path / "a.png").stat().st_size > 1000
