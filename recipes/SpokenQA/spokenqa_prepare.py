@@ -4,6 +4,7 @@
     python recipes/SpokenQA/spokenqa_prepare.py llama_questions /data/LLaMA-Questions --save manifests/
     python recipes/SpokenQA/spokenqa_prepare.py web_questions /data/webquestions.test.json --save manifests/ \\
         --tts espeak --voice en-us
+    python recipes/SpokenQA/spokenqa_prepare.py mini_facts data/mini_facts.json --save manifests/
 
 A QA manifest is a CSV with the columns ``id, path, duration, question,
 answers`` (``answers``: a JSON list of gold answers). ``--max-seconds`` keeps
@@ -179,9 +180,20 @@ def prepare_web_questions(json_file, save_folder, tts="espeak", voice=None, max_
     return _write(Path(save_folder) / "web_questions.csv", rows, report)
 
 
+def write_mini_facts(json_file):
+    """The mini corpus's fact questions as a WebQuestions-style JSON (for an offline in-domain check)."""
+    from spectron_kit.data.minicorpus import fact_questions
+
+    records = [{"question": q, "answers": [a]} for q, a in fact_questions()]
+    Path(json_file).parent.mkdir(parents=True, exist_ok=True)
+    Path(json_file).write_text(json.dumps(records, indent=1))
+    return Path(json_file)
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("dataset", choices=("llama_questions", "web_questions"))
+    parser.add_argument("dataset", choices=("llama_questions", "web_questions", "mini_facts"),
+                        help="mini_facts: write the mini corpus's fact questions as a WebQuestions JSON to SOURCE")
     parser.add_argument("source", help="LLaMA-Questions folder, or the WebQuestions JSON file")
     parser.add_argument("--save", required=True, help="folder for the manifest (and synthesised audio)")
     parser.add_argument("--max-seconds", type=float, help="keep questions whose audio fits this prompt length")
@@ -191,7 +203,9 @@ def main(argv=None):
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     try:
-        if args.dataset == "llama_questions":
+        if args.dataset == "mini_facts":
+            path = write_mini_facts(args.source)
+        elif args.dataset == "llama_questions":
             path = prepare_llama_questions(args.source, args.save, args.max_seconds)
         else:
             path = prepare_web_questions(args.source, args.save, args.tts, args.voice, args.max_seconds, args.limit)

@@ -337,6 +337,19 @@ _SOUNDS = {"the cow": "moo", "the dog": "woof", "the cat": "meow", "the duck": "
            "the sheep": "baa", "the pig": "oink", "the owl": "hoot", "the lion": "roar"}
 
 
+def fact_questions():
+    """Every question of the corpus's fact world with its answer: ``[(question, answer)]``.
+
+    The mini corpus speaks these facts ("how many legs does a bird have? a bird
+    has two legs."), so they make an in-domain spoken-QA check of a mini model
+    (``recipes/SpokenQA``): can it answer when it hears only the question?
+    """
+    out = [(f"what color is {thing}?", colour) for thing, colour in _COLORS.items()]
+    out += [(f"how many legs does {thing} have?", legs) for thing, legs in _LEGS.items()]
+    out += [(f"what does {thing} say?", sound) for thing, sound in _SOUNDS.items()]
+    return out
+
+
 def _facts(rng):
     kind = rng.choice(["color", "legs", "sound"])
     table = {"color": _COLORS, "legs": _LEGS, "sound": _SOUNDS}[kind]

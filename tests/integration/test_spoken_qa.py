@@ -123,3 +123,15 @@ def test_qa_command_writes_the_spoken_answer(tmp_path, llama_folder, capsys):
     printed = capsys.readouterr().out
     assert "question transcript + answer" in printed and "longer than the 1 s prompts" in printed
     assert (tmp_path / "a.png").stat().st_size > 1000
+
+
+def test_mini_fact_questions_are_a_web_questions_file(tmp_path):
+    from spokenqa_prepare import main as prepare_main
+
+    from spectron_kit.data.minicorpus import fact_questions
+
+    facts = fact_questions()
+    assert ("how many legs does a bird have?", "two") in facts and len(facts) == len(set(facts)) == 32
+    assert prepare_main(["mini_facts", str(tmp_path / "facts.json"), "--save", str(tmp_path)]) == 0
+    records = json.loads((tmp_path / "facts.json").read_text())
+    assert records[0] == {"question": facts[0][0], "answers": [facts[0][1]]}
