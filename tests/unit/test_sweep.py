@@ -27,6 +27,16 @@ w, seed = float(args["w_ce"]), int(args["seed"])
 '''
 
 
+@pytest.fixture
+def fake(tmp_path):
+    """(recipe script, base YAML) of the stand-in recipe."""
+    recipe = tmp_path / "fake_train.py"
+    recipe.write_text(FAKE_RECIPE)
+    base = tmp_path / "base.yaml"
+    base.write_text("w_ce: 1.0\nseed: 1\n")
+    return recipe, base
+
+
 def test_grid_parsing_and_folder_names():
     grid = sweep.parse_grid(["w_ce=10.0,0.0", "seed=1,2", "layers=[1, 2],[0]", "--lr=3e-4"])
     assert grid == {"w_ce": [10.0, 0.0], "seed": [1, 2], "layers": [[1, 2], [0]], "lr": [3e-4]}
@@ -46,11 +56,8 @@ def test_interval_is_a_student_t_interval():
     assert sweep.interval([5.0]) == (5.0, 5.0, 5.0) and sweep.interval([]) == (None, None, None)
 
 
-def test_sweep_runs_every_point_once_resumes_and_tabulates(tmp_path, capsys):
-    recipe = tmp_path / "fake_train.py"
-    recipe.write_text(FAKE_RECIPE)
-    base = tmp_path / "base.yaml"
-    base.write_text("w_ce: 1.0\nseed: 1\n")
+def test_sweep_runs_every_point_once_resumes_and_tabulates(tmp_path, capsys, fake):
+    recipe, base = fake
     out = tmp_path / "sweep"
     argv = [str(recipe), str(base), "--grid", "w_ce=10.0,0.0", "--grid", "seed=1,2,3",
             "--metric", "valid_final.loss", "--metric", "missing.key", "--out", str(out), "--jobs", "2",
@@ -76,11 +83,8 @@ def test_sweep_runs_every_point_once_resumes_and_tabulates(tmp_path, capsys):
     assert "| 1.0 | 1 | 0 | - |" in (tmp_path / "bad" / "sweep.md").read_text()  # the table is still written
 
 
-def test_sweep_file_and_clear_errors(tmp_path, capsys):
-    recipe = tmp_path / "fake_train.py"
-    recipe.write_text(FAKE_RECIPE)
-    base = tmp_path / "base.yaml"
-    base.write_text("w_ce: 1.0\n")
+def test_sweep_file_and_clear_errors(tmp_path, capsys, fake):
+    recipe, base = fake
     spec_file = tmp_path / "sweep.yaml"
     spec_file.write_text(f"script: {recipe}\nhparams: {base}\npoints:\n  - {{w_ce: 1.0, seed: 1}}\n"
                          f"  - {{w_ce: 2.0, seed: 1}}\nmetrics: [valid_final.loss]\nout: {tmp_path / 'f'}\n"
