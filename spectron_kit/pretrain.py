@@ -25,10 +25,9 @@ logger = logging.getLogger(__name__)
 
 
 def _progress():
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+    from spectron_kit.progress import progress_bar
 
-    return Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
-                    TimeRemainingColumn(), TextColumn("{task.fields[info]}"))
+    return progress_bar(info=True)
 
 
 def warmup_cosine(step, warmup, total):

@@ -42,12 +42,12 @@ from pathlib import Path
 
 import torch
 from rich.console import Console
-from rich.progress import track
 from rich.table import Table
 
 from spectron_kit.data.manifest import filter_for_continuation, load_segment, read_manifest
 from spectron_kit.features import FeatureSpec, LogMelFrontend
 from spectron_kit.losses import PAPER_TERMS, SpectronLoss
+from spectron_kit.progress import track
 from spectron_kit.registry import get_registry
 
 FRAME_KEYS = {"pred_frames", "target_frames", "frame_lens"}
@@ -83,7 +83,7 @@ def continuation_frames(rows, spec, prompt_seconds, max_seconds):
     rate = spec.sample_rate
     first, length = int(round(prompt_seconds * rate)), int(round(max_seconds * rate))
     frames = []
-    for row in track(rows, description="features", transient=True):
+    for row in track(rows, "features"):
         wav = load_segment(row, rate)[first: first + length]
         feats, _ = frontend(wav[None])
         frames.append(feats[0])
@@ -194,7 +194,7 @@ def asr_wer(predictions, words, spec, transcriber, n_iter=32):
     vocoder = registry.build("vocoder", "griffin_lim", spec=spec, n_iter=n_iter)
     asr = registry.build("transcriber", transcriber)
     out = {}
-    for name, predicted in track(list(predictions.items()), description="vocoder + ASR", transient=True):
+    for name, predicted in track(list(predictions.items()), "vocoder + ASR"):
         with torch.no_grad():
             wavs = [vocoder(x[None])[0][0].numpy() for x in predicted]
         hyps = asr.transcribe(wavs, spec.sample_rate)

@@ -37,13 +37,14 @@ from pathlib import Path
 
 import yaml
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
 try:
+    from spectron_kit.progress import progress_bar
     from spectron_kit.recipe import parse_overrides
 except ImportError:  # run from a checkout without installing
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+    from spectron_kit.progress import progress_bar
     from spectron_kit.recipe import parse_overrides
 
 console = Console()
@@ -295,8 +296,7 @@ def _main(args, extra):
         return 0
     threads = max(1, (os.cpu_count() or 1) // args.jobs)
     failed = []
-    with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-                  console=console) as progress:
+    with progress_bar(console=console) as progress:
         task = progress.add_task("sweep runs", total=len(todo))
 
         def one(point):

@@ -28,7 +28,6 @@ import speechbrain as sb
 import torch
 from hyperpyyaml import load_hyperpyyaml
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
 from speechbrain.dataio.dataset import DynamicItemDataset
 from speechbrain.utils.distributed import run_on_main
@@ -45,6 +44,7 @@ from spectron_kit.losses import lengths_to_mask  # noqa: E402
 from spectron_kit.model import SpectronModel  # noqa: E402
 from spectron_kit.plotting import plot_loss_curves  # noqa: E402
 from spectron_kit.pretrain import warmup_cosine  # noqa: E402
+from spectron_kit.progress import progress_bar  # noqa: E402
 from spectron_kit.recipe import (RandomState, RecipeConfigError, TrainingClock, TrainingDiverged,  # noqa: E402
                                  check_overrides,
                                  exit_on_config_error, nonfinite_weights, overrides_to_yaml, resolve_base,
@@ -170,9 +170,7 @@ class SpectronBrain(sb.Brain):
     def on_stage_start(self, stage, epoch=None):
         self.term_sums, self.term_count = {}, 0
         total = self.steps_per_epoch if stage == sb.Stage.TRAIN else self.valid_steps
-        self.progress = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
-                                 TimeRemainingColumn(), TextColumn("{task.fields[info]}"), console=console,
-                                 disable=not sb.utils.distributed.if_main_process())
+        self.progress = progress_bar(info=True, console=console, disable=not sb.utils.distributed.if_main_process())
         label = {sb.Stage.TRAIN: "train", sb.Stage.VALID: "valid", sb.Stage.TEST: "test"}[stage]
         self.task = self.progress.add_task(f"epoch {epoch} {label}", total=total, info="",
                                            completed=self.step if stage == sb.Stage.TRAIN else 0)
@@ -441,8 +439,7 @@ def encode_prompts(model, rows, hparams):
     prompt = int(round(hparams["prompt_seconds"] * rate))
     cache = {}
     model.eval()
-    with torch.no_grad(), Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
-                                   TimeRemainingColumn(), console=console) as progress:
+    with torch.no_grad(), progress_bar(console=console) as progress:
         task = progress.add_task("encoding prompts (fixed encoder)", total=len(rows))
         for start in range(0, len(rows), 32):
             chunk = rows[start:start + 32]

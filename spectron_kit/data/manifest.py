@@ -515,39 +515,5 @@ def filter_for_continuation(rows, prompt_seconds=None,
 # ---------------------------------------------------------------------------
 # progress
 # ---------------------------------------------------------------------------
-def track(iterable, description, total=None, enabled=True):
-    """Iterate with a rich progress bar (transient; off when ``enabled`` is False).
-
-    Arguments
-    ---------
-    iterable : iterable
-        What to iterate over.
-    description : str
-        Label of the bar.
-    total : int, optional
-        Number of items when ``len(iterable)`` does not work.
-    enabled : bool
-        False yields the items with no bar.
-
-    Returns
-    -------
-    iterator
-        The items of ``iterable``.
-    """
-    if not enabled:
-        yield from iterable
-        return
-    from rich.progress import (BarColumn, MofNCompleteColumn, Progress, TextColumn,
-                               TimeElapsedColumn, TimeRemainingColumn)
-
-    if total is None:
-        try:
-            total = len(iterable)
-        except TypeError:
-            total = None
-    with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
-                  TimeElapsedColumn(), TimeRemainingColumn(), transient=True) as bar:
-        task = bar.add_task(description, total=total)
-        for item in iterable:
-            yield item
-            bar.advance(task)
+# the progress helper lives in spectron_kit.progress; ``manifest.track`` stays for existing imports
+from spectron_kit.progress import track  # noqa: E402,F401

@@ -766,10 +766,9 @@ class _NoBar:
 def _progress_bar(enabled):
     if not enabled:
         return _NoBar()
-    from rich.progress import (BarColumn, MofNCompleteColumn, Progress, TextColumn,
-                               TimeElapsedColumn, TimeRemainingColumn)
-    return Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
-                    TimeElapsedColumn(), TimeRemainingColumn())
+    from spectron_kit.progress import progress_bar
+
+    return progress_bar()
 
 
 def corpus_summary(root) -> list:

@@ -367,13 +367,11 @@ def _progress(enabled, total, description):
                 pass
 
         return _Off()
-    from rich.progress import (BarColumn, MofNCompleteColumn, Progress, TextColumn,
-                               TimeElapsedColumn, TimeRemainingColumn)
+    from spectron_kit.progress import progress_bar
 
     class _Bar:
         def __enter__(self):
-            self.progress = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
-                                     TimeElapsedColumn(), TimeRemainingColumn())
+            self.progress = progress_bar()
             self.progress.__enter__()
             self.task = self.progress.add_task(description, total=total)
             return self

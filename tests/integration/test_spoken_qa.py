@@ -83,9 +83,20 @@ def test_web_questions_are_spoken_once_and_answers_read_from_both_forms(tmp_path
     assert first.stat().st_mtime_ns == stamp
 
 
+def _spokenqa_evaluate():
+    """recipes/SpokenQA/evaluate.py as its own module (the LibriLight recipe's evaluate.py has the same name)."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("spokenqa_evaluate", RECIPE / "evaluate.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
 def test_evaluation_scores_text_and_spoken_answers(tmp_path, llama_folder, registered, capsys):
-    import evaluate
     from test_model import tiny_model
+
+    evaluate = _spokenqa_evaluate()
 
     bundle = tiny_model().save_pretrained(tmp_path / "bundle")
     result, paths = evaluate.main([str(RECIPE / "hparams" / "evaluate.yaml"), f"--model_dir={bundle}",
