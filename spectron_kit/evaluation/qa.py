@@ -45,8 +45,9 @@ def evaluate_qa(model, rows, transcriber, answer_seconds=3.0, batch_size=4, do_s
         num_samples: how many spoken answers to keep.
 
     Returns:
-        ``{"records": [...], "accuracy": {"text": (acc, low, high), "speech": ...},
-        "question_wer": float, "seconds": float}``.
+        ``{"records": [...], "accuracy": {"text": (acc, low, high), "speech": ..., "floor": ...},
+        "question_wer": float, "floor_answer": str, "seconds": float}``; the floor gives every
+        question the gold answer most questions share.
     """
     from spectron_kit.audio import load_audio, save_audio
     from spectron_kit.data.manifest import track
@@ -86,10 +87,19 @@ def evaluate_qa(model, rows, transcriber, answer_seconds=3.0, batch_size=4, do_s
     accuracy = {kind: M.bootstrap_ci(np.array([float(r[f"{kind}_correct"]) for r in records]),
                                      n_resamples=n_resamples, seed=seed) if records else (None, None, None)
                 for kind in ("text", "speech")}
+    # floor: one answer for every question, the gold answer most questions share
+    counts = {}
+    for r in records:
+        for gold in {M.normalize_answer(g) for g in r["answers"]}:
+            counts[gold] = counts.get(gold, 0) + 1
+    common = max(sorted(counts), key=counts.get) if counts else ""
+    floor = (M.bootstrap_ci(np.array([float(M.answer_is_correct(common, r["answers"])) for r in records]),
+                            n_resamples=n_resamples, seed=seed) if records else (None, None, None))
+    accuracy["floor"] = floor
     edits = sum(r["transcript_edits"] for r in records)
     words = sum(r["transcript_words"] for r in records)
     return {"records": records, "accuracy": accuracy, "question_wer": edits / words if words else None,
-            "seconds": time.time() - started}
+            "floor_answer": common, "seconds": time.time() - started}
 
 
 def write_qa_report(result, out_dir, dataset, setup):
@@ -115,6 +125,9 @@ def write_qa_report(result, out_dir, dataset, setup):
              "| | accuracy [95% CI] |", "| --- | ---: |",
              f"| text answer (the model's written answer) | {pct(result['accuracy']['text'])} |",
              f"| spoken answer (ASR transcript of the answer audio) | {pct(result['accuracy']['speech'])} |"]
+    if result["accuracy"].get("floor"):
+        lines.append(f"| floor: the same answer ({result.get('floor_answer', '')!r}, the most common gold answer) "
+                     f"for every question | {pct(result['accuracy']['floor'])} |")
     if result.get("question_wer") is not None:
         lines.append(f"| WER of the model's question transcript | {100 * result['question_wer']:.1f}% |")
     paper = PAPER_QA.get(dataset)

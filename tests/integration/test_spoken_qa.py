@@ -107,6 +107,7 @@ def test_evaluation_scores_text_and_spoken_answers(tmp_path, llama_folder, regis
     # the spoken answers are all heard as "four": right for the dog's legs ("4"), wrong for Paris
     assert [r["speech_correct"] for r in records] == [True, False]
     assert result["accuracy"]["speech"][0] == 0.5
+    assert result["accuracy"]["floor"][0] == 0.5 and result["floor_answer"] in ("4", "paris")  # 1 of 2 either way
     from spectron_kit.evaluation.metrics import answer_is_correct, normalize_text
 
     for r in records:  # the model's first words (as many as the question has) are its transcript
@@ -117,6 +118,7 @@ def test_evaluation_scores_text_and_spoken_answers(tmp_path, llama_folder, regis
     assert [row["speech_correct"] for row in rows] == ["True", "False"]
     md = paths["markdown"].read_text()
     assert "spoken answer (ASR transcript of the answer audio) | 50.0%" in md and "Spectron (1B) 22.9" in md
+    assert "| floor: the same answer" in md
     assert len(list((tmp_path / "eval" / "answers").glob("*.wav"))) == 2
 
 
