@@ -63,6 +63,11 @@ def _raw_top_level(path):
     return {k: v for k, v in data.items() if not str(k).startswith("__")}
 
 
+def yaml_defaults(path):
+    """Top-level keys of a recipe YAML with their plain default values (tagged values as their source text)."""
+    return _raw_top_level(path)
+
+
 def parse_overrides(overrides):
     """SpeechBrain's override string (``key: value`` lines) or a dict -> dict.
 

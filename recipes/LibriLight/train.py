@@ -48,7 +48,7 @@ from spectron_kit.progress import progress_bar  # noqa: E402
 from spectron_kit.recipe import (RandomState, RecipeConfigError, TrainingClock, TrainingDiverged,  # noqa: E402
                                  check_overrides,
                                  exit_on_config_error, nonfinite_weights, overrides_to_yaml, resolve_base,
-                                 replace_blocks, reuse_freed_memory, set_aside_broken_checkpoints)
+                                 replace_blocks, reuse_freed_memory, set_aside_broken_checkpoints, yaml_defaults)
 
 logger = logging.getLogger(__name__)
 console = Console()
@@ -544,6 +544,21 @@ def write_samples(model, rows, hparams):
     return written
 
 
+#: ``--debug`` on the mini setup: every stage (corpus, pre-training, training, bundle, samples) at tiny sizes,
+#: in folders of its own so a real run is never touched (SpeechBrain's debug mode also cuts batches and epochs)
+DEBUG_OVERRIDES = {
+    "mini_corpus_size": "tiny", "mini_corpus_workers": 1, "data_folder": "data/mini_corpus_debug",
+    "output_folder": "results/debug/spectron_mini", "text_lm_sentences": 1500, "text_lm_steps": 20,
+    "text_lm_vocab": 120, "text_lm_batch_size": 16,
+    "text_lm_config": {"model_type": "llama", "hidden_size": 32, "intermediate_size": 64, "num_hidden_layers": 2,
+                       "num_attention_heads": 2, "num_key_value_heads": 2, "max_position_embeddings": 512},
+    "encoder_ctc_epochs": 1, "encoder_ctc_batch_size": 8,
+    "encoder_ctc_config": {"d_model": 32, "num_layers": 1, "nhead": 2, "d_ffn": 64, "kernel_size": 7, "dropout": 0.0},
+    "batch_size": 4, "number_of_epochs": 1, "num_samples": 1, "max_valid_utterances": 4, "griffin_lim_iters": 2,
+    "prenet_bottleneck": 32, "postnet_hidden": 32, "max_continuation_seconds": 1.5,
+}
+
+
 @exit_on_config_error
 def main(argv=None):
     reuse_freed_memory()  # CPU steps otherwise spend a third of their time in page faults
@@ -551,6 +566,9 @@ def main(argv=None):
     hparams_file, overrides = resolve_base(hparams_file, overrides)
     check_overrides(hparams_file, overrides,
                     "for a run without data, use recipes/LibriLight/hparams/spectron_mini.yaml")
+    if run_opts.debug and yaml_defaults(hparams_file).get("mini_corpus"):
+        overrides = {**DEBUG_OVERRIDES, **overrides}  # the user's own overrides still win
+        console.print("debug run: tiny corpus and models in data/mini_corpus_debug and results/debug/spectron_mini")
     run_opts, world_size = init_distributed(run_opts)
     hparams_file, overrides = replace_blocks(hparams_file, overrides)  # component blocks of ablation files
     overrides = overrides_to_yaml(overrides)
@@ -689,11 +707,9 @@ def validate_run(hparams):
 def _reference_keys():
     """``(keys every recipe YAML must define, keys the recipe reads)``: those of the paper configuration,
     and those of the paper and mini configurations together."""
-    from spectron_kit.recipe import _raw_top_level
-
     folder = Path(__file__).resolve().parent / "hparams"
-    paper = list(_raw_top_level(folder / "spectron.yaml"))
-    return paper, set(paper) | set(_raw_top_level(folder / "spectron_mini.yaml"))
+    paper = list(yaml_defaults(folder / "spectron.yaml"))
+    return paper, set(paper) | set(yaml_defaults(folder / "spectron_mini.yaml"))
 
 
 def init_distributed(run_opts):

@@ -152,3 +152,13 @@ def test_ablation_files_resolve_to_their_base():
     base, overrides = resolve_base(RECIPE / "hparams" / "ablation_no_derivative.yaml", "w_spec: 2.0")
     assert Path(base).name == "spectron.yaml"
     assert overrides == {"experiment": "spectron_no_derivative", "w_freq": 0.0, "w_time": 0.0, "w_spec": 2.0}
+
+
+def test_debug_runs_every_stage_at_tiny_sizes(tmp_path):
+    import train
+
+    summary = train.main([str(RECIPE / "hparams" / "spectron_mini.yaml"), "--debug",
+                          f"--data_folder={tmp_path}/corpus", f"--output_folder={tmp_path}/run"])
+    assert (tmp_path / "run" / "bundle" / "spectron_config.json").is_file()
+    assert (tmp_path / "corpus" / "pretrained" / "1234" / "text_lm" / "config.json").is_file()
+    assert summary["seconds"] < 120 and summary["parameters"] < 500_000  # tiny sizes, not the mini run's 2.8 M
