@@ -138,6 +138,7 @@ def write_outputs(rows, out_dir, title):
         ax.set_xscale("log")
         ax.set_xticks(xs)
         ax.set_xticklabels([f"{x:.0f}" for x in xs])
+        ax.set_xticks([], minor=True)  # no log-scale minor labels over the minutes
     ax.set_xlabel("training minutes (2-core CPU)" if timed else "training minutes")
     ax.set_ylabel("ASR WER (%)")
     ax.set_ylim(0, 105)
