@@ -178,7 +178,7 @@ class SpectronBrain(sb.Brain):
 
     def stage_means(self):
         """Mean of every logged term over the stage's batches (over all processes when distributed)."""
-        names = sorted(self.term_sums)
+        names = list(self.term_sums)  # table order (the same in every process)
         sums = torch.tensor([self.term_sums[k] for k in names] + [float(self.term_count)], dtype=torch.float64)
         if torch.distributed.is_available() and torch.distributed.is_initialized():
             torch.distributed.all_reduce(sums)
