@@ -34,6 +34,11 @@ COLUMNS = ("minutes", "bundle", "wer_generated", "wer_teacher_forced", "wer_refe
            "wer_flat", "speaker_sim_generated", "mos_generated", "mos_vocoded", "n")
 
 
+def _is_final(row):
+    """Whether a curve row is the run's final bundle (not a snapshot)."""
+    return Path(str(row.get("bundle", ""))).parent.name != "snapshots"
+
+
 def find_bundles(run):
     """``[(training minutes, bundle folder)]`` of a run's snapshots and final bundle, by time.
 
@@ -110,6 +115,8 @@ def write_outputs(rows, out_dir, title):
              "| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"]
     for r in rows:
         minutes = "-" if r["minutes"] is None else f"{r['minutes']:.1f}"
+        if _is_final(r):
+            minutes += " (final bundle: best checkpoint)"
         sim = "-" if r["speaker_sim_generated"] is None else f"{r['speaker_sim_generated']:.3f}"
         mos = ("-" if r["mos_generated"] is None else f"{r['mos_generated']:.2f}") + " / " + (
             "-" if r["mos_vocoded"] is None else f"{r['mos_vocoded']:.2f}")
@@ -117,14 +124,22 @@ def write_outputs(rows, out_dir, title):
                      f"{_pct(r['wer_reference'])} | {_pct(r['wer_vocoded'])} | {_pct(r['wer_flat'])} | {sim} | {mos} |")
     (out_dir / "curve.md").write_text("\n".join(lines) + "\n")
 
-    timed = [r for r in rows if r["minutes"] is not None]
+    timed = [r for r in rows if r["minutes"] is not None and not _is_final(r)]
+    finals = [r for r in rows if r["minutes"] is not None and _is_final(r)]
     fig, ax = plt.subplots(figsize=(7, 4.2))
     xs = [r["minutes"] for r in timed]
-    for key, label, style in (("wer_generated", "(d) generated speech vs its own text", "o-"),
-                              ("wer_teacher_forced", "(c) teacher-forced speech vs true text", "s--")):
+    top = 105.0
+    for key, label, style, colour in (("wer_generated", "(d) generated speech vs its own text", "o-", "tab:blue"),
+                                      ("wer_teacher_forced", "(c) teacher-forced speech vs true text", "s--",
+                                       "tab:orange")):
         points = [(x, 100 * r[key]) for x, r in zip(xs, timed) if r[key] is not None]
         if points:
-            ax.plot(*zip(*points), style, label=label)
+            ax.plot(*zip(*points), style, label=label, color=colour)
+            top = max(top, max(y for _, y in points) + 5)
+        for r in finals:  # the final bundle is the best checkpoint, not the last step: its own marker
+            if r[key] is not None:
+                ax.plot([r["minutes"]], [100 * r[key]], "*", color=colour, markersize=12,
+                        label=f"{label.split(' ')[0]} final bundle (best checkpoint)")
     reference = [r["wer_reference"] for r in timed if r["wer_reference"] is not None]
     vocoded = [r["wer_vocoded"] for r in timed if r["wer_vocoded"] is not None]
     if reference:
@@ -134,16 +149,16 @@ def write_outputs(rows, out_dir, title):
     if vocoded:
         voc = 100 * sum(vocoded) / len(vocoded)
         ax.axhline(voc, color="purple", linestyle=":", label=f"(b) vocoded reference ({voc:.0f}%)")
-    if xs and min(xs) > 0 and max(xs) / min(xs) > 4:
+    if xs and min(xs) > 0 and max(xs) / min(xs) > 4:  # ticks at the snapshot minutes
         ax.set_xscale("log")
         ax.set_xticks(xs)
         ax.set_xticklabels([f"{x:.0f}" for x in xs])
         ax.set_xticks([], minor=True)  # no log-scale minor labels over the minutes
     ax.set_xlabel("training minutes (2-core CPU)" if timed else "training minutes")
     ax.set_ylabel("ASR WER (%)")
-    ax.set_ylim(0, 105)
+    ax.set_ylim(0, top)
     ax.set_title(title, fontsize=10)
-    ax.legend(fontsize=8)
+    ax.legend(fontsize=7)
     fig.tight_layout()
     fig.savefig(out_dir / "curve.png", dpi=100)
     plt.close(fig)
