@@ -246,9 +246,10 @@ def select_rows(rows, prompt_seconds, num_utterances=None, seed=0,
         >>> [r["id"] for r in select_rows(rows, 3.0)[0]], select_rows(rows, 3.0)[1]
         (['b'], 1)
     """
-    eligible = [r for r in rows
-                if float(r["duration"]) >= float(prompt_seconds) + min_continuation_seconds - 1e-9]
-    n_short = len(rows) - len(eligible)
+    from spectron_kit.data.manifest import filter_for_continuation
+
+    # the one eligibility rule of the toolkit, with the evaluation's own minimum (the paper's 0.5 s)
+    eligible, n_short = filter_for_continuation(rows, prompt_seconds, min_continuation_seconds)
     if num_utterances is not None and num_utterances < len(eligible):
         picked = sorted(random.Random(seed).sample(range(len(eligible)), int(num_utterances)))
         eligible = [eligible[i] for i in picked]
