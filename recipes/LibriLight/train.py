@@ -197,6 +197,11 @@ class SpectronBrain(sb.Brain):
             # log_stats runs in the main process only, but every process must call it (it ends in a broadcast)
             self.hparams.train_logger.log_stats({"epoch": epoch, "lr": lr}, train_stats=self.train_stats,
                                                 valid_stats=means)
+            if getattr(self, "tensorboard", None) is not None:
+                self.tensorboard.log_stats({"epoch": epoch, "lr": lr}, train_stats=self.train_stats,
+                                           valid_stats=means)
+                if getattr(self.tensorboard, "writer", None) is not None:  # the main process holds the writer
+                    self.tensorboard.writer.flush()
             if sb.utils.distributed.if_main_process():
                 console.print(f"epoch {epoch}: lr {lr:.2e} | train " + _fmt(self.train_stats) + " | valid "
                               + _fmt(means))
@@ -614,6 +619,7 @@ def main(argv=None):
             console.print("valid loss terms at step 0 (before training): " + _fmt(step0))
             step0_file.write_text(json.dumps(step0, indent=2))
     brain.clock = clock
+    brain.tensorboard = tensorboard_logger(hparams)
     clock.start()
     brain.fit(hparams["epoch_counter"], datasets["train"], datasets["valid"],
               train_loader_kwargs=train_kwargs, valid_loader_kwargs=valid_kwargs)
@@ -656,6 +662,21 @@ def main(argv=None):
     console.print(f"bundle: {hparams['bundle_folder']}  samples: {hparams['samples_folder']}  "
                   f"({summary['seconds'] / 60:.1f} min in all)")
     return summary
+
+
+def tensorboard_logger(hparams):
+    """SpeechBrain's TensorBoard logger writing to ``<output_folder>/tensorboard`` (None when off or not installed)."""
+    if not hparams.get("tensorboard"):
+        return None
+    try:
+        import tensorboard  # noqa: F401
+    except ImportError:
+        console.print("tensorboard is not installed: loss curves go to train_log.txt and loss_curves.png only "
+                      "(pip install tensorboard, or --tensorboard=False to silence this)")
+        return None
+    from speechbrain.utils.train_logger import TensorboardLogger
+
+    return TensorboardLogger(save_dir=str(Path(hparams["output_folder"]) / "tensorboard"))
 
 
 def validate_run(hparams):

@@ -71,6 +71,11 @@ def test_mini_recipe_prepare_train_resume_bundle(tmp_path, monkeypatch, capsys):
     assert 0.0 <= summary["test_prompt_transcript_wer"] and summary["valid_final"]["loss"] > 0
     assert "train loss" in (run / "train_log.txt").read_text()
     assert (run / "loss_curves.png").stat().st_size > 10000  # every loss term, train and valid, per epoch
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator  # in the test extra
+
+    board = EventAccumulator(str(run / "tensorboard"))
+    board.Reload()
+    assert {"loss/train", "loss/valid", "spec/valid", "guided_attention/train"} <= set(board.Tags()["scalars"])
     assert "guided_attention" in summary["valid_final"] and "flux" not in summary["valid_final"]  # weight 0: off
     # training time adds up over the crash and the resumed run; the 0-minute snapshot is a loadable bundle
     assert summary["training_minutes"] > 0
