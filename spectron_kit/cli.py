@@ -3,6 +3,7 @@
     spectron-kit plugins [--json]
     spectron-kit continue --model DIR prompt.wav -o out.wav [--plot out.png]
     spectron-kit qa --model DIR question.wav -o answer.wav [--plot answer.png]
+    spectron-kit new-plugin KIND NAME [--dir DIR]
 """
 import argparse
 import json
@@ -84,6 +85,16 @@ def cmd_continue(args):
         plot_spectrograms([("prompt", prompt_feats[0]), ("generated continuation", out.frames[0])],
                           args.plot, frame_rate=model.frame_rate, title=out.text[0][:100])
         console.print(f"wrote {args.plot}")
+    return 0
+
+
+def cmd_new_plugin(args):
+    """Write a plugin package that passes its own tests."""
+    from spectron_kit.scaffold import new_plugin
+
+    root = new_plugin(args.kind, args.name, args.dir)
+    console.print(f"wrote {root}: pip install -e {root} (then `spectron-kit plugins` lists {args.kind} / "
+                  f"{args.name}); its tests: pytest {root}/tests")
     return 0
 
 
@@ -170,6 +181,12 @@ def build_parser():
     p.add_argument("--device", default="cpu")
     p.set_defaults(func=cmd_continue)
 
+    p = sub.add_parser("new-plugin", help="write a plugin package (pyproject, module, README, tests) to start from")
+    p.add_argument("kind", help="vocoder, prenet, postnet or loss")
+    p.add_argument("name", help="component name, lower-case with _ (e.g. my_vocoder)")
+    p.add_argument("--dir", default=".", help="where the package folder goes (default: here)")
+    p.set_defaults(func=cmd_new_plugin)
+
     p = sub.add_parser("qa", help="answer a spoken question: its transcript, the answer text and the answer audio")
     p.add_argument("question", help="question audio file (used whole)")
     p.add_argument("--model", required=True, help="bundle directory (save_pretrained) or hub id")
@@ -194,7 +211,7 @@ def main(argv=None):
 
     try:
         return args.func(args)
-    except (RegistryError, ValueError, FileNotFoundError, KeyError, TypeError) as err:
+    except (RegistryError, ValueError, FileNotFoundError, FileExistsError, KeyError, TypeError) as err:
         if args.verbose or os.environ.get(TRACEBACK_ENV, "") not in ("", "0"):
             raise
         console.print(f"[red]error:[/red] {one_line(err)} (--verbose shows the traceback)", soft_wrap=True)
