@@ -154,6 +154,16 @@ def prompt_warnings(path, prompt, rate, prompt_seconds):
     return notes
 
 
+def _generation_arguments(p, output_help):
+    """The options every generating command shares: the bundle, the output, the plot, sampling, device."""
+    p.add_argument("--model", required=True, help="bundle directory (save_pretrained) or hub id")
+    p.add_argument("-o", "--output", required=True, help=output_help)
+    p.add_argument("--plot", help="also write a spectrogram PNG here")
+    p.add_argument("--sample", action="store_true", help="sample the text instead of greedy decoding")
+    p.add_argument("--seed", type=int, help="random seed (sampling, pre-net dropout)")
+    p.add_argument("--device", default="cpu")
+
+
 def build_parser():
     parser = argparse.ArgumentParser(prog="spectron-kit", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -166,19 +176,14 @@ def build_parser():
 
     p = sub.add_parser("continue", help="continue a spoken prompt with a trained model")
     p.add_argument("prompt", help="prompt audio file (its first --prompt-seconds are used)")
-    p.add_argument("--model", required=True, help="bundle directory (save_pretrained) or hub id")
-    p.add_argument("-o", "--output", required=True, help="output audio file (.wav/.flac)")
-    p.add_argument("--plot", help="also write a spectrogram PNG here")
+    _generation_arguments(p, "output audio file (.wav/.flac)")
     p.add_argument("--prompt-seconds", type=float, help="prompt length (default: the model's)")
     p.add_argument("--seconds", type=float, help="continuation budget in seconds (default: the model's)")
     p.add_argument("--stop", choices=["budget", "stop_head"], help="stop rule (default: the model's)")
-    p.add_argument("--sample", action="store_true", help="sample the text instead of greedy decoding")
     p.add_argument("--temperature", type=float, default=1.0)
     p.add_argument("--top-k", type=int, default=0)
     p.add_argument("--top-p", type=float, default=1.0)
-    p.add_argument("--seed", type=int, help="random seed (sampling, pre-net dropout)")
     p.add_argument("--with-prompt", action="store_true", help="write prompt + continuation")
-    p.add_argument("--device", default="cpu")
     p.set_defaults(func=cmd_continue)
 
     p = sub.add_parser("new-plugin", help="write a plugin package (pyproject, module, README, tests) to start from")
@@ -189,13 +194,8 @@ def build_parser():
 
     p = sub.add_parser("qa", help="answer a spoken question: its transcript, the answer text and the answer audio")
     p.add_argument("question", help="question audio file (used whole)")
-    p.add_argument("--model", required=True, help="bundle directory (save_pretrained) or hub id")
-    p.add_argument("-o", "--output", required=True, help="spoken answer audio file (.wav/.flac)")
-    p.add_argument("--plot", help="also write a spectrogram PNG here")
+    _generation_arguments(p, "spoken answer audio file (.wav/.flac)")
     p.add_argument("--seconds", type=float, default=3.0, help="length of the spoken answer (default 3 s)")
-    p.add_argument("--sample", action="store_true", help="sample the text instead of greedy decoding")
-    p.add_argument("--seed", type=int, help="random seed (sampling, pre-net dropout)")
-    p.add_argument("--device", default="cpu")
     p.set_defaults(func=cmd_qa)
     return parser
 
