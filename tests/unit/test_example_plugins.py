@@ -37,3 +37,47 @@ def test_librosa_vocoder_plugin(tmp_path, monkeypatch):
     feats, lens = frontend(0.3 * torch.sin(2 * torch.pi * 440 * t)[None])
     wav, wav_lens = vocoder(feats, lens)
     assert wav_lens.tolist() == [(int(lens[0]) - 1) * 160] and wav.abs().max() > 0.01
+
+
+def test_gated_prenet_plugin_drives_the_model(tmp_path, monkeypatch):
+    plugin = PLUGINS / "spectron-kit-gated-prenet"
+    name = install_as_distribution(plugin, tmp_path)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.syspath_prepend(str(plugin))
+    monkeypatch.setenv("SPECTRON_KIT_LOAD_PLUGINS", name)
+    assert registry.get_registry().get("prenet", "gated_prenet").provider == "spectron-kit-gated-prenet"
+    import sys
+
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    from test_model import SPEC, batch_of, tiny_model
+
+    from spectron_kit.model import SpectronModel
+
+    base = tiny_model()
+    model = SpectronModel(frontend=base.frontend, encoder=base.encoder, lm=base.lm,
+                          prenet=lambda in_dim, out_dim: registry.build("prenet", "gated_prenet", in_dim=in_dim,
+                                                                        out_dim=out_dim, bottleneck=16, dropout=0.0),
+                          postnet=lambda in_dim, out_dim: registry.build("postnet", "mlp", in_dim=in_dim,
+                                                                         out_dim=out_dim),
+                          loss=registry.build("loss", "spectron"),
+                          vocoder=registry.build("vocoder", "griffin_lim", spec=SPEC, n_iter=2), prompt_seconds=1.0)
+    out = model(batch_of())
+    assert torch.isfinite(out["loss"]) and type(model.prenet).__name__ == "GatedPrenet"
+    prompt = batch_of()["prompt_wav"][0]
+    cached = model.generate(prompt, num_frames=6, max_text_tokens=3, vocode=False)
+    full = model.generate(prompt, num_frames=6, max_text_tokens=3, vocode=False, use_cache=False)
+    torch.testing.assert_close(cached.frames[0], full.frames[0], atol=1e-4, rtol=1e-4)
+
+
+def test_example_plugins_pass_their_own_tests():
+    import os
+    import subprocess
+    import sys
+
+    for plugin in sorted(PLUGINS.iterdir()):
+        if not (plugin / "tests").is_dir():
+            continue
+        env = dict(os.environ, OMP_NUM_THREADS="1", SPECTRON_KIT_LOAD_PLUGINS="")
+        result = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "tests"],
+                                cwd=plugin, capture_output=True, text=True, env=env, timeout=300)
+        assert result.returncode == 0, plugin.name + result.stdout[-2000:]
