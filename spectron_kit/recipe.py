@@ -400,8 +400,8 @@ def checkpoint_problem(folder, recoverables):
     for name, obj in recoverables.items():
         path = folder / f"{name}.ckpt"
         if not path.is_file():
-            if name.startswith("dataloader"):  # saved only mid-epoch
-                continue
+            if name != "model":  # saved only mid-epoch (data loader), or added by a later version (rng):
+                continue         # the checkpointer loads what is there (allow_partial_load)
             return f"{path.name} is missing"
         if path.stat().st_size == 0:
             return f"{path.name} is empty"

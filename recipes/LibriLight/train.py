@@ -598,7 +598,8 @@ def main(argv=None):
     clock = TrainingClock()  # training time, saved in checkpoints so resumed runs add up
     checkpointer = sb.utils.checkpoints.Checkpointer(
         checkpoints_dir=hparams["save_folder"],
-        recoverables={"model": model, "counter": hparams["epoch_counter"], "clock": clock, "rng": RandomState()})
+        recoverables={"model": model, "counter": hparams["epoch_counter"], "clock": clock, "rng": RandomState()},
+        allow_partial_load=True)  # checkpoints of earlier versions lack the newer recoverables (rng, clock)
     set_aside_broken_checkpoints(checkpointer, log=lambda text: console.print(f"warning: {text}"))
     brain = SpectronBrain(modules={"model": model}, hparams=hparams, run_opts=run_opts, checkpointer=checkpointer)
     # the loader draws its workers' base seed from its own generator, not the global one, so a run resumed

@@ -148,6 +148,11 @@ def test_broken_checkpoints_are_set_aside_and_the_previous_one_is_used(tmp_path)
     (truncated / "rng.ckpt").write_bytes((good.path / "rng.ckpt").read_bytes())
     assert checkpoint_problem(partial, checkpointer.recoverables) == "model.ckpt is empty"
     assert checkpoint_problem(truncated, checkpointer.recoverables).startswith("model.ckpt does not load")
+    older = tmp_path / "save" / "CKPT+older"  # written before the rng recoverable existed: still usable
+    older.mkdir()
+    (older / "CKPT.yaml").write_text("loss: 2.0\nunixtime: 1\nend-of-epoch: true\n")
+    (older / "model.ckpt").write_bytes((good.path / "model.ckpt").read_bytes())
+    assert checkpoint_problem(older, checkpointer.recoverables) is None
     warnings = []
     moved = set_aside_broken_checkpoints(checkpointer, log=warnings.append)
     assert sorted(p.name for p in moved) == ["BROKEN-CKPT+partial", "BROKEN-CKPT+truncated"]
