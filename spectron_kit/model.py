@@ -102,6 +102,7 @@ class SpectronModel(nn.Module):
             raise ValueError("stop='stop_head' needs stop_head=True")
         if vocoder is not None:
             frontend.spec.check_matches(vocoder.spec, "frontend", "vocoder")
+        _check_encoder_features(frontend.spec, encoder)
         self.frontend = frontend
         self.encoder = encoder
         self.lm = lm
@@ -655,6 +656,27 @@ def check_bundle_source(source):
     if os.path.isabs(text) or text.startswith((".", "~")) or text.count("/") != 1 or text.endswith("/"):
         raise FileNotFoundError(f"no such bundle folder: {source}; pass the folder written by training "
                                 "(e.g. results/spectron_mini/1234/bundle) or a hub repo id (owner/name)")
+
+
+def _check_encoder_features(spec, encoder):
+    """Refuse, when the model is assembled, an encoder built for other features than the front end's.
+
+    Checks the encoders that declare what they read (``n_mels``, and the hop
+    through ``frame_rate`` for the 4x-subsampling Conformer) and names the
+    mismatching fields.
+    """
+    if getattr(encoder, "input_kind", "features") != "features":
+        return
+    problems = []
+    n_mels = getattr(encoder, "n_mels", None)
+    if n_mels is not None and int(n_mels) != int(spec.n_mels):
+        problems.append(f"n_mels: frontend={spec.n_mels} vs encoder={n_mels}")
+    hop = getattr(encoder, "config", {}).get("hop_seconds") if isinstance(getattr(encoder, "config", None), dict) else None
+    if hop is not None and abs(float(hop) - spec.hop_seconds) > 1e-9:
+        problems.append(f"hop_seconds: frontend={spec.hop_seconds:g} vs encoder={float(hop):g}")
+    if problems:
+        raise ValueError(f"frontend and encoder use different features ({'; '.join(problems)}); build the encoder "
+                         "for the frontend's feature spec (or pre-train one for it)")
 
 
 def _version():

@@ -200,6 +200,22 @@ def test_broken_or_missing_bundles_fail_with_one_clear_line(tmp_path):
     assert cli(["continue", "--model", str(tmp_path / "nope"), str(prompt), "-o", str(tmp_path / "o.wav")]) == 2
 
 
+def test_an_encoder_for_other_features_is_refused_when_the_model_is_assembled():
+    def assemble(**encoder):
+        return SpectronModel(frontend=build("frontend", "log_mel", spec=SPEC),
+                             encoder=build("encoder", "conformer", d_model=16, num_layers=1, nhead=2, d_ffn=32,
+                                           **encoder),
+                             lm=build("lm", "hf", config={"model_type": "gpt2", "n_embd": 16, "n_layer": 1,
+                                                          "n_head": 2}, vocab_size=20),
+                             prenet=lambda in_dim, out_dim: build("prenet", "mlp", in_dim=in_dim, out_dim=out_dim),
+                             postnet=lambda in_dim, out_dim: build("postnet", "mlp", in_dim=in_dim, out_dim=out_dim))
+
+    assert assemble(n_mels=N_MELS, hop_seconds=0.01).n_mels == N_MELS
+    with pytest.raises(ValueError, match=r"frontend and encoder use different features \(n_mels: frontend=40 vs "
+                                         r"encoder=64; hop_seconds: frontend=0.01 vs encoder=0.0125\)"):
+        assemble(n_mels=64, hop_seconds=0.0125)
+
+
 def test_mismatched_vocoder_is_refused():
     with pytest.raises(FeatureSpecMismatch) as err:
         SpectronModel(frontend=build("frontend", "log_mel", spec=SPEC),
