@@ -154,7 +154,7 @@ def test_bad_overrides_fail_with_the_key_named(capsys):
 def test_ablation_files_resolve_to_their_base():
     from spectron_kit.recipe import resolve_base
 
-    base, overrides = resolve_base(RECIPE / "hparams" / "ablation_no_derivative.yaml", "w_spec: 2.0")
+    base, overrides = resolve_base(RECIPE / "hparams" / "ablations" / "no_derivative.yaml", "w_spec: 2.0")
     assert Path(base).name == "spectron.yaml"
     assert overrides == {"experiment": "spectron_no_derivative", "w_freq": 0.0, "w_time": 0.0, "w_spec": 2.0}
 
@@ -167,3 +167,20 @@ def test_debug_runs_every_stage_at_tiny_sizes(tmp_path):
     assert (tmp_path / "run" / "bundle" / "spectron_config.json").is_file()
     assert (tmp_path / "corpus" / "pretrained" / "1234" / "text_lm" / "config.json").is_file()
     assert summary["seconds"] < 120 and summary["parameters"] < 500_000  # tiny sizes, not the mini run's 2.8 M
+
+
+@pytest.mark.parametrize("ablation", sorted(p.name for p in (RECIPE / "hparams" / "ablations").glob("*.yaml")))
+def test_every_ablation_file_loads_on_its_base(ablation, tmp_path):
+    from hyperpyyaml import load_hyperpyyaml
+
+    from spectron_kit.recipe import check_overrides, overrides_to_yaml, replace_blocks, resolve_base
+
+    given = f"data_folder: {tmp_path}\ntranscripts: t.tsv\nlibrispeech_folder: {tmp_path}\noutput_folder: {tmp_path}/run"
+    base, overrides = resolve_base(RECIPE / "hparams" / "ablations" / ablation, given)
+    assert Path(base).name == "spectron.yaml"
+    check_overrides(base, overrides)
+    path, rest = replace_blocks(base, overrides)
+    hparams = load_hyperpyyaml(Path(path).read_text(), overrides_to_yaml(rest))
+    assert hparams["experiment"].startswith("spectron_") and hparams["experiment"] != "spectron"
+    if ablation == "no_pretrained_lm.yaml":  # the LM block now starts from the config alone
+        assert "config_dir" in hparams["lm"].keywords and "source" not in hparams["lm"].keywords
