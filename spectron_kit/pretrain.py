@@ -18,16 +18,11 @@ from torch import nn
 
 from spectron_kit.ctc import (CHARS, CTC_CONFIG, CTC_WEIGHTS, CTCSpeechRecognizer,  # noqa: F401 (re-exported)
                               labels_to_text, text_to_labels)
+from spectron_kit.progress import progress_bar
 from spectron_kit.registry import build
 
 logger = logging.getLogger(__name__)
 
-
-
-def _progress():
-    from spectron_kit.progress import progress_bar
-
-    return progress_bar(info=True)
 
 
 def warmup_cosine(step, warmup, total):
@@ -127,7 +122,7 @@ def pretrain_text_lm(train_sentences, valid_sentences, out_dir, lm_config, vocab
     schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: warmup_cosine(s, warmup, steps))
     batches = _token_batches(train, batch_size, random.Random(seed), tokenizer.pad_token_id or 0)
     lm.train()
-    with _progress() as bar:
+    with progress_bar(info=True) as bar:
         task = bar.add_task("text LM pre-training", total=steps, info="", visible=progress)
         for step in range(steps):
             ids, labels = next(batches)
@@ -200,7 +195,7 @@ def pretrain_ctc_encoder(train_items, valid_items, out_dir, feature_spec, encode
     optimizer = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=0.01)
     schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: warmup_cosine(s, warmup, steps))
     ctc = nn.CTCLoss(blank=0, zero_infinity=True)
-    with _progress() as bar:
+    with progress_bar(info=True) as bar:
         task = bar.add_task("encoder CTC pre-training", total=steps, info="", visible=progress)
         for epoch in range(epochs):
             model.train()

@@ -39,6 +39,8 @@ from pathlib import Path
 
 import numpy as np
 
+from spectron_kit.progress import progress_bar
+
 __all__ = [
     "Sentence", "Speaker", "SPEAKERS", "SIZES", "SPLITS", "SAMPLE_RATE",
     "generate_sentence", "sentences", "is_heldout", "template_names",
@@ -718,7 +720,7 @@ def ensure_mini_corpus(root, size: str = "default", seed: int = 1234, workers: i
                      "utterances": 0, "samples": 0} for split in SPLITS}
     speaker_samples = {}
     started = time.perf_counter()
-    with _progress_bar(progress) as bar:
+    with progress_bar(disable=not progress) as bar:
         task = bar.add_task(f"mini corpus ({size})", total=sum(len(j[3]) for j in jobs))
 
         def done(job, result):
@@ -747,28 +749,6 @@ def ensure_mini_corpus(root, size: str = "default", seed: int = 1234, workers: i
     _write_atomic(marker, json.dumps(record, indent=1) + "\n")
     partial.unlink(missing_ok=True)
     return root
-
-
-class _NoBar:
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        return False
-
-    def add_task(self, *args, **kwargs):
-        return 0
-
-    def advance(self, *args, **kwargs):
-        pass
-
-
-def _progress_bar(enabled):
-    if not enabled:
-        return _NoBar()
-    from spectron_kit.progress import progress_bar
-
-    return progress_bar()
 
 
 def corpus_summary(root) -> list:
@@ -870,7 +850,7 @@ def ensure_text_corpus(path, n_sentences: int = 50000, seed: int = 1234,
     path.parent.mkdir(parents=True, exist_ok=True)
     rng = random.Random(f"text-corpus/{seed}")
     lines = []
-    with _progress_bar(progress) as bar:
+    with progress_bar(disable=not progress) as bar:
         task = bar.add_task("text corpus", total=n_sentences)
         for i in range(n_sentences):
             s = generate_sentence(rng, heldout=False)

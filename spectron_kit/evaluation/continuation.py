@@ -52,6 +52,7 @@ import numpy as np
 import torch
 
 from spectron_kit.evaluation import metrics as M
+from spectron_kit.progress import progress_bar
 
 logger = logging.getLogger(__name__)
 
@@ -354,38 +355,6 @@ def frames_that_fit(model, prefix_lengths):
     return [max(context - int(p) - 2 - model.max_text_tokens, 0) * model.r for p in prefix_lengths]
 
 
-def _progress(enabled, total, description):
-    """A rich progress bar (or a no-op stand-in)."""
-    if not enabled:
-        class _Off:
-            def __enter__(self):
-                return self
-
-            def __exit__(self, *exc):
-                return False
-
-            def advance(self, n=1):
-                pass
-
-        return _Off()
-    from spectron_kit.progress import progress_bar
-
-    class _Bar:
-        def __enter__(self):
-            self.progress = progress_bar()
-            self.progress.__enter__()
-            self.task = self.progress.add_task(description, total=total)
-            return self
-
-        def __exit__(self, *exc):
-            return self.progress.__exit__(*exc)
-
-        def advance(self, n=1):
-            self.progress.advance(self.task, n)
-
-    return _Bar()
-
-
 # ---------------------------------------------------------------------------
 # the evaluation loop
 
@@ -634,7 +603,8 @@ def evaluate_continuation(model, rows, *, transcriber, lm_scorer, speaker_encode
     n_prompt = int(round(prompt_seconds * sr))
     components = (transcriber, lm_scorer, speaker_encoder, mos_predictor)
 
-    with _progress(progress, len(selected), "continuation") as bar:
+    with progress_bar(disable=not progress) as bar:
+        task = bar.add_task("continuation", total=len(selected))
         for b, start in enumerate(range(0, len(selected), batch_size)):
             chunk = selected[start:start + batch_size]
             got = _batch_material(model, chunk, sr, n_prompt, limit_seconds, frame_rate, stop, length_rule,
@@ -663,7 +633,7 @@ def evaluate_continuation(model, rows, *, transcriber, lm_scorer, speaker_encode
                 records.append(record)
                 prompt_embs.append(emb_p[i])
                 ref_embs.append(emb_r[i])
-            bar.advance(len(chunk))
+            bar.advance(task, len(chunk))
 
     n_no_other = _other_speaker_baseline(records, prompt_embs, ref_embs, seed)
     config = {"prompt_seconds": prompt_seconds, "length_rule": length_rule, "fixed_seconds": fixed_seconds,
