@@ -206,7 +206,8 @@ def main(argv=None):
 
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO, format="%(message)s",
                         handlers=[RichHandler(console=Console(stderr=True), show_path=False)])
-    from spectron_kit.recipe import TRACEBACK_ENV, one_line
+    from spectron_kit.errors import one_line
+    from spectron_kit.recipe import TRACEBACK_ENV
     from spectron_kit.registry import RegistryError
 
     try:

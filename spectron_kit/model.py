@@ -24,6 +24,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from spectron_kit.errors import one_line
 from spectron_kit.registry import get_registry
 
 logger = logging.getLogger(__name__)
@@ -588,9 +589,8 @@ class SpectronModel(nn.Module):
             try:
                 directory = Path(snapshot_download(text))
             except Exception as err:  # noqa: BLE001 - offline, unknown repo, bad id: one line for all
-                first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
                 raise FileNotFoundError(f"{source} is neither a local bundle folder nor a hub repo that could be "
-                                        f"downloaded ({first}); pass the bundle folder written by training") from err
+                                        f"downloaded ({one_line(err)}); pass the bundle folder written by training") from err
         config_path = directory / CONFIG_FILE
         if not config_path.is_file():
             raise FileNotFoundError(f"{directory} has no {CONFIG_FILE}; is it a spectron-kit bundle "
@@ -611,9 +611,8 @@ class SpectronModel(nn.Module):
             try:
                 parts[kind] = registry.build(record["kind"], record["name"], **kwargs)
             except (OSError, ValueError) as err:
-                first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
                 raise ValueError(f"bundle {directory}: its {kind} ({record['kind']} {record['name']!r}) does not "
-                                 f"load: {first}; the bundle is incomplete, save it again with save_pretrained"
+                                 f"load: {one_line(err)}; the bundle is incomplete, save it again with save_pretrained"
                                  ) from err
         settings = dict(config["model"])
         for key in list(overrides):
@@ -628,10 +627,9 @@ class SpectronModel(nn.Module):
         try:
             load_model(model, str(weights), strict=True, device=str(map_location))
         except Exception as err:  # noqa: BLE001 - safetensors raises its own error type for damaged files
-            first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
             if "Missing key" in str(err) or "Unexpected key" in str(err) or "size mismatch" in str(err):
                 raise
-            raise ValueError(f"{weights} cannot be read ({first[:160]}): the file is damaged or truncated; "
+            raise ValueError(f"{weights} cannot be read ({one_line(err)[:160]}): the file is damaged or truncated; "
                              "copy the bundle again or save it again with save_pretrained") from err
         if vocoder_override is not None:
             model.frontend.spec.check_matches(vocoder_override.spec, "frontend", "vocoder")

@@ -19,6 +19,8 @@ import yaml as pyyaml
 from speechbrain.utils.checkpoints import mark_as_loader, mark_as_saver, register_checkpoint_hooks
 from speechbrain.utils.distributed import if_main_process
 
+from spectron_kit.errors import one_line
+
 NUMBER = (int, float)
 
 
@@ -130,13 +132,6 @@ def check_overrides(hparams_file, overrides, example_hint=None):
 
 #: set to 1 to see the traceback behind a one-line error
 TRACEBACK_ENV = "SPECTRON_KIT_TRACEBACK"
-
-
-def one_line(err):
-    """The first line of an error's message (KeyError quotes stripped), for ``error: ...`` output."""
-    text = err.args[0] if isinstance(err, KeyError) and err.args else str(err)
-    text = str(text).strip()
-    return text.splitlines()[0] if text else type(err).__name__
 
 
 def exit_on_config_error(func):

@@ -1,0 +1,13 @@
+"""Error text helpers shared by every layer (imports nothing of the package)."""
+
+
+def one_line(err):
+    """The first line of an error's message (KeyError quotes stripped), for ``error: ...`` output.
+
+    Example:
+        >>> one_line(ValueError("bad value\\nmore detail")), one_line(KeyError("key")), one_line(OSError())
+        ('bad value', 'key', 'OSError')
+    """
+    text = err.args[0] if isinstance(err, KeyError) and err.args else str(err)
+    text = str(text).strip()
+    return text.splitlines()[0] if text else type(err).__name__
