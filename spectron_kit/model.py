@@ -171,7 +171,14 @@ class SpectronModel(nn.Module):
             hidden = prompt_encoded.to(self.device)
             lens = prompt_encoded_lens if prompt_encoded_lens is not None else torch.full(
                 (hidden.shape[0],), hidden.shape[1], dtype=torch.long)
-            return self.projection(hidden.to(self.projection.weight.dtype)), lens.to(self.device)
+        else:
+            hidden, lens = self.encode_speech(prompt_wav, prompt_lens, prompt_feats, prompt_feat_lens)
+        prefix = self.projection(hidden.to(self.projection.weight.dtype))
+        return prefix, lens.to(prefix.device)
+
+    def encode_speech(self, prompt_wav=None, prompt_lens=None, prompt_feats=None, prompt_feat_lens=None):
+        """Prompt -> encoder output [B, T', D] and its lengths [B] (front end, prompt augmentation in
+        training, encoder; no projection): what ``prompt_encoded`` caches for a fixed encoder."""
         if self.encoder.input_kind == "waveform":
             if prompt_wav is None:
                 raise ValueError(f"encoder {type(self.encoder).__name__} reads waveforms: pass prompt_wav")
@@ -186,9 +193,7 @@ class SpectronModel(nn.Module):
                 x = self.prompt_augment(x, lens)
         if lens is None:
             lens = torch.full((x.shape[0],), x.shape[1], dtype=torch.long, device=x.device)
-        hidden, out_lens = self.encoder(x, lens.to(x.device))
-        prefix = self.projection(hidden.to(self.projection.weight.dtype))
-        return prefix, out_lens.to(prefix.device)
+        return self.encoder(x, lens.to(x.device))
 
     def frame_step_embedding(self, steps):
         """What ``frame_positions`` adds to the input of frame step(s) ``steps`` ([N, d]; 0 when off).
@@ -659,8 +664,8 @@ def check_bundle_source(source):
 def _check_encoder_features(spec, encoder):
     """Refuse, when the model is assembled, an encoder built for other features than the front end's.
 
-    Checks the encoders that declare what they read (``n_mels``, and the hop
-    through ``frame_rate`` for the 4x-subsampling Conformer) and names the
+    Checks the encoders that declare what they read (``n_mels``, and
+    ``hop_seconds`` in their ``config``, as the Conformer does) and names the
     mismatching fields.
     """
     if getattr(encoder, "input_kind", "features") != "features":
@@ -669,7 +674,8 @@ def _check_encoder_features(spec, encoder):
     n_mels = getattr(encoder, "n_mels", None)
     if n_mels is not None and int(n_mels) != int(spec.n_mels):
         problems.append(f"n_mels: frontend={spec.n_mels} vs encoder={n_mels}")
-    hop = getattr(encoder, "config", {}).get("hop_seconds") if isinstance(getattr(encoder, "config", None), dict) else None
+    config = getattr(encoder, "config", None)
+    hop = config.get("hop_seconds") if isinstance(config, dict) else None
     if hop is not None and abs(float(hop) - spec.hop_seconds) > 1e-9:
         problems.append(f"hop_seconds: frontend={spec.hop_seconds:g} vs encoder={float(hop):g}")
     if problems:

@@ -451,8 +451,7 @@ def encode_prompts(model, rows, hparams):
             wavs = [load_segment(r, rate)[:prompt] for r in chunk]
             wav = torch.nn.utils.rnn.pad_sequence(wavs, batch_first=True).to(model.device)
             lens = torch.tensor([len(w) for w in wavs], device=model.device)
-            feats, feat_lens = model.frontend(wav, lens)
-            hidden, out_lens = model.encoder(feats, feat_lens)
+            hidden, out_lens = model.encode_speech(wav, lens)
             for row, h, n in zip(chunk, hidden, out_lens):
                 cache[row["id"]] = h[: int(n)].float().cpu()
             progress.update(task, advance=len(chunk))

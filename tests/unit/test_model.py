@@ -60,6 +60,17 @@ def test_forward_shapes_and_terms():
         assert torch.isfinite(out[term]) and out[term].dim() == 0
 
 
+def test_cached_encoder_outputs_give_the_same_forward_as_the_audio():
+    model = tiny_model().eval()
+    batch = batch_of()
+    hidden, lens = model.encode_speech(batch["prompt_wav"], batch["prompt_lens"])
+    cached = {k: v for k, v in batch.items() if not k.startswith("prompt_")}
+    cached.update(prompt_encoded=hidden, prompt_encoded_lens=lens)
+    a, b = model(batch), model(cached)
+    for key in ("pred_frames", "text_logits", "loss"):
+        torch.testing.assert_close(a[key], b[key], rtol=0, atol=0)
+
+
 def test_padding_does_not_change_an_item():
     """An item gives the same predictions alone and inside a padded batch."""
     model = tiny_model().eval()
