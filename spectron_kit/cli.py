@@ -45,30 +45,63 @@ def cmd_plugins(args):
     return 0
 
 
-def cmd_continue(args):
-    """Continue a spoken prompt with a trained bundle."""
-    import torch
-
-    from spectron_kit.audio import load_audio, save_audio
+def _load_model_and_audio(args, path):
+    """The bundle of a generating command and its input audio, at the bundle's sample rate."""
+    from spectron_kit.audio import load_audio
     from spectron_kit.model import SpectronModel
 
     model = SpectronModel.from_pretrained(args.model, map_location=args.device)
     rate = model.frontend.spec.sample_rate
-    wav = load_audio(args.prompt, rate)
-    prompt_seconds = args.prompt_seconds if args.prompt_seconds is not None else model.prompt_seconds
-    prompt = wav[: int(round(prompt_seconds * rate))]
-    if len(prompt) < int(0.5 * rate):
-        raise SystemExit(f"error: prompt {args.prompt} is {len(prompt) / rate:.2f} s long; "
-                         "give at least 0.5 s of speech")
-    for warning in prompt_warnings(args.prompt, prompt, rate, prompt_seconds):
-        console.print(f"[yellow]warning:[/yellow] {warning}")
+    return model, load_audio(path, rate), rate
+
+
+def _check_length(audio, rate, path, what):
+    """At least 0.5 s of input, or one line."""
+    if len(audio) < int(0.5 * rate):
+        raise SystemExit(f"error: {what} {path} is {len(audio) / rate:.2f} s long; give at least 0.5 s of speech")
+
+
+def _warn(notes):
+    """Print each note as a warning."""
+    for note in notes:
+        console.print(f"[yellow]warning:[/yellow] {note}")
+
+
+def _generate(model, audio, args, **kwargs):
+    """One generation from the input audio, seeded as asked; a bundle without a vocoder is one line."""
+    import torch
+
     if args.seed is not None:
         torch.manual_seed(args.seed)
-    out = model.generate(prompt, torch.tensor([len(prompt)]), max_seconds=args.seconds,
-                         stop=args.stop, do_sample=args.sample, temperature=args.temperature,
-                         top_k=args.top_k, top_p=args.top_p)
+    out = model.generate(audio, torch.tensor([len(audio)]), do_sample=args.sample, **kwargs)
     if out.waveforms is None:
         raise SystemExit("error: the bundle has no vocoder; rebuild it with a vocoder to write audio")
+    return out
+
+
+def _plot(model, audio, label, out, generated_label, path):
+    """The input's spectrogram above the generated one, on one colour scale."""
+    from spectron_kit.plotting import plot_spectrograms
+
+    feats, _ = model.frontend(audio[None].to(model.device))
+    plot_spectrograms([(label, feats[0]), (generated_label, out.frames[0])], path, frame_rate=model.frame_rate,
+                      title=out.text[0][:100])
+    console.print(f"wrote {path}")
+
+
+def cmd_continue(args):
+    """Continue a spoken prompt with a trained bundle."""
+    import torch
+
+    from spectron_kit.audio import save_audio
+
+    model, wav, rate = _load_model_and_audio(args, args.prompt)
+    prompt_seconds = args.prompt_seconds if args.prompt_seconds is not None else model.prompt_seconds
+    prompt = wav[: int(round(prompt_seconds * rate))]
+    _check_length(prompt, rate, args.prompt, "prompt")
+    _warn(prompt_warnings(args.prompt, prompt, rate, prompt_seconds))
+    out = _generate(model, prompt, args, max_seconds=args.seconds, stop=args.stop, temperature=args.temperature,
+                    top_k=args.top_k, top_p=args.top_p)
     audio = out.waveforms[0]
     if args.with_prompt:
         audio = torch.cat([prompt.cpu(), audio])
@@ -79,12 +112,7 @@ def cmd_continue(args):
                   f"({t['frames']} frames, stopped by {out.stopped_by[0]}, "
                   f"{t['frames_per_second']:.0f} frames/s, real-time factor {t['real_time_factor']:.3f})")
     if args.plot:
-        from spectron_kit.plotting import plot_spectrograms
-
-        prompt_feats, _ = model.frontend(prompt[None].to(model.device))
-        plot_spectrograms([("prompt", prompt_feats[0]), ("generated continuation", out.frames[0])],
-                          args.plot, frame_rate=model.frame_rate, title=out.text[0][:100])
-        console.print(f"wrote {args.plot}")
+        _plot(model, prompt, "prompt", out, "generated continuation", args.plot)
     return 0
 
 
@@ -100,43 +128,26 @@ def cmd_new_plugin(args):
 
 def cmd_qa(args):
     """Hear a spoken question; print the model's transcript and answer; write the spoken answer."""
-    import torch
+    from spectron_kit.audio import save_audio
 
-    from spectron_kit.audio import load_audio, save_audio
-    from spectron_kit.model import SpectronModel
-
-    model = SpectronModel.from_pretrained(args.model, map_location=args.device)
-    rate = model.frontend.spec.sample_rate
-    question = load_audio(args.question, rate)
-    if len(question) < int(0.5 * rate):
-        raise SystemExit(f"error: question {args.question} is {len(question) / rate:.2f} s long; "
-                         "give at least 0.5 s of speech")
-    for warning in prompt_warnings(args.question, question, rate, model.prompt_seconds):
-        if "shorter than" not in warning:  # questions are as long as they are
-            console.print(f"[yellow]warning:[/yellow] {warning}")
+    model, question, rate = _load_model_and_audio(args, args.question)
+    _check_length(question, rate, args.question, "question")
+    _warn(prompt_warnings(args.question, question, rate))  # a question is used whole: no length note
     if len(question) > int(round(model.prompt_seconds * rate)) + rate // 10:
-        console.print(f"[yellow]warning:[/yellow] the question is {len(question) / rate:.2f} s, longer than the "
-                      f"{model.prompt_seconds:g} s prompts the model was trained on")
-    if args.seed is not None:
-        torch.manual_seed(args.seed)
-    out = model.generate(question, torch.tensor([len(question)]), max_seconds=args.seconds, do_sample=args.sample)
-    if out.waveforms is None:
-        raise SystemExit("error: the bundle has no vocoder; rebuild it with a vocoder to speak the answer")
+        _warn([f"the question is {len(question) / rate:.2f} s, longer than the {model.prompt_seconds:g} s prompts "
+               "the model was trained on"])
+    out = _generate(model, question, args, max_seconds=args.seconds)
     save_audio(args.output, out.waveforms[0], out.sample_rate)
     console.print(f"[bold]text[/bold] (question transcript + answer): {out.text[0]}")
     console.print(f"wrote {args.output}: {len(out.waveforms[0]) / out.sample_rate:.2f} s of spoken answer")
     if args.plot:
-        from spectron_kit.plotting import plot_spectrograms
-
-        feats, _ = model.frontend(question[None].to(model.device))
-        plot_spectrograms([("question", feats[0]), ("spoken answer", out.frames[0])], args.plot,
-                          frame_rate=model.frame_rate, title=out.text[0][:100])
-        console.print(f"wrote {args.plot}")
+        _plot(model, question, "question", out, "spoken answer", args.plot)
     return 0
 
 
-def prompt_warnings(path, prompt, rate, prompt_seconds):
-    """What about a prompt may surprise the user: resampled, mixed down, shorter than trained on, silent."""
+def prompt_warnings(path, prompt, rate, prompt_seconds=None):
+    """What about a prompt may surprise the user: resampled, mixed down, silent, and (with
+    ``prompt_seconds``, the length trained on) shorter than trained on."""
     import soundfile
 
     info = soundfile.info(str(path))
@@ -145,7 +156,7 @@ def prompt_warnings(path, prompt, rate, prompt_seconds):
         notes.append(f"{path} is {info.samplerate} Hz; resampled to the model's {rate} Hz")
     if info.channels > 1:
         notes.append(f"{path} has {info.channels} channels; mixed down to mono")
-    if len(prompt) < int(round(prompt_seconds * rate)):
+    if prompt_seconds is not None and len(prompt) < int(round(prompt_seconds * rate)):
         notes.append(f"the prompt is {len(prompt) / rate:.2f} s, shorter than the {prompt_seconds:g} s the model "
                      "was trained on: expect a worse transcript and continuation")
     peak = float(prompt.abs().max()) if len(prompt) else 0.0
