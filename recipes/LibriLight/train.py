@@ -117,16 +117,19 @@ class SpectronBrain(sb.Brain):
         self.save_due_snapshots()
 
     # -- checkpoints never hold non-finite weights ----------------------------------
+    def _diverged(self, what, losses, kept):
+        """The one-line error of a run that blew up: where, what, the losses, what was kept, the fix."""
+        return TrainingDiverged(
+            f"training diverged at step {self.step} of epoch {self.hparams.epoch_counter.current}: {what} "
+            f"(losses: {_fmt(losses)}); {kept} in {self.hparams.save_folder} is kept: rerun with a lower --lr "
+            f"(now {self.hparams.lr:g})")
+
     def refuse_nonfinite_weights(self, losses=None):
         """Stop (one line, exit 2) instead of checkpointing NaN/inf weights; the last good checkpoint stays."""
         bad = nonfinite_weights(self.model)
         if bad:
-            shown = _fmt(losses) if losses else _fmt(self.stage_means())
-            raise TrainingDiverged(
-                f"training diverged at step {self.step} of epoch {self.hparams.epoch_counter.current}: "
-                f"{len(bad)} weight tensors are not finite (first: {bad[0]}; losses: {shown}); no checkpoint was "
-                f"written, the last good one in {self.hparams.save_folder} is kept: rerun with a lower --lr "
-                f"(now {self.hparams.lr:g})")
+            raise self._diverged(f"{len(bad)} weight tensors are not finite (first: {bad[0]})",
+                                 losses or self.stage_means(), "no checkpoint was written, the last good one")
 
     def _save_intra_epoch_ckpt(self):
         self.refuse_nonfinite_weights()
@@ -138,11 +141,8 @@ class SpectronBrain(sb.Brain):
         except ValueError as err:
             if "not finite" not in str(err):
                 raise
-            raise TrainingDiverged(
-                f"training diverged at step {self.step} of epoch {self.hparams.epoch_counter.current}: the loss "
-                f"was not finite {self.nonfinite_count} times (losses: {_fmt(self.stage_means())}); the last good "
-                f"checkpoint in {self.hparams.save_folder} is kept: rerun with a lower --lr "
-                f"(now {self.hparams.lr:g})") from None
+            raise self._diverged(f"the loss was not finite {self.nonfinite_count} times", self.stage_means(),
+                                 "the last good checkpoint") from None
 
     def save_due_snapshots(self):
         """Write a bundle at each of ``snapshot_minutes`` of training (for the training-time curve)."""
