@@ -8,7 +8,6 @@
 import argparse
 import json
 import logging
-import os
 import sys
 
 from rich.console import Console
@@ -217,14 +216,13 @@ def main(argv=None):
 
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO, format="%(message)s",
                         handlers=[RichHandler(console=Console(stderr=True), show_path=False)])
-    from spectron_kit.errors import one_line
-    from spectron_kit.recipe import TRACEBACK_ENV
+    from spectron_kit.errors import one_line, traceback_wanted
     from spectron_kit.registry import RegistryError
 
     try:
         return args.func(args)
     except (RegistryError, ValueError, FileNotFoundError, FileExistsError, KeyError, TypeError) as err:
-        if args.verbose or os.environ.get(TRACEBACK_ENV, "") not in ("", "0"):
+        if args.verbose or traceback_wanted():
             raise
         console.print(f"[red]error:[/red] {one_line(err)} (--verbose shows the traceback)", soft_wrap=True)
         return 2

@@ -1,4 +1,13 @@
 """Error text helpers shared by every layer (imports nothing of the package)."""
+import os
+
+#: set to 1 to see the traceback behind a one-line error
+TRACEBACK_ENV = "SPECTRON_KIT_TRACEBACK"
+
+
+def traceback_wanted():
+    """Whether the user asked for tracebacks instead of one-line errors (``SPECTRON_KIT_TRACEBACK=1``)."""
+    return os.environ.get(TRACEBACK_ENV, "") not in ("", "0")
 
 
 def one_line(err):

@@ -8,6 +8,7 @@ one line naming the key.
 import ctypes
 import ctypes.util
 import difflib
+import functools
 import json
 import os
 import re
@@ -19,7 +20,7 @@ import yaml as pyyaml
 from speechbrain.utils.checkpoints import mark_as_loader, mark_as_saver, register_checkpoint_hooks
 from speechbrain.utils.distributed import if_main_process
 
-from spectron_kit.errors import one_line
+from spectron_kit.errors import TRACEBACK_ENV, one_line, traceback_wanted
 
 NUMBER = (int, float)
 
@@ -59,15 +60,10 @@ def _load_yaml(text):
     return pyyaml.load(text, Loader=_TagTolerantLoader) or {}
 
 
-def _raw_top_level(path):
-    """Top-level keys of a HyperPyYAML file with their plain default values (tagged values as source text)."""
-    data = _load_yaml(Path(path).read_text())
-    return {k: v for k, v in data.items() if not str(k).startswith("__")}
-
-
 def yaml_defaults(path):
     """Top-level keys of a recipe YAML with their plain default values (tagged values as their source text)."""
-    return _raw_top_level(path)
+    data = _load_yaml(Path(path).read_text())
+    return {k: v for k, v in data.items() if not str(k).startswith("__")}
 
 
 def parse_overrides(overrides):
@@ -99,7 +95,7 @@ def check_overrides(hparams_file, overrides, example_hint=None):
     Returns:
         dict of the parsed overrides.
     """
-    raw = _raw_top_level(hparams_file)
+    raw = yaml_defaults(hparams_file)
     given = parse_overrides(overrides)
     for key in given:
         if key not in raw:
@@ -130,10 +126,6 @@ def check_overrides(hparams_file, overrides, example_hint=None):
     return given
 
 
-#: set to 1 to see the traceback behind a one-line error
-TRACEBACK_ENV = "SPECTRON_KIT_TRACEBACK"
-
-
 def exit_on_config_error(func):
     """Decorator for recipe and tool mains: one error policy.
 
@@ -147,22 +139,21 @@ def exit_on_config_error(func):
 
     known = (RecipeConfigError, RegistryError, FileNotFoundError, NotADirectoryError, ValueError, TypeError)
 
+    @functools.wraps(func)
     def wrapper(*args, **kwargs):
         try:
             return func(*args, **kwargs)
         except known as err:
-            if os.environ.get(TRACEBACK_ENV, "") not in ("", "0"):
+            if traceback_wanted():
                 raise
             hint = "" if isinstance(err, RecipeConfigError) else f" ({TRACEBACK_ENV}=1 shows the traceback)"
             print(f"error: {one_line(err)}{hint}", file=sys.stderr)
             sys.exit(2)
         except KeyError as err:
-            if "Override" in str(err) and os.environ.get(TRACEBACK_ENV, "") in ("", "0"):
+            if "Override" in str(err) and not traceback_wanted():
                 print(f"error: {one_line(err)}", file=sys.stderr)
                 sys.exit(2)
             raise
-    wrapper.__wrapped__ = func
-    wrapper.__doc__ = func.__doc__
     return wrapper
 
 
