@@ -64,14 +64,18 @@ def frame_terms(names=None):
         needs more than frames (``ce``, ``stop``, ...), is an error naming it.
     """
     registry = get_registry()
+
+    def requires(name):
+        return set(getattr(registry.get("loss", name).factory, "requires", ()))
+
     if names is None:
-        names = [n for n in PAPER_TERMS if set(registry.get("loss", n).factory.requires) <= FRAME_KEYS]
+        names = [n for n in PAPER_TERMS if requires(n) <= FRAME_KEYS]
     for name in names:
         if name not in registry.names("loss"):
             sys.exit(f"error: --terms {name}: not a registered loss term; choose from "
                      f"{', '.join(sorted(registry.names('loss')))}")
-        needs = set(getattr(registry.get("loss", name).factory, "requires", ())) - FRAME_KEYS
-        if needs or not getattr(registry.get("loss", name).factory, "requires", ()):
+        needs = requires(name) - FRAME_KEYS
+        if needs or not requires(name):
             sys.exit(f"error: --terms {name}: that term needs {', '.join(sorted(needs)) or 'model outputs'}, "
                      "not only frames; pass frame terms such as spec, freq_deriv, time_deriv, flux")
     return list(names)
@@ -197,12 +201,8 @@ def asr_wer(predictions, words, spec, transcriber, n_iter=32):
     for name, predicted in track(list(predictions.items()), "vocoder + ASR"):
         with torch.no_grad():
             wavs = [vocoder(x[None])[0][0].numpy() for x in predicted]
-        hyps = asr.transcribe(wavs, spec.sample_rate)
-        edits = refs = 0
-        for ref, hyp in zip(words, hyps):
-            counts = metrics.word_error_counts(ref, metrics.normalize_text(hyp).split(), normalize=False)
-            edits, refs = edits + counts["edits"], refs + counts["n_ref"]
-        out[name] = edits / max(refs, 1)
+        hyps = [metrics.normalize_text(h).split() for h in asr.transcribe(wavs, spec.sample_rate)]
+        out[name] = metrics.wer(words, hyps, normalize=False)  # corpus WER: summed edits / summed words
     return out
 
 
