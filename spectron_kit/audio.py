@@ -9,6 +9,14 @@ import torchaudio
 logger = logging.getLogger(__name__)
 
 
+def audio_seconds(path):
+    """Length of an audio file in seconds, from its header; a file with no frames is an error."""
+    info = soundfile.info(str(path))
+    if info.frames <= 0 or info.samplerate <= 0:
+        raise RuntimeError("no audio frames")
+    return info.frames / info.samplerate
+
+
 def load_audio(path, sample_rate=16000, start=0.0, end=None):
     """Read ``path`` (any libsndfile format) as mono float32 at ``sample_rate``.
 

@@ -36,12 +36,12 @@ import sys
 from collections import Counter
 from pathlib import Path
 
-import soundfile as sf
-
 try:
+    from spectron_kit.audio import audio_seconds
     from spectron_kit.data.manifest import COLUMNS, DEFAULT_PROMPT_SECONDS, format_word_times, track, write_manifest
 except ImportError:  # run from a checkout without installing
     sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
+    from spectron_kit.audio import audio_seconds
     from spectron_kit.data.manifest import COLUMNS, DEFAULT_PROMPT_SECONDS, format_word_times, track, write_manifest
 
 logger = logging.getLogger(__name__)
@@ -146,13 +146,6 @@ def _read_id_text_lines(path, sep):
             if lineno == 1 and key.lower() == "id":
                 continue  # header
             yield key, normalize_text(text)
-
-
-def _audio_seconds(path):
-    info = sf.info(str(path))
-    if info.frames <= 0 or info.samplerate <= 0:
-        raise RuntimeError("no audio frames")
-    return info.frames / info.samplerate
 
 
 def _already_prepared(csv_path, options):
@@ -375,7 +368,7 @@ def prepare_librilight(data_folder, save_folder, subsets=("small",), min_seconds
                 skipped["bad_json"] += 1
                 continue
             try:
-                file_seconds = _audio_seconds(audio)
+                file_seconds = audio_seconds(audio)
             except Exception as err:  # libsndfile raises several types
                 logger.debug("cannot read %s: %s", audio, err)
                 skipped["unreadable_audio"] += 1
@@ -572,7 +565,7 @@ def prepare_librispeech(data_folder, save_folder, splits=("test-clean",), alignm
                 skipped["no_transcript"] += 1
                 continue
             try:
-                seconds = _audio_seconds(audio)
+                seconds = audio_seconds(audio)
             except Exception as err:  # libsndfile raises several types
                 logger.debug("cannot read %s: %s", audio, err)
                 skipped["unreadable_audio"] += 1

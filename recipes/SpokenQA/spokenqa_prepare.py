@@ -31,12 +31,13 @@ import sys
 from collections import Counter
 from pathlib import Path
 
-import soundfile
 
 try:
+    from spectron_kit.audio import audio_seconds
     from spectron_kit.data.manifest import track
 except ImportError:  # run from a checkout without installing
     sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
+    from spectron_kit.audio import audio_seconds
     from spectron_kit.data.manifest import track
 
 logger = logging.getLogger("spokenqa_prepare")
@@ -72,11 +73,6 @@ def read_qa_manifest(path):
     return rows
 
 
-def _duration(path):
-    info = soundfile.info(str(path))
-    return info.frames / info.samplerate
-
-
 def prepare_llama_questions(folder, save_folder, max_seconds=None, progress=True):
     """Manifest of LLaMA-Questions (``<save_folder>/llama_questions.csv``).
 
@@ -107,7 +103,7 @@ def prepare_llama_questions(folder, save_folder, max_seconds=None, progress=True
             skipped["audio file missing"] += 1
             continue
         try:
-            seconds = _duration(wav)
+            seconds = audio_seconds(wav)
         except Exception as err:  # noqa: BLE001 - libsndfile raises several types
             logger.debug("cannot read %s: %s", wav, err)
             skipped["audio unreadable"] += 1
@@ -169,7 +165,7 @@ def prepare_web_questions(json_file, save_folder, tts="espeak", voice=None, max_
                 synthesiser = build("tts", tts)
             audio, rate = synthesiser.synthesize(question[:1].upper() + question[1:], voice=voice)
             save_audio(str(wav), audio, rate)
-        seconds = _duration(wav)
+        seconds = audio_seconds(wav)
         if max_seconds is not None and seconds > max_seconds:
             skipped[f"longer than {max_seconds:g} s"] += 1
             continue
