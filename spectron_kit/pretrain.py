@@ -16,8 +16,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from spectron_kit.ctc import (CHARS, CTC_CONFIG, CTC_WEIGHTS, CTCSpeechRecognizer,  # noqa: F401 (re-exported)
-                              labels_to_text, text_to_labels)
+from spectron_kit.ctc import CTCSpeechRecognizer, text_to_labels
 from spectron_kit.progress import progress_bar
 from spectron_kit.registry import build
 
