@@ -140,6 +140,7 @@ def write_outputs(rows, out_dir, title):
             if r[key] is not None:
                 ax.plot([r["minutes"]], [100 * r[key]], "*", color=colour, markersize=12,
                         label=f"{label.split(' ')[0]} final bundle (best checkpoint)")
+                top = max(top, 100 * r[key] + 5)
     reference = [r["wer_reference"] for r in timed if r["wer_reference"] is not None]
     vocoded = [r["wer_vocoded"] for r in timed if r["wer_vocoded"] is not None]
     if reference:
