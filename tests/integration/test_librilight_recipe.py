@@ -9,16 +9,13 @@ import torch
 RECIPE = Path(__file__).resolve().parents[2] / "recipes" / "LibriLight"
 sys.path.insert(0, str(RECIPE))
 
-TINY = [
-    "--mini_corpus_size=tiny", "--mini_corpus_workers=1", "--text_lm_sentences=1500", "--text_lm_steps=20",
-    "--text_lm_vocab=120", "--text_lm_batch_size=16",
-    "--text_lm_config={model_type: llama, hidden_size: 32, intermediate_size: 64, num_hidden_layers: 1, "
-    "num_attention_heads: 2, num_key_value_heads: 2, max_position_embeddings: 512}",
-    "--encoder_ctc_epochs=1", "--encoder_ctc_batch_size=8",
-    "--encoder_ctc_config={d_model: 32, num_layers: 1, nhead: 2, d_ffn: 64, kernel_size: 7, dropout: 0.0}",
-    "--batch_size=4", "--ckpt_interval_steps=1", "--num_samples=1", "--max_continuation_seconds=1.5",
-    "--prenet_bottleneck=32", "--postnet_hidden=32", "--max_valid_utterances=4", "--griffin_lim_iters=2",
-]
+import train  # noqa: E402
+from spectron_kit.recipe import overrides_to_yaml  # noqa: E402
+
+# the recipe's own --debug sizes (one tiny configuration), with the folders and epochs left to each test
+TINY = [f"--{line}".replace(": ", "=", 1) for line in overrides_to_yaml(
+    {k: v for k, v in train.DEBUG_OVERRIDES.items() if k not in ("data_folder", "output_folder", "number_of_epochs")}
+).splitlines()] + ["--ckpt_interval_steps=1"]
 
 
 class Crash(Exception):
@@ -26,7 +23,6 @@ class Crash(Exception):
 
 
 def test_mini_recipe_prepare_train_resume_bundle(tmp_path, monkeypatch, capsys):
-    import train
 
     argv = [str(RECIPE / "hparams" / "spectron_mini.yaml"), f"--data_folder={tmp_path}/corpus",
             f"--output_folder={tmp_path}/run", "--number_of_epochs=1", "--snapshot_minutes=[0]",
@@ -132,7 +128,6 @@ def test_mini_recipe_prepare_train_resume_bundle(tmp_path, monkeypatch, capsys):
 
 
 def test_paper_config_without_data_says_what_to_pass(capsys):
-    import train
 
     with pytest.raises(SystemExit) as err:
         train.main([str(RECIPE / "hparams" / "spectron.yaml")])
@@ -142,7 +137,6 @@ def test_paper_config_without_data_says_what_to_pass(capsys):
 
 
 def test_bad_overrides_fail_with_the_key_named(capsys):
-    import train
 
     for flag, expected in (("--lr=fast", "--lr='fast' is a str but lr takes a float"),
                            ("--learning_rate=0.1", "learning_rate")):
@@ -160,7 +154,6 @@ def test_ablation_files_resolve_to_their_base():
 
 
 def test_debug_runs_every_stage_at_tiny_sizes(tmp_path):
-    import train
 
     summary = train.main([str(RECIPE / "hparams" / "spectron_mini.yaml"), "--debug",
                           f"--data_folder={tmp_path}/corpus", f"--output_folder={tmp_path}/run"])
