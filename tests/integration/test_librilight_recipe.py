@@ -23,7 +23,6 @@ class Crash(Exception):
 
 
 def test_mini_recipe_prepare_train_resume_bundle(tmp_path, monkeypatch, capsys):
-
     argv = [str(RECIPE / "hparams" / "spectron_mini.yaml"), f"--data_folder={tmp_path}/corpus",
             f"--output_folder={tmp_path}/run", "--number_of_epochs=1", "--snapshot_minutes=[0]",
             "--w_guided_attention=1.0", "--guided_attention_layers=[0]", "--prenet_dropout=0.5", *TINY]
@@ -128,7 +127,6 @@ def test_mini_recipe_prepare_train_resume_bundle(tmp_path, monkeypatch, capsys):
 
 
 def test_paper_config_without_data_says_what_to_pass(capsys):
-
     with pytest.raises(SystemExit) as err:
         train.main([str(RECIPE / "hparams" / "spectron.yaml")])
     assert err.value.code == 2
@@ -137,7 +135,6 @@ def test_paper_config_without_data_says_what_to_pass(capsys):
 
 
 def test_bad_overrides_fail_with_the_key_named(capsys):
-
     for flag, expected in (("--lr=fast", "--lr='fast' is a str but lr takes a float"),
                            ("--learning_rate=0.1", "learning_rate")):
         with pytest.raises(SystemExit):
@@ -154,7 +151,6 @@ def test_ablation_files_resolve_to_their_base():
 
 
 def test_debug_runs_every_stage_at_tiny_sizes(tmp_path):
-
     summary = train.main([str(RECIPE / "hparams" / "spectron_mini.yaml"), "--debug",
                           f"--data_folder={tmp_path}/corpus", f"--output_folder={tmp_path}/run"])
     assert (tmp_path / "run" / "bundle" / "spectron_config.json").is_file()
