@@ -20,7 +20,19 @@ default ``summary.json``; e.g. ``valid_final.spec``, or with
 ``--results-file eval/results.json`` ``speech.generated.wer.value``). They are
 collected into ``<out>/sweep.csv`` (one row per run), and, grouped over the
 ``--over`` key (default ``seed``), into ``<out>/sweep.md`` (mean and 95%
-Student-t interval over the group) and ``<out>/sweep.png``.
+Student-t interval over the group) and ``<out>/sweep.png``. A metric written
+``file:dotted.key`` reads another JSON file of the run folder (e.g.
+``summary.json:valid_final.spec`` next to evaluation metrics).
+
+A sweep YAML can also name **variants**: sets of overrides that belong together
+(``no_derivative: {w_freq: 0.0, w_time: 0.0}``), crossed with the grid; a
+point's folder then starts with ``variant=<name>``. ``then`` (``--then``,
+repeatable) is a command run for each point after the recipe, with
+``{folder}`` replaced by the point's folder and ``{python}`` by this Python (e.g. the evaluation recipe on the run's bundle); the
+recipe is skipped when its ``--train-done-file`` exists, and the point is
+finished when ``--done-file`` exists (set it to the evaluation's results).
+
+    python tools/sweep.py --sweep recipes/LibriLight/sweeps/ablation_mini.yaml
 """
 import argparse
 import csv
@@ -29,6 +41,7 @@ import json
 import math
 import os
 import re
+import shlex
 import subprocess
 import sys
 import time
@@ -118,17 +131,40 @@ def interval(values, confidence=0.95):
     return (mean, mean - half, mean + half)
 
 
-def run_point(script, hparams, point, folder, extra, threads, log_file):
-    """Run one point of the sweep; returns (return code, seconds)."""
-    command = [sys.executable, str(script), str(hparams),
-               *[f"--{k}={_value_text(v)}" for k, v in point.items()], f"--output_folder={folder}", *extra]
+def point_overrides(point, variants):
+    """The recipe overrides of a point: its variant's overrides, then its grid values."""
+    overrides = {}
+    if "variant" in point:
+        if point["variant"] not in variants:
+            raise SweepError(f"variant {point['variant']!r} is not defined; the sweep file defines "
+                             f"{', '.join(map(str, variants)) or 'none'}")
+        overrides.update(variants[point["variant"]] or {})
+    overrides.update({k: v for k, v in point.items() if k != "variant"})
+    return overrides
+
+
+def run_point(script, hparams, point, folder, extra, threads, log_file, variants=None, then=(),
+              train_done_file=None):
+    """Run one point of the sweep (the recipe, then each ``then`` command); returns (return code, seconds)."""
+    commands = []
+    if not (train_done_file and (folder / train_done_file).is_file()):
+        commands.append([sys.executable, str(script), str(hparams),
+                         *[f"--{k}={_value_text(v)}" for k, v in point_overrides(point, variants or {}).items()],
+                         f"--output_folder={folder}", *extra])
+    for step in then:
+        step = step.replace("{folder}", shlex.quote(str(folder))).replace("{python}", shlex.quote(sys.executable))
+        commands.append(shlex.split(step))
     env = dict(os.environ, OMP_NUM_THREADS=str(threads), MKL_NUM_THREADS=str(threads))
     started = time.time()
     folder.mkdir(parents=True, exist_ok=True)
-    with open(log_file, "w") as log:
-        log.write("$ " + " ".join(command) + "\n")
-        log.flush()
-        code = subprocess.call(command, stdout=log, stderr=subprocess.STDOUT, env=env)
+    code = 0
+    with open(log_file, "a") as log:
+        for command in commands:
+            log.write("$ " + " ".join(command) + "\n")
+            log.flush()
+            code = subprocess.call(command, stdout=log, stderr=subprocess.STDOUT, env=env)
+            if code != 0:
+                break
     return code, time.time() - started
 
 
@@ -138,11 +174,19 @@ def collect(points, out, results_file, metrics):
     for point in points:
         folder = out / point_name(point)
         path = folder / results_file
-        record = json.loads(path.read_text()) if path.is_file() else {}
+        records = {}
+
+        def read(name):
+            if name not in records:
+                file = folder / name
+                records[name] = json.loads(file.read_text()) if file.is_file() else {}
+            return records[name]
+
         row = {**{k: _value_text(v) for k, v in point.items()}, "folder": str(folder),
                "done": path.is_file()}
         for metric in metrics:
-            value = lookup(record, metric)
+            name, key = metric.split(":", 1) if ":" in metric else (results_file, metric)
+            value = lookup(read(name), key)
             row[metric] = float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else None
         rows.append(row)
     return rows
@@ -215,10 +259,11 @@ def write_reports(rows, summary, keys, over, metrics, out):
 def load_sweep_file(path):
     """Read a sweep YAML: keys ``script``, ``hparams``, ``grid`` ({key: [values]}) or ``points``
     ([{key: value}]), ``metrics``, and optionally ``out``, ``jobs``, ``over``, ``results_file``,
-    ``done_file``, ``extra`` (list of arguments passed to every run)."""
+    ``done_file``, ``train_done_file``, ``then`` (list of commands), ``variants`` ({name: {key: value}})
+    and ``extra`` (list of arguments passed to every run)."""
     data = yaml.safe_load(Path(path).read_text()) or {}
-    known = {"script", "hparams", "grid", "points", "metrics", "out", "jobs", "over", "results_file",
-             "done_file", "extra"}
+    known = {"script", "hparams", "grid", "points", "variants", "metrics", "out", "jobs", "over",
+             "results_file", "done_file", "train_done_file", "then", "extra"}
     unknown = sorted(set(data) - known)
     if unknown:
         raise SweepError(f"{path}: unknown keys {', '.join(unknown)}; a sweep file has {', '.join(sorted(known))}")
@@ -238,6 +283,10 @@ def main(argv=None):
     parser.add_argument("--over", default="seed", help="key averaged over in the table (default: seed)")
     parser.add_argument("--results-file", default="summary.json", help="results JSON inside each run folder")
     parser.add_argument("--done-file", default="summary.json", help="a run is finished when this file exists")
+    parser.add_argument("--train-done-file", default="summary.json",
+                        help="with --then: the recipe is not rerun when this file exists in the run folder")
+    parser.add_argument("--then", action="append", default=[],
+                        help="command run in each point after the recipe; {folder} is its folder (repeatable)")
     parser.add_argument("--dry-run", action="store_true", help="list the points and their folders only")
     args, extra = parser.parse_known_args(argv)
     try:
@@ -248,7 +297,7 @@ def main(argv=None):
 
 
 def _main(args, extra):
-    points = None
+    points, variants = None, {}
     if args.sweep:
         spec = load_sweep_file(args.sweep)
         args.script = spec.get("script", args.script)
@@ -259,13 +308,20 @@ def _main(args, extra):
         args.over = spec.get("over", args.over)
         args.results_file = spec.get("results_file", args.results_file)
         args.done_file = spec.get("done_file", args.done_file)
+        args.train_done_file = spec.get("train_done_file", args.train_done_file)
+        args.then = list(spec.get("then", [])) + args.then
         extra = list(spec.get("extra", [])) + extra
+        variants = dict(spec.get("variants") or {})
         if spec.get("points"):
             points = [dict(p) for p in spec["points"]]
         elif spec.get("grid"):
             points = grid_points({k: list(v) if isinstance(v, list) else [v] for k, v in spec["grid"].items()})
     if points is None:
         points = grid_points(parse_grid(args.grid))
+    if variants:
+        points = [{"variant": name, **p} for name in variants for p in points]
+    for p in points:
+        point_overrides(p, variants)  # unknown variant names fail here, before anything runs
     if not args.script or not Path(args.script).is_file():
         raise SweepError(f"recipe script {args.script!r} not found; pass e.g. recipes/LibriLight/train.py")
     if not args.hparams or not Path(args.hparams).is_file():
@@ -282,7 +338,8 @@ def _main(args, extra):
     out.mkdir(parents=True, exist_ok=True)
     keys = list(dict.fromkeys(k for p in points for k in p))
     (out / "sweep.json").write_text(json.dumps({"script": str(args.script), "hparams": str(args.hparams),
-                                                "points": points, "extra": extra, "metrics": args.metrics},
+                                                "points": points, "variants": variants, "then": args.then,
+                                                "extra": extra, "metrics": args.metrics},
                                                indent=2))
     todo = [p for p in points if not (out / point_name(p) / args.done_file).is_file()]
     table = Table(title=f"sweep: {len(points)} points, {len(points) - len(todo)} already finished")
@@ -302,7 +359,8 @@ def _main(args, extra):
         def one(point):
             folder = out / point_name(point)
             code, seconds = run_point(args.script, args.hparams, point, folder, extra, threads,
-                                      folder / "sweep_run.log")
+                                      folder / "sweep_run.log", variants, args.then,
+                                      args.train_done_file if args.then else None)
             progress.advance(task)
             if code != 0:
                 failed.append((point, code, folder / "sweep_run.log"))

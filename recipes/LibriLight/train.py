@@ -353,6 +353,10 @@ def pretrain_if_missing(hparams, manifests):
 
     folder = Path(hparams["pretrained_folder"])
     lm_dir = Path(hparams["lm_source"])
+    # the pre-trained parts have their own seed (default: the run's), so that a
+    # seed sweep can share one pre-trained LM and encoder, as the paper's runs do
+    seed = hparams.get("pretrain_seed", hparams["seed"])
+    hparams = dict(hparams, seed=seed)
     lm_settings = {key: hparams[key] for key in ("seed", "text_lm_sentences", "text_lm_config", "text_lm_vocab",
                                                  "text_lm_tokenizer", "text_lm_steps", "text_lm_batch_size",
                                                  "text_lm_lr")}
