@@ -8,7 +8,7 @@
 
 Every point of the grid (the product of the ``--grid`` lists, or the
 ``points`` list of a sweep YAML) is one run of the recipe script with those
-overrides and ``--output_folder=<out>/<key>=<value>,...`` (so runs never share
+overrides and ``--output_folder=<out>/<key>-<value>,...`` (so runs never share
 a folder). A point whose folder already holds ``--done-file`` (default
 ``summary.json``) is not run again: rerunning the same command resumes a
 half-finished sweep (the recipe resumes its own unfinished run from its
@@ -26,7 +26,7 @@ Student-t interval over the group) and ``<out>/sweep.png``. A metric written
 
 A sweep YAML can also name **variants**: sets of overrides that belong together
 (``no_derivative: {w_freq: 0.0, w_time: 0.0}``), crossed with the grid; a
-point's folder then starts with ``variant=<name>``. ``then`` (``--then``,
+point's folder then starts with ``variant-<name>``. ``then`` (``--then``,
 repeatable) is a command run for each point after the recipe, with
 ``{folder}`` replaced by the point's folder and ``{python}`` by this Python (e.g. the evaluation recipe on the run's bundle); the
 recipe is skipped when its ``--train-done-file`` exists, and the point is
@@ -100,9 +100,13 @@ def _value_text(value):
 
 
 def point_name(point):
-    """Folder name of a point: ``key=value,key=value`` with characters unsafe in paths replaced."""
-    text = ",".join(f"{k}={_value_text(v)}" for k, v in point.items()) or "base"
-    return re.sub(r"[^A-Za-z0-9._=,+-]", "_", text)
+    """Folder name of a point: ``key-value,key-value`` with characters unsafe in paths replaced.
+
+    No ``=``: SpeechBrain's command-line parser turns every ``=`` of a value
+    into a space, so ``--output_folder=a=b`` would name another folder.
+    """
+    text = ",".join(f"{k}-{_value_text(v)}" for k, v in point.items()) or "base"
+    return re.sub(r"[^A-Za-z0-9._,+-]", "_", text)
 
 
 def lookup(record, dotted):

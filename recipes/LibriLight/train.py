@@ -331,7 +331,8 @@ def prepare_data(hparams):
         from spectron_kit.data.minicorpus import ensure_mini_corpus
 
         run_on_main(ensure_mini_corpus, kwargs={"root": hparams["data_folder"], "size": hparams["mini_corpus_size"],
-                                                "seed": hparams["seed"], "workers": hparams["mini_corpus_workers"]})
+                                                "seed": hparams.get("pretrain_seed", hparams["seed"]),
+                                                "workers": hparams["mini_corpus_workers"]})
         kwargs = {"save_folder": hparams["manifest_folder"], "librispeech_folder": hparams["data_folder"],
                   "librispeech_splits": splits, "prompt_seconds": hparams["prompt_seconds"]}
     else:
@@ -353,8 +354,8 @@ def pretrain_if_missing(hparams, manifests):
 
     folder = Path(hparams["pretrained_folder"])
     lm_dir = Path(hparams["lm_source"])
-    # the pre-trained parts have their own seed (default: the run's), so that a
-    # seed sweep can share one pre-trained LM and encoder, as the paper's runs do
+    # the made-on-first-use parts (corpus, pre-trained LM and encoder) have their own
+    # seed (default: the run's), so that a seed sweep shares them, as the paper's runs do
     seed = hparams.get("pretrain_seed", hparams["seed"])
     hparams = dict(hparams, seed=seed)
     lm_settings = {key: hparams[key] for key in ("seed", "text_lm_sentences", "text_lm_config", "text_lm_vocab",

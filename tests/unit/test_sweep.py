@@ -17,6 +17,8 @@ FAKE_RECIPE = '''
 import json, sys
 from pathlib import Path
 args = dict(a[2:].split("=", 1) for a in sys.argv[2:])
+# SpeechBrain's parser turns any "=" inside a value into a space: a folder name must not hold one
+assert "=" not in args["output_folder"], args["output_folder"]
 out = Path(args["output_folder"])
 count = out / "runs.txt"
 count.write_text(str(int(count.read_text()) + 1 if count.exists() else 1))
@@ -42,7 +44,7 @@ def test_grid_parsing_and_folder_names():
     assert grid == {"w_ce": [10.0, 0.0], "seed": [1, 2], "layers": [[1, 2], [0]], "lr": [3e-4]}
     points = sweep.grid_points(grid)
     assert len(points) == 8 and points[0] == {"w_ce": 10.0, "seed": 1, "layers": [1, 2], "lr": 3e-4}
-    assert sweep.point_name(points[0]) == "w_ce=10.0,seed=1,layers=_1,2_,lr=0.0003"
+    assert sweep.point_name(points[0]) == "w_ce-10.0,seed-1,layers-_1,2_,lr-0.0003"
     with pytest.raises(sweep.SweepError, match="write key=value1,value2"):
         sweep.parse_grid(["seed"])
     with pytest.raises(sweep.SweepError, match="repeated key"):
@@ -64,8 +66,8 @@ def test_sweep_runs_every_point_once_resumes_and_tabulates(tmp_path, capsys, fak
             "--epochs=4"]  # unknown options are passed to every run
     assert sweep.main(argv) == 0
     folders = sorted(p.name for p in out.iterdir() if p.is_dir())
-    assert folders == [f"w_ce={w},seed={s}" for w in ("0.0", "10.0") for s in (1, 2, 3)]
-    assert json.loads((out / "w_ce=0.0,seed=2" / "summary.json").read_text())["epochs"] == "4"
+    assert folders == [f"w_ce-{w},seed-{s}" for w in ("0.0", "10.0") for s in (1, 2, 3)]
+    assert json.loads((out / "w_ce-0.0,seed-2" / "summary.json").read_text())["epochs"] == "4"
     rows = list(csv.DictReader(open(out / "sweep.csv")))
     assert len(rows) == 6 and {r["valid_final.loss"] for r in rows if r["w_ce"] == "10.0"} == {"101.0", "102.0", "103.0"}
     md = (out / "sweep.md").read_text()
@@ -73,13 +75,13 @@ def test_sweep_runs_every_point_once_resumes_and_tabulates(tmp_path, capsys, fak
     assert "| 10.0 | 3 | 102 [99.52, 104.5] | - |" in md and "| 0.0 | 3 | 2 [-0.4841, 4.484] | - |" in md
     assert (out / "sweep.png").stat().st_size > 5000
     # rerunning resumes: finished points are not run again; a failed point is reported and rerun next time
-    (out / "w_ce=0.0,seed=3" / "summary.json").unlink()
+    (out / "w_ce-0.0,seed-3" / "summary.json").unlink()
     assert sweep.main(argv) == 0
     runs = {p.name: int((p / "runs.txt").read_text()) for p in out.iterdir() if p.is_dir()}
-    assert runs["w_ce=0.0,seed=3"] == 2 and all(v == 1 for k, v in runs.items() if k != "w_ce=0.0,seed=3")
+    assert runs["w_ce-0.0,seed-3"] == 2 and all(v == 1 for k, v in runs.items() if k != "w_ce-0.0,seed-3")
     assert sweep.main([str(recipe), str(base), "--grid", "w_ce=1.0", "--grid", "seed=1", "--grid", "fail=1",
                        "--metric", "valid_final.loss", "--out", str(tmp_path / "bad")]) == 1
-    assert "run failed (exit 3): w_ce=1.0,seed=1,fail=1; see" in capsys.readouterr().out
+    assert "run failed (exit 3): w_ce-1.0,seed-1,fail-1; see" in capsys.readouterr().out
     assert "| 1.0 | 1 | 0 | - |" in (tmp_path / "bad" / "sweep.md").read_text()  # the table is still written
 
 
@@ -90,7 +92,7 @@ def test_sweep_file_and_clear_errors(tmp_path, capsys, fake):
                          f"  - {{w_ce: 2.0, seed: 1}}\nmetrics: [valid_final.loss]\nout: {tmp_path / 'f'}\n"
                          "extra: ['--epochs=1']\n")
     assert sweep.main(["--sweep", str(spec_file)]) == 0
-    assert sorted(p.name for p in (tmp_path / "f").iterdir() if p.is_dir()) == ["w_ce=1.0,seed=1", "w_ce=2.0,seed=1"]
+    assert sorted(p.name for p in (tmp_path / "f").iterdir() if p.is_dir()) == ["w_ce-1.0,seed-1", "w_ce-2.0,seed-1"]
     assert sweep.main(["nope.py", str(base), "--grid", "seed=1", "--metric", "x"]) == 2
     assert "recipe script 'nope.py' not found" in capsys.readouterr().out
     assert sweep.main([str(recipe), str(base), "--grid", "seed=1"]) == 2
