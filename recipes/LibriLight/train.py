@@ -148,14 +148,24 @@ class SpectronBrain(sb.Brain):
         """Write a bundle at each of ``snapshot_minutes`` of training (for the training-time curve)."""
         minutes = self.clock.minutes()
         for mark in self.hparams.snapshot_minutes or ():
-            folder = Path(self.hparams.output_folder) / "snapshots" / f"{mark:g}min"
-            if minutes >= mark and not folder.is_dir() and sb.utils.distributed.if_main_process():
-                was_training = self.model.training
-                self.model.save_pretrained(folder)
-                self.model.train(was_training)
-                (folder / "training.json").write_text(json.dumps(
-                    {"training_minutes": minutes, "step": self.step, "epoch": self.hparams.epoch_counter.current}))
-                logger.info("snapshot after %.1f training minutes (step %d): %s", minutes, self.step, folder)
+            if minutes >= mark:
+                self.save_snapshot(f"{mark:g}min")
+
+    def save_snapshot(self, name):
+        """A bundle in ``<output_folder>/snapshots/<name>`` (once) with its training time, epoch and step."""
+        folder = Path(self.hparams.output_folder) / "snapshots" / name
+        if folder.is_dir() or not sb.utils.distributed.if_main_process():
+            return
+        was_training = self.model.training
+        self.model.save_pretrained(folder)
+        self.model.train(was_training)
+        epoch = self.hparams.epoch_counter.current
+        minutes = self.clock.minutes()
+        (folder / "training.json").write_text(json.dumps(
+            {"training_minutes": minutes, "step": self.step, "epoch": epoch,
+             "optimizer_steps": self.optimizer_step}))
+        logger.info("snapshot %s after %.1f training minutes (epoch %d, step %d): %s", name, minutes, epoch,
+                    self.step, folder)
 
     def evaluate_batch(self, batch, stage):
         loss = super().evaluate_batch(batch, stage)
@@ -210,6 +220,8 @@ class SpectronBrain(sb.Brain):
             self.refuse_nonfinite_weights(means)
             self.checkpointer.save_and_keep_only(meta={**means, "epoch": epoch}, min_keys=["loss"],
                                                  num_to_keep=2)
+            if epoch in (getattr(self.hparams, "snapshot_epochs", None) or ()):
+                self.save_snapshot(f"epoch{epoch}")
             limit = self.hparams.max_training_minutes
             if limit is not None and self.clock.minutes() >= limit:
                 counter = self.hparams.epoch_counter
@@ -352,7 +364,6 @@ def pretrain_if_missing(hparams, manifests):
     from spectron_kit.data.minicorpus import ensure_text_corpus
     from spectron_kit.pretrain import pretrain_ctc_encoder, pretrain_text_lm
 
-    folder = Path(hparams["pretrained_folder"])
     lm_dir = Path(hparams["lm_source"])
     # the made-on-first-use parts (corpus, pre-trained LM and encoder) have their own
     # seed (default: the run's), so that a seed sweep shares them, as the paper's runs do
@@ -361,6 +372,11 @@ def pretrain_if_missing(hparams, manifests):
     lm_settings = {key: hparams[key] for key in ("seed", "text_lm_sentences", "text_lm_config", "text_lm_vocab",
                                                  "text_lm_tokenizer", "text_lm_steps", "text_lm_batch_size",
                                                  "text_lm_lr")}
+    fact_world = hparams.get("text_lm_fact_world") or None
+    if fact_world and not fact_world.get("repeats"):
+        fact_world = None  # repeats 0: the plain grammar text
+    if fact_world:  # only recorded when used: older caches stay valid
+        lm_settings["text_lm_fact_world"] = fact_world
     encoder_dir = Path(hparams["encoder_source"])
     encoder_settings = {key: hparams[key] for key in (
         "seed", "sample_rate", "n_mels", "feature_spec", "prompt_seconds", "encoder_ctc_config", "encoder_ctc_epochs",
@@ -369,7 +385,8 @@ def pretrain_if_missing(hparams, manifests):
     if hparams["encoder_name"] == "conformer":
         check_pretrained_settings(encoder_dir, encoder_settings, "encoder_config.json")
     if not (lm_dir / "config.json").is_file():
-        text_file = ensure_text_corpus(folder / "text_corpus.txt", hparams["text_lm_sentences"], hparams["seed"])
+        text_file = ensure_text_corpus(lm_dir.parent / "text_corpus.txt", hparams["text_lm_sentences"],
+                                       hparams["seed"], fact_world=fact_world)
         sentences = [s.lower() for s in Path(text_file).read_text().splitlines() if s.strip()]
         valid = [r["text"] for r in read_manifest(manifests[hparams["valid_splits"][0]])]
         run_on_main(pretrain_text_lm, kwargs={

@@ -29,7 +29,7 @@ PAPER_QA = {
 
 @torch.no_grad()
 def evaluate_qa(model, rows, transcriber, answer_seconds=3.0, batch_size=4, do_sample=False, seed=1234,
-                n_resamples=1000, out_dir=None, num_samples=10, progress=True):
+                n_resamples=1000, out_dir=None, num_samples=10, progress=True, speak=True):
     """Answer every question of a QA manifest and score text and spoken answers.
 
     Arguments:
@@ -43,6 +43,8 @@ def evaluate_qa(model, rows, transcriber, answer_seconds=3.0, batch_size=4, do_s
         n_resamples: bootstrap resamples of the 95% intervals.
         out_dir: where ``answers/<id>.wav`` of the first ``num_samples`` questions go (None: nowhere).
         num_samples: how many spoken answers to keep.
+        speak: False scores the text answers only (no frames, vocoder or ASR: the
+            speech accuracy is None), e.g. for the knowledge-retention curves.
 
     Returns:
         ``{"records": [...], "accuracy": {"text": (acc, low, high), "speech": ..., "floor": ...},
@@ -53,8 +55,9 @@ def evaluate_qa(model, rows, transcriber, answer_seconds=3.0, batch_size=4, do_s
     from spectron_kit.data.manifest import track
     from spectron_kit.evaluation.continuation import split_model_text
 
-    if model.vocoder is None:
-        raise ValueError("the bundle has no vocoder: spoken answers cannot be made; rebuild it with a vocoder")
+    if speak and model.vocoder is None:
+        raise ValueError("the bundle has no vocoder: spoken answers cannot be made; rebuild it with a vocoder "
+                         "or score the text answers only (speak=False)")
     torch.manual_seed(seed)
     rate = model.frontend.spec.sample_rate
     records, started = [], time.time()
@@ -63,29 +66,35 @@ def evaluate_qa(model, rows, transcriber, answer_seconds=3.0, batch_size=4, do_s
         wavs = [load_audio(row["path"], rate) for row in batch]
         prompt = torch.nn.utils.rnn.pad_sequence(wavs, batch_first=True).to(model.device)
         lengths = torch.tensor([len(w) for w in wavs], device=model.device)
-        out = model.generate(prompt, lengths, max_seconds=answer_seconds, do_sample=do_sample)
-        spoken = [w.detach().cpu().float().numpy() for w in out.waveforms]
-        heard = transcriber.transcribe(spoken, out.sample_rate)
+        if speak:
+            out = model.generate(prompt, lengths, max_seconds=answer_seconds, do_sample=do_sample)
+            spoken = [w.detach().cpu().float().numpy() for w in out.waveforms]
+            heard = transcriber.transcribe(spoken, out.sample_rate)
+        else:  # text only: one frame of speech, not vocoded
+            out = model.generate(prompt, lengths, num_frames=1, stop="budget", do_sample=do_sample, vocode=False)
+            spoken, heard = None, [None] * len(batch)
         for i, row in enumerate(batch):
             question_words = M.normalize_text(row["question"]).split()
             transcript, answer = split_model_text(out.text[i], len(question_words))
-            answer_text, asr = " ".join(answer), M.normalize_text(heard[i])
+            answer_text = " ".join(answer)
+            asr = M.normalize_text(heard[i]) if speak else None
             counts = M.word_error_counts(question_words, transcript, normalize=False)
             record = {"id": row["id"], "question": row["question"], "answers": list(row["answers"]),
                       "model_text": out.text[i], "model_transcript": " ".join(transcript),
                       "answer_text": answer_text, "asr_spoken_answer": asr,
                       "text_correct": M.answer_is_correct(answer_text, row["answers"]),
-                      "speech_correct": M.answer_is_correct(asr, row["answers"]),
+                      "speech_correct": M.answer_is_correct(asr, row["answers"]) if speak else None,
                       "transcript_edits": counts["edits"], "transcript_words": counts["n_ref"],
-                      "spoken_seconds": len(spoken[i]) / out.sample_rate}
-            if out_dir is not None and len(records) < num_samples:
+                      "spoken_seconds": len(spoken[i]) / out.sample_rate if speak else 0.0}
+            if speak and out_dir is not None and len(records) < num_samples:
                 path = Path(out_dir) / "answers" / f"{row['id']}.wav"
                 path.parent.mkdir(parents=True, exist_ok=True)
                 save_audio(str(path), spoken[i], out.sample_rate)
                 record["spoken_answer_wav"] = str(path)
             records.append(record)
     accuracy = {kind: M.bootstrap_ci(np.array([float(r[f"{kind}_correct"]) for r in records]),
-                                     n_resamples=n_resamples, seed=seed) if records else (None, None, None)
+                                     n_resamples=n_resamples, seed=seed)
+                if records and (speak or kind == "text") else (None, None, None)
                 for kind in ("text", "speech")}
     # floor: one answer for every question, the gold answer most questions share
     counts = {}
@@ -100,6 +109,47 @@ def evaluate_qa(model, rows, transcriber, answer_seconds=3.0, batch_size=4, do_s
     words = sum(r["transcript_words"] for r in records)
     return {"records": records, "accuracy": accuracy, "question_wer": edits / words if words else None,
             "floor_answer": common, "seconds": time.time() - started}
+
+
+@torch.no_grad()
+def answer_written_questions(lm, rows, max_new_tokens=16, n_resamples=1000, seed=1234):
+    """A text LM's answers to the written questions (greedy), scored like the spoken ones.
+
+    The knowledge-retention upper bound: what the LM knows when it reads the
+    question instead of hearing it. Works for a pre-trained text LM and for the
+    LM inside a Spectron bundle (``model.lm``; text-only prompts are outside what
+    Spectron trains it on, so read that as what its weights still hold).
+
+    Arguments:
+        lm: an :class:`spectron_kit.lm.HFCausalLM` with a tokenizer.
+        rows: records with ``question`` and ``answers``.
+        max_new_tokens: answer budget.
+    Returns:
+        ``{"records": [{id, question, answers, answer_text, text_correct}], "accuracy": (acc, low, high)}``.
+    """
+    model = lm.model
+    was_training = model.training
+    model.eval()
+    records = []
+    try:
+        for row in rows:
+            ids = [lm.sos_id] + list(lm.encode(M.normalize_text(row["question"])))
+            start = len(ids)
+            for _ in range(max_new_tokens):
+                logits = model(input_ids=torch.tensor([ids], device=next(model.parameters()).device)).logits
+                token = int(logits[0, -1].argmax())
+                if token == lm.eos_id:
+                    break
+                ids.append(token)
+            answer = lm.decode(ids[start:])
+            records.append({"id": row.get("id", str(len(records))), "question": row["question"],
+                            "answers": list(row["answers"]), "answer_text": answer,
+                            "text_correct": M.answer_is_correct(answer, row["answers"])})
+    finally:
+        model.train(was_training)
+    accuracy = (M.bootstrap_ci(np.array([float(r["text_correct"]) for r in records]), n_resamples=n_resamples,
+                               seed=seed) if records else (None, None, None))
+    return {"records": records, "accuracy": accuracy}
 
 
 def write_qa_report(result, out_dir, dataset, setup):

@@ -148,3 +148,92 @@ def test_mini_fact_questions_are_a_web_questions_file(tmp_path):
     assert prepare_main(["mini_facts", str(tmp_path / "facts.json"), "--save", str(tmp_path)]) == 0
     records = json.loads((tmp_path / "facts.json").read_text())
     assert records[0] == {"question": facts[0][0], "answers": [facts[0][1]]}
+
+
+# ----------------------------------------------------------------------------- knowledge retention
+FAKE_TRAIN = '''
+import json, sys
+from pathlib import Path
+from spectron_kit import build
+from spectron_kit.model import SpectronModel
+args = dict(a[2:].split("=", 1) for a in sys.argv[2:])
+out = Path(args["output_folder"])
+count = out / "runs.txt"
+count.write_text(str(int(count.read_text()) + 1 if count.exists() else 1))
+spec = {"sample_rate": 16000, "n_fft": 400, "win_length": 400, "hop_length": 160, "n_mels": 20}
+lm = ({"source": args["lm"]} if "random" not in sys.argv[1] else {"config_dir": args["lm"]})
+model = SpectronModel(
+    frontend=build("frontend", "log_mel", spec=spec),
+    encoder=build("encoder", "conformer", n_mels=20, d_model=16, num_layers=1, nhead=2, d_ffn=32,
+                  kernel_size=7, dropout=0.0, hop_seconds=0.01),
+    lm=build("lm", "hf", **lm),
+    prenet=lambda in_dim, out_dim: build("prenet", "mlp", in_dim=in_dim, out_dim=out_dim, bottleneck=16, dropout=0.0),
+    postnet=lambda in_dim, out_dim: build("postnet", "mlp", in_dim=in_dim, out_dim=out_dim, hidden=16),
+    loss=build("loss", "spectron"), vocoder=None, prompt_seconds=3.0, max_text_tokens=12)
+model.save_pretrained(out / "snapshots" / "epoch1")
+(out / "snapshots" / "epoch1" / "training.json").write_text(json.dumps({"epoch": 1, "step": 3}))
+model.save_pretrained(out / "bundle")
+(out / "summary.json").write_text("{}")
+'''
+
+
+def test_knowledge_retention_runs_every_arm_and_seed_once_and_reports(tmp_path, monkeypatch):
+    """The experiment's plumbing end to end with a stand-in trainer (the real one: the recipe README)."""
+    from collections import Counter
+
+    from spectron_kit.data.factworld import fact_lines, fact_world
+    from spectron_kit.evaluation.metrics import answer_is_correct, normalize_text
+    from spectron_kit.pretrain import pretrain_text_lm
+
+    facts = fact_world(1234)
+    lm_dir = tmp_path / "text_lm"
+    pretrain_text_lm(fact_lines(facts, 2), [f["statement"] for f in facts[:8]], lm_dir,
+                     {"model_type": "llama", "hidden_size": 16, "intermediate_size": 32, "num_hidden_layers": 1,
+                      "num_attention_heads": 2, "num_key_value_heads": 2, "max_position_embeddings": 256},
+                     vocab_size=80, steps=3, batch_size=8, progress=False)
+    trainer = tmp_path / "fake_train.py"
+    trainer.write_text(FAKE_TRAIN)
+    for arm in ("lm_init", "random_lm"):
+        (tmp_path / f"{arm}.yaml").write_text("seed: 1\n")
+    spec = importlib_module("knowledge_retention", RECIPE / "knowledge_retention.py")
+    monkeypatch.setattr(spec, "TRAIN_SCRIPT", trainer)
+    argv = [str(RECIPE / "hparams" / "knowledge_retention.yaml"), f"--output_folder={tmp_path}/kr",
+            "--seeds=[1, 2]", f"--text_lm={lm_dir}", "--n_resamples=100", "--limit=12",
+            f"--arms={{lm_init: {tmp_path}/lm_init.yaml, random_lm: {tmp_path}/random_lm.yaml}}",
+            f"--train_overrides={{lm: {lm_dir}}}"]
+    report = spec.main(argv)
+    out = tmp_path / "kr"
+    md = report.read_text()
+    assert "| text LM alone (upper bound) | - |" in md and "| Spectron, lm_init |" in md
+    assert "| Spectron, random_lm |" in md and "| lm_init | 1 |" in md
+    # the floor: each relation's most common answer, counted here independently
+    by_relation = {}
+    for f in facts:
+        by_relation.setdefault(f["relation"], []).append(f["answer"])
+    floor = sum(Counter(a).most_common(1)[0][1] for a in by_relation.values()) / 144
+    assert f"| floor: each relation's most common answer | {100 * floor:.1f}% |" in md
+    # scoring: only the first words (as many as the gold statement has) count
+    upper = json.loads((out / "text_lm_upper_bound.json").read_text())
+    by_question = {f["question"]: f for f in facts}
+    for r in upper["read"]:
+        n = len(normalize_text(by_question[r["question"]]["statement"]).split())
+        assert r["correct"] == answer_is_correct(" ".join(r["answer_text"].split()[:n]), r["answers"])
+    result = json.loads((out / "lm_init" / "seed-2" / "qa" / "final.json").read_text())
+    assert len(result["heard"]) == len(result["read"]) == 12 and result["training"] is None
+    assert json.loads((out / "lm_init" / "seed-1" / "qa" / "epoch1.json").read_text())["training"]["epoch"] == 1
+    assert (out / "forgetting_curve.png").stat().st_size > 5000
+    # rerunning trains and evaluates nothing again
+    stamp = (out / "lm_init" / "seed-1" / "qa" / "final.json").stat().st_mtime_ns
+    spec.main(argv)
+    assert all((out / arm / f"seed-{s}" / "runs.txt").read_text() == "1" for arm in ("lm_init", "random_lm")
+               for s in (1, 2))
+    assert (out / "lm_init" / "seed-1" / "qa" / "final.json").stat().st_mtime_ns == stamp
+
+
+def importlib_module(name, path):
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location(name, path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module

@@ -1,0 +1,89 @@
+"""A synthetic "fact world" for the knowledge-retention experiment (recipes/SpokenQA).
+
+Spectron's second claim is that a model trained only on speech continuation
+keeps what its pre-trained LM knew. At mini scale that needs knowledge the LM
+has and the speech corpus never speaks: this module invents it. Each of the
+mini corpus's 24 people gets a home, a pet, a colour, an instrument, a fruit
+and a swimming day, drawn with a seed. The facts go only into the text the mini LM
+is pre-trained on (:func:`fact_lines`); the questions about them
+(:func:`fact_questions`) are spoken by espeak-ng for the evaluation.
+
+The people are the corpus's own names, so that the speech model can hear the
+question: a test of knowledge, not of hearing new words. The relations are
+ones the corpus never states about people (it does give them random ages and
+birthday months, so those are not relations here), phrased in ways it never uses (``tests/unit/test_factworld.py``
+checks it), so the speech corpus cannot teach or contradict them.
+"""
+import random
+
+from spectron_kit.data.minicorpus import _BOYS, _GIRLS
+
+PEOPLE = [name.lower() for name in _BOYS + _GIRLS]
+
+#: relation -> (question, statement, possible answers); ``{p}`` is the person, ``{a}`` the answer
+RELATIONS = {
+    "home": ("where does {p} live?", "{p} lives near the {a}.",
+             ["river", "forest", "lake", "hill", "beach", "mountain", "village", "garden", "field", "barn"]),
+    "pet": ("what pet does {p} have?", "{p} has a pet {a}.",
+            ["fox", "rabbit", "bear", "duck", "goat", "mouse", "horse", "cat", "dog", "owl",
+             "frog", "deer", "wolf", "pig", "sheep", "cow", "hen", "squirrel", "turtle", "donkey"]),
+    "color": ("what color does {p} like?", "{p} likes {a} best.",
+              ["red", "blue", "green", "yellow", "white", "black", "brown", "gray", "pink", "orange"]),
+    "instrument": ("what does {p} play?", "{p} plays the {a}.",
+                   ["piano", "violin", "guitar", "drum", "flute", "harp", "trumpet", "cello"]),
+    "fruit": ("what fruit does {p} love?", "{p} loves {a}.",
+              ["apples", "pears", "plums", "peaches", "bananas", "cherries", "lemons", "grapes", "melons", "figs"]),
+    "day": ("what day does {p} swim?", "{p} swims on {a}.",
+            ["monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday"]),
+}
+
+
+def fact_world(seed: int = 1234) -> list:
+    """Every fact of the world: ``[{"person", "relation", "answer", "question", "statement"}]``.
+
+    One answer per (person, relation), drawn uniformly with ``seed``; the same
+    seed gives the same world. 24 people x 6 relations = 144 facts.
+    """
+    rng = random.Random(f"fact-world/{seed}")
+    facts = []
+    for relation, (question, statement, answers) in RELATIONS.items():
+        for person in PEOPLE:
+            answer = rng.choice(answers)
+            facts.append({"person": person, "relation": relation, "answer": answer,
+                          "question": question.format(p=person),
+                          "statement": statement.format(p=person, a=answer)})
+    return facts
+
+
+def fact_lines(facts, repeats: int = 20, seed: int = 1234) -> list:
+    """LM pre-training lines that state the facts, ``repeats`` lines per fact, shuffled.
+
+    Half the lines ask and answer (``"where does tom live? tom lives near the
+    lake."``, the question-answer form of the corpus's own fact sentences), the
+    other half state the fact, alone or after another fact of the same person,
+    so the LM learns the facts and not only one sentence about each.
+    """
+    if isinstance(repeats, bool) or not isinstance(repeats, int) or repeats < 1:
+        raise ValueError(f"repeats={repeats!r} must be a positive integer (lines per fact)")
+    rng = random.Random(f"fact-lines/{seed}")
+    by_person = {}
+    for fact in facts:
+        by_person.setdefault(fact["person"], []).append(fact)
+    lines = []
+    for fact in facts:
+        for k in range(repeats):
+            if k % 2 == 0:
+                lines.append(f"{fact['question']} {fact['statement']}")
+            else:
+                other = rng.choice([f for f in by_person[fact["person"]] if f is not fact] or [fact])
+                pair = [fact["statement"], other["statement"]]
+                rng.shuffle(pair)
+                lines.append(" ".join(pair) if k % 4 == 1 else fact["statement"])
+    rng.shuffle(lines)
+    return lines
+
+
+def fact_questions(facts) -> list:
+    """The spoken-QA records of the facts, in the WebQuestions JSON form ``{question, answers, url}``."""
+    return [{"question": f["question"], "answers": [f["answer"]],
+             "url": f"factworld:{f['relation']}:{f['person']}"} for f in facts]

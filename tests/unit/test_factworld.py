@@ -1,0 +1,60 @@
+"""The knowledge-retention fact world: deterministic, only in the LM's text, never in the speech corpus."""
+import json
+
+import pytest
+
+from spectron_kit.data.factworld import PEOPLE, RELATIONS, fact_lines, fact_questions, fact_world
+
+
+def test_world_is_one_answer_per_person_and_relation_and_follows_its_seed():
+    facts = fact_world(1234)
+    assert len(facts) == len(PEOPLE) * len(RELATIONS) == 144
+    assert len({(f["person"], f["relation"]) for f in facts}) == 144
+    assert len({f["question"] for f in facts}) == 144  # a question names its fact
+    assert all(f["answer"] in RELATIONS[f["relation"]][2] and f["answer"] in f["statement"] for f in facts)
+    assert fact_world(1234) == facts and fact_world(7) != facts
+
+
+def test_lines_state_every_fact_as_often_as_asked():
+    facts = fact_world(1234)
+    lines = fact_lines(facts, repeats=4, seed=1)
+    assert len(lines) == 4 * 144
+    for fact in facts:  # every fact appears in its own lines at least the asked number of times
+        assert sum(fact["statement"] in line for line in lines) >= 4
+    assert sum(line.startswith(f["question"]) for f in facts for line in lines) == 2 * 144  # half ask first
+    with pytest.raises(ValueError, match="repeats=0 must be a positive integer"):
+        fact_lines(facts, repeats=0)
+
+
+def test_the_speech_corpus_never_states_a_fact_relation():
+    from spectron_kit.data.minicorpus import sentences
+
+    corpus = [s.transcript.lower() for s in sentences(6000, seed=3)]
+    corpus += [s.transcript.lower() for s in sentences(2000, seed=3, heldout=True)]
+    for relation, (question, statement, _) in RELATIONS.items():
+        # the words that carry the relation ("lives near the", "has a pet", "likes X best" -> "best", ...)
+        marker = statement.split("{p} ")[1].split(" {a}")[0].rstrip(".") or "best"
+        marker = "best" if relation == "color" else marker
+        assert not any(marker in line for line in corpus), (relation, marker)
+
+
+def test_text_corpus_mixes_the_facts_in_and_keys_its_cache_on_them(tmp_path):
+    from spectron_kit.data.minicorpus import ensure_text_corpus
+
+    plain = ensure_text_corpus(tmp_path / "plain.txt", 200, seed=1, progress=False)
+    mixed = ensure_text_corpus(tmp_path / "mixed.txt", 200, seed=1, progress=False,
+                               fact_world={"seed": 1234, "repeats": 2})
+    plain_lines, mixed_lines = plain.read_text().splitlines(), mixed.read_text().splitlines()
+    assert len(plain_lines) == 200 and len(mixed_lines) == 200 + 2 * 144
+    assert sorted(set(mixed_lines) - set(plain_lines))[0].isupper()  # transcript style, like the grammar lines
+    assert "TOM LIVES NEAR THE" in mixed.read_text() and "LIVES NEAR" not in plain.read_text()
+    record = json.loads((tmp_path / "mixed.txt.json").read_text())
+    assert record["config"]["fact_world"] == {"seed": 1234, "repeats": 2}
+    with pytest.raises(ValueError, match="give only seed and repeats"):
+        ensure_text_corpus(tmp_path / "bad.txt", 10, fact_world={"seed": 1, "n": 2})
+
+
+def test_questions_are_web_questions_records():
+    records = fact_questions(fact_world(1234))
+    assert len(records) == 144 and set(records[0]) == {"question", "answers", "url"}
+    assert records[0]["question"].endswith("?") and records[0]["url"].startswith("factworld:home:")
