@@ -32,6 +32,7 @@ import torch
 from torch import nn
 
 from spectron_kit.hookspecs import hookimpl
+from spectron_kit.errors import one_line
 
 logger = logging.getLogger(__name__)
 
@@ -172,6 +173,8 @@ class ConformerEncoder(_FrozenMixin, nn.Module):
         freeze: no gradients, kept in eval mode.
         source: directory written by :meth:`save_pretrained`; its stored
             architecture wins over the keyword arguments and its weights load.
+        config_dir: the same kind of directory, for its architecture only: the
+            weights start random ("no pre-trained encoder" ablation).
 
     Attributes:
         input_kind: ``"features"``.
@@ -191,16 +194,20 @@ class ConformerEncoder(_FrozenMixin, nn.Module):
 
     def __init__(self, n_mels=None, d_model=144, num_layers=4, nhead=4, d_ffn=576,
                  kernel_size=15, dropout=0.1, hop_seconds=0.0125, subsampling_channels=None,
-                 freeze=False, source=None):
+                 freeze=False, source=None, config_dir=None):
         super().__init__()
+        if source is not None and config_dir is not None:
+            raise ValueError(f"give source= (weights) or config_dir= (architecture only), not both "
+                             f"(source={source!r}, config_dir={config_dir!r})")
         cfg = dict(n_mels=128 if n_mels is None else n_mels, d_model=d_model,
                    num_layers=num_layers, nhead=nhead, d_ffn=d_ffn, kernel_size=kernel_size,
                    dropout=dropout, hop_seconds=hop_seconds, subsampling_channels=subsampling_channels)
-        if source is not None:
-            stored = _read_conformer_config(source)
+        stored_from = source if source is not None else config_dir
+        if stored_from is not None:
+            stored = _read_conformer_config(stored_from)
             if n_mels is not None and int(n_mels) != int(stored["n_mels"]):
                 raise ValueError(f"n_mels={n_mels} does not match n_mels={stored['n_mels']} "
-                                 f"stored in {source!r}; use features with "
+                                 f"stored in {stored_from!r}; use features with "
                                  f"{stored['n_mels']} mel bins or drop n_mels")
             cfg = {k: stored.get(k, _CONFORMER_DEFAULTS[k]) for k in _CONFORMER_FIELDS}
         _validate_conformer_config(cfg)
@@ -595,10 +602,14 @@ def _config_from_dict(config):
 def _config_from_dir(config_dir):
     from transformers import AutoConfig
 
-    if not (Path(config_dir) / "config.json").is_file():
+    if Path(config_dir).exists() and not (Path(config_dir) / "config.json").is_file():
         raise FileNotFoundError(f"config_dir {config_dir!r} has no config.json; "
                                 f"write it with HFAudioEncoder.bundle_kwargs(dir)")
-    return AutoConfig.from_pretrained(config_dir)
+    try:  # a folder, or a hub id: only its config is read (the "no pre-trained encoder" ablation)
+        return AutoConfig.from_pretrained(str(config_dir))
+    except OSError as err:
+        raise FileNotFoundError(f"config_dir {config_dir!r} is neither a folder with config.json nor a hub id "
+                                f"whose config could be fetched ({one_line(err)})") from None
 
 
 def _model_from_config(hf_config):

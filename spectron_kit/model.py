@@ -88,12 +88,16 @@ class SpectronModel(nn.Module):
             from frames like the ones it will feed itself when generating (an
             addition to the paper, against exposure bias; costs one extra
             forward pass per step).
+        intermediate_text: False decodes frames right after the prompt's prefix,
+            with no transcript or text continuation in between (the ablation
+            of the paper's "intermediate text" claim); the text targets are
+            then only the end of text.
     """
 
     def __init__(self, frontend, encoder, lm, prenet, postnet, loss=None, vocoder=None,
                  reduction_factor=1, prompt_seconds=3.0, stop_head=False, stop="budget",
                  stop_threshold=0.5, max_seconds=10.0, max_text_tokens=128, prompt_augment=None,
-                 frame_positions=False, self_feeding=0.0):
+                 frame_positions=False, self_feeding=0.0, intermediate_text=True):
         super().__init__()
         if reduction_factor < 1:
             raise ValueError(f"reduction_factor={reduction_factor}; use an integer >= 1")
@@ -142,6 +146,7 @@ class SpectronModel(nn.Module):
         self.stop_threshold = float(stop_threshold)
         self.max_seconds = float(max_seconds)
         self.max_text_tokens = int(max_text_tokens)
+        self.intermediate_text = bool(intermediate_text)
 
     # ------------------------------------------------------------------ helpers
     @property
@@ -247,6 +252,8 @@ class SpectronModel(nn.Module):
                 target, target_lens = self.frontend(batch["cont_wav"].to(device), batch["cont_lens"].to(device))
         target = target.float()
         tokens, token_lens = batch["tokens"].to(device), batch["token_lens"].to(device)
+        if not self.intermediate_text:  # frames right after <sos>: no text is read or written
+            token_lens = torch.zeros_like(token_lens)
         batch_size = tokens.shape[0]
 
         grouped = self.group_frames(target)                     # [B, G, F*r]
@@ -398,6 +405,8 @@ class SpectronModel(nn.Module):
         t0 = time.perf_counter()
         prefix, prefix_lens = self.encode_prompt(prompt_wav, prompt_lens, prompt_feats, prompt_feat_lens)
         batch_size, width = prefix.shape[0], prefix.shape[1]
+        if not self.intermediate_text and forced_text is None:  # trained without text: frames at once
+            forced_text = [[] for _ in range(batch_size)]
         budget = self._frame_budget(num_frames, max_seconds, batch_size)
         budget_groups = torch.div(budget + self.r - 1, self.r, rounding_mode="floor")
 
@@ -566,7 +575,8 @@ class SpectronModel(nn.Module):
                       "stop_head": self.stop_head is not None, "stop": self.stop,
                       "stop_threshold": self.stop_threshold, "max_seconds": self.max_seconds,
                       "max_text_tokens": self.max_text_tokens,
-                      "frame_positions": self.frame_positions is not None},
+                      "frame_positions": self.frame_positions is not None,
+                      "intermediate_text": self.intermediate_text},
         }
         with open(directory / CONFIG_FILE, "w") as f:
             json.dump(config, f, indent=2)

@@ -490,7 +490,7 @@ def build_model(hparams):
         prompt_seconds=hparams["prompt_seconds"], stop_head=hparams["stop_head"], stop=hparams["stop_rule"],
         max_seconds=hparams["max_generate_seconds"], max_text_tokens=hparams["max_text_tokens"],
         prompt_augment=hparams["prompt_augment"], frame_positions=hparams["frame_positions"],
-        self_feeding=hparams["self_feeding"])
+        self_feeding=hparams["self_feeding"], intermediate_text=hparams.get("intermediate_text", True))
 
 
 # ------------------------------------------------------------------------------- after training

@@ -173,3 +173,7 @@ def test_every_ablation_file_loads_on_its_base(ablation, tmp_path):
     assert hparams["experiment"].startswith("spectron_") and hparams["experiment"] != "spectron"
     if ablation == "no_pretrained_lm.yaml":  # the LM block now starts from the config alone
         assert "config_dir" in hparams["lm"].keywords and "source" not in hparams["lm"].keywords
+    if ablation == "no_pretrained_encoder.yaml":
+        assert "config_dir" in hparams["encoder"].keywords and "source" not in hparams["encoder"].keywords
+    if ablation == "no_intermediate_text.yaml":
+        assert hparams["intermediate_text"] is False and hparams["w_guided_attention"] == 0.0

@@ -141,6 +141,14 @@ def test_conformer_save_load_round_trip(tmp_path):
     assert loaded.freeze and not any(p.requires_grad for p in loaded.parameters())
     rebuilt = ConformerEncoder(**enc.bundle_kwargs(tmp_path))
     rebuilt.load_state_dict(enc.state_dict())
+    # config_dir: the stored architecture with fresh weights ("no pre-trained encoder" ablation)
+    torch.manual_seed(5)
+    fresh = build_encoder("conformer", config_dir=str(tmp_path), d_model=999)
+    assert fresh.config == enc.config
+    assert not torch.equal(next(iter(fresh.parameters())),
+                           next(iter(enc.parameters())))
+    with pytest.raises(ValueError, match="not both"):
+        ConformerEncoder(source=str(tmp_path), config_dir=str(tmp_path))
 
 
 def test_conformer_bad_inputs(tmp_path):

@@ -183,6 +183,25 @@ def test_save_and_load_bundle_gives_identical_outputs(tmp_path):
     assert torch.allclose(ga.waveforms[0], gb.waveforms[0])
 
 
+def test_without_intermediate_text_frames_follow_the_prefix(tmp_path):
+    """The "no intermediate text" ablation: no text read or written, frames right after <sos>."""
+    model = tiny_model()
+    model.intermediate_text = False
+    batch = batch_of()
+    out = model(batch)
+    assert torch.isfinite(out["loss"])
+    # the only text target is the end of text, at the first step (right after <sos>)
+    targets = out["text_targets"]
+    assert (targets[:, 0] == model.lm.eos_id).all() and (targets[:, 1:] == -100).all()
+    # the transcript tokens change nothing: they are not read
+    changed = dict(batch, tokens=torch.randint(3, 30, batch["tokens"].shape))
+    torch.testing.assert_close(model(changed)["pred_frames"], out["pred_frames"])
+    generated = model.generate(batch["prompt_wav"][0], num_frames=6, vocode=False)
+    assert generated.token_ids == [[]] and generated.frames[0].shape[0] == 6
+    loaded = SpectronModel.from_pretrained(model.save_pretrained(tmp_path / "bundle"))
+    assert loaded.intermediate_text is False
+
+
 def test_broken_or_missing_bundles_fail_with_one_clear_line(tmp_path):
     import shutil
 
