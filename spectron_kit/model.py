@@ -640,7 +640,13 @@ class SpectronModel(nn.Module):
         if not weights.is_file():
             raise FileNotFoundError(f"bundle {directory} has no {WEIGHTS_FILE}; save it again with save_pretrained")
         try:
-            load_model(model, str(weights), strict=True, device=str(map_location))
+            if vocoder_override is None:
+                load_model(model, str(weights), strict=True, device=str(map_location))
+            else:  # the bundle's own vocoder (and its weights, if it had any) is replaced
+                missing, unexpected = load_model(model, str(weights), strict=False, device=str(map_location))
+                unexpected = [k for k in unexpected if not k.startswith("vocoder.")]
+                if missing or unexpected:
+                    raise RuntimeError(f"Missing key(s): {missing[:3]}; Unexpected key(s): {unexpected[:3]}")
         except Exception as err:  # noqa: BLE001 - safetensors raises its own error type for damaged files
             if "Missing key" in str(err) or "Unexpected key" in str(err) or "size mismatch" in str(err):
                 raise

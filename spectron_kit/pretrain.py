@@ -157,8 +157,8 @@ def _wav_batches(items, batch_size, rng):
 
 
 def ctc_wer(model, items, batch_size=16):
-    """Corpus WER of greedy CTC transcripts of (wav, text) pairs."""
-    from spectron_kit.evaluation.metrics import wer
+    """Corpus WER of greedy CTC transcripts of (wav, text) pairs (SpeechBrain's edit distance, words lower-cased)."""
+    from speechbrain.utils.edit_distance import accumulatable_wer_stats
 
     hyps, refs = [], []
     model.eval()
@@ -168,7 +168,8 @@ def ctc_wer(model, items, batch_size=16):
         hyps += model.transcribe_batch(nn.utils.rnn.pad_sequence(wavs, batch_first=True),
                                        torch.tensor([len(w) for w in wavs]))
         refs += [t for _, t in chunk]
-    return wer(refs, hyps), list(zip(refs, hyps))
+    stats = accumulatable_wer_stats([r.lower().split() for r in refs], [h.lower().split() for h in hyps])
+    return stats["WER"] / 100.0, list(zip(refs, hyps))
 
 
 def pretrain_ctc_encoder(train_items, valid_items, out_dir, feature_spec, encoder_kwargs, epochs=4,

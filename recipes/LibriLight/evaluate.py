@@ -131,7 +131,16 @@ def main(argv=None):
         if not torch.cuda.is_available():
             logger.warning("--device=%s but no GPU is available; using the CPU", device)
             device = "cpu"
-    model = SpectronModel.from_pretrained(hparams["model_dir"], map_location=device)
+    overrides = {}
+    if hparams.get("vocoder_name"):  # another vocoder than the bundle's (e.g. a plugin's neural vocoder)
+        from spectron_kit import build
+        from spectron_kit.features import FeatureSpec
+        from spectron_kit.model import FEATURE_SPEC_FILE
+
+        spec = FeatureSpec.load(Path(hparams["model_dir"]) / FEATURE_SPEC_FILE)
+        kwargs = {"source": hparams["vocoder_source"]} if hparams.get("vocoder_source") else {}
+        overrides["vocoder"] = build("vocoder", hparams["vocoder_name"], spec=spec, **kwargs)
+    model = SpectronModel.from_pretrained(hparams["model_dir"], map_location=device, **overrides)
     if abs(model.prompt_seconds - float(hparams["prompt_seconds"])) > 1e-6:
         logger.warning("the model was trained with %.1f s prompts but is evaluated with %.1f s",
                        model.prompt_seconds, hparams["prompt_seconds"])

@@ -385,8 +385,16 @@ def pretrain_if_missing(hparams, manifests):
     if hparams["encoder_name"] == "conformer":
         check_pretrained_settings(encoder_dir, encoder_settings, "encoder_config.json")
     if not (lm_dir / "config.json").is_file():
+        extra = None
+        if fact_world:
+            from spectron_kit.data.factworld import fact_world_text
+
+            unknown = sorted(set(fact_world) - {"seed", "repeats"})
+            if unknown:
+                raise RecipeConfigError(f"text_lm_fact_world has keys {unknown}; give only seed and repeats")
+            extra = fact_world_text(fact_world["seed"], fact_world["repeats"], hparams["seed"])
         text_file = ensure_text_corpus(lm_dir.parent / "text_corpus.txt", hparams["text_lm_sentences"],
-                                       hparams["seed"], fact_world=fact_world)
+                                       hparams["seed"], extra=extra)
         sentences = [s.lower() for s in Path(text_file).read_text().splitlines() if s.strip()]
         valid = [r["text"] for r in read_manifest(manifests[hparams["valid_splits"][0]])]
         run_on_main(pretrain_text_lm, kwargs={

@@ -83,6 +83,12 @@ def fact_lines(facts, repeats: int = 20, seed: int = 1234) -> list:
     return lines
 
 
+def fact_world_text(seed: int = 1234, repeats: int = 20, line_seed: int = 1234) -> dict:
+    """The fact world as extra lines of the LM's text corpus (``ensure_text_corpus(extra=...)``)."""
+    config = {"seed": int(seed), "repeats": int(repeats)}
+    return {"name": "fact_world", "config": config, "lines": fact_lines(fact_world(seed), repeats, line_seed)}
+
+
 def fact_questions(facts) -> list:
     """The spoken-QA records of the facts, in the WebQuestions JSON form ``{question, answers, url}``."""
     return [{"question": f["question"], "answers": [f["answer"]],

@@ -821,13 +821,14 @@ def split_words(words, seconds: float = 3.0):
 # Text-only corpus for language-model pre-training
 # =============================================================================
 def ensure_text_corpus(path, n_sentences: int = 50000, seed: int = 1234,
-                       style: str = "transcript", progress: bool = True, fact_world=None) -> Path:
+                       style: str = "transcript", progress: bool = True, extra=None) -> Path:
     """Write ``n_sentences`` grammar sentences, one a line, unless already written.
 
     Held-out slot combinations (every test utterance) are left out.
-    ``fact_world`` (``{"seed": s, "repeats": r}``) mixes in the lines of a
-    synthetic fact world (:mod:`spectron_kit.data.factworld`: facts that only
-    this text states, for the knowledge-retention experiment).
+    ``extra`` (``{"name": ..., "config": {...}, "lines": [...]}``) mixes more
+    written lines in, e.g. a synthetic fact world
+    (:func:`spectron_kit.data.factworld.fact_world_text`, for the
+    knowledge-retention experiment); its name and config key the cache.
 
     Arguments:
         path: output text file.
@@ -845,12 +846,11 @@ def ensure_text_corpus(path, n_sentences: int = 50000, seed: int = 1234,
         raise ValueError(f"n_sentences={n_sentences!r} must be a positive integer")
     path = Path(path)
     config = {"version": GENERATOR_VERSION, "n_sentences": n_sentences, "seed": seed, "style": style}
-    if fact_world:
-        unknown = sorted(set(fact_world) - {"seed", "repeats"})
-        if unknown:
-            raise ValueError(f"fact_world keys {unknown}: give only seed and repeats")
-        config["fact_world"] = {"seed": int(fact_world.get("seed", seed)),
-                                "repeats": int(fact_world.get("repeats", 20))}
+    if extra:
+        missing = sorted({"name", "config", "lines"} - set(extra))
+        if missing:
+            raise ValueError(f"extra lacks {missing}: give name, config and lines")
+        config[extra["name"]] = extra["config"]
     digest = hashlib.sha256(json.dumps(config, sort_keys=True).encode()).hexdigest()[:16]
     sidecar = path.with_name(path.name + ".json")
     if path.exists() and sidecar.exists():
@@ -866,15 +866,13 @@ def ensure_text_corpus(path, n_sentences: int = 50000, seed: int = 1234,
             lines.append(s.transcript if style == "transcript" else s.text)
             if (i + 1) % 1000 == 0 or i + 1 == n_sentences:
                 bar.advance(task, 1000 if (i + 1) % 1000 == 0 else (i + 1) % 1000)
-    if fact_world:
+    if extra:
         from spectron_kit.data.espeak import tokenize
-        from spectron_kit.data.factworld import fact_lines, fact_world as make_world
 
-        world = config["fact_world"]
-        extra = fact_lines(make_world(world["seed"]), world["repeats"], seed)
+        more = list(extra["lines"])
         if style == "transcript":
-            extra = [" ".join(w.upper() for w, _, _ in tokenize(line)) for line in extra]
-        lines += extra
+            more = [" ".join(w.upper() for w, _, _ in tokenize(line)) for line in more]
+        lines += more
         random.Random(f"text-corpus-mix/{seed}").shuffle(lines)
     _write_atomic(path, "\n".join(lines) + "\n")
     _write_atomic(sidecar, json.dumps({"config_hash": digest, "config": config}, indent=1) + "\n")

@@ -81,3 +81,44 @@ def test_example_plugins_pass_their_own_tests():
         result = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "tests"],
                                 cwd=plugin, capture_output=True, text=True, env=env, timeout=300)
         assert result.returncode == 0, plugin.name + result.stdout[-2000:]
+
+
+def test_vocos_plugin_rides_in_a_bundle_and_replaces_a_bundles_vocoder(tmp_path, monkeypatch):
+    """The neural-vocoder example: built by name from its entry point, saved in a bundle, swapped in."""
+    plugin = PLUGINS / "spectron-kit-vocos"
+    name = install_as_distribution(plugin, tmp_path)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.syspath_prepend(str(plugin))
+    monkeypatch.setenv("SPECTRON_KIT_LOAD_PLUGINS", name)
+    assert registry.get_registry().get("vocoder", "vocos").provider == "spectron-kit-vocos"
+    import sys
+
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    from test_model import SPEC, batch_of, tiny_model
+
+    from spectron_kit.model import SpectronModel
+
+    arch = {"dim": 16, "hidden": 32, "num_layers": 1}
+    base = tiny_model()
+    torch.manual_seed(1)
+    model = SpectronModel(frontend=base.frontend, encoder=base.encoder, lm=base.lm, prenet=base.prenet,
+                          postnet=base.postnet, loss=base.loss, prompt_seconds=1.0,
+                          vocoder=registry.build("vocoder", "vocos", spec=SPEC, **arch)).eval()
+    prompt = batch_of()["prompt_wav"][0]
+    out = model.generate(prompt, num_frames=6, max_text_tokens=3)
+    assert out.waveforms[0].shape[0] == model.frontend.spec.num_samples(6)
+    loaded = SpectronModel.from_pretrained(model.save_pretrained(tmp_path / "bundle"))  # weights travel inside
+    again = loaded.generate(prompt, num_frames=6, max_text_tokens=3)
+    torch.testing.assert_close(again.waveforms[0], out.waveforms[0])
+    # a bundle's vocoder is replaced at load time either way (evaluate.py --vocoder_name)
+    swapped = SpectronModel.from_pretrained(tmp_path / "bundle", vocoder=registry.build("vocoder", "griffin_lim",
+                                                                                        spec=SPEC, n_iter=2))
+    assert type(swapped.vocoder).__name__ == "GriffinLimVocoder"
+    plain = tiny_model().save_pretrained(tmp_path / "plain")
+    vocos = registry.build("vocoder", "vocos", spec=SPEC, **arch)
+    assert SpectronModel.from_pretrained(plain, vocoder=vocos).vocoder is vocos
+    # uninstalled (not loaded): the unknown-name error lists what there is
+    monkeypatch.setenv("SPECTRON_KIT_LOAD_PLUGINS", "")
+    registry.reset_registry()
+    with pytest.raises(Exception, match="vocos.*available|available.*griffin_lim"):
+        registry.build("vocoder", "vocos", spec=SPEC)

@@ -3,7 +3,7 @@ import json
 
 import pytest
 
-from spectron_kit.data.factworld import PEOPLE, RELATIONS, fact_lines, fact_questions, fact_world
+from spectron_kit.data.factworld import PEOPLE, RELATIONS, fact_lines, fact_questions, fact_world, fact_world_text
 
 
 def test_world_is_one_answer_per_person_and_relation_and_follows_its_seed():
@@ -43,15 +43,15 @@ def test_text_corpus_mixes_the_facts_in_and_keys_its_cache_on_them(tmp_path):
 
     plain = ensure_text_corpus(tmp_path / "plain.txt", 200, seed=1, progress=False)
     mixed = ensure_text_corpus(tmp_path / "mixed.txt", 200, seed=1, progress=False,
-                               fact_world={"seed": 1234, "repeats": 2})
+                               extra=fact_world_text(1234, repeats=2))
     plain_lines, mixed_lines = plain.read_text().splitlines(), mixed.read_text().splitlines()
     assert len(plain_lines) == 200 and len(mixed_lines) == 200 + 2 * 144
     assert sorted(set(mixed_lines) - set(plain_lines))[0].isupper()  # transcript style, like the grammar lines
     assert "TOM LIVES NEAR THE" in mixed.read_text() and "LIVES NEAR" not in plain.read_text()
     record = json.loads((tmp_path / "mixed.txt.json").read_text())
     assert record["config"]["fact_world"] == {"seed": 1234, "repeats": 2}
-    with pytest.raises(ValueError, match="give only seed and repeats"):
-        ensure_text_corpus(tmp_path / "bad.txt", 10, fact_world={"seed": 1, "n": 2})
+    with pytest.raises(ValueError, match="give name, config and lines"):
+        ensure_text_corpus(tmp_path / "bad.txt", 10, extra={"lines": ["x"]})
 
 
 def test_questions_are_web_questions_records():
