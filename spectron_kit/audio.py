@@ -40,12 +40,19 @@ def load_audio(path, sample_rate=16000, start=0.0, end=None):
 
 
 def resample(wav, orig_rate, new_rate):
-    """Resample a tensor (or numpy array) along its last axis."""
+    """Resample a tensor (or numpy array) along its last axis: the one resampler of the package.
+
+    ``torchaudio.functional.resample`` with a Kaiser-windowed sinc of 24 zero
+    crossings, cut-off at 0.945 of the lower Nyquist frequency (about 80 dB
+    of alias rejection: espeak-ng's 22.05 kHz speech has energy up to its
+    Nyquist frequency, which would otherwise fold into the 16 kHz band).
+    """
     if isinstance(wav, np.ndarray):
         wav = torch.from_numpy(wav.astype(np.float32))
     if int(orig_rate) == int(new_rate):
         return wav
-    return torchaudio.functional.resample(wav, int(orig_rate), int(new_rate))
+    return torchaudio.functional.resample(wav.float(), int(orig_rate), int(new_rate), lowpass_filter_width=24,
+                                          rolloff=0.945, resampling_method="sinc_interp_kaiser", beta=8.6)
 
 
 def save_audio(path, wav, sample_rate):

@@ -80,7 +80,7 @@ def main():
     table.add_row("uncached decode (s)", f"{uncached_s:.2f}")
     table.add_row("uncached / cached", f"{uncached_s / cached_s:.1f}x")
     table.add_row("cached step, frames 5-25 (ms)", f"{early_ms:.2f}")
-    table.add_row(f"cached step, last 20 frames (ms)", f"{late_ms:.2f}")
+    table.add_row("cached step, last 20 frames (ms)", f"{late_ms:.2f}")
     table.add_row("late / early cached step", f"{late_ms / early_ms:.2f}x")
     table.add_row("uncached step, last 20 frames (ms)", f"{1000 * sum(uncached_steps[-20:]) / 20:.2f}")
     table.add_row("frames per second (cached)", f"{out.timing['frames_per_second']:.0f}")

@@ -32,8 +32,10 @@ from pathlib import Path
 
 import numpy as np
 
+from spectron_kit.audio import resample
+
 __all__ = [
-    "EspeakError", "WordTiming", "Synthesis", "synthesize", "resample", "tokenize",
+    "EspeakError", "WordTiming", "Synthesis", "synthesize", "tokenize",
     "english_voices", "variants", "check_voice", "library_path", "data_path",
     "RATE_MIN", "RATE_MAX",
 ]
@@ -412,72 +414,6 @@ def _voiced_ends(wav, sample_rate, starts, duration, floor_db=40.0):
     return ends
 
 
-# -- resampling ----------------------------------------------------------------------
-@functools.lru_cache(maxsize=8)
-def _polyphase(orig_sr, new_sr, zeros, rolloff, beta):
-    """Filter bank for ``orig_sr -> new_sr``, split into groups of neighbouring phases.
-
-    Output sample ``m = q * up + p`` sits at input position ``q * down + p * down / up``;
-    phase ``p`` weights the inputs within ``half`` samples of that position.
-    """
-    g = math.gcd(orig_sr, new_sr)
-    up, down = new_sr // g, orig_sr // g
-    fc = 0.5 * min(1.0, new_sr / orig_sr) * rolloff  # cut-off in cycles per input sample
-    half = int(math.ceil(zeros / (2.0 * fc)))  # filter half-width in input samples
-    groups = []
-    n_groups = max(1, min(up, down // (2 * half) + 1))
-    for phases in np.array_split(np.arange(up), n_groups):
-        centres = phases * down / up
-        first = int(math.floor(centres[0])) - half + 1  # first input offset the group reads
-        offsets = np.arange(first, int(math.floor(centres[-1])) + half + 1, dtype=np.float64)
-        dist = offsets[None, :] - centres[:, None]
-        taper = np.clip(1.0 - (dist / half) ** 2, 0.0, None)
-        w = 2 * fc * np.sinc(2 * fc * dist) * np.i0(beta * np.sqrt(taper)) / np.i0(beta)
-        w[np.abs(dist) >= half] = 0.0
-        w /= w.sum(axis=1, keepdims=True)  # unit gain at DC for every phase
-        groups.append((int(phases[0]), int(phases[-1]) + 1, first,
-                       np.ascontiguousarray(w.T.astype(np.float32))))
-    return up, down, half, groups
-
-
-def resample(wav: np.ndarray, orig_sr: int, new_sr: int, zeros: int = 24,
-             rolloff: float = 0.945, beta: float = 8.6) -> np.ndarray:
-    """Band-limited rational resampling (Kaiser-windowed sinc, polyphase).
-
-    Arguments:
-        wav: 1-D waveform.
-        orig_sr: its sample rate.
-        new_sr: wanted sample rate.
-        zeros: sinc zero crossings on each side of the filter (longer = sharper).
-        rolloff: cut-off as a fraction of the lower Nyquist frequency.
-        beta: Kaiser window shape (8.6 gives about 80 dB stop-band rejection).
-    Returns:
-        float32 waveform of ``ceil(len(wav) * new_sr / orig_sr)`` samples.
-
-    Example:
-        >>> resample(np.zeros(22050), 22050, 16000).shape
-        (16000,)
-    """
-    if int(orig_sr) <= 0 or int(new_sr) <= 0:
-        raise ValueError(f"sample rates must be positive integers, got {orig_sr} -> {new_sr}")
-    x = np.asarray(wav, dtype=np.float32)
-    if x.ndim != 1:
-        raise ValueError(f"resample expects a 1-D waveform, got shape {x.shape}; pass one channel")
-    if orig_sr == new_sr:
-        return x.copy()
-    up, down, half, groups = _polyphase(int(orig_sr), int(new_sr), zeros, rolloff, beta)
-    n_out = -(-len(x) * up // down)
-    blocks = -(-n_out // up)
-    pad = half  # zeros before the signal, so negative offsets stay inside the buffer
-    padded = np.zeros(pad + blocks * down + down + 2 * half, dtype=np.float32)
-    padded[pad: pad + len(x)] = x
-    out = np.empty((blocks, up), dtype=np.float32)
-    for p0, p1, first, weights in groups:
-        view = np.lib.stride_tricks.sliding_window_view(padded[pad + first:], weights.shape[0])
-        out[:, p0:p1] = view[::down][:blocks] @ weights
-    return out.reshape(-1)[:n_out]
-
-
 # -- public entry point ----------------------------------------------------------------
 def synthesize(text: str, voice: str = "en-us", rate: int = 175, pitch: int = 50,
                pitch_range: int = 50, volume: int = 100, sample_rate: int = 16000,
@@ -519,7 +455,7 @@ def synthesize(text: str, voice: str = "en-us", rate: int = 175, pitch: int = 50
         native = engine.sample_rate
     wav = raw.astype(np.float32) / 32768.0
     if native != sample_rate:
-        wav = np.clip(resample(wav, native, int(sample_rate)), -1.0, 1.0)
+        wav = np.clip(resample(wav, native, int(sample_rate)).numpy(), -1.0, 1.0)
     duration = len(wav) / sample_rate
     tokens = tokenize(text)
     starts = [min(s, duration) for s in _word_starts(tokens, events, duration)]

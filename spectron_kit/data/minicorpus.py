@@ -31,6 +31,7 @@ import contextlib
 import dataclasses
 import hashlib
 import json
+import logging
 import os
 import random
 import time
@@ -41,6 +42,8 @@ import numpy as np
 
 from spectron_kit.progress import progress_bar
 
+logger = logging.getLogger(__name__)
+
 __all__ = [
     "Sentence", "Speaker", "SPEAKERS", "SIZES", "SPLITS", "SAMPLE_RATE",
     "generate_sentence", "sentences", "is_heldout", "template_names",
@@ -48,7 +51,7 @@ __all__ = [
     "read_transcripts", "read_alignment", "split_words",
 ]
 
-GENERATOR_VERSION = 1  # bump whenever the grammar, speakers or audio processing change
+GENERATOR_VERSION = 2  # bump whenever the grammar, speakers or audio processing change (2: torchaudio resampling)
 SAMPLE_RATE = 16000
 SPLITS = ("train", "valid", "test")
 MIN_SECONDS, MAX_SECONDS = 4.5, 9.0  # prompt (3 s) + at least 1.5 s of continuation
@@ -706,6 +709,12 @@ def ensure_mini_corpus(root, size: str = "default", seed: int = 1234, workers: i
     for path in (marker, partial):
         if path.exists():
             found = json.loads(path.read_text())
+            older = dict(found.get("config", {}), version=GENERATOR_VERSION) == config
+            if older and path == marker:  # same corpus from an older generator: usable, slightly different audio
+                logger.warning("%s was built by mini-corpus generator version %s (now %s); it is used as is "
+                               "(delete the folder to rebuild it with the current audio processing)", root,
+                               found["config"].get("version"), GENERATOR_VERSION)
+                return root
             if found.get("config_hash") != digest:
                 raise ValueError(
                     f"{root} already holds a mini corpus built with size={found['config']['size']!r}, "

@@ -24,12 +24,12 @@ Heavy dependencies are imported inside ``__init__``; a missing one raises
 downloaded unless ``source`` names a hub model that is not cached (set
 ``HF_HUB_OFFLINE=1`` to forbid that).
 """
-import math
 import os
 from pathlib import Path
 
 import numpy as np
 
+from spectron_kit.audio import resample as audio_resample
 from spectron_kit.evaluation.metrics import normalize_text
 from spectron_kit.hookspecs import hookimpl
 
@@ -87,24 +87,11 @@ def to_mono_float32(wav):
 
 
 def resample(wav, orig_sr, target_sr):
-    """Polyphase resampling of a 1-D float waveform.
-
-    Arguments:
-        wav: ``np.ndarray [S]``.
-        orig_sr: its sample rate.
-        target_sr: the wanted sample rate.
-
-    Returns:
-        ``np.ndarray [S * target_sr / orig_sr]`` float32 (the input when the
-        rates match).
-    """
+    """A 1-D float waveform at ``target_sr`` as float32 numpy (:func:`spectron_kit.audio.resample`)."""
     wav = to_mono_float32(wav)
-    orig_sr, target_sr = int(orig_sr), int(target_sr)
-    if orig_sr == target_sr or wav.size == 0:
+    if int(orig_sr) == int(target_sr) or wav.size == 0:
         return wav
-    signal = _require("scipy.signal", "scipy")
-    g = math.gcd(orig_sr, target_sr)
-    return signal.resample_poly(wav, target_sr // g, orig_sr // g).astype(np.float32)
+    return audio_resample(wav, orig_sr, target_sr).numpy().astype(np.float32)
 
 
 def _prepare(wavs, sample_rate, target_sr):

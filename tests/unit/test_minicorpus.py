@@ -96,12 +96,14 @@ def test_broken_data_folder_gives_clear_error(monkeypatch, tmp_path):
 
 
 def test_resample_keeps_a_tone_and_drops_aliases():
+    from spectron_kit.audio import resample  # the package's one resampler (espeak-ng's 22.05 kHz -> 16 kHz)
+
     t = np.arange(22050) / 22050.0
-    tone = espeak.resample(np.sin(2 * np.pi * 1000 * t), 22050, 16000)
+    tone = resample(np.sin(2 * np.pi * 1000 * t), 22050, 16000).numpy()
     assert tone.shape == (16000,) and tone.dtype == np.float32
     ref = np.sin(2 * np.pi * 1000 * np.arange(16000) / 16000.0)
     assert np.abs(tone - ref)[100:-100].max() < 1e-3
-    alias = espeak.resample(np.sin(2 * np.pi * 9500 * t), 22050, 16000)
+    alias = resample(np.sin(2 * np.pi * 9500 * t), 22050, 16000).numpy()
     assert np.abs(alias[100:-100]).max() < 1e-3
 
 
@@ -232,6 +234,20 @@ def test_other_config_on_same_root_is_refused(tiny):
         ensure_mini_corpus(tiny, size="tiny", seed=8, progress=False)
     with pytest.raises(ValueError, match="unknown corpus size 'huge'"):
         ensure_mini_corpus(tiny, size="huge")
+
+
+def test_a_corpus_of_an_older_generator_is_used_with_a_warning(tiny, tmp_path, caplog):
+    old = tmp_path / "old"
+    shutil.copytree(tiny, old)
+    record = json.loads((old / minicorpus.MARKER).read_text())
+    record["config"]["version"] = minicorpus.GENERATOR_VERSION - 1
+    record["config_hash"] = "from-an-older-version"
+    (old / minicorpus.MARKER).write_text(json.dumps(record))
+    with caplog.at_level("WARNING"):
+        assert ensure_mini_corpus(old, size="tiny", seed=7, progress=False) == old
+    assert f"generator version {minicorpus.GENERATOR_VERSION - 1}" in caplog.text and "delete the folder" in caplog.text
+    with pytest.raises(ValueError, match="seed=7"):  # another seed is still refused
+        ensure_mini_corpus(old, size="tiny", seed=8, progress=False)
 
 
 def test_interrupted_run_resumes(tiny, tmp_path):
