@@ -28,7 +28,6 @@ From a recipe::
                                  "transcripts": hparams["transcripts"]})
 """
 import argparse
-import csv
 import json
 import logging
 import math
@@ -39,10 +38,14 @@ from pathlib import Path
 try:
     from spectron_kit.audio import audio_seconds
     from spectron_kit.data.manifest import COLUMNS, DEFAULT_PROMPT_SECONDS, format_word_times, track, write_manifest
+    from spectron_kit.data.transcripts import prompt_words, read_transcripts, read_word_alignments
+    from spectron_kit.text import normalize_text
 except ImportError:  # run from a checkout without installing
     sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
     from spectron_kit.audio import audio_seconds
     from spectron_kit.data.manifest import COLUMNS, DEFAULT_PROMPT_SECONDS, format_word_times, track, write_manifest
+    from spectron_kit.data.transcripts import prompt_words, read_transcripts, read_word_alignments
+    from spectron_kit.text import normalize_text
 
 logger = logging.getLogger(__name__)
 
@@ -61,93 +64,6 @@ SKIP_REASONS = {
 # ---------------------------------------------------------------------------
 # shared helpers
 # ---------------------------------------------------------------------------
-def normalize_text(text):
-    """Lower-case ``text`` and collapse runs of whitespace.
-
-    Arguments
-    ---------
-    text : str
-        A transcript.
-
-    Returns
-    -------
-    str
-        The normalised transcript.
-
-    Example:
-        >>> normalize_text("  HELLO\\tThere  ")
-        'hello there'
-    """
-    return " ".join(str(text).lower().split())
-
-
-def read_transcripts(source):
-    """Read transcripts keyed by utterance id.
-
-    Arguments
-    ---------
-    source : str or Path
-        One of: a folder (every ``*.trans.txt`` and ``transcripts.txt`` under
-        it, lines ``<id> <text>``); a ``.csv`` file with ``id`` and ``text``
-        columns (a manifest works); any other file with lines ``<id>\\t<text>``
-        (pseudo-labels from ``tools/pseudo_label.py``) or ``<id> <text>``. A
-        first line whose id is ``id`` is taken as a header.
-
-    Returns
-    -------
-    dict
-        ``{utterance_id: normalised text}``.
-    """
-    source = Path(source)
-    if not source.exists():
-        raise FileNotFoundError(f"transcripts {str(source)!r} do not exist; pass a TSV/CSV file "
-                                "of id<TAB>text lines or a folder of *.trans.txt files")
-    texts = {}
-    duplicates = 0
-    if source.is_dir():
-        files = sorted(set(source.rglob("*.trans.txt")) | set(source.rglob("transcripts.txt")))
-        if not files:
-            raise FileNotFoundError(f"no *.trans.txt or transcripts.txt files under {str(source)!r}")
-        for path in files:
-            for key, text in _read_id_text_lines(path, sep=None):
-                duplicates += key in texts
-                texts[key] = text
-    elif source.suffix.lower() == ".csv":
-        with open(source, newline="", encoding="utf-8") as f:
-            reader = csv.DictReader(f)
-            if not reader.fieldnames or "id" not in reader.fieldnames or "text" not in reader.fieldnames:
-                raise ValueError(f"transcripts CSV {str(source)!r} needs a header with 'id' and "
-                                 f"'text' columns; found {reader.fieldnames}")
-            for row in reader:
-                duplicates += row["id"] in texts
-                texts[row["id"]] = normalize_text(row["text"] or "")
-    else:
-        for key, text in _read_id_text_lines(source, sep="\t"):
-            duplicates += key in texts
-            texts[key] = text
-    if duplicates:
-        logger.warning("transcripts %s: %d ids appear more than once; the last line wins",
-                       source, duplicates)
-    return texts
-
-
-def _read_id_text_lines(path, sep):
-    with open(path, encoding="utf-8") as f:
-        for lineno, line in enumerate(f, start=1):
-            line = line.rstrip("\n\r")
-            if not line.strip():
-                continue
-            if sep is not None and sep in line:
-                key, _, text = line.partition(sep)
-            else:
-                parts = line.strip().split(maxsplit=1)
-                key, text = parts[0], parts[1] if len(parts) > 1 else ""
-            key = key.strip()
-            if lineno == 1 and key.lower() == "id":
-                continue  # header
-            yield key, normalize_text(text)
-
-
 def _already_prepared(csv_path, options):
     """SpeechBrain-style skip: True when ``csv_path`` exists and was built with ``options``."""
     opts_path = csv_path.with_suffix(".prep.json")
@@ -407,62 +323,6 @@ def prepare_librilight(data_folder, save_folder, subsets=("small",), min_seconds
 # ---------------------------------------------------------------------------
 # LibriSpeech
 # ---------------------------------------------------------------------------
-def read_word_alignments(paths):
-    """Read ``*.words.json`` files: ``{utt_id: [[word, start_s, end_s], ...]}``.
-
-    Arguments
-    ---------
-    paths : iterable of Path
-        The JSON files.
-
-    Returns
-    -------
-    dict
-        All files merged, ``{utt_id: list of [word, start, end]}``.
-    """
-    merged = {}
-    for path in paths:
-        try:
-            data = json.loads(Path(path).read_text(encoding="utf-8"))
-        except (OSError, ValueError) as err:
-            raise ValueError(f"word alignments {str(path)!r} are not valid JSON ({err}); "
-                             "fix or delete the file, or pass alignments=False") from None
-        if not isinstance(data, dict):
-            raise ValueError(f"word alignments {str(path)!r} must map utterance ids to "
-                             "[[word, start_s, end_s], ...]")
-        merged.update(data)
-    return merged
-
-
-def prompt_words(alignment, prompt_seconds):
-    """The words that end within the prompt, as text.
-
-    Arguments
-    ---------
-    alignment : list of [word, start_s, end_s]
-        Word alignment of one utterance.
-    prompt_seconds : float
-        Prompt length.
-
-    Returns
-    -------
-    str
-        Lower-case words whose end is ``<= prompt_seconds``, space separated.
-
-    Example:
-        >>> prompt_words([["HE", 0.1, 0.3], ["went", 0.4, 2.9], ["home", 2.95, 3.4]], 3.0)
-        'he went'
-    """
-    words = []
-    for item in alignment:
-        if not isinstance(item, (list, tuple)) or len(item) != 3:
-            raise ValueError(f"alignment entry {item!r} is not [word, start_s, end_s]")
-        word, _, end = item[0], float(item[1]), float(item[2])
-        if end <= prompt_seconds + 1e-9:
-            words.append(str(word))
-    return normalize_text(" ".join(words))
-
-
 def alignment_word_times(alignment, text):
     """The manifest's ``word_times`` for one utterance: its alignment when it matches the transcript.
 
@@ -546,10 +406,8 @@ def prepare_librispeech(data_folder, save_folder, splits=("test-clean",), alignm
         audio_files = sorted(p for suffix in LIBRISPEECH_AUDIO for p in split_dir.rglob(f"*{suffix}"))
         if not audio_files:
             raise FileNotFoundError(f"no .flac or .wav files under {str(split_dir)!r}; is this a LibriSpeech split?")
-        transcript_files = sorted(set(split_dir.rglob("*.trans.txt")) | set(split_dir.rglob("transcripts.txt")))
-        texts = {}
-        for path in transcript_files:
-            texts.update(_read_id_text_lines(path, sep=None))
+        has_transcripts = any(split_dir.rglob("*.trans.txt")) or any(split_dir.rglob("transcripts.txt"))
+        texts = read_transcripts(split_dir) if has_transcripts else {}
         words = read_word_alignments(sorted(split_dir.rglob("*.words.json"))) if alignments else {}
         skipped = Counter()
         rows = []

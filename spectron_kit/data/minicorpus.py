@@ -48,7 +48,6 @@ __all__ = [
     "Sentence", "Speaker", "SPEAKERS", "SIZES", "SPLITS", "SAMPLE_RATE",
     "generate_sentence", "sentences", "is_heldout", "template_names",
     "ensure_mini_corpus", "corpus_summary", "ensure_text_corpus",
-    "read_transcripts", "read_alignment", "split_words",
 ]
 
 GENERATOR_VERSION = 2  # bump whenever the grammar, speakers or audio processing change (2: torchaudio resampling)
@@ -775,55 +774,6 @@ def corpus_summary(root) -> list:
     record = json.loads(marker.read_text())
     return [{"split": split, "speakers": row["speakers"], "utterances": row["utterances"],
              "hours": row["seconds"] / 3600.0} for split, row in record["splits"].items()]
-
-
-def read_transcripts(path) -> dict:
-    """Read a ``*.trans.txt`` file.
-
-    Arguments:
-        path: the file.
-    Returns:
-        ``{utt_id: "UPPER CASE TEXT"}`` in file order.
-    """
-    table = {}
-    for line in Path(path).read_text(encoding="utf-8").splitlines():
-        if line.strip():
-            uid, _, text = line.partition(" ")
-            table[uid] = text
-    return table
-
-
-def read_alignment(path) -> dict:
-    """Read a ``*.words.json`` file.
-
-    Arguments:
-        path: the file.
-    Returns:
-        ``{utt_id: [(WORD, start_s, end_s), ...]}``.
-    """
-    data = json.loads(Path(path).read_text(encoding="utf-8"))
-    return {uid: [(w, float(s), float(e)) for w, s, e in words] for uid, words in data.items()}
-
-
-def split_words(words, seconds: float = 3.0):
-    """Split timed words into those spoken in the first ``seconds`` and the rest.
-
-    A word belongs to the prompt when its middle lies before ``seconds``.
-
-    Arguments:
-        words: ``[(word, start, end), ...]`` as from :func:`read_alignment`.
-        seconds: prompt length.
-    Returns:
-        ``(prompt_words, continuation_words)``, lists of word strings.
-
-    Example:
-        >>> split_words([("ONE", 0.0, 1.0), ("TWO", 2.5, 3.4), ("THREE", 3.4, 4.0)], 3.0)
-        (['ONE', 'TWO'], ['THREE'])
-    """
-    n = 0
-    while n < len(words) and (words[n][1] + words[n][2]) / 2.0 < seconds:
-        n += 1
-    return [w[0] for w in words[:n]], [w[0] for w in words[n:]]
 
 
 # =============================================================================

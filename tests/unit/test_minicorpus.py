@@ -14,8 +14,8 @@ pytest.importorskip("espeakng_loader")
 sf = pytest.importorskip("soundfile")
 
 from spectron_kit.data import espeak, minicorpus  # noqa: E402
-from spectron_kit.data.minicorpus import (SPEAKERS, ensure_mini_corpus, ensure_text_corpus,  # noqa: E402
-                                          read_alignment, read_transcripts, split_words)
+from spectron_kit.data.minicorpus import SPEAKERS, ensure_mini_corpus, ensure_text_corpus  # noqa: E402
+from spectron_kit.data.transcripts import prompt_words, read_trans_file, read_word_alignments  # noqa: E402
 
 TEXT = "The little fox walked to the river. Then the fox drank the cold water."
 
@@ -182,8 +182,8 @@ def test_layout_and_transcripts(tiny):
             lines = trans.read_text().splitlines()
             for line in lines:
                 assert re.fullmatch(rf"{spk}-{chapter}-\d{{4}} [A-Z']+( [A-Z']+)*", line), line
-            table = read_transcripts(trans)
-            align = read_alignment(trans.with_name(f"{spk}-{chapter}.words.json"))
+            table = read_trans_file(trans)
+            align = read_word_alignments([trans.with_name(f"{spk}-{chapter}.words.json")])
             assert list(table) == list(align)
             for uid, text in table.items():
                 words = align[uid]
@@ -194,8 +194,8 @@ def test_layout_and_transcripts(tiny):
                 starts = [s for _, s, _ in words]
                 assert starts == sorted(starts)
                 assert all(0 <= s < e <= info.duration + 1e-3 for _, s, e in words)
-                prompt, rest = split_words(words, 3.0)
-                assert len(prompt) >= 3 and rest
+                prompt = prompt_words(words, 3.0).split()  # the one prompt-word rule (ends within 3 s)
+                assert len(prompt) >= 3 and len(prompt) < len(words)
             seen += list(table)
         assert sorted(seen) == sorted(f.stem for f in flacs)
     summary = minicorpus.corpus_summary(tiny)
@@ -210,7 +210,7 @@ def test_test_speakers_and_sentences_are_held_out(tiny):
     variant = {str(s.id): s.voice.split("+")[1] for s in SPEAKERS}
     assert not {variant[s] for s in speakers["test"]} & {variant[s] for s in speakers["train"]}
     texts = {split: {t for f in (tiny / split).rglob("*.trans.txt")
-                     for t in read_transcripts(f).values()} for split in minicorpus.SPLITS}
+                     for t in read_trans_file(f).values()} for split in minicorpus.SPLITS}
     assert not texts["test"] & texts["train"]
 
 
@@ -268,7 +268,7 @@ def test_text_corpus(tiny, tmp_path):
     path = ensure_text_corpus(tmp_path / "lm.txt", n_sentences=3000, seed=7, progress=False)
     lines = path.read_text().splitlines()
     assert len(lines) == 3000 and all(re.fullmatch(r"[A-Z' ]+", line) for line in lines)
-    test_texts = {t for f in (tiny / "test").rglob("*.trans.txt") for t in read_transcripts(f).values()}
+    test_texts = {t for f in (tiny / "test").rglob("*.trans.txt") for t in read_trans_file(f).values()}
     assert not test_texts & set(lines)
     mtime = path.stat().st_mtime_ns
     assert ensure_text_corpus(path, n_sentences=3000, seed=7, progress=False) == path
@@ -278,10 +278,11 @@ def test_text_corpus(tiny, tmp_path):
     assert written[0][0].isupper() and written[0].endswith((".", "!", "?"))
 
 
-def test_split_words():
+def test_one_prompt_word_rule():
+    # a word is in the prompt when it ends within it: B (2.6-3.6 s) is cut by a 3 s prompt and is not
     words = [("A", 0.0, 1.0), ("B", 2.6, 3.6), ("C", 3.6, 4.0)]
-    assert split_words(words, 3.0) == (["A"], ["B", "C"])
-    assert split_words(words, 10.0) == (["A", "B", "C"], [])
+    assert prompt_words(words, 3.0) == "a" and prompt_words(words, 10.0) == "a b c"
+    assert prompt_words([("A", 0.0, 3.0)], 3.0) == "a"  # ending exactly at the cut counts
 
 
 # -- tts component -------------------------------------------------------------------------
@@ -305,3 +306,19 @@ def test_marker_records_stats(tiny):
     record = json.loads((tiny / minicorpus.MARKER).read_text())
     assert record["config"]["seed"] == 7
     assert set(record["splits"]) == set(minicorpus.SPLITS)
+
+
+def test_the_mini_corpus_manifest_uses_the_same_prompt_word_rule(tiny, tmp_path):
+    import importlib.util
+
+    from spectron_kit.data.manifest import read_manifest
+
+    path = Path(__file__).resolve().parents[2] / "recipes" / "LibriLight" / "librilight_prepare.py"
+    spec = importlib.util.spec_from_file_location("librilight_prepare_mini", path)
+    prep = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(prep)
+    out = prep.prepare_librispeech(tiny, tmp_path / "save", splits=["valid"], progress=False)
+    rows = read_manifest(out["valid"])
+    align = read_word_alignments(sorted((tiny / "valid").rglob("*.words.json")))
+    assert rows and all(r["prompt_text"] == prompt_words(align[r["id"]], 3.0) for r in rows)
+    assert all(0 < len(r["prompt_text"].split()) < len(r["text"].split()) for r in rows)

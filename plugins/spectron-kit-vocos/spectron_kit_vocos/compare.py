@@ -23,7 +23,7 @@ import torch
 
 from spectron_kit import build
 from spectron_kit.audio import load_audio, save_audio
-from spectron_kit.data.minicorpus import read_transcripts
+from spectron_kit.data.transcripts import read_trans_file as read_transcripts
 from spectron_kit.evaluation import metrics as M
 from spectron_kit.progress import track
 
