@@ -33,6 +33,8 @@ from torch import nn
 
 from spectron_kit.hookspecs import hookimpl
 from spectron_kit.errors import one_line
+from spectron_kit.freezing import Freezable
+from spectron_kit.freezing import freeze as freeze_module
 
 logger = logging.getLogger(__name__)
 
@@ -76,18 +78,6 @@ def _padding_mask(lengths, max_len):
     """Boolean [B, max_len] mask, True on padded positions."""
     steps = torch.arange(max_len, device=lengths.device)
     return steps.unsqueeze(0) >= lengths.unsqueeze(1)
-
-
-class _FrozenMixin:
-    """Keeps a frozen module in eval mode whatever ``train()`` is asked for."""
-
-    def train(self, mode=True):  # noqa: D102 - nn.Module API
-        return super().train(False if self.freeze else mode)
-
-    def _freeze(self):
-        for param in self.parameters():
-            param.requires_grad_(False)
-        self.eval()
 
 
 # ---------------------------------------------------------------------------
@@ -150,7 +140,7 @@ class ConvSubsampling(nn.Module):
         return self.dropout(self.proj(h)), len2
 
 
-class ConformerEncoder(_FrozenMixin, nn.Module):
+class ConformerEncoder(Freezable, nn.Module):
     """Conformer speech encoder over log-mel features (4x time subsampling).
 
     Convolutional subsampling (two stride-2 Conv2d) followed by speechbrain
@@ -215,7 +205,7 @@ class ConformerEncoder(_FrozenMixin, nn.Module):
         self.n_mels = int(cfg["n_mels"])
         self.output_size = int(cfg["d_model"])
         self.frame_rate = 1.0 / (float(cfg["hop_seconds"]) * 4)
-        self.freeze = bool(freeze)
+        self.frozen = bool(freeze)
 
         from speechbrain.lobes.models.transformer.Conformer import (
             ConformerEncoder as SBConformerEncoder,
@@ -240,8 +230,8 @@ class ConformerEncoder(_FrozenMixin, nn.Module):
             from safetensors.torch import load_model
 
             load_model(self, str(Path(source) / CONFORMER_WEIGHTS_FILE), strict=True)
-        if self.freeze:
-            self._freeze()
+        if self.frozen:
+            freeze_module(self)
 
     def _mask_conv_input(self, module, args):
         mask = self._conv_pad_mask
@@ -272,7 +262,7 @@ class ConformerEncoder(_FrozenMixin, nn.Module):
         if x.shape[-1] != self.n_mels:
             raise ValueError(f"expected {self.n_mels} mel bins, got {x.shape[-1]} "
                              f"(input shape {tuple(x.shape)}); match the frontend's n_mels")
-        if self.freeze:
+        if self.frozen:
             with torch.no_grad():
                 return self._encode(x, lengths)
         return self._encode(x, lengths)
@@ -329,7 +319,7 @@ class ConformerEncoder(_FrozenMixin, nn.Module):
         Returns:
             dict of build kwargs (weights come from the bundle's state dict).
         """
-        return {**self.config, "freeze": self.freeze}
+        return {**self.config, "freeze": self.frozen}
 
 
 def _read_conformer_config(source):
@@ -371,7 +361,7 @@ def _validate_conformer_config(cfg):
 # ---------------------------------------------------------------------------
 # Hugging Face audio encoders
 # ---------------------------------------------------------------------------
-class HFAudioEncoder(_FrozenMixin, nn.Module):
+class HFAudioEncoder(Freezable, nn.Module):
     """Hugging Face audio encoder (wav2vec2 / HuBERT / WavLM family or Whisper) on waveforms.
 
     Exactly one of ``source``, ``config`` or ``config_dir`` says what to build.
@@ -425,7 +415,7 @@ class HFAudioEncoder(_FrozenMixin, nn.Module):
         except ImportError as err:  # pragma: no cover - transformers is a core dependency
             raise ImportError("HFAudioEncoder needs transformers: pip install transformers") from err
 
-        self.freeze = bool(freeze)
+        self.frozen = bool(freeze)
         self.layer = int(layer)
         self.feature_extractor = None
         if source is not None:
@@ -477,8 +467,8 @@ class HFAudioEncoder(_FrozenMixin, nn.Module):
         if not -(self.num_layers + 1) <= self.layer <= self.num_layers:
             raise ValueError(f"layer={layer} is out of range for a {self.num_layers}-layer "
                              f"{self.model_type} encoder; use -1 or 0..{self.num_layers}")
-        if self.freeze:
-            self._freeze()
+        if self.frozen:
+            freeze_module(self)
 
     # -- forward -------------------------------------------------------------
     def output_lengths(self, lengths):
@@ -505,7 +495,7 @@ class HFAudioEncoder(_FrozenMixin, nn.Module):
             (hidden [B, T', output_size], out_lengths [B]); padded positions zeroed.
         """
         lengths = _check_inputs(wav, lengths, 2, "waveforms [B, S]")
-        if self.freeze:
+        if self.frozen:
             with torch.no_grad():
                 return self._encode(wav, lengths)
         return self._encode(wav, lengths)
@@ -581,7 +571,7 @@ class HFAudioEncoder(_FrozenMixin, nn.Module):
         self.model.config.save_pretrained(str(directory))
         if self.feature_extractor is not None:
             self.feature_extractor.save_pretrained(str(directory))
-        return {"config_dir": str(directory), "freeze": self.freeze, "layer": self.layer,
+        return {"config_dir": str(directory), "freeze": self.frozen, "layer": self.layer,
                 "normalize_waveform": self.normalize_waveform}
 
 

@@ -17,6 +17,8 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from spectron_kit.freezing import Freezable
+from spectron_kit.freezing import freeze as freeze_module
 from spectron_kit.hookspecs import hookimpl
 
 logger = logging.getLogger(__name__)
@@ -100,21 +102,29 @@ class HFTokenizer:
         self.hf.save_pretrained(directory)
 
 
-def load_tokenizer(source):
-    """Load a tokenizer from a directory or hub id.
+#: files that mark a folder as holding a transformers tokenizer (not our sentencepiece one)
+HF_TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "vocab.json")
 
-    A directory written by ``SentencePieceTokenizer.save_pretrained`` gives a
+
+def load_tokenizer(source, local_files_only=False):
+    """Load a tokenizer from a directory or hub id: the one tokenizer loader of the package.
+
+    A ``.model`` file, or a directory written by
+    ``SentencePieceTokenizer.save_pretrained`` (or holding a sentencepiece
+    ``tokenizer.model`` and no transformers tokenizer files), gives a
     SentencePieceTokenizer; anything else goes through ``AutoTokenizer``.
+    Both have ``encode`` (no special tokens), ``decode``, ``bos_token_id``,
+    ``eos_token_id`` and ``pad_token_id``.
     """
     path = Path(str(source))
     if path.is_file() and path.suffix == ".model":
         return SentencePieceTokenizer(path)
     if (path / SP_CONFIG_FILE).is_file() or ((path / SP_MODEL_FILE).is_file()
-                                            and not (path / "tokenizer_config.json").is_file()):
+                                            and not any((path / f).is_file() for f in HF_TOKENIZER_FILES)):
         return SentencePieceTokenizer.from_pretrained(path)
     from transformers import AutoTokenizer
 
-    return HFTokenizer(AutoTokenizer.from_pretrained(str(source)))
+    return HFTokenizer(AutoTokenizer.from_pretrained(str(source), local_files_only=local_files_only))
 
 
 #: name under which the attention function that records probabilities is registered in transformers
@@ -155,7 +165,7 @@ def _register_recording_attention():
     ALL_MASK_ATTENTION_FUNCTIONS.register(RECORDING_ATTENTION, eager_mask)
 
 
-class HFCausalLM(nn.Module):
+class HFCausalLM(Freezable, nn.Module):
     """A Hugging Face ``AutoModelForCausalLM`` used as Spectron's decoder.
 
     Arguments:
@@ -226,9 +236,9 @@ class HFCausalLM(nn.Module):
         self.eos_id = eos_token if eos_token is not None else (tok.eos_token_id if tok is not None else 1)
         self.d_model = self.model.config.hidden_size
         self.vocab_size = self.model.config.vocab_size
-        self.frozen = freeze
-        if freeze:
-            self.model.requires_grad_(False)
+        self.frozen = bool(freeze)
+        if self.frozen:
+            freeze_module(self.model)
 
     def _align_special_tokens(self, hf_config):
         tok = self.tokenizer
@@ -319,12 +329,6 @@ class HFCausalLM(nn.Module):
         if self.tokenizer is None:
             raise ValueError("this lm has no tokenizer; pass tokenizer=<dir or .model file>")
         return self.tokenizer.decode(ids)
-
-    def train(self, mode=True):
-        super().train(mode)
-        if self.frozen:
-            self.model.eval()
-        return self
 
     # -- saving -------------------------------------------------------------
     def save_pretrained(self, directory):

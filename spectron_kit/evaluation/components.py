@@ -31,6 +31,7 @@ import numpy as np
 
 from spectron_kit.audio import resample as audio_resample
 from spectron_kit.evaluation.metrics import normalize_text
+from spectron_kit.lm import load_tokenizer
 from spectron_kit.hookspecs import hookimpl
 
 __all__ = [
@@ -529,55 +530,6 @@ class DNSMOSPredictor:
 # ---------------------------------------------------------------------------
 # text-LM scorer
 
-_HF_TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "vocab.json")
-
-
-class _SentencePieceTokenizer:
-    """Adapter for ``spectron_kit.lm.load_tokenizer`` (directory holding a
-    SentencePiece ``tokenizer.model``): exposes ``encode``, ``bos_token_id``
-    and ``eos_token_id`` like an HF tokenizer."""
-
-    def __init__(self, tok):
-        self.tok = tok
-        self.bos_token_id = self._special(("bos_token_id", "bos_id", "sos_id"))
-        self.eos_token_id = self._special(("eos_token_id", "eos_id"))
-        self.pad_token_id = self.eos_token_id
-
-    def _special(self, names):
-        for name in names:
-            value = getattr(self.tok, name, None)
-            if callable(value):
-                value = value()
-            if value is not None and int(value) >= 0:
-                return int(value)
-        return None
-
-    def encode(self, text, add_special_tokens=False):
-        try:
-            ids = self.tok.encode(text, add_special_tokens=False)
-        except TypeError:
-            ids = self.tok.encode(text)
-        return [int(i) for i in ids]
-
-
-def _load_tokenizer(source, local_files_only):
-    """AutoTokenizer, or ``spectron_kit.lm.load_tokenizer`` for a directory
-    holding a SentencePiece model saved by this toolkit (``tokenizer.model``
-    with ``spectron_tokenizer.json``, or without any HF tokenizer file)."""
-    transformers = _require("transformers")
-    path = Path(os.fspath(source))
-    sentencepiece_dir = path.is_dir() and (
-        (path / "spectron_tokenizer.json").is_file()
-        or ((path / "tokenizer.model").is_file()
-            and not any((path / f).is_file() for f in _HF_TOKENIZER_FILES)))
-    if sentencepiece_dir:
-        from spectron_kit.lm import load_tokenizer
-
-        return _SentencePieceTokenizer(load_tokenizer(path))
-    return transformers.AutoTokenizer.from_pretrained(os.fspath(source),
-                                                      local_files_only=local_files_only)
-
-
 class HFLMScorer:
     """Scores texts with a Hugging Face causal LM (paper: ``gpt2``).
 
@@ -609,7 +561,7 @@ class HFLMScorer:
         self.source = os.fspath(source)
         self.device = _torch_device(device)
         self.batch_size = int(batch_size)
-        self.tokenizer = _load_tokenizer(self.source, local_files_only)
+        self.tokenizer = load_tokenizer(self.source, local_files_only=local_files_only)
         self.model = transformers.AutoModelForCausalLM.from_pretrained(
             self.source, local_files_only=local_files_only).to(self.device).eval()
         cfg = self.model.config
@@ -627,7 +579,7 @@ class HFLMScorer:
 
     def token_ids(self, text):
         """``[bos] + tokens + [eos]`` for one text."""
-        ids = list(self.tokenizer.encode(text, add_special_tokens=False)) if text else []
+        ids = list(self.tokenizer.encode(text)) if text else []
         return [self.bos_id] + [int(i) for i in ids] + [self.eos_id]
 
     def _nll_batch(self, seqs):

@@ -138,7 +138,7 @@ def test_conformer_save_load_round_trip(tmp_path):
         built = build_encoder("conformer", source=str(tmp_path), d_model=999).eval()
         assert built.output_size == 16
         torch.testing.assert_close(built(x, lengths)[0], ref, atol=1e-5, rtol=1e-5)
-    assert loaded.freeze and not any(p.requires_grad for p in loaded.parameters())
+    assert loaded.frozen and not any(p.requires_grad for p in loaded.parameters())
     rebuilt = ConformerEncoder(**enc.bundle_kwargs(tmp_path))
     rebuilt.load_state_dict(enc.state_dict())
     # config_dir: the stored architecture with fresh weights ("no pre-trained encoder" ablation)
