@@ -182,7 +182,7 @@ class SpectronBrain(sb.Brain):
         total = self.steps_per_epoch if stage == sb.Stage.TRAIN else self.valid_steps
         self.progress = progress_bar(info=True, console=console, disable=not sb.utils.distributed.if_main_process())
         label = {sb.Stage.TRAIN: "train", sb.Stage.VALID: "valid", sb.Stage.TEST: "test"}[stage]
-        self.task = self.progress.add_task(f"epoch {epoch} {label}", total=total, info="",
+        self.task = self.progress.add_task(f"epoch {epoch} {label}" if epoch is not None else label, total=total, info="",
                                            completed=self.step if stage == sb.Stage.TRAIN else 0)
         self.progress.start()
 
@@ -502,18 +502,11 @@ def build_model(hparams):
 
 
 # ------------------------------------------------------------------------------- after training
-def valid_terms(brain, dataset, loader_kwargs):
-    """Mean loss terms on a dataset with the current weights (no checkpoint recovery)."""
-    brain.modules.eval()
-    brain.on_stage_start(sb.Stage.TEST, 0)
-    loader = sb.dataio.dataloader.make_dataloader(dataset, **loader_kwargs)
-    with torch.no_grad():
-        for batch in loader:
-            brain.compute_objectives(brain.compute_forward(batch, sb.Stage.TEST), batch, sb.Stage.TEST)
-            brain._advance("")
-    brain.progress.stop()
-    brain.progress = None
-    return brain.stage_means()
+def valid_terms(brain, dataset, loader_kwargs, min_key=None):
+    """Mean loss terms on a dataset through ``Brain.evaluate`` (``min_key``: from the best checkpoint first)."""
+    kwargs = {k: v for k, v in loader_kwargs.items() if k != "ckpt_prefix"}  # fit() leaves one in its dict
+    brain.evaluate(dataset, min_key=min_key, progressbar=False, test_loader_kwargs=kwargs)
+    return brain.last_stats
 
 
 def prompt_transcript_wer(model, rows, hparams, limit=None):
@@ -662,9 +655,8 @@ def main(argv=None):
         torch.distributed.destroy_process_group()
         if not sb.utils.distributed.if_main_process():
             return None
-    checkpointer.recover_if_possible(min_key="loss")
+    final = valid_terms(brain, datasets["valid"], valid_kwargs, min_key="loss")  # the best checkpoint's
     model.eval()
-    final = valid_terms(brain, datasets["valid"], valid_kwargs)
     model.save_pretrained(hparams["bundle_folder"])
     samples = write_samples(model, datasets["valid_rows"], hparams)
     test_wer, test_examples = prompt_transcript_wer(model, datasets["test_rows"], hparams)
