@@ -19,17 +19,10 @@ from torch import nn
 from spectron_kit.ctc import CTCSpeechRecognizer, text_to_labels
 from spectron_kit.progress import progress_bar
 from spectron_kit.registry import build
+from spectron_kit.schedules import warmup_cosine
 
 logger = logging.getLogger(__name__)
 
-
-
-def warmup_cosine(step, warmup, total):
-    """LR multiplier: linear warm-up for ``warmup`` steps, then cosine decay to 10%."""
-    if step < warmup:
-        return (step + 1) / warmup
-    progress = min(1.0, (step - warmup) / max(1, total - warmup))
-    return 0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * progress))
 
 
 # ----------------------------------------------------------------------------- text LM

@@ -43,7 +43,6 @@ from spectron_kit.features import FeatureSpec  # noqa: E402
 from spectron_kit.losses import lengths_to_mask  # noqa: E402
 from spectron_kit.model import SpectronModel  # noqa: E402
 from spectron_kit.plotting import plot_loss_curves  # noqa: E402
-from spectron_kit.pretrain import warmup_cosine  # noqa: E402
 from spectron_kit.progress import progress_bar  # noqa: E402
 from spectron_kit.recipe import (RandomState, RecipeConfigError, TrainingClock, TrainingDiverged,  # noqa: E402
                                  check_overrides,
@@ -101,10 +100,10 @@ class SpectronBrain(sb.Brain):
         groups = [{"params": rest, "lr": lr}]
         if encoder:
             groups.append({"params": encoder, "lr": lr * self.hparams.encoder_lr_scale})
-        self.optimizer = torch.optim.AdamW(groups, lr=lr, weight_decay=self.hparams.weight_decay)
+        # the YAML's optimiser (!name:torch.optim.AdamW ...) and schedule (!new:...WarmupCosine)
+        self.optimizer = self.hparams.optimizer(groups)
         total = max(1, self.hparams.number_of_epochs * self.steps_per_epoch)
-        warmup = self.hparams.warmup_steps
-        self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, lambda s: warmup_cosine(s, warmup, total))
+        self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, self.hparams.lr_schedule.for_total(total))
         self.optimizers_dict = {"opt_class": self.optimizer}
         if self.checkpointer is not None:
             self.checkpointer.add_recoverable("optimizer", self.optimizer)
@@ -598,6 +597,7 @@ def main(argv=None):
         console.print("debug run: tiny corpus and models in data/mini_corpus_debug and results/debug/spectron_mini")
     run_opts, world_size = init_distributed(run_opts)
     hparams_file, overrides = replace_blocks(hparams_file, overrides)  # component blocks of ablation files
+    check_required_keys(set(yaml_defaults(hparams_file)) | set(overrides))  # before a !ref to it fails to load
     overrides = overrides_to_yaml(overrides)
     with open(hparams_file) as fin:
         hparams = load_hyperpyyaml(fin, overrides)
@@ -701,6 +701,18 @@ def tensorboard_logger(hparams):
     return TensorboardLogger(save_dir=str(Path(hparams["output_folder"]) / "tensorboard"))
 
 
+def check_required_keys(keys):
+    """Refuse a YAML that lacks a key the recipe reads, naming it (and a likely misspelling)."""
+    reference, known = _reference_keys()
+    expected = [key for key in reference if key not in keys]
+    if expected:
+        unread = [str(k) for k in keys if k not in known and not str(k).startswith("__")]
+        hint = (f" (it has {', '.join(repr(k) for k in unread[:3])}, which the recipe does not read: "
+                "a misspelling?)" if unread else "")
+        raise RecipeConfigError(f"the YAML has no {', '.join(expected[:5])}{hint}; every recipe YAML needs the keys "
+                                "of hparams/spectron.yaml: add them or start from that file (__base__: spectron.yaml)")
+
+
 def validate_run(hparams):
     """Refuse, before anything is written or computed, a run that would fail later.
 
@@ -713,14 +725,7 @@ def validate_run(hparams):
     import spectron_kit
     from spectron_kit.registry import get_registry
 
-    reference, known = _reference_keys()
-    expected = [key for key in reference if key not in hparams]
-    if expected:
-        unread = [str(k) for k in hparams if k not in known and not str(k).startswith("__")]
-        hint = (f" (it has {', '.join(repr(k) for k in unread[:3])}, which the recipe does not read: "
-                "a misspelling?)" if unread else "")
-        raise RecipeConfigError(f"the YAML has no {', '.join(expected[:5])}{hint}; every recipe YAML needs the keys "
-                                "of hparams/spectron.yaml: add them or start from that file (__base__: spectron.yaml)")
+    check_required_keys(hparams)
     registry = get_registry()
     for key, value in hparams.items():
         if isinstance(value, functools.partial) and value.func is spectron_kit.build:
