@@ -1,0 +1,42 @@
+"""Speech encoders: prompt audio (features or waveform) -> hidden frames.
+
+Two encoders are registered under the kind ``encoder``:
+
+- ``conformer``: :class:`ConformerEncoder`, a Conformer over log-mel features
+  (4x convolutional subsampling, then speechbrain Conformer blocks with
+  relative positional attention). Can be saved and reloaded on its own with
+  :meth:`ConformerEncoder.save_pretrained` / ``source=<dir>``.
+- ``hf``: :class:`HFAudioEncoder`, a Hugging Face audio encoder (wav2vec2,
+  HuBERT, WavLM and relatives, or Whisper's encoder) fed with raw 16 kHz
+  waveforms.
+
+Both follow the encoder interface of ``docs/COMPONENTS.md``:
+``forward(x, lengths) -> (hidden [B, T', D], out_lengths [B])`` with the
+attributes ``input_kind``, ``output_size`` and ``frame_rate``.
+
+Example:
+    >>> import torch
+    >>> enc = ConformerEncoder(n_mels=16, d_model=16, num_layers=1, nhead=2, d_ffn=32,
+    ...                        kernel_size=3)
+    >>> hidden, lengths = enc(torch.randn(2, 40, 16), torch.tensor([40, 21]))
+    >>> tuple(hidden.shape), lengths.tolist(), enc.frame_rate
+    ((2, 10, 16), [10, 6], 20.0)
+"""
+from spectron_kit.encoders.conformer import (CONFORMER_CONFIG_FILE, CONFORMER_WEIGHTS_FILE, ConformerEncoder,
+                                             ConvSubsampling)
+from spectron_kit.encoders.hf import HFAudioEncoder
+from spectron_kit.hookspecs import hookimpl
+
+__all__ = ["ConformerEncoder", "ConvSubsampling", "HFAudioEncoder", "CONFORMER_CONFIG_FILE",
+           "CONFORMER_WEIGHTS_FILE", "register_encoders"]
+
+
+@hookimpl
+def register_encoders(register):
+    """Register the built-in speech encoders."""
+    register("conformer", ConformerEncoder,
+             description="Conformer over log-mel features (4x conv subsampling, speechbrain "
+                         "RelPosMHAXL blocks); source=<dir> loads save_pretrained weights")
+    register("hf", HFAudioEncoder,
+             description="Hugging Face audio encoder on 16 kHz waveforms (wav2vec2/HuBERT/WavLM "
+                         "or Whisper encoder) from source=<hub id or dir> or config={...}")
