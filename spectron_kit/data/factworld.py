@@ -16,7 +16,7 @@ checks it), so the speech corpus cannot teach or contradict them.
 """
 import random
 
-from spectron_kit.data.minicorpus import _BOYS, _GIRLS
+from spectron_kit.data.grammar import _BOYS, _GIRLS
 
 PEOPLE = [name.lower() for name in _BOYS + _GIRLS]
 

@@ -13,7 +13,7 @@ import pytest
 pytest.importorskip("espeakng_loader")
 sf = pytest.importorskip("soundfile")
 
-from spectron_kit.data import espeak, minicorpus  # noqa: E402
+from spectron_kit.data import espeak, grammar, minicorpus  # noqa: E402
 from spectron_kit.data.minicorpus import SPEAKERS, ensure_mini_corpus, ensure_text_corpus  # noqa: E402
 from spectron_kit.data.transcripts import prompt_words, read_trans_file, read_word_alignments  # noqa: E402
 
@@ -137,16 +137,16 @@ def test_continuations_follow_from_the_beginning():
             animal, place = s.key.split(":")[1:]
             first, second = s.text.split(". ", 1)
             assert animal in first and f"the {animal} " in second
-            assert any(a in second for a in minicorpus._PLACES[place])
+            assert any(a in second for a in grammar._PLACES[place])
         elif s.template == "counting":
-            nums = [minicorpus._number(k) for k in range(0, 101)]
+            nums = [grammar._number(k) for k in range(0, 101)]
             seq = re.findall(r"[a-z ]+", s.text.split(". ", 1)[1].lower())
             values = [nums.index(x.strip()) for x in seq if x.strip() in nums]
             steps = {b - a for a, b in zip(values, values[1:])}
             assert len(values) >= 5 and len(steps) == 1
         elif s.template == "recipe":
             dish = s.key.split(":")[1]
-            positions = [s.text.find(step) for step in minicorpus._DISHES[dish][:3]]
+            positions = [s.text.find(step) for step in grammar._DISHES[dish][:3]]
             assert -1 not in positions and positions == sorted(positions)
         assert 8 <= len(words) <= 40
     assert {"story", "counting", "recipe"} <= seen
