@@ -585,10 +585,14 @@ DEBUG_OVERRIDES = {
 }
 
 
-@exit_on_config_error
-def main(argv=None):
-    reuse_freed_memory()  # CPU steps otherwise spend a third of their time in page faults
-    hparams_file, run_opts, overrides = sb.parse_arguments(argv if argv is not None else sys.argv[1:])
+def load_run(argv):
+    """Command line -> ``(hparams_file, run_opts, overrides YAML, hparams, world_size)``, checked.
+
+    Follows ``__base__`` chains, applies ``--debug`` sizes, starts distributed
+    training when launched by torchrun, and refuses (one line) a key, a
+    value or a component that cannot work, before anything is written.
+    """
+    hparams_file, run_opts, overrides = sb.parse_arguments(argv)
     hparams_file, overrides = resolve_base(hparams_file, overrides)
     check_overrides(hparams_file, overrides,
                     "for a run without data, use recipes/LibriLight/hparams/spectron_mini.yaml")
@@ -602,6 +606,13 @@ def main(argv=None):
     with open(hparams_file) as fin:
         hparams = load_hyperpyyaml(fin, overrides)
     validate_run(hparams)  # before anything is written, prepared or pre-trained
+    return hparams_file, run_opts, overrides, hparams, world_size
+
+
+@exit_on_config_error
+def main(argv=None):
+    reuse_freed_memory()  # CPU steps otherwise spend a third of their time in page faults
+    hparams_file, run_opts, overrides, hparams, world_size = load_run(argv if argv is not None else sys.argv[1:])
     sb.create_experiment_directory(experiment_directory=hparams["output_folder"], hyperparams_to_save=hparams_file,
                                    overrides=overrides)
     started = time.time()

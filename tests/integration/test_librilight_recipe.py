@@ -177,3 +177,23 @@ def test_every_ablation_file_loads_on_its_base(ablation, tmp_path):
         assert "config_dir" in hparams["encoder"].keywords and "source" not in hparams["encoder"].keywords
     if ablation == "no_intermediate_text.yaml":
         assert hparams["intermediate_text"] is False and hparams["w_guided_attention"] == 0.0
+
+
+def test_pretraining_is_a_step_of_its_own(tmp_path):
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("librilight_pretrain", RECIPE / "pretrain.py")
+    pretrain = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(pretrain)
+    argv = [str(RECIPE / "hparams" / "spectron_mini.yaml"), "--debug", f"--data_folder={tmp_path}/corpus",
+            f"--output_folder={tmp_path}/run"]
+    parts = pretrain.main(argv)
+    lm = Path(parts["text LM"])
+    assert (lm / "config.json").is_file() and (Path(parts["CTC encoder"]) / "encoder_config.json").is_file()
+    assert json.loads((lm / "pretrain_settings.json").read_text())["text_lm_steps"] == 20
+    assert not (tmp_path / "run").exists()  # no training run was started
+    stamp = (lm / "model.safetensors").stat().st_mtime_ns
+    pretrain.main(argv)  # done parts are reused
+    assert (lm / "model.safetensors").stat().st_mtime_ns == stamp
+    with pytest.raises(SystemExit):  # other settings for the same folder: refused, with the fix named
+        pretrain.main(argv + ["--text_lm_steps=21"])
