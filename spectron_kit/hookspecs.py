@@ -77,3 +77,8 @@ def register_lm_scorers(register):
 @hookspec
 def register_tts(register):
     """Register text-to-speech engines (text -> waveform)."""
+
+
+@hookspec
+def register_scorers(register):
+    """Register evaluation metrics (``scorer``): per-utterance values of every condition of a batch."""

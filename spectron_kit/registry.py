@@ -48,6 +48,7 @@ HOOK_KINDS = {
     "register_mos_predictors": "mos_predictor",
     "register_lm_scorers": "lm_scorer",
     "register_tts": "tts",
+    "register_scorers": "scorer",
 }
 KINDS = tuple(HOOK_KINDS.values())
 
@@ -62,6 +63,7 @@ BUILTIN_MODULES = (
     "spectron_kit.evaluation.components",
     "spectron_kit.evaluation.ctc",
     "spectron_kit.evaluation.tts",
+    "spectron_kit.evaluation.scorers",
 )
 
 BUILTIN_PROVIDER = "spectron-kit"

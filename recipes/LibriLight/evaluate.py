@@ -146,8 +146,12 @@ def main(argv=None):
                        model.prompt_seconds, hparams["prompt_seconds"])
 
     rows, _ = validate_manifest(rows, target_sr=model.frontend.spec.sample_rate, progress=False)  # logs skips
+    from spectron_kit import build
+
+    scorers = [build("scorer", name) for name in hparams.get("scorers") or ()]
     result = evaluate_continuation(model, rows, **{k: hparams[k] for k in COMPONENT_KEYS}, **protocol,
-                                   out_dir=out_dir, progress=not run_opts.get("noprogressbar", False))
+                                   out_dir=out_dir, progress=not run_opts.get("noprogressbar", False),
+                                   scorers=scorers)
     setup = {"model": str(hparams["model_dir"]), "test_set": str(hparams["test_folder"]),
              "manifest": str(manifest), "device": str(device),
              "command": " ".join(["python", "recipes/LibriLight/evaluate.py", str(hparams_file)]

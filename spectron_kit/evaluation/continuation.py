@@ -516,7 +516,7 @@ def evaluate_continuation(model, rows, *, transcriber, lm_scorer, speaker_encode
                           prompt_seconds=3.0, length_rule="reference", fixed_seconds=None,
                           max_continuation_seconds=None, num_utterances=None, seed=0, do_sample=False,
                           temperature=1.0, top_k=0, top_p=1.0, batch_size=4, out_dir, num_samples=None,
-                          n_resamples=1000, progress=True):
+                          n_resamples=1000, progress=True, scorers=()):
     """Run the speech-continuation protocol on manifest rows.
 
     Every speech metric (ASR WER against the text the audio should say,
@@ -533,6 +533,9 @@ def evaluate_continuation(model, rows, *, transcriber, lm_scorer, speaker_encode
         rows: manifest rows (``spectron_kit.data.manifest.read_manifest``).
         transcriber, lm_scorer, speaker_encoder, mos_predictor: evaluation
             components (``docs/COMPONENTS.md``).
+        scorers: more metrics, registered ``scorer`` components
+            (:mod:`spectron_kit.evaluation.scorers`): each scores every condition
+            of every batch; aggregated under ``scores``.
         prompt_seconds: prompt length (paper: 3 s).
         length_rule: "reference" (as many frames as the reference
             continuation), "fixed" (``fixed_seconds`` of frames) or "stop"
@@ -626,8 +629,10 @@ def evaluate_continuation(model, rows, *, transcriber, lm_scorer, speaker_encode
                      for cond in got["audio"]}
             prompt_np = [_np(p) for p in got["prompts"]]
             scored, emb_p, emb_r = _score_speech(got["audio"], texts, prompt_np, sr, *components)
+            extra = _run_scorers(scorers, got, texts, prompt_np, chunk, out.text, sr)
             for i, row in enumerate(chunk):
                 record = _record(row, i, b, got, scored[i], prompt_parts[i], prompt_seconds, sr)
+                record["scores"] = {name: values[i] for name, values in extra.items()}
                 if num_samples is None or len(records) < num_samples:
                     record["samples"] = _save_samples(samples_dir, row["id"], got, i, sr, frame_rate)
                 records.append(record)
@@ -648,7 +653,8 @@ def evaluate_continuation(model, rows, *, transcriber, lm_scorer, speaker_encode
                              "lm_scorer": component_description(lm_scorer),
                              "speaker_encoder": component_description(speaker_encoder),
                              "mos_predictor": component_description(mos_predictor),
-                             "vocoder": component_description(model.vocoder)},
+                             "vocoder": component_description(model.vocoder),
+                             "scorers": [component_description(sc) for sc in scorers]},
               "mos_label": mos_label,
               "model": {"sample_rate": sr, "frame_rate": frame_rate, "reduction_factor": model.r,
                         "parameters": model.num_parameters()}}
@@ -659,8 +665,59 @@ def evaluate_continuation(model, rows, *, transcriber, lm_scorer, speaker_encode
               "empty_generation": sum(r["speaker_sim_generated"] is None for r in records)}
     aggregates = aggregate_records(records, batches, seed=seed, n_resamples=n_resamples, mos_label=mos_label)
     speech = aggregate_conditions(records, seed=seed, n_resamples=n_resamples)
+    scores = aggregate_scores(records, scorers, seed=seed, n_resamples=n_resamples)
     return {"config": config, "records": records, "batches": batches, "aggregates": aggregates,
-            "speech": speech, "counts": counts}
+            "speech": speech, "scores": scores, "counts": counts}
+
+
+def scorer_name(scorer):
+    """The registry name of a scorer (its class name when it was not built through the registry)."""
+    spec = getattr(scorer, "spectron_spec", None)
+    return spec.name if spec is not None else type(scorer).__name__
+
+
+def _run_scorers(scorers, got, texts, prompt_np, chunk, model_text, sr):
+    """``{scorer name: per-utterance {condition: value}}`` for one batch."""
+    if not scorers:
+        return {}
+    from spectron_kit.evaluation.scorers import ScoringBatch
+
+    batch = ScoringBatch(sample_rate=sr, conditions=tuple(got["audio"]), audio=got["audio"], frames=got["frames"],
+                         reference_frames=got["ref_frames"], prompts=prompt_np, texts=texts, rows=list(chunk),
+                         model_text=list(model_text))
+    out = {}
+    for scorer in scorers:
+        name = scorer_name(scorer)
+        values = scorer.score(batch)
+        if len(values) != len(chunk):
+            raise ValueError(f"scorer {name!r} returned {len(values)} records for a batch of {len(chunk)} "
+                             "utterances; return one {condition: value} dict per utterance")
+        out[name] = [dict(v) for v in values]
+    return out
+
+
+def aggregate_scores(records, scorers, seed=0, n_resamples=1000, confidence=0.95):
+    """Every scorer the same way: per condition, the mean over utterances with a bootstrap interval.
+
+    Returns:
+        ``{scorer name: {"label", "better", "conditions": {condition: entry}}}`` (entries as in
+        :func:`aggregate_records`; utterances whose value is None are left out and counted in ``n``).
+    """
+    out = {}
+    for scorer in scorers:
+        name = scorer_name(scorer)
+        label, better = getattr(scorer, "label", name), getattr(scorer, "better", "")
+        conditions = {}
+        for cond in dict.fromkeys(c for r in records for c in r.get("scores", {}).get(name, {})):
+            values = [float(r["scores"][name][cond]) for r in records
+                      if r.get("scores", {}).get(name, {}).get(cond) is not None]
+            if not values:
+                continue
+            est, low, high = M.bootstrap_ci(np.asarray(values), n_resamples=n_resamples, confidence=confidence,
+                                            seed=seed)
+            conditions[cond] = _entry(f"{label}, {cond}", est, low, high, len(values), better)
+        out[name] = {"label": label, "better": better, "conditions": conditions}
+    return out
 
 
 def _record(row, i, b, got, speech, prompt_part, prompt_seconds, sr):

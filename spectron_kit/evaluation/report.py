@@ -126,7 +126,7 @@ def write_results_json(result, path, setup=None):
     """
     payload = {"date": result.get("date") or _now(), "hardware": result.get("hardware") or hardware_info(),
                "setup": setup or {}, "config": result.get("config", {}), "counts": result.get("counts", {}),
-               "aggregates": result.get("aggregates", {}), "speech": result.get("speech", {}),
+               "aggregates": result.get("aggregates", {}), "speech": result.get("speech", {}), "scores": result.get("scores", {}),
                "batches": result.get("batches", []),
                "records": result.get("records", [])}
     path = Path(path)
@@ -204,6 +204,27 @@ def speech_table(result):
     return lines + [""]
 
 
+def scores_table(result):
+    """Markdown lines of the registered scorers' results: one row per scorer, one column per condition."""
+    from spectron_kit.evaluation.continuation import CONDITION_LABELS
+
+    scores = result.get("scores") or {}
+    if not any(entry["conditions"] for entry in scores.values()):
+        return []
+    conditions = list(dict.fromkeys(c for entry in scores.values() for c in entry["conditions"]))
+    lines = ["## More metrics (registered scorers)", "",
+             "| scorer | " + " | ".join(CONDITION_LABELS.get(c, c) for c in conditions) + " |",
+             "| --- | " + " | ".join("---:" for _ in conditions) + " |"]
+    for name, entry in scores.items():
+        cells = []
+        for cond in conditions:
+            e = entry["conditions"].get(cond)
+            cells.append("-" if e is None else f"{e['value']:.4g} [{e['low']:.4g}, {e['high']:.4g}]")
+        better = f" ({entry['better']} is better)" if entry.get("better") else ""
+        lines.append(f"| `{name}`: {entry['label']}{better} | " + " | ".join(cells) + " |")
+    return lines + ["", "Mean over utterances with a 95% bootstrap interval (`scorers` in evaluate.yaml).", ""]
+
+
 def markdown_report(result, setup=None, title="Speech continuation evaluation"):
     """The Markdown report: metric table, paper comparison, setup difference, notes.
 
@@ -237,6 +258,7 @@ def markdown_report(result, setup=None, title="Speech continuation evaluation"):
     lines += ["", "Intervals: percentile bootstrap over utterances (speed: over batches), "
               f"{cfg.get('n_resamples', 1000)} resamples, seed {cfg.get('seed')}.", ""]
     lines += speech_table(result)
+    lines += scores_table(result)
 
     lines += ["## Paper comparison", "",
               "| metric | this run | paper: Spectron | paper: other systems |", "| --- | ---: | ---: | --- |"]

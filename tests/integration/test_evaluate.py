@@ -218,6 +218,60 @@ def test_evaluate_recipe_end_to_end(tmp_path):
     assert (out / "hyperparams.yaml").is_file() and (out / "save" / "test-clean.csv").is_file()
 
 
+class ToySeconds:
+    """A metric added from a test: seconds of audio of every condition."""
+
+    label = "seconds of audio"
+    better = ""
+
+    def score(self, batch):
+        return [{cond: len(batch.audio[cond][i]) / batch.sample_rate for cond in batch.conditions}
+                for i in range(len(batch.rows))]
+
+
+def test_a_registered_scorer_joins_with_one_yaml_line(tmp_path, monkeypatch):
+    from spectron_kit.hookspecs import hookimpl
+    from spectron_kit.registry import get_registry
+
+    class Plugin:
+        @hookimpl
+        def register_scorers(self, register):
+            register("toy_seconds", ToySeconds, description="test")
+
+    get_registry().register_plugin(Plugin(), name="toy-scorer")
+    monkeypatch.syspath_prepend(str(HERE))  # eval_fakes
+    test_folder = make_test_folder(tmp_path / "data")
+    make_tokenizer(tmp_path / "tok")
+    lm_dir = make_scoring_lm(tmp_path / "scoring_lm", tmp_path / "tok")
+    bundle = make_bundle(tmp_path / "bundle", tmp_path / "tok")
+    spec = importlib.util.spec_from_file_location("librilight_evaluate", REPO / "recipes/LibriLight/evaluate.py")
+    evaluate = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(evaluate)
+    out = tmp_path / "eval"
+    monkeypatch.chdir(tmp_path)
+    evaluate.main([str(REPO / "recipes/LibriLight/hparams/evaluate.yaml"), f"--model_dir={bundle}",
+                   f"--test_folder={test_folder}", f"--lm_scorer_source={lm_dir}", f"--output_folder={out}",
+                   "--batch_size=4", "--n_resamples=100", "--noprogressbar", "--max_continuation_seconds=1.2",
+                   "--num_samples=0", "--scorers=[frame_distance,toy_seconds]",
+                   "--transcriber=!new:eval_fakes.FakeTranscriber",
+                   "--speaker_encoder=!new:eval_fakes.FakeSpeakerEncoder",
+                   "--mos_predictor=!new:eval_fakes.FakeMOSPredictor"])
+    results = json.loads((out / "results.json").read_text())
+    toy = results["scores"]["toy_seconds"]["conditions"]
+    records = results["records"]
+    # the toy's aggregate is the mean of what the protocol measured itself, per condition
+    for cond in ("reference", "generated", "flat"):
+        expected = np.mean([r["speech"][cond]["seconds"] for r in records])
+        assert toy[cond]["value"] == pytest.approx(expected) and toy[cond]["n"] == len(records)
+    frames = results["scores"]["frame_distance"]["conditions"]
+    assert frames["vocoded"]["value"] == 0.0 and "reference" not in frames  # (a) has audio, no frames
+    assert frames["flat"]["value"] > 0 and frames["generated"]["value"] > 0
+    assert all(set(r["scores"]) == {"frame_distance", "toy_seconds"} for r in records)
+    md = (out / "results.md").read_text()
+    assert "## More metrics (registered scorers)" in md and "| `toy_seconds`: seconds of audio |" in md
+    assert [c["kind"] if isinstance(c, dict) else c for c in results["config"]["components"]["scorers"]]
+
+
 def test_unknown_override_names_the_key(tmp_path):
     proc = subprocess.run([sys.executable, str(REPO / "recipes/LibriLight/evaluate.py"),
                            str(REPO / "recipes/LibriLight/hparams/evaluate.yaml"), "--model_dir=x",
