@@ -174,11 +174,12 @@ def evaluate_bundle(bundle, rows, facts_by_question, hparams, cache):
     return result
 
 
-def bundles_of(folder):
-    """``[(label, epoch, bundle)]``: every epoch snapshot, then the final bundle."""
+def bundles_of(folder, epochs=None):
+    """``[(label, epoch, bundle)]``: the epoch snapshots (those in ``epochs``; None: all), then the final bundle."""
     out = []
     for snap in sorted((folder / "snapshots").glob("epoch*"), key=lambda p: int(p.name[5:])):
-        out.append((snap.name, int(snap.name[5:]), snap))
+        if epochs is None or int(snap.name[5:]) in epochs:
+            out.append((snap.name, int(snap.name[5:]), snap))
     if (folder / "bundle" / "config.json").is_file() or (folder / "bundle").is_dir():
         out.append(("final", None, folder / "bundle"))
     return out
@@ -335,7 +336,7 @@ def main(argv=None):
         for seed in hparams["seeds"]:
             folder = run_folder(hparams, arm, seed)
             runs = []
-            for label, epoch, bundle in bundles_of(folder):
+            for label, epoch, bundle in bundles_of(folder, hparams.get("curve_epochs")):
                 console.print(f"evaluating {arm} seed {seed} {label}")
                 runs.append((label, epoch, evaluate_bundle(bundle, rows, facts_by_question, hparams,
                                                            folder / "qa" / f"{label}.json")))
