@@ -686,6 +686,10 @@ def _check_encoder_features(spec, encoder):
     """
     if getattr(encoder, "input_kind", "features") != "features":
         return
+    declared = getattr(encoder, "spec", None)
+    if declared is not None:  # an encoder that keeps its FeatureSpec: every field is compared
+        spec.check_matches(declared, "frontend", "encoder")
+        return
     problems = []
     n_mels = getattr(encoder, "n_mels", None)
     if n_mels is not None and int(n_mels) != int(spec.n_mels):

@@ -418,8 +418,7 @@ def pretrain_if_missing(hparams, manifests):
         run_on_main(pretrain_ctc_encoder, kwargs={
             "train_items": prompts(hparams["train_splits"]), "valid_items": prompts(hparams["valid_splits"]),
             "out_dir": encoder_dir.parent, "feature_spec": hparams["feature_spec"],
-            "encoder_kwargs": dict(hparams["encoder_ctc_config"], n_mels=hparams["n_mels"],
-                                   hop_seconds=hparams["feature_spec"]["hop_length"] / rate),
+            "encoder_kwargs": dict(hparams["encoder_ctc_config"], spec=hparams["feature_spec"]),
             "epochs": hparams["encoder_ctc_epochs"], "batch_size": hparams["encoder_ctc_batch_size"],
             "lr": hparams["encoder_ctc_lr"], "seed": hparams["seed"],
             "augment": hparams["prompt_augment"] if hparams["encoder_ctc_spec_augment"] else None})

@@ -101,6 +101,9 @@ class ConformerEncoder(Freezable, nn.Module):
         kernel_size: depthwise convolution kernel (odd).
         dropout: dropout probability.
         hop_seconds: hop of the input features in seconds (sets ``frame_rate``).
+        spec: the ``FeatureSpec`` of the frames it reads, instead of ``n_mels``
+            and ``hop_seconds``; kept as ``self.spec`` (and saved), so the model
+            checks every field against its front end's.
         subsampling_channels: channels of the two subsampling convolutions
             (None = d_model; the mini setup uses 32, a 2x cheaper encoder).
         freeze: no gradients, kept in eval mode.
@@ -127,8 +130,15 @@ class ConformerEncoder(Freezable, nn.Module):
 
     def __init__(self, n_mels=None, d_model=144, num_layers=4, nhead=4, d_ffn=576,
                  kernel_size=15, dropout=0.1, hop_seconds=0.0125, subsampling_channels=None,
-                 freeze=False, source=None, config_dir=None):
+                 freeze=False, source=None, config_dir=None, spec=None):
         super().__init__()
+        if spec is not None:  # the FeatureSpec of the frames it reads gives n_mels and the hop
+            from spectron_kit.features import as_spec
+
+            spec = as_spec(spec)
+            if n_mels is not None and int(n_mels) != spec.n_mels:
+                raise ValueError(f"n_mels={n_mels} but spec has n_mels={spec.n_mels}; give one of them")
+            n_mels, hop_seconds = spec.n_mels, spec.hop_seconds
         if source is not None and config_dir is not None:
             raise ValueError(f"give source= (weights) or config_dir= (architecture only), not both "
                              f"(source={source!r}, config_dir={config_dir!r})")
@@ -143,8 +153,16 @@ class ConformerEncoder(Freezable, nn.Module):
                                  f"stored in {stored_from!r}; use features with "
                                  f"{stored['n_mels']} mel bins or drop n_mels")
             cfg = {k: stored.get(k, _CONFORMER_DEFAULTS[k]) for k in _CONFORMER_FIELDS}
+            if stored.get("feature_spec"):  # saved by newer versions: the spec it was trained on
+                from spectron_kit.features import as_spec
+
+                stored_spec = as_spec(stored["feature_spec"])
+                if spec is not None:
+                    stored_spec.check_matches(spec, f"encoder in {stored_from}", "requested spec")
+                spec = stored_spec
         _validate_conformer_config(cfg)
         self.config = cfg
+        self.spec = spec  # None when built from loose n_mels/hop_seconds or a source folder
         self.n_mels = int(cfg["n_mels"])
         self.output_size = int(cfg["d_model"])
         self.frame_rate = 1.0 / (float(cfg["hop_seconds"]) * 4)
@@ -236,6 +254,8 @@ class ConformerEncoder(Freezable, nn.Module):
         directory = Path(directory)
         directory.mkdir(parents=True, exist_ok=True)
         config = {"encoder": "conformer", **self.config}
+        if self.spec is not None:
+            config["feature_spec"] = self.spec.to_dict()
         (directory / CONFORMER_CONFIG_FILE).write_text(json.dumps(config, indent=2) + "\n")
         save_model(self, str(directory / CONFORMER_WEIGHTS_FILE))
         return directory
@@ -262,7 +282,11 @@ class ConformerEncoder(Freezable, nn.Module):
         Returns:
             dict of build kwargs (weights come from the bundle's state dict).
         """
-        return {**self.config, "freeze": self.frozen}
+        kwargs = {**self.config, "freeze": self.frozen}
+        if self.spec is not None:
+            kwargs.update(spec=self.spec.to_dict(), n_mels=None, hop_seconds=None)
+            kwargs = {k: v for k, v in kwargs.items() if v is not None or k == "subsampling_channels"}
+        return kwargs
 
 
 def _read_conformer_config(source):

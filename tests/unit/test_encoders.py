@@ -285,3 +285,23 @@ def test_hf_bad_arguments():
         HFAudioEncoder(config={"model_type": "bert", "hidden_size": 8,
                                "num_hidden_layers": 1, "num_attention_heads": 2,
                                "intermediate_size": 8})
+
+
+def test_conformer_keeps_its_feature_spec_and_the_model_compares_every_field(tmp_path):
+    from spectron_kit.features import FeatureSpec, FeatureSpecMismatch
+
+    spec = FeatureSpec(n_mels=16, hop_length=160, win_length=400, n_fft=512)
+    enc = ConformerEncoder(spec=spec, **{k: v for k, v in TINY_CONFORMER.items() if k != "n_mels"})
+    assert enc.n_mels == 16 and enc.frame_rate == 25.0 and enc.spec == spec
+    enc.save_pretrained(tmp_path / "enc")
+    assert ConformerEncoder(source=str(tmp_path / "enc")).spec == spec  # saved with it
+    rebuilt = ConformerEncoder(**enc.bundle_kwargs(tmp_path))
+    assert rebuilt.spec == spec and rebuilt.config == enc.config
+    with pytest.raises(ValueError, match="give one of them"):
+        ConformerEncoder(spec=spec, n_mels=80)
+    # the model names every differing field, not only n_mels and the hop
+    from spectron_kit.model import _check_encoder_features
+
+    _check_encoder_features(spec, enc)
+    with pytest.raises(FeatureSpecMismatch, match="f_min"):
+        _check_encoder_features(FeatureSpec(n_mels=16, hop_length=160, win_length=400, n_fft=512, f_min=20.0), enc)
