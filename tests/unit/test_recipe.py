@@ -192,3 +192,25 @@ def test_nonfinite_weights_are_named():
         model[0].bias[1] = float("nan")
     model[1].running_var[0] = float("inf")
     assert nonfinite_weights(model) == ["0.bias", "1.running_var"]
+
+
+def test_the_paper_and_mini_yamls_build_components_the_same_way():
+    """Both recipe YAMLs hold the same component blocks (each block reads flat keys, which differ);
+    a change to a block must be made in both, and this test says which block drifted."""
+    import re
+
+    from pathlib import Path
+
+    hparams = Path(__file__).resolve().parents[2] / "recipes" / "LibriLight" / "hparams"
+
+    def blocks(path):
+        text = path.read_text()
+        return {m.group(1): m.group(0) for m in re.finditer(r"^(\w+): !(?:name|new|apply):.*?(?=^\S|\Z)", text,
+                                                              re.M | re.S)}
+
+    paper, mini = blocks(hparams / "spectron.yaml"), blocks(hparams / "spectron_mini.yaml")
+    assert {"frontend", "encoder", "lm", "prenet", "postnet", "loss", "vocoder", "optimizer",
+            "lr_schedule"} <= set(paper)
+    drifted = sorted(k for k in paper if k in mini and paper[k] != mini[k])
+    assert not drifted, f"component blocks differ between spectron.yaml and spectron_mini.yaml: {drifted}"
+    assert set(paper) == set(mini)
