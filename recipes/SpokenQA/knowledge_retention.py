@@ -331,16 +331,31 @@ def main(argv=None):
     rows, facts_by_question = prepare_questions(hparams)
     train_runs(hparams)
     upper = text_lm_upper_bound(hparams, rows, facts_by_question)
-    evaluations = {}
+    tasks = []  # (arm, seed, label, epoch, bundle, cache)
     for arm in hparams["arms"]:
         for seed in hparams["seeds"]:
             folder = run_folder(hparams, arm, seed)
-            runs = []
             for label, epoch, bundle in bundles_of(folder, hparams.get("curve_epochs")):
-                console.print(f"evaluating {arm} seed {seed} {label}")
-                runs.append((label, epoch, evaluate_bundle(bundle, rows, facts_by_question, hparams,
-                                                           folder / "qa" / f"{label}.json")))
-            evaluations[(arm, seed)] = runs
+                tasks.append((arm, seed, label, epoch, bundle, folder / "qa" / f"{label}.json"))
+    todo = [t for t in tasks if not t[5].is_file()]
+    console.print(f"evaluating {len(todo)} bundles ({len(tasks) - len(todo)} already done), {hparams['jobs']} at a time")
+    if todo and int(hparams["jobs"]) <= 1:
+        for t in todo:
+            evaluate_bundle(t[4], rows, facts_by_question, hparams, t[5])
+            console.print(f"evaluated {t[0]} seed {t[1]} {t[2]}")
+    elif todo:  # one process per bundle at a time, each with cores / jobs threads
+        import multiprocessing
+        from concurrent.futures import ProcessPoolExecutor
+
+        with ProcessPoolExecutor(max_workers=max(1, int(hparams["jobs"])),
+                                 mp_context=multiprocessing.get_context("spawn")) as pool:
+            futures = [pool.submit(evaluate_bundle, t[4], rows, facts_by_question, dict(hparams), t[5]) for t in todo]
+            for t, future in zip(todo, futures):
+                future.result()
+                console.print(f"evaluated {t[0]} seed {t[1]} {t[2]}")
+    evaluations = {}
+    for arm, seed, label, epoch, bundle, cache in tasks:
+        evaluations.setdefault((arm, seed), []).append((label, epoch, json.loads(cache.read_text())))
     report = write_report(hparams, upper, evaluations, list(facts_by_question.values()))
     console.print(report.read_text())
     return report

@@ -198,7 +198,7 @@ def test_knowledge_retention_runs_every_arm_and_seed_once_and_reports(tmp_path, 
     spec = importlib_module("knowledge_retention", RECIPE / "knowledge_retention.py")
     monkeypatch.setattr(spec, "TRAIN_SCRIPT", trainer)
     argv = [str(RECIPE / "hparams" / "knowledge_retention.yaml"), f"--output_folder={tmp_path}/kr",
-            "--seeds=[1, 2]", f"--text_lm={lm_dir}", "--n_resamples=100", "--limit=12",
+            "--seeds=[1, 2]", f"--text_lm={lm_dir}", "--n_resamples=100", "--limit=12", "--jobs=2",
             f"--arms={{lm_init: {tmp_path}/lm_init.yaml, random_lm: {tmp_path}/random_lm.yaml}}",
             f"--train_overrides={{lm: {lm_dir}}}"]
     report = spec.main(argv)
@@ -235,5 +235,6 @@ def importlib_module(name, path):
 
     spec = importlib.util.spec_from_file_location(name, path)
     module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module  # its functions can then go to worker processes (the script's own --jobs)
     spec.loader.exec_module(module)
     return module
