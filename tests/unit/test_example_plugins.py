@@ -1,4 +1,5 @@
 """The example plugin packages under plugins/ load through their declared entry points."""
+import sys
 import tomllib
 from pathlib import Path
 
@@ -8,6 +9,7 @@ import torch
 from spectron_kit import registry
 
 PLUGINS = Path(__file__).resolve().parents[2] / "plugins"
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # test_model's tiny model
 
 
 def install_as_distribution(plugin_dir, site):
@@ -21,13 +23,19 @@ def install_as_distribution(plugin_dir, site):
     return project["name"]
 
 
-def test_librosa_vocoder_plugin(tmp_path, monkeypatch):
-    pytest.importorskip("librosa")
-    plugin = PLUGINS / "spectron-kit-librosa-vocoder"
+def load_example(folder, tmp_path, monkeypatch):
+    """Install an example plugin as a distribution (importable, only it loaded); returns its name."""
+    plugin = PLUGINS / folder
     name = install_as_distribution(plugin, tmp_path)
     monkeypatch.syspath_prepend(str(tmp_path))
     monkeypatch.syspath_prepend(str(plugin))
     monkeypatch.setenv("SPECTRON_KIT_LOAD_PLUGINS", name)
+    return name
+
+
+def test_librosa_vocoder_plugin(tmp_path, monkeypatch):
+    pytest.importorskip("librosa")
+    load_example("spectron-kit-librosa-vocoder", tmp_path, monkeypatch)
     entry = registry.get_registry().get("vocoder", "librosa_griffin_lim")
     assert entry.provider == "spectron-kit-librosa-vocoder"
     spec = {"n_mels": 40, "n_fft": 512, "win_length": 400, "hop_length": 160}
@@ -40,15 +48,8 @@ def test_librosa_vocoder_plugin(tmp_path, monkeypatch):
 
 
 def test_gated_prenet_plugin_drives_the_model(tmp_path, monkeypatch):
-    plugin = PLUGINS / "spectron-kit-gated-prenet"
-    name = install_as_distribution(plugin, tmp_path)
-    monkeypatch.syspath_prepend(str(tmp_path))
-    monkeypatch.syspath_prepend(str(plugin))
-    monkeypatch.setenv("SPECTRON_KIT_LOAD_PLUGINS", name)
+    load_example("spectron-kit-gated-prenet", tmp_path, monkeypatch)
     assert registry.get_registry().get("prenet", "gated_prenet").provider == "spectron-kit-gated-prenet"
-    import sys
-
-    sys.path.insert(0, str(Path(__file__).resolve().parent))
     from test_model import SPEC, batch_of, tiny_model
 
     from spectron_kit.model import SpectronModel
@@ -72,7 +73,6 @@ def test_gated_prenet_plugin_drives_the_model(tmp_path, monkeypatch):
 def test_example_plugins_pass_their_own_tests():
     import os
     import subprocess
-    import sys
 
     for plugin in sorted(PLUGINS.iterdir()):
         if not (plugin / "tests").is_dir():
@@ -85,15 +85,8 @@ def test_example_plugins_pass_their_own_tests():
 
 def test_vocos_plugin_rides_in_a_bundle_and_replaces_a_bundles_vocoder(tmp_path, monkeypatch):
     """The neural-vocoder example: built by name from its entry point, saved in a bundle, swapped in."""
-    plugin = PLUGINS / "spectron-kit-vocos"
-    name = install_as_distribution(plugin, tmp_path)
-    monkeypatch.syspath_prepend(str(tmp_path))
-    monkeypatch.syspath_prepend(str(plugin))
-    monkeypatch.setenv("SPECTRON_KIT_LOAD_PLUGINS", name)
+    load_example("spectron-kit-vocos", tmp_path, monkeypatch)
     assert registry.get_registry().get("vocoder", "vocos").provider == "spectron-kit-vocos"
-    import sys
-
-    sys.path.insert(0, str(Path(__file__).resolve().parent))
     from test_model import SPEC, batch_of, tiny_model
 
     from spectron_kit.model import SpectronModel
