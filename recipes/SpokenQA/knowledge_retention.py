@@ -216,7 +216,7 @@ def majority_floor(facts):
 
 # ----------------------------------------------------------------------------- report
 def t_interval(values):
-    """Mean and 95% Student-t interval over seeds (low = high = mean for one value)."""
+    """Mean and 95% Student-t interval over seeds, clipped to [0, 1] (accuracies; low = high = mean for one value)."""
     from scipy import stats
 
     n = len(values)
@@ -225,7 +225,7 @@ def t_interval(values):
         return mean, mean, mean
     sd = math.sqrt(sum((v - mean) ** 2 for v in values) / (n - 1))
     half = stats.t.ppf(0.975, n - 1) * sd / math.sqrt(n)
-    return mean, mean - half, mean + half
+    return mean, max(0.0, mean - half), min(1.0, mean + half)
 
 
 def bootstrap(records, n_resamples, seed):
