@@ -381,9 +381,9 @@ def _main(args, extra):
         console.print(f"[red]run failed[/red] (exit {code}): {point_name(point)}; see {log}", soft_wrap=True)
     missing = [r for r in rows if r["done"] and any(r[m] is None for m in args.metrics)]
     for row in missing:
-        absent = [m for m in args.metrics if row[m] is None]
-        console.print(f"[yellow]warning:[/yellow] {row['folder']}/{args.results_file} has no "
-                      f"{', '.join(absent)}", soft_wrap=True)
+        for metric in (m for m in args.metrics if row[m] is None):
+            name, key = metric.split(":", 1) if ":" in metric else (args.results_file, metric)
+            console.print(f"[yellow]warning:[/yellow] {row['folder']}/{name} has no {key}", soft_wrap=True)
     return 1 if failed else 0
 
 

@@ -23,7 +23,7 @@ count = out / "runs.txt"
 count.write_text(str(int(count.read_text()) + 1 if count.exists() else 1))
 if args.get("fail") == "1":
     sys.exit(3)
-w, seed = float(args["w_ce"]), int(args["seed"])
+w, seed = float(args.get("w_ce", 1.0)), int(args["seed"])  # 1.0: the base YAML's
 (out / "summary.json").write_text(json.dumps({"valid_final": {"loss": 10 * w + seed}, "epochs": args["epochs"]}))
 '''
 
@@ -99,3 +99,33 @@ def test_sweep_file_and_clear_errors(tmp_path, capsys, fake):
     spec_file.write_text("scrpt: x\n")
     assert sweep.main(["--sweep", str(spec_file)]) == 2
     assert "unknown keys scrpt" in capsys.readouterr().out
+
+
+def test_variants_then_steps_and_metrics_from_other_files(tmp_path, fake):
+    recipe, base = fake
+    sweep_file = tmp_path / "sweep.yaml"
+    out = tmp_path / "s"
+    # the "evaluation" step reads the run's summary and writes its own results file
+    evaluate = tmp_path / "fake_eval.py"
+    evaluate.write_text("import json, sys\nfrom pathlib import Path\nf = Path(sys.argv[1])\n"
+                        "loss = json.loads((f / 'summary.json').read_text())['valid_final']['loss']\n"
+                        "(f / 'eval').mkdir(exist_ok=True)\n"
+                        "(f / 'eval' / 'results.json').write_text(json.dumps({'score': -loss}))\n")
+    sweep_file.write_text(
+        f"script: {recipe}\nhparams: {base}\nout: {out}\n"
+        "variants:\n  full: {}\n  no_ce: {w_ce: 0.0}\n"
+        "grid:\n  seed: [1, 2]\nextra: [--epochs=1]\n"
+        f"then: ['{{python}} {evaluate} {{folder}}']\n"
+        "results_file: eval/results.json\ndone_file: eval/results.json\n"
+        "metrics: [score, 'summary.json:valid_final.loss']\n")
+    assert sweep.main(["--sweep", str(sweep_file)]) == 0
+    rows = {(r["variant"], r["seed"]): r for r in csv.DictReader(open(out / "sweep.csv"))}
+    # w_ce comes from the variant (no_ce: 0.0), seed from the grid; the base YAML's 1.0 otherwise
+    assert float(rows[("no_ce", "2")]["summary.json:valid_final.loss"]) == 2.0
+    assert float(rows[("full", "1")]["summary.json:valid_final.loss"]) == 11.0
+    assert float(rows[("full", "1")]["score"]) == -11.0
+    assert sorted(p.name for p in out.iterdir() if p.is_dir()) == [
+        "variant-full,seed-1", "variant-full,seed-2", "variant-no_ce,seed-1", "variant-no_ce,seed-2"]
+    # rerun: the recipe is not run again (its summary exists), nor the finished evaluation
+    assert sweep.main(["--sweep", str(sweep_file)]) == 0
+    assert (out / "variant-full,seed-1" / "runs.txt").read_text() == "1"
