@@ -28,8 +28,8 @@ A sweep YAML can also name **variants**: sets of overrides that belong together
 (``no_derivative: {w_freq: 0.0, w_time: 0.0}``), crossed with the grid; a
 point's folder then starts with ``variant-<name>``. ``then`` (``--then``,
 repeatable) is a command run for each point after the recipe, with
-``{folder}`` replaced by the point's folder and ``{python}`` by this Python (e.g. the evaluation recipe on the run's bundle); the
-recipe is skipped when its ``--train-done-file`` exists, and the point is
+``{folder}`` replaced by the point's folder and ``{python}`` by this Python
+(e.g. the evaluation recipe on the run's bundle); the recipe is skipped when its ``--train-done-file`` exists, and the point is
 finished when ``--done-file`` exists (set it to the evaluation's results).
 
     python tools/sweep.py --sweep recipes/LibriLight/sweeps/ablation_mini.yaml
@@ -38,7 +38,6 @@ import argparse
 import csv
 import itertools
 import json
-import math
 import os
 import re
 import shlex
@@ -53,10 +52,12 @@ from rich.console import Console
 from rich.table import Table
 
 try:
+    from spectron_kit.evaluation.metrics import t_interval as interval
     from spectron_kit.progress import progress_bar
     from spectron_kit.recipe import parse_overrides
 except ImportError:  # run from a checkout without installing
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+    from spectron_kit.evaluation.metrics import t_interval as interval
     from spectron_kit.progress import progress_bar
     from spectron_kit.recipe import parse_overrides
 
@@ -118,21 +119,6 @@ def lookup(record, dotted):
         else:
             return None
     return value
-
-
-def interval(values, confidence=0.95):
-    """``(mean, low, high)`` of a Student-t interval of the mean (low = high = mean for one value)."""
-    from scipy import stats
-
-    values = [float(v) for v in values if v is not None and not math.isnan(float(v))]
-    if not values:
-        return (None, None, None)
-    mean = sum(values) / len(values)
-    if len(values) < 2:
-        return (mean, mean, mean)
-    sd = math.sqrt(sum((v - mean) ** 2 for v in values) / (len(values) - 1))
-    half = stats.t.ppf(0.5 + confidence / 2, len(values) - 1) * sd / math.sqrt(len(values))
-    return (mean, mean - half, mean + half)
 
 
 def point_overrides(point, variants):

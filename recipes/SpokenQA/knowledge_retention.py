@@ -30,7 +30,6 @@ Authors: spectron-kit contributors
 """
 import json
 import logging
-import math
 import os
 import subprocess
 import sys
@@ -216,16 +215,10 @@ def majority_floor(facts):
 
 # ----------------------------------------------------------------------------- report
 def t_interval(values):
-    """Mean and 95% Student-t interval over seeds, clipped to [0, 1] (accuracies; low = high = mean for one value)."""
-    from scipy import stats
+    """Mean and 95% Student-t interval over seeds, clipped to [0, 1] (accuracies)."""
+    from spectron_kit.evaluation.metrics import t_interval as interval
 
-    n = len(values)
-    mean = sum(values) / n
-    if n < 2:
-        return mean, mean, mean
-    sd = math.sqrt(sum((v - mean) ** 2 for v in values) / (n - 1))
-    half = stats.t.ppf(0.975, n - 1) * sd / math.sqrt(n)
-    return mean, max(0.0, mean - half), min(1.0, mean + half)
+    return interval(values, bounds=(0.0, 1.0))
 
 
 def bootstrap(records, n_resamples, seed):

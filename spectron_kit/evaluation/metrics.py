@@ -34,6 +34,7 @@ __all__ = [
     "perplexity",
     "summarize_lm_scores",
     "cosine_similarity",
+    "t_interval",
     "bootstrap_ci",
     "bootstrap_ratio_ci",
     "wer_ci",
@@ -309,6 +310,36 @@ def _alpha(confidence):
     if not 0 < confidence < 1:
         raise ValueError(f"confidence must be in (0, 1), not {confidence}")
     return (1.0 - confidence) / 2.0
+
+
+def t_interval(values, confidence=0.95, bounds=None):
+    """Mean and Student-t interval of the mean: ``(mean, low, high)``.
+
+    For a few values each from its own run (seeds). None and NaN values are left
+    out; no value gives ``(None, None, None)``, one gives ``(v, v, v)``.
+    ``bounds=(lo, hi)`` clips the interval (accuracies: ``(0, 1)``).
+
+    Example:
+        >>> [round(x, 3) for x in t_interval([1.0, 2.0, 3.0])]
+        [2.0, -0.484, 4.484]
+        >>> t_interval([0.1, 0.0, 0.2], bounds=(0.0, 1.0))[1]
+        0.0
+    """
+    from scipy import stats
+
+    values = [float(v) for v in values if v is not None and not math.isnan(float(v))]
+    if not values:
+        return (None, None, None)
+    n = len(values)
+    mean = sum(values) / n
+    if n < 2:
+        return (mean, mean, mean)
+    sd = math.sqrt(sum((v - mean) ** 2 for v in values) / (n - 1))
+    half = float(stats.t.ppf(0.5 + confidence / 2, n - 1)) * sd / math.sqrt(n)
+    low, high = mean - half, mean + half
+    if bounds is not None:
+        low, high = max(bounds[0], low), min(bounds[1], high)
+    return (mean, low, high)
 
 
 def bootstrap_ci(values, stat=np.mean, n_resamples=1000, confidence=0.95, seed=0):
