@@ -43,12 +43,12 @@ from speechbrain.utils.distributed import run_on_main  # noqa: E402
 from spectron_kit import recipe  # noqa: E402
 from spectron_kit.data.manifest import read_manifest, validate_manifest  # noqa: E402
 from spectron_kit.evaluation.continuation import PROTOCOL_CONTROLS, check_protocol, evaluate_continuation  # noqa: E402
+from spectron_kit.evaluation.scorers import EVALUATION_COMPONENTS, build_scorers  # noqa: E402
 from spectron_kit.evaluation.report import write_report  # noqa: E402
 from spectron_kit.model import SpectronModel, check_bundle_source  # noqa: E402
 
 logger = logging.getLogger(__name__)
 
-COMPONENT_KEYS = ("transcriber", "lm_scorer", "speaker_encoder", "mos_predictor")
 
 
 def check_overrides(hparams_file, overrides):
@@ -146,12 +146,9 @@ def main(argv=None):
                        model.prompt_seconds, hparams["prompt_seconds"])
 
     rows, _ = validate_manifest(rows, target_sr=model.frontend.spec.sample_rate, progress=False)  # logs skips
-    from spectron_kit import build
-
-    scorers = [build("scorer", name) for name in hparams.get("scorers") or ()]
-    result = evaluate_continuation(model, rows, **{k: hparams[k] for k in COMPONENT_KEYS}, **protocol,
-                                   out_dir=out_dir, progress=not run_opts.get("noprogressbar", False),
-                                   scorers=scorers)
+    scorers = build_scorers(hparams.get("scorers") or (), **{k: hparams.get(k) for k in EVALUATION_COMPONENTS})
+    result = evaluate_continuation(model, rows, scorers=scorers, **protocol, out_dir=out_dir,
+                                   progress=not run_opts.get("noprogressbar", False))
     setup = {"model": str(hparams["model_dir"]), "test_set": str(hparams["test_folder"]),
              "manifest": str(manifest), "device": str(device),
              "command": " ".join(["python", "recipes/LibriLight/evaluate.py", str(hparams_file)]

@@ -5,27 +5,21 @@ prompt and the rest is the reference continuation. The model reads the prompt
 and, in one decoding pass, writes the prompt's transcript, its text
 continuation, then spectrogram frames that the vocoder turns into audio.
 
-Per utterance this module measures:
+This module makes the audio of every condition (:data:`CONDITIONS`: the
+reference continuation, the vocoder on the reference frames, the model's
+teacher-forced frames, its free-running generation, and a floor: the
+reference's mean frame repeated) for the same utterances, and hands each batch
+to the scorers (:mod:`spectron_kit.evaluation.scorers`): ASR WER against the
+words the audio should say, text-LM perplexity of the ASR transcript, speaker
+similarity to the prompt (with the other-speaker floor), predicted MOS, frame
+distance, and any registered metric. It measures itself only what is not
+about the audio: (d) the WER of the model's own transcript of the prompt and
+(f) generation speed (frames per second, real-time factor).
 
-(a) the text-LM negative log-likelihood of the ASR transcript of the generated
-    continuation (log-perplexity = NLL per token, and perplexity);
-(b) speaker similarity cosine(prompt, generated), next to two baselines
-    computed the same way: cosine(prompt, reference continuation) and
-    cosine(prompt, the reference continuation of a random other speaker);
-(c) predicted MOS of the generated and of the reference continuation;
-(d) WER of the model's own transcript of the prompt;
-(e) WER between the ASR transcript of the generated speech and the model's
-    own text continuation (does the speech say what the text says);
-(f) generation speed (frames per second, real-time factor);
-
-and, for every speech metric (ASR WER against the text the audio should say,
-ASR-transcript perplexity, speaker similarity, predicted MOS), the same
-metric on the same utterances for the ceilings and a floor
-(:data:`CONDITIONS`): the reference audio, the vocoder on the reference
-frames, the model's teacher-forced frames, the free-running generation, and
-the reference's mean frame repeated.
-
-and :func:`aggregate_records` turns the records into corpus values with 95%
+:func:`~spectron_kit.evaluation.scorers.aggregate_scores` turns every scorer
+into per-condition corpus values; :func:`aggregate_records` gives the paper's
+Table 1 view (log-perplexity, speaker similarity with its two baselines, MOS
+of the generation, text/speech WER, prompt WER, speed), all with 95%
 bootstrap intervals (resampling utterances; speed resamples batches).
 
 The reference transcript of the prompt (d) is ``row["prompt_text"]`` when the
@@ -52,6 +46,9 @@ import numpy as np
 import torch
 
 from spectron_kit.evaluation import metrics as M
+from spectron_kit.evaluation.scorers import (EVALUATION_COMPONENTS, MIN_SCORED_SECONDS, ScoringBatch,
+                                             aggregate_scores, check_scorers, choose_other_speaker,
+                                             scorer_info, scorer_key, scorer_name)
 from spectron_kit.progress import progress_bar
 
 logger = logging.getLogger(__name__)
@@ -67,11 +64,9 @@ __all__ = [
     "select_rows",
     "evaluate_continuation",
     "aggregate_records",
-    "aggregate_conditions",
     "continuation_words",
     "CONDITIONS",
     "CONDITION_LABELS",
-    "SPEECH_METRICS",
     "component_description",
     "lm_context_length",
     "frames_that_fit",
@@ -196,37 +191,6 @@ def split_model_text(text, n_prompt_words):
     return words[:n], words[n:]
 
 
-def choose_other_speaker(speakers, seed=0):
-    """For each item, pick another item spoken by a different speaker.
-
-    Arguments:
-        speakers: speaker id per item (``""`` or ``None`` = unknown: such
-            items neither get nor serve as a baseline).
-        seed: seed of the ``random.Random`` that picks, so the choice is
-            reproducible.
-
-    Returns:
-        list with, per item, the index of the chosen item, or ``None`` when no
-        item of a different (known) speaker exists.
-
-    Example:
-        >>> choose_other_speaker(["a", "a", "b"], seed=0)
-        [2, 2, 0]
-        >>> choose_other_speaker(["a", "a"])
-        [None, None]
-    """
-    rng = random.Random(seed)
-    known = [i for i, s in enumerate(speakers) if s not in ("", None)]
-    out = []
-    for i, spk in enumerate(speakers):
-        if spk in ("", None):
-            out.append(None)
-            continue
-        candidates = [j for j in known if speakers[j] != spk]
-        out.append(rng.choice(candidates) if candidates else None)
-    return out
-
-
 def select_rows(rows, prompt_seconds, num_utterances=None, seed=0,
                 min_continuation_seconds=MIN_CONTINUATION_SECONDS):
     """Drop utterances too short for a prompt plus a continuation, then subsample.
@@ -271,11 +235,6 @@ def component_description(component):
         return type(component).__name__
     args = ", ".join(f"{k}={v!r}" for k, v in spec.kwargs.items())
     return f"{spec.name}({args})" if args else spec.name
-
-
-def _mos_label(predictor):
-    label = str(getattr(predictor, "label", "") or "predicted MOS")
-    return label if "predicted" in label.lower() else f"predicted MOS ({label})"
 
 
 def _safe_name(utt_id):
@@ -367,6 +326,7 @@ CONDITION_LABELS = {
     "teacher_forced": "(c) model, teacher-forced (true text and previous frames), vocoded",
     "generated": "(d) model, free-running generation",
     "flat": "floor: the reference's mean frame at every step, vocoded",
+    "other_speaker": "floor: another speaker's reference continuation (speaker similarity)",
 }
 #: what the ASR transcript of each condition is compared with
 CONDITION_TEXT = {"reference": "reference", "vocoded": "reference", "teacher_forced": "reference",
@@ -468,60 +428,16 @@ def _batch_material(model, chunk, sr, n_prompt, limit_seconds, frame_rate, stop,
             "frames": frames, "audio": audio, "out": out, "wall": wall}
 
 
-def _score_speech(audio, texts, prompt_np, sr, transcriber, lm_scorer, speaker_encoder, mos_predictor):
-    """Every speech metric of every condition for one batch.
-
-    Arguments:
-        audio: condition -> list of waveforms (at ``sr``).
-        texts: condition -> list of expected word lists.
-        prompt_np: list of prompt waveforms.
-
-    Returns:
-        (per-item list of {condition: metrics}, prompt speaker embeddings [B, D],
-        reference speaker embeddings [B, D]).
-    """
-    emb_p = np.asarray(speaker_encoder.embed(prompt_np, sr))
-    scored = [dict() for _ in prompt_np]
-    emb_ref = None
-    for cond, wavs in audio.items():
-        asr = transcriber.transcribe(wavs, sr)
-        nll = lm_scorer.score([M.normalize_text(t) for t in asr])
-        nonempty = [i for i, g in enumerate(wavs) if g.size >= sr // 10]
-        emb = np.full_like(emb_p, np.nan)
-        mos = [float("nan")] * len(wavs)
-        if nonempty:
-            emb[nonempty] = np.asarray(speaker_encoder.embed([wavs[i] for i in nonempty], sr))
-            for i, v in zip(nonempty, mos_predictor.predict([wavs[i] for i in nonempty], sr)):
-                mos[i] = float(v)
-        if cond == "reference":
-            emb_ref = emb
-        for i in range(len(wavs)):
-            words = M.normalize_text(asr[i]).split()
-            counts = M.word_error_counts(texts[cond][i], words, normalize=False)
-            n_tok = int(nll[i]["n_tokens"])
-            scored[i][cond] = {
-                "asr": " ".join(words), "expected": " ".join(texts[cond][i]),
-                "wer_edits": counts["edits"], "wer_ref_words": counts["n_ref"],
-                "wer": counts["edits"] / counts["n_ref"] if counts["n_ref"] else None,
-                "lm_nll": float(nll[i]["nll"]), "lm_tokens": n_tok,
-                "perplexity": math.exp(float(nll[i]["nll"]) / n_tok) if n_tok else None,
-                "speaker_sim": float(M.cosine_similarity(emb_p[i], emb[i])) if i in nonempty else None,
-                "mos": None if math.isnan(mos[i]) else mos[i],
-                "seconds": wavs[i].size / sr}
-    return scored, emb_p, emb_ref
-
-
 @torch.no_grad()
-def evaluate_continuation(model, rows, *, transcriber, lm_scorer, speaker_encoder, mos_predictor,
-                          prompt_seconds=3.0, length_rule="reference", fixed_seconds=None,
+def evaluate_continuation(model, rows, *, scorers, prompt_seconds=3.0, length_rule="reference", fixed_seconds=None,
                           max_continuation_seconds=None, num_utterances=None, seed=0, do_sample=False,
                           temperature=1.0, top_k=0, top_p=1.0, batch_size=4, out_dir, num_samples=None,
-                          n_resamples=1000, progress=True, scorers=()):
+                          n_resamples=1000, progress=True):
     """Run the speech-continuation protocol on manifest rows.
 
-    Every speech metric (ASR WER against the text the audio should say,
+    Every metric (the scorers: ASR WER against the text the audio should say,
     text-LM perplexity of the ASR transcript, speaker similarity to the
-    prompt, predicted MOS) is measured on the same utterances for each of
+    prompt, predicted MOS, frame distance, any registered one) is measured on the same utterances for each of
     :data:`CONDITIONS`: (a) the reference continuation audio, (b) the vocoder
     on the reference frames, (c) the model's teacher-forced frames, (d) its
     free-running generation, and a floor (the reference's mean frame at every
@@ -531,11 +447,10 @@ def evaluate_continuation(model, rows, *, transcriber, lm_scorer, speaker_encode
     Arguments:
         model: a ``SpectronModel`` with a vocoder (e.g. from ``from_pretrained``).
         rows: manifest rows (``spectron_kit.data.manifest.read_manifest``).
-        transcriber, lm_scorer, speaker_encoder, mos_predictor: evaluation
-            components (``docs/COMPONENTS.md``).
-        scorers: more metrics, registered ``scorer`` components
-            (:mod:`spectron_kit.evaluation.scorers`): each scores every condition
-            of every batch; aggregated under ``scores``.
+        scorers: the metrics, ``scorer`` components
+            (:mod:`spectron_kit.evaluation.scorers`; the paper's:
+            ``protocol_scorers(transcriber, lm_scorer, speaker_encoder, mos_predictor)``):
+            each scores every condition of every batch.
         prompt_seconds: prompt length (paper: 3 s).
         length_rule: "reference" (as many frames as the reference
             continuation), "fixed" (``fixed_seconds`` of frames) or "stop"
@@ -565,8 +480,9 @@ def evaluate_continuation(model, rows, *, transcriber, lm_scorer, speaker_encode
         dict with ``config`` (the protocol and component descriptions),
         ``records`` (one dict per utterance, with ``speech``: condition ->
         metrics), ``batches`` (timing per ``generate`` call), ``aggregates``
-        (see :func:`aggregate_records`), ``speech`` (see
-        :func:`aggregate_conditions`) and ``counts``.
+        (the paper's Table 1 view, see :func:`aggregate_records`), ``speech``
+        (every scorer on every condition, see
+        :func:`~spectron_kit.evaluation.scorers.aggregate_scores`) and ``counts``.
     """
     check_protocol(prompt_seconds=prompt_seconds, length_rule=length_rule, fixed_seconds=fixed_seconds,
                    max_continuation_seconds=max_continuation_seconds, num_utterances=num_utterances,
@@ -596,15 +512,15 @@ def evaluate_continuation(model, rows, *, transcriber, lm_scorer, speaker_encode
     if int(model.vocoder.sample_rate) != sr:
         raise ValueError(f"the vocoder makes {model.vocoder.sample_rate} Hz audio but the features are "
                          f"{sr} Hz; use a vocoder built for the model's feature spec")
+    scorers = list(scorers)
+    check_scorers(scorers)
     frame_rate = float(model.frame_rate)
     stop = "stop_head" if length_rule == "stop" else "budget"
     cap_seconds = fixed_seconds if fixed_seconds is not None else model.max_seconds
     limit_seconds = max_continuation_seconds if max_continuation_seconds is not None else model.max_seconds
     sampling = {"do_sample": do_sample, "temperature": temperature, "top_k": top_k, "top_p": top_p}
-    mos_label = _mos_label(mos_predictor)
-    records, batches, prompt_embs, ref_embs = [], [], [], []
+    records, batches = [], []
     n_prompt = int(round(prompt_seconds * sr))
-    components = (transcriber, lm_scorer, speaker_encoder, mos_predictor)
 
     with progress_bar(disable=not progress) as bar:
         task = bar.add_task("continuation", total=len(selected))
@@ -627,20 +543,47 @@ def evaluate_continuation(model, rows, *, transcriber, lm_scorer, speaker_encode
                 prompt_parts.append((ref_prompt, ref_source, hyp_prompt))
             texts = {cond: (model_words if CONDITION_TEXT[cond] == "model" else ref_words)
                      for cond in got["audio"]}
-            prompt_np = [_np(p) for p in got["prompts"]]
-            scored, emb_p, emb_r = _score_speech(got["audio"], texts, prompt_np, sr, *components)
-            extra = _run_scorers(scorers, got, texts, prompt_np, chunk, out.text, sr)
-            for i, row in enumerate(chunk):
-                record = _record(row, i, b, got, scored[i], prompt_parts[i], prompt_seconds, sr)
-                record["scores"] = {name: values[i] for name, values in extra.items()}
+            batch = ScoringBatch(sample_rate=sr, conditions=tuple(got["audio"]), audio=got["audio"],
+                                 frames=got["frames"], reference_frames=got["ref_frames"],
+                                 prompts=[_np(p) for p in got["prompts"]], texts=texts, rows=list(chunk),
+                                 model_text=list(out.text))
+            fresh = [_record(row, i, b, got, texts, prompt_parts[i], sr) for i, row in enumerate(chunk)]
+            for scorer in scorers:
+                values = scorer.score(batch)
+                if len(values) != len(chunk):
+                    raise ValueError(f"scorer {scorer_name(scorer)!r} returned {len(values)} records for a batch "
+                                     f"of {len(chunk)} utterances; return one {{condition: value}} dict per "
+                                     "utterance")
+                for record, value in zip(fresh, values):
+                    _merge(record, scorer_name(scorer), scorer_key(scorer), value)
+            for i, (row, record) in enumerate(zip(chunk, fresh)):
                 if num_samples is None or len(records) < num_samples:
                     record["samples"] = _save_samples(samples_dir, row["id"], got, i, sr, frame_rate)
                 records.append(record)
-                prompt_embs.append(emb_p[i])
-                ref_embs.append(emb_r[i])
             bar.advance(task, len(chunk))
 
-    n_no_other = _other_speaker_baseline(records, prompt_embs, ref_embs, seed)
+    for scorer in scorers:  # baselines drawn over the whole test set (e.g. the other-speaker floor)
+        if callable(getattr(scorer, "finish", None)):
+            values = scorer.finish(seed)
+            if len(values) != len(records):
+                raise ValueError(f"scorer {scorer_name(scorer)!r} finished with {len(values)} records for "
+                                 f"{len(records)} utterances")
+            for record, value in zip(records, values):
+                _merge(record, scorer_name(scorer), scorer_key(scorer), value)
+    for record in records:
+        _paper_view(record)
+    n_no_other = sum(r["speaker_sim_other_speaker"] is None for r in records) \
+        if any(scorer_key(sc) == "speaker_sim" for sc in scorers) else 0
+    if n_no_other:
+        logger.warning("%d utterances have no utterance of a different (known) speaker to compare with; "
+                       "their other-speaker baseline is left out", n_no_other)
+    infos = [scorer_info(sc) for sc in scorers]
+    mos_label = next((i["label"] for i in infos if i["key"] == "mos"), "predicted MOS")
+    used = {}
+    for scorer in scorers:
+        for name in EVALUATION_COMPONENTS:
+            if getattr(scorer, name, None) is not None:
+                used.setdefault(name, component_description(getattr(scorer, name)))
     config = {"prompt_seconds": prompt_seconds, "length_rule": length_rule, "fixed_seconds": fixed_seconds,
               "max_continuation_seconds": max_continuation_seconds, "continuation_limit_seconds": limit_seconds,
               "model_max_seconds": model.max_seconds, "lm_context": lm_context_length(model),
@@ -649,123 +592,72 @@ def evaluate_continuation(model, rows, *, transcriber, lm_scorer, speaker_encode
               "batch_size": batch_size, "n_resamples": n_resamples, "stop": stop,
               "frame_budget_seconds": None if length_rule == "reference" else cap_seconds,
               "min_continuation_seconds": MIN_CONTINUATION_SECONDS,
-              "components": {"transcriber": component_description(transcriber),
-                             "lm_scorer": component_description(lm_scorer),
-                             "speaker_encoder": component_description(speaker_encoder),
-                             "mos_predictor": component_description(mos_predictor),
-                             "vocoder": component_description(model.vocoder),
-                             "scorers": [component_description(sc) for sc in scorers]},
-              "mos_label": mos_label,
+              "components": dict(used, vocoder=component_description(model.vocoder),
+                                 scorers=[component_description(sc) for sc in scorers]),
+              "scorers": infos, "mos_label": mos_label,
               "model": {"sample_rate": sr, "frame_rate": frame_rate, "reduction_factor": model.r,
                         "parameters": model.num_parameters()}}
     counts = {"rows": len(rows), "too_short": n_short, "evaluated": len(records),
               "truncated": sum(r["reference_truncated"] for r in records),
               "prompt_text_from_alignments": sum(r["reference_prompt_source"] == "prompt_text" for r in records),
               "no_other_speaker": n_no_other,
-              "empty_generation": sum(r["speaker_sim_generated"] is None for r in records)}
+              "empty_generation": sum(r["generated_seconds"] < MIN_SCORED_SECONDS for r in records)}
     aggregates = aggregate_records(records, batches, seed=seed, n_resamples=n_resamples, mos_label=mos_label)
-    speech = aggregate_conditions(records, seed=seed, n_resamples=n_resamples)
-    scores = aggregate_scores(records, scorers, seed=seed, n_resamples=n_resamples)
+    speech = aggregate_scores(records, scorers, CONDITIONS, seed=seed, n_resamples=n_resamples)
     return {"config": config, "records": records, "batches": batches, "aggregates": aggregates,
-            "speech": speech, "scores": scores, "counts": counts}
+            "speech": speech, "counts": counts}
 
 
-def scorer_name(scorer):
-    """The registry name of a scorer (its class name when it was not built through the registry)."""
-    spec = getattr(scorer, "spectron_spec", None)
-    return spec.name if spec is not None else type(scorer).__name__
-
-
-def _run_scorers(scorers, got, texts, prompt_np, chunk, model_text, sr):
-    """``{scorer name: per-utterance {condition: value}}`` for one batch."""
-    if not scorers:
-        return {}
-    from spectron_kit.evaluation.scorers import ScoringBatch
-
-    batch = ScoringBatch(sample_rate=sr, conditions=tuple(got["audio"]), audio=got["audio"], frames=got["frames"],
-                         reference_frames=got["ref_frames"], prompts=prompt_np, texts=texts, rows=list(chunk),
-                         model_text=list(model_text))
-    out = {}
-    for scorer in scorers:
-        name = scorer_name(scorer)
-        values = scorer.score(batch)
-        if len(values) != len(chunk):
-            raise ValueError(f"scorer {name!r} returned {len(values)} records for a batch of {len(chunk)} "
-                             "utterances; return one {condition: value} dict per utterance")
-        out[name] = [dict(v) for v in values]
-    return out
-
-
-def aggregate_scores(records, scorers, seed=0, n_resamples=1000, confidence=0.95):
-    """Every scorer the same way: per condition, the mean over utterances with a bootstrap interval.
-
-    Returns:
-        ``{scorer name: {"label", "better", "conditions": {condition: entry}}}`` (entries as in
-        :func:`aggregate_records`; utterances whose value is None are left out and counted in ``n``).
-    """
-    out = {}
-    for scorer in scorers:
-        name = scorer_name(scorer)
-        label, better = getattr(scorer, "label", name), getattr(scorer, "better", "")
-        conditions = {}
-        for cond in dict.fromkeys(c for r in records for c in r.get("scores", {}).get(name, {})):
-            values = [float(r["scores"][name][cond]) for r in records
-                      if r.get("scores", {}).get(name, {}).get(cond) is not None]
-            if not values:
-                continue
-            est, low, high = M.bootstrap_ci(np.asarray(values), n_resamples=n_resamples, confidence=confidence,
-                                            seed=seed)
-            conditions[cond] = _entry(f"{label}, {cond}", est, low, high, len(values), better)
-        out[name] = {"label": label, "better": better, "conditions": conditions}
-    return out
-
-
-def _record(row, i, b, got, speech, prompt_part, prompt_seconds, sr):
-    """One utterance's record: texts, the generated condition's metrics under their own keys, all conditions."""
+def _record(row, i, b, got, texts, prompt_part, sr):
+    """One utterance's record: lengths, texts and the prompt WER (the scorers add ``speech``)."""
     ref_prompt, ref_source, hyp_prompt = prompt_part
     out = got["out"]
-    gen, ref = speech["generated"], speech["reference"]
-    p_counts = M.word_error_counts(ref_prompt, hyp_prompt, normalize=False)
-    n_tok = gen["lm_tokens"]
+    p_edits, p_ref = M.word_errors(ref_prompt, hyp_prompt, normalize=False)
     return {
         "id": row["id"], "speaker": str(row.get("speaker", "")), "batch": b,
         "duration": float(row["duration"]),
         "prompt_seconds": len(got["prompts"][i]) / sr, "reference_seconds": len(got["refs"][i]) / sr,
-        "generated_seconds": gen["seconds"],
+        "generated_seconds": got["audio"]["generated"][i].size / sr,
         "reference_frames": len(got["ref_frames"][i]), "generated_frames": len(out.frames[i]),
         "reference_truncated": got["truncated"][i], "stopped_by": out.stopped_by[i],
         "reference_text": M.normalize_text(row.get("text", "")),
         "reference_prompt_text": " ".join(ref_prompt), "reference_prompt_source": ref_source,
-        "reference_continuation_text": ref["expected"],
+        "reference_continuation_text": " ".join(texts["reference"][i]),
         "model_text": out.text[i], "model_prompt_transcript": " ".join(hyp_prompt),
-        "model_continuation_text": gen["expected"],
-        "asr_generated": gen["asr"], "lm_nll": gen["lm_nll"], "lm_tokens": n_tok,
-        "log_perplexity": gen["lm_nll"] / n_tok if n_tok else None, "perplexity": gen["perplexity"],
-        "speaker_sim_generated": gen["speaker_sim"], "speaker_sim_reference": ref["speaker_sim"],
-        "speaker_sim_other_speaker": None, "other_speaker_id": None,
-        "mos_generated": gen["mos"], "mos_reference": ref["mos"],
-        "prompt_wer_edits": p_counts["edits"], "prompt_wer_ref_words": p_counts["n_ref"],
-        "prompt_wer": p_counts["edits"] / p_counts["n_ref"] if p_counts["n_ref"] else None,
-        "text_speech_wer_edits": gen["wer_edits"], "text_speech_wer_ref_words": gen["wer_ref_words"],
-        "text_speech_wer": gen["wer"],
-        "speech": speech, "samples": {},
+        "model_continuation_text": " ".join(texts["generated"][i]),
+        "prompt_wer_edits": p_edits, "prompt_wer_ref_words": p_ref,
+        "prompt_wer": p_edits / p_ref if p_ref else None,
+        "speech": {cond: {"seconds": wavs[i].size / sr} for cond, wavs in got["audio"].items()},
+        "samples": {},
     }
 
 
-def _other_speaker_baseline(records, prompt_embs, ref_embs, seed):
-    """Floor of speaker similarity: each prompt against another speaker's reference continuation."""
-    others = choose_other_speaker([r["speaker"] for r in records], seed)
-    n_no_other = 0
-    for i, j in enumerate(others):
-        if j is None:
-            n_no_other += 1
-            continue
-        records[i]["other_speaker_id"] = records[j]["id"]
-        records[i]["speaker_sim_other_speaker"] = float(M.cosine_similarity(prompt_embs[i], ref_embs[j]))
-    if n_no_other:
-        logger.warning("%d utterances have no utterance of a different (known) speaker to compare with; "
-                       "their other-speaker baseline is left out", n_no_other)
-    return n_no_other
+def _merge(record, name, key, values):
+    """Merge one scorer's ``{condition: value}`` for one utterance into ``record["speech"]``."""
+    for cond, value in values.items():
+        entry = record["speech"].setdefault(cond, {})
+        if isinstance(value, dict):
+            if key not in value:
+                raise ValueError(f"scorer {name!r} returned a dict without its key {key!r} for {cond!r}; "
+                                 f"return a number, None, or a dict holding {key!r}")
+            entry.update(value)
+        else:
+            entry[key] = value
+
+
+def _paper_view(record):
+    """The paper's Table 1 quantities of one utterance under their own keys (from the built-in scorers)."""
+    speech = record["speech"]
+    gen, ref, other = speech.get("generated", {}), speech.get("reference", {}), speech.get("other_speaker", {})
+    n_tok = gen.get("lm_tokens")
+    record.update({
+        "asr_generated": gen.get("asr"), "lm_nll": gen.get("lm_nll"), "lm_tokens": n_tok,
+        "log_perplexity": gen["lm_nll"] / n_tok if n_tok else None, "perplexity": gen.get("perplexity"),
+        "speaker_sim_generated": gen.get("speaker_sim"), "speaker_sim_reference": ref.get("speaker_sim"),
+        "speaker_sim_other_speaker": other.get("speaker_sim"), "other_speaker_id": other.get("other_id"),
+        "mos_generated": gen.get("mos"), "mos_reference": ref.get("mos"),
+        "text_speech_wer_edits": gen.get("wer_edits"), "text_speech_wer_ref_words": gen.get("wer_ref_words"),
+        "text_speech_wer": gen.get("wer")})
 
 
 def _save_samples(folder, utt_id, got, i, sr, frame_rate):
@@ -871,60 +763,4 @@ def aggregate_records(records, batches=(), seed=0, n_resamples=1000, confidence=
         est, lo, hi = M.bootstrap_ratio_ci([b["total_s"] for b in timed], [b["audio_s"] for b in timed], **kw)
         out["real_time_factor"] = _entry("real-time factor, compute s / audio s (n = batches)", est, lo, hi,
                                          len(timed), "lower")
-    return out
-
-
-#: speech metrics measured on every condition: key -> (label, better, ratio of sums?)
-SPEECH_METRICS = {
-    "wer": ("ASR WER vs the text it should say", "lower"),
-    "perplexity": ("perplexity of the ASR transcript", "lower"),
-    "speaker_sim": ("speaker similarity to the prompt", "higher"),
-    "mos": ("predicted MOS", "higher"),
-}
-
-
-def aggregate_conditions(records, seed=0, n_resamples=1000, confidence=0.95):
-    """Corpus values with bootstrap intervals of every speech metric on every condition.
-
-    WER is a ratio of summed edits to summed reference words, perplexity
-    ``exp(summed NLL / summed tokens)`` (both resample utterances and
-    recompute the ratio); speaker similarity and MOS are means.
-
-    Arguments:
-        records: per-utterance dicts with ``speech`` (condition -> metrics).
-        seed, n_resamples, confidence: bootstrap settings.
-
-    Returns:
-        dict condition -> metric -> ``{label, value, low, high, n, better, note}``,
-        conditions in :data:`CONDITIONS` order.
-
-    Example:
-        >>> recs = [{"speech": {"reference": {"wer_edits": 1, "wer_ref_words": 4, "lm_nll": 2.0,
-        ...                                   "lm_tokens": 2, "speaker_sim": 0.5, "mos": 3.0}}}]
-        >>> agg = aggregate_conditions(recs, n_resamples=10)
-        >>> agg["reference"]["wer"]["value"], round(agg["reference"]["perplexity"]["value"], 3)
-        (0.25, 2.718)
-    """
-    kw = {"n_resamples": n_resamples, "confidence": confidence, "seed": seed}
-    present = [c for c in CONDITIONS if any(c in r.get("speech", {}) for r in records)]
-    out = {}
-    for cond in present:
-        items = [r["speech"][cond] for r in records if cond in r.get("speech", {})]
-        entries = {}
-        counted = [m for m in items if m.get("wer_ref_words")]
-        if counted:
-            est, lo, hi = M.bootstrap_ratio_ci([m["wer_edits"] for m in counted],
-                                               [m["wer_ref_words"] for m in counted], **kw)
-            entries["wer"] = _entry(SPEECH_METRICS["wer"][0], est, lo, hi, len(counted), "lower")
-        scored = [m for m in items if m.get("lm_tokens")]
-        if scored:
-            est, lo, hi = M.bootstrap_ratio_ci([m["lm_nll"] for m in scored], [m["lm_tokens"] for m in scored], **kw)
-            entries["perplexity"] = _entry(SPEECH_METRICS["perplexity"][0], math.exp(est), math.exp(lo),
-                                           math.exp(hi), len(scored), "lower")
-        for key in ("speaker_sim", "mos"):
-            values = [float(m[key]) for m in items if m.get(key) is not None and not math.isnan(float(m[key]))]
-            if values:
-                entries[key] = _entry(SPEECH_METRICS[key][0], *M.bootstrap_ci(values, **kw), len(values),
-                                      SPEECH_METRICS[key][1])
-        out[cond] = entries
     return out

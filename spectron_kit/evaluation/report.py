@@ -126,7 +126,7 @@ def write_results_json(result, path, setup=None):
     """
     payload = {"date": result.get("date") or _now(), "hardware": result.get("hardware") or hardware_info(),
                "setup": setup or {}, "config": result.get("config", {}), "counts": result.get("counts", {}),
-               "aggregates": result.get("aggregates", {}), "speech": result.get("speech", {}), "scores": result.get("scores", {}),
+               "aggregates": result.get("aggregates", {}), "speech": result.get("speech", {}),
                "batches": result.get("batches", []),
                "records": result.get("records", [])}
     path = Path(path)
@@ -158,71 +158,74 @@ def _setup_difference(result, setup):
             "against the baselines in the table above, which were computed the same way.")
 
 
-def _speech_cell(key, entry):
+def _cell(entry, percent):
     if entry is None:
         return "-"
-    fmt = {"wer": "text_speech_wer", "perplexity": "perplexity", "speaker_sim": "speaker_sim",
-           "mos": "mos"}[key]
-    return f"{fmt_value(fmt, entry['value'])} {_ci(fmt, entry)}"
+    if percent:
+        return f"{100 * entry['value']:.1f}% [{100 * entry['low']:.1f}, {100 * entry['high']:.1f}]"
+    return f"{_num(entry['value'])} [{_num(entry['low'])}, {_num(entry['high'])}]"
+
+
+def _num(x):
+    """Numbers of any scale in a table: one decimal from 100 up (perplexities), three below."""
+    return f"{x:.1f}" if abs(x) >= 100 else f"{x:.3f}"
+
+
+def _scorer_columns(result):
+    """``[(key, heading, percent)]`` of the scorers in the result, in the YAML's order."""
+    speech = result.get("speech") or {}
+    infos = (result.get("config") or {}).get("scorers")
+    if not infos:  # results written before scorers were recorded: every key found, labels from the entries
+        found = {}
+        for entries in speech.values():
+            for key, e in entries.items():
+                found.setdefault(key, {"key": key, "label": e.get("label", key), "better": e.get("better", ""),
+                                       "percent": key == "wer"})
+        infos = list(found.values())
+    cols = []
+    for info in infos:
+        if any(info["key"] in entries for entries in speech.values()):
+            better = {"lower": " (lower is better)", "higher": " (higher is better)"}.get(info.get("better"), "")
+            cols.append((info["key"], f"{info['label']}{better}", bool(info.get("percent"))))
+    return cols
 
 
 def speech_table(result):
-    """Markdown lines: every speech metric on the ceilings, the generation and the floor.
+    """Markdown lines: every scorer on the ceilings, the generation and the floors.
 
     Arguments:
-        result: dict from ``evaluate_continuation`` (uses ``result["speech"]``).
+        result: dict from ``evaluate_continuation`` (uses ``result["speech"]``
+            and the scorer descriptions in ``result["config"]["scorers"]``).
 
     Returns:
         list of str (empty when the result has no per-condition metrics).
     """
-    from spectron_kit.evaluation.continuation import CONDITION_LABELS, SPEECH_METRICS
+    from spectron_kit.evaluation.continuation import CONDITION_LABELS
 
     speech, cfg = result.get("speech") or {}, result.get("config", {})
-    if not speech:
+    cols = _scorer_columns(result)
+    if not speech or not cols:
         return []
-    keys = [k for k in SPEECH_METRICS if any(k in entries for entries in speech.values())]
-    mos_label = cfg.get("mos_label", "predicted MOS")
-    heads = {"wer": "ASR WER", "perplexity": "ASR-transcript perplexity", "speaker_sim": "speaker similarity",
-             "mos": mos_label}
-    lines = ["## Speech: ceilings, generation and floor (same utterances)", "",
-             "| audio | " + " | ".join(f"{heads[k]} [95% CI]" for k in keys) + " | n |",
-             "| --- | " + " | ".join("---:" for _ in keys) + " | ---: |"]
+    lines = ["## Speech: ceilings, generation and floors (same utterances)", "",
+             "| audio | " + " | ".join(f"{head} [95% CI]" for _, head, _ in cols) + " | n |",
+             "| --- | " + " | ".join("---:" for _ in cols) + " | ---: |"]
     for cond, entries in speech.items():
         n = max((e["n"] for e in entries.values()), default=0)
-        cells = " | ".join(_speech_cell(k, entries.get(k)) for k in keys)
+        cells = " | ".join(_cell(entries.get(key), percent) for key, _, percent in cols)
         lines.append(f"| {CONDITION_LABELS.get(cond, cond)} | {cells} | {n} |")
     limit = cfg.get("continuation_limit_seconds")
-    lines += ["", "ASR WER is measured against the words the audio should say: the reference continuation's "
-              "words for (a), (b), (c) and the floor; the model's own text continuation for (d). "
-              "(c) vs (d) separates alignment from exposure bias; (b) vs (d) is what the model still loses; "
-              "the floor is a model that says the average spectrum at every step."]
+    lines += ["", "One column per scorer (`scorers` in evaluate.yaml); a blank cell is a metric that does not "
+              "apply to that audio. ASR WER is measured against the words the audio should say: the "
+              "reference continuation's words for (a), (b), (c) and the flat floor; the model's own text "
+              "continuation for (d). (c) vs (d) separates alignment from exposure bias; (b) vs (d) is what "
+              "the model still loses; the flat floor is a model that says the average spectrum at every step; "
+              "the other-speaker floor compares each prompt with another speaker's continuation."]
     if limit:
         lines += ["", f"Continuations are cut at {limit:g} s"
                   + (" (the length the model was trained to speak)"
                      if cfg.get("max_continuation_seconds") is None else "")
                   + "; a cut reference keeps the words spoken before the cut."]
     return lines + [""]
-
-
-def scores_table(result):
-    """Markdown lines of the registered scorers' results: one row per scorer, one column per condition."""
-    from spectron_kit.evaluation.continuation import CONDITION_LABELS
-
-    scores = result.get("scores") or {}
-    if not any(entry["conditions"] for entry in scores.values()):
-        return []
-    conditions = list(dict.fromkeys(c for entry in scores.values() for c in entry["conditions"]))
-    lines = ["## More metrics (registered scorers)", "",
-             "| scorer | " + " | ".join(CONDITION_LABELS.get(c, c) for c in conditions) + " |",
-             "| --- | " + " | ".join("---:" for _ in conditions) + " |"]
-    for name, entry in scores.items():
-        cells = []
-        for cond in conditions:
-            e = entry["conditions"].get(cond)
-            cells.append("-" if e is None else f"{e['value']:.4g} [{e['low']:.4g}, {e['high']:.4g}]")
-        better = f" ({entry['better']} is better)" if entry.get("better") else ""
-        lines.append(f"| `{name}`: {entry['label']}{better} | " + " | ".join(cells) + " |")
-    return lines + ["", "Mean over utterances with a 95% bootstrap interval (`scorers` in evaluate.yaml).", ""]
 
 
 def markdown_report(result, setup=None, title="Speech continuation evaluation"):
@@ -258,7 +261,6 @@ def markdown_report(result, setup=None, title="Speech continuation evaluation"):
     lines += ["", "Intervals: percentile bootstrap over utterances (speed: over batches), "
               f"{cfg.get('n_resamples', 1000)} resamples, seed {cfg.get('seed')}.", ""]
     lines += speech_table(result)
-    lines += scores_table(result)
 
     lines += ["## Paper comparison", "",
               "| metric | this run | paper: Spectron | paper: other systems |", "| --- | ---: | ---: | --- |"]

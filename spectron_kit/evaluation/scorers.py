@@ -1,17 +1,43 @@
-"""Scorers: evaluation metrics as registered components (kind ``scorer``).
+"""Scorers: every metric of the continuation protocol as a registered component (kind ``scorer``).
 
-A scorer sees one batch of the continuation protocol (:class:`ScoringBatch`:
-the audio and frames of every condition, the prompts, the texts each
-condition should say, the manifest rows) and returns one record per
-utterance, ``{condition: value or None}``. ``evaluate_continuation`` stores
-them in each utterance's record (``scores``), aggregates every scorer the
-same way (mean and 95% bootstrap interval per condition, in ``results.json``
-under ``scores``) and the report prints them in one table. A new metric is one
-registered class and one line in ``evaluate.yaml``'s ``scorers`` list (a plugin
-registers it through ``register_scorers``, like any other kind).
+A scorer sees one batch of the protocol (:class:`ScoringBatch`: the audio and
+frames of every condition, the prompts, the words each condition should say,
+the manifest rows) and returns one record per utterance, ``{condition: value}``.
+``evaluate_continuation`` merges them into each utterance's ``speech`` record,
+aggregates every scorer the same way (:func:`aggregate_scores`: per condition,
+a mean or a ratio of sums with a 95% bootstrap interval; ``results.json`` ->
+``speech``) and the report prints one table over all of them. The paper's own
+metrics are scorers like any other:
 
-The protocol's original metrics (ASR WER and perplexity, speaker similarity,
-MOS) are computed by their own components and keep their own keys.
+========================  ==========  ===========================================
+name                      key         what
+========================  ==========  ===========================================
+``asr_wer``               wer         ASR WER against the words the audio should say
+``asr_perplexity``        perplexity  text-LM perplexity of the ASR transcript
+``speaker_similarity``    speaker_sim cosine(prompt, audio) of speaker embeddings,
+                                      plus the other-speaker floor
+``predicted_mos``         mos         predicted naturalness
+``frame_distance``        frame_l1    |frames - true continuation frames|
+========================  ==========  ===========================================
+
+A new metric is one registered class and one line in ``evaluate.yaml``'s
+``scorers`` list (a plugin registers it through ``register_scorers``). The
+scorer contract (``docs/COMPONENTS.md``):
+
+- ``score(batch) -> list[dict[condition, value]]``: one dict per utterance; a
+  value is a number, None (not measurable: left out and not counted), or a
+  dict holding ``key`` plus details kept in the record (e.g. the transcript).
+- attributes ``label``, ``better`` ("lower", "higher" or "" for context),
+  ``key`` (the value's name; default the registry name), ``percent`` (report
+  as a percentage), ``aggregate``: ``"mean"`` (default) or ``"ratio"``: the
+  corpus value is ``sum(record[numerator]) / sum(record[denominator])``
+  (WER, perplexity), optionally passed through ``transform`` (``math.exp``).
+- optional ``finish(seed) -> list[dict[condition, value]]`` after the last
+  batch, one dict per evaluated utterance in order: for baselines that need
+  the whole test set (the other-speaker floor of speaker similarity).
+- constructor arguments named like the evaluation components
+  (``transcriber``, ``lm_scorer``, ``speaker_encoder``, ``mos_predictor``) are
+  given those components (:func:`build_scorers`).
 
 Example:
     >>> import numpy as np, torch
@@ -24,10 +50,26 @@ Example:
     [{'vocoded': 0.0, 'generated': 1.0}]
 """
 import dataclasses
+import inspect
+import math
+import random
 
+import numpy as np
 import torch
 
+from spectron_kit.evaluation import metrics as M
 from spectron_kit.hookspecs import hookimpl
+
+__all__ = ["ScoringBatch", "AsrWer", "AsrPerplexity", "SpeakerSimilarity", "PredictedMos", "FrameDistance",
+           "PROTOCOL_SCORERS", "EVALUATION_COMPONENTS", "build_scorers", "protocol_scorers", "scorer_name",
+           "scorer_key", "scorer_info", "check_scorers", "aggregate_scores", "choose_other_speaker"]
+
+#: the scorers of the paper's protocol (and the reviewers' WER), in report order
+PROTOCOL_SCORERS = ("asr_wer", "asr_perplexity", "speaker_similarity", "predicted_mos")
+#: evaluation components a scorer may ask for by naming them in its constructor
+EVALUATION_COMPONENTS = ("transcriber", "lm_scorer", "speaker_encoder", "mos_predictor")
+#: audio shorter than this (seconds) has no speaker embedding or MOS
+MIN_SCORED_SECONDS = 0.1
 
 
 @dataclasses.dataclass
@@ -57,6 +99,150 @@ class ScoringBatch:
     texts: dict
     rows: list
     model_text: list
+    cache: dict = dataclasses.field(default_factory=dict, repr=False)
+
+    def transcripts(self, transcriber):
+        """Condition -> normalised ASR transcripts, computed once per batch and transcriber.
+
+        Scorers that read the same transcriber (WER and perplexity) share one transcription.
+        """
+        key = ("transcripts", id(transcriber))
+        if key not in self.cache:
+            self.cache[key] = {cond: [M.normalize_text(t) for t in transcriber.transcribe(wavs, self.sample_rate)]
+                               for cond, wavs in self.audio.items()}
+        return self.cache[key]
+
+    def scored_items(self, cond):
+        """Indices of the utterances whose ``cond`` audio is long enough for an embedding or a MOS."""
+        return [i for i, wav in enumerate(self.audio[cond]) if wav.size >= self.sample_rate * MIN_SCORED_SECONDS]
+
+
+class AsrWer:
+    """ASR WER of each condition against the words it should say.
+
+    The reference continuation's words for the reference audio, the vocoded
+    reference, the teacher-forced frames and the floor; the model's own text
+    continuation for its generated speech (does the speech say what the text says).
+    The record keeps the transcript (``asr``) and the expected words.
+    """
+
+    key = "wer"
+    label = "ASR WER vs the text it should say"
+    better = "lower"
+    percent = True
+    aggregate, numerator, denominator = "ratio", "wer_edits", "wer_ref_words"
+
+    def __init__(self, transcriber):
+        self.transcriber = transcriber
+
+    def score(self, batch):
+        heard = batch.transcripts(self.transcriber)
+        out = [{} for _ in batch.rows]
+        for cond in batch.conditions:
+            for i, text in enumerate(heard[cond]):
+                expected = batch.texts[cond][i]
+                edits, n_ref = M.word_errors(expected, text.split(), normalize=False)
+                out[i][cond] = {"wer": edits / n_ref if n_ref else None, "wer_edits": edits,
+                                "wer_ref_words": n_ref, "asr": text, "expected": " ".join(expected)}
+        return out
+
+
+class AsrPerplexity:
+    """Text-LM perplexity of each condition's ASR transcript (the paper's Table 1 metric).
+
+    Per utterance the summed NLL and the token count; the corpus value is
+    ``exp(sum NLL / sum tokens)``.
+    """
+
+    key = "perplexity"
+    label = "perplexity of the ASR transcript"
+    better = "lower"
+    aggregate, numerator, denominator, transform = "ratio", "lm_nll", "lm_tokens", staticmethod(math.exp)
+
+    def __init__(self, transcriber, lm_scorer):
+        self.transcriber, self.lm_scorer = transcriber, lm_scorer
+
+    def score(self, batch):
+        heard = batch.transcripts(self.transcriber)
+        out = [{} for _ in batch.rows]
+        for cond in batch.conditions:
+            for i, s in enumerate(self.lm_scorer.score(heard[cond])):
+                nll, n_tok = float(s["nll"]), int(s["n_tokens"])
+                out[i][cond] = {"perplexity": math.exp(nll / n_tok) if n_tok else None,
+                                "lm_nll": nll, "lm_tokens": n_tok}
+        return out
+
+
+class SpeakerSimilarity:
+    """Cosine similarity between the speaker embeddings of the prompt and of each condition's audio.
+
+    ``finish`` adds the floor ``other_speaker``: each prompt against the
+    reference continuation of an utterance of another speaker, drawn with the
+    evaluation seed among the evaluated utterances (:func:`choose_other_speaker`).
+    Audio shorter than 0.1 s gets None.
+    """
+
+    key = "speaker_sim"
+    label = "speaker similarity to the prompt"
+    better = "higher"
+
+    def __init__(self, speaker_encoder):
+        self.speaker_encoder = speaker_encoder
+        self._seen = []  # (utterance id, speaker, prompt embedding, reference embedding or None) per utterance
+
+    def score(self, batch):
+        sr = batch.sample_rate
+        prompts = np.asarray(self.speaker_encoder.embed(batch.prompts, sr))
+        out = [{} for _ in batch.rows]
+        refs = [None] * len(batch.rows)
+        for cond in batch.conditions:
+            items = batch.scored_items(cond)
+            embs = np.asarray(self.speaker_encoder.embed([batch.audio[cond][i] for i in items], sr)) if items else []
+            for i in range(len(batch.rows)):
+                out[i][cond] = None
+            for i, emb in zip(items, embs):
+                out[i][cond] = float(M.cosine_similarity(prompts[i], emb))
+                if cond == "reference":
+                    refs[i] = emb
+        for i, row in enumerate(batch.rows):
+            self._seen.append((row.get("id"), str(row.get("speaker", "")), prompts[i], refs[i]))
+        return out
+
+    def finish(self, seed=0):
+        seen, self._seen = self._seen, []
+        others = choose_other_speaker([speaker for _, speaker, _, _ in seen], seed)
+        out = []
+        for i, j in enumerate(others):
+            if j is None or seen[j][3] is None:
+                out.append({})
+                continue
+            out.append({"other_speaker": {"speaker_sim": float(M.cosine_similarity(seen[i][2], seen[j][3])),
+                                          "other_id": seen[j][0]}})
+        return out
+
+
+class PredictedMos:
+    """A MOS predictor's naturalness score of each condition's audio (audio under 0.1 s gets None)."""
+
+    key = "mos"
+    better = "higher"
+
+    def __init__(self, mos_predictor):
+        self.mos_predictor = mos_predictor
+        label = str(getattr(mos_predictor, "label", "") or "predicted MOS")
+        self.label = label if "predicted" in label.lower() else f"predicted MOS ({label})"
+
+    def score(self, batch):
+        out = [{} for _ in batch.rows]
+        for cond in batch.conditions:
+            items = batch.scored_items(cond)
+            values = self.mos_predictor.predict([batch.audio[cond][i] for i in items], batch.sample_rate) \
+                if items else []
+            for i in range(len(batch.rows)):
+                out[i][cond] = None
+            for i, v in zip(items, values):
+                out[i][cond] = None if v is None or math.isnan(float(v)) else float(v)
+        return out
 
 
 class FrameDistance:
@@ -68,6 +254,7 @@ class FrameDistance:
     relates such distances to intelligibility).
     """
 
+    key = "frame_l1"
     label = "frame L1 to the true continuation (normalised log-mel)"
     better = "lower"
 
@@ -86,7 +273,204 @@ class FrameDistance:
         return out
 
 
+def choose_other_speaker(speakers, seed=0):
+    """For each item, pick another item spoken by a different speaker.
+
+    Arguments:
+        speakers: speaker id per item (``""`` or ``None`` = unknown: such
+            items neither get nor serve as a baseline).
+        seed: seed of the ``random.Random`` that picks, so the choice is
+            reproducible.
+
+    Returns:
+        list with, per item, the index of the chosen item, or ``None`` when no
+        item of a different (known) speaker exists.
+
+    Example:
+        >>> choose_other_speaker(["a", "a", "b"], seed=0)
+        [2, 2, 0]
+        >>> choose_other_speaker(["a", "a"])
+        [None, None]
+    """
+    rng = random.Random(seed)
+    known = [i for i, s in enumerate(speakers) if s not in ("", None)]
+    out = []
+    for i, spk in enumerate(speakers):
+        if spk in ("", None):
+            out.append(None)
+            continue
+        candidates = [j for j in known if speakers[j] != spk]
+        out.append(rng.choice(candidates) if candidates else None)
+    return out
+
+
+# ---------------------------------------------------------------------------
+# building and describing scorers
+
+
+def scorer_name(scorer):
+    """The registry name of a scorer (its class name when it was not built through the registry)."""
+    spec = getattr(scorer, "spectron_spec", None)
+    return spec.name if spec is not None else type(scorer).__name__
+
+
+def scorer_key(scorer):
+    """The name of a scorer's value in records and results (``key``, else its registry name)."""
+    return getattr(scorer, "key", None) or scorer_name(scorer)
+
+
+def scorer_info(scorer):
+    """What the report needs of a scorer: ``{name, key, label, better, percent, aggregate}``."""
+    key = scorer_key(scorer)
+    return {"name": scorer_name(scorer), "key": key, "label": str(getattr(scorer, "label", key)),
+            "better": str(getattr(scorer, "better", "") or ""), "percent": bool(getattr(scorer, "percent", False)),
+            "aggregate": str(getattr(scorer, "aggregate", "mean"))}
+
+
+def check_scorers(scorers):
+    """Check the scorers before any audio is made: methods, aggregation and distinct keys.
+
+    Raises:
+        ValueError: naming the scorer and what it lacks (one line).
+    """
+    seen = {}
+    for scorer in scorers:
+        name, key = scorer_name(scorer), scorer_key(scorer)
+        if not callable(getattr(scorer, "score", None)):
+            raise ValueError(f"scorer {name!r} has no score(batch) method; see docs/COMPONENTS.md (scorer)")
+        how = getattr(scorer, "aggregate", "mean")
+        if how not in ("mean", "ratio"):
+            raise ValueError(f"scorer {name!r} has aggregate={how!r}; use 'mean' or 'ratio'")
+        if how == "ratio" and not (getattr(scorer, "numerator", None) and getattr(scorer, "denominator", None)):
+            raise ValueError(f"scorer {name!r} aggregates as a ratio but names no numerator/denominator fields")
+        if key in seen:
+            raise ValueError(f"scorers {seen[key]!r} and {name!r} both write {key!r}; give one another `key`")
+        seen[key] = name
+
+
+def build_scorers(names, **components):
+    """Build registered scorers by name, giving each the evaluation components its constructor names.
+
+    Arguments:
+        names: scorer names (``evaluate.yaml``'s ``scorers``), or already built scorers.
+        **components: ``transcriber=``, ``lm_scorer=``, ``speaker_encoder=``, ``mos_predictor=``.
+
+    Returns:
+        list of scorers.
+
+    Raises:
+        ValueError: a scorer needs a component that was not given (one line naming both).
+
+    Example:
+        >>> [scorer_name(s) for s in build_scorers(["frame_distance"])]
+        ['frame_distance']
+    """
+    from spectron_kit.registry import get_registry
+
+    registry = get_registry()
+    out = []
+    for name in names or ():
+        if not isinstance(name, str):
+            out.append(name)
+            continue
+        factory = registry.get("scorer", name).factory
+        params = inspect.signature(factory).parameters
+        kwargs = {}
+        for param in params.values():
+            if param.name in EVALUATION_COMPONENTS:
+                if components.get(param.name) is not None:
+                    kwargs[param.name] = components[param.name]
+                elif param.default is inspect.Parameter.empty:
+                    raise ValueError(f"scorer {name!r} needs a {param.name}; set `{param.name}` in the "
+                                     "evaluation YAML or leave the scorer out of `scorers`")
+        out.append(registry.build("scorer", name, **kwargs))
+    check_scorers(out)
+    return out
+
+
+def protocol_scorers(transcriber, lm_scorer, speaker_encoder, mos_predictor, extra=("frame_distance",)):
+    """The paper's scorers (:data:`PROTOCOL_SCORERS`) plus ``extra``, built with the given components."""
+    return build_scorers(list(PROTOCOL_SCORERS) + list(extra), transcriber=transcriber, lm_scorer=lm_scorer,
+                         speaker_encoder=speaker_encoder, mos_predictor=mos_predictor)
+
+
+# ---------------------------------------------------------------------------
+# aggregation
+
+
+def _entry(label, est, low, high, n, better, note=""):
+    return {"label": label, "value": est, "low": low, "high": high, "n": n, "better": better, "note": note}
+
+
+def _number(value):
+    if value is None:
+        return None
+    value = float(value)
+    return None if math.isnan(value) else value
+
+
+def aggregate_scores(records, scorers, conditions=(), seed=0, n_resamples=1000, confidence=0.95):
+    """Every scorer on every condition, the same way: a corpus value with a percentile-bootstrap interval.
+
+    A ``"mean"`` scorer: the mean over utterances whose value is not None. A
+    ``"ratio"`` scorer: ``sum(numerator) / sum(denominator)`` over utterances
+    with a positive denominator, resampling utterances and recomputing the
+    ratio, then ``transform`` (e.g. ``exp`` for perplexity).
+
+    Arguments:
+        records: per-utterance dicts with ``speech``: condition -> ``{key: value, details...}``.
+        scorers: the scorers that made them.
+        conditions: report order of the conditions (others follow in the order seen).
+        seed, n_resamples, confidence: bootstrap settings.
+
+    Returns:
+        dict condition -> key -> ``{label, value, low, high, n, better, note}``.
+
+    Example:
+        >>> recs = [{"speech": {"reference": {"wer": 0.25, "wer_edits": 1, "wer_ref_words": 4}}}]
+        >>> agg = aggregate_scores(recs, [AsrWer(None)], n_resamples=10)
+        >>> agg["reference"]["wer"]["value"], agg["reference"]["wer"]["n"]
+        (0.25, 1)
+    """
+    kw = {"n_resamples": n_resamples, "confidence": confidence, "seed": seed}
+    seen = dict.fromkeys(list(conditions) + [c for r in records for c in r.get("speech", {})])
+    out = {}
+    for cond in seen:
+        items = [r["speech"][cond] for r in records if cond in r.get("speech", {})]
+        entries = {}
+        for scorer in scorers:
+            info = scorer_info(scorer)
+            key = info["key"]
+            mine = [m for m in items if key in m]
+            if info["aggregate"] == "ratio":
+                used = [m for m in mine if m.get(scorer.denominator)]
+                if not used:
+                    continue
+                est, lo, hi = M.bootstrap_ratio_ci([float(m[scorer.numerator]) for m in used],
+                                                   [float(m[scorer.denominator]) for m in used], **kw)
+                transform = getattr(scorer, "transform", None)
+                if transform is not None:
+                    est, lo, hi = transform(est), transform(lo), transform(hi)
+                n = len(used)
+            else:
+                values = [v for v in (_number(m[key]) for m in mine) if v is not None]
+                if not values:
+                    continue
+                est, lo, hi = M.bootstrap_ci(values, **kw)
+                n = len(values)
+            entries[key] = _entry(info["label"], est, lo, hi, n, info["better"])
+        if entries:
+            out[cond] = entries
+    return out
+
+
 @hookimpl
 def register_scorers(register):
+    register("asr_wer", AsrWer, description="ASR WER of every condition vs the words it should say")
+    register("asr_perplexity", AsrPerplexity,
+             description="text-LM perplexity of every condition's ASR transcript (paper Table 1)")
+    register("speaker_similarity", SpeakerSimilarity,
+             description="cosine(prompt, audio) speaker similarity, plus the other-speaker floor")
+    register("predicted_mos", PredictedMos, description="a MOS predictor's naturalness score per condition")
     register("frame_distance", FrameDistance,
              description="mean |frames - true continuation frames| per condition (normalised log-mel)")

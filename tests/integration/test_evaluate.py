@@ -187,10 +187,19 @@ def test_evaluate_recipe_end_to_end(tmp_path):
         assert words == (rec["model_prompt_transcript"] + " " + rec["model_continuation_text"]).split()
     # every speech metric on the ceilings (a)-(c), the generation (d) and the floor, same utterances
     speech = results["speech"]
-    assert list(speech) == ["reference", "vocoded", "teacher_forced", "generated", "flat"]
-    for cond, entries in speech.items():
-        assert {"perplexity", "speaker_sim", "mos"} <= set(entries), cond
-        assert all(e["n"] == 4 for key, e in entries.items() if key != "wer"), cond
+    assert list(speech) == ["reference", "vocoded", "teacher_forced", "generated", "flat", "other_speaker"]
+    for cond in ("reference", "vocoded", "teacher_forced", "generated", "flat"):
+        assert {"wer", "perplexity", "speaker_sim", "mos"} <= set(speech[cond]), cond
+        assert all(e["n"] == 4 for key, e in speech[cond].items() if key != "wer"), cond
+    assert set(speech["other_speaker"]) == {"speaker_sim"}  # the floor of speaker similarity only
+    assert speech["other_speaker"]["speaker_sim"]["value"] == pytest.approx(agg["speaker_sim_other_speaker"]["value"])
+    # the scorers' per-condition values are the paper view's values (one computation, two views)
+    assert speech["generated"]["perplexity"]["value"] == pytest.approx(agg["perplexity"]["value"])
+    assert speech["generated"]["wer"]["value"] == pytest.approx(agg["text_speech_wer"]["value"])
+    assert speech["generated"]["mos"]["value"] == pytest.approx(agg["mos_generated"]["value"])
+    assert speech["vocoded"]["frame_l1"]["value"] == 0.0 and "frame_l1" not in speech["reference"]
+    assert [s["name"] for s in results["config"]["scorers"]] == [
+        "asr_wer", "asr_perplexity", "speaker_similarity", "predicted_mos", "frame_distance"]
     for rec in results["records"]:
         conds = rec["speech"]
         assert conds["generated"]["wer"] == rec["text_speech_wer"]
@@ -207,7 +216,8 @@ def test_evaluate_recipe_end_to_end(tmp_path):
     md = (out / "results.md").read_text()
     assert "| metric | value | 95% CI | n |" in md and "126.08" in md and "Setup difference" in md
     assert "4 reference continuations were longer than the 1.2 s limit (max_continuation_seconds" in md
-    assert "## Speech: ceilings, generation and floor" in md and "(c) model, teacher-forced" in md
+    assert "## Speech: ceilings, generation and floors" in md and "(c) model, teacher-forced" in md
+    assert "| floor: another speaker's reference continuation (speaker similarity) | - | - |" in md
     page = (out / "samples.html").read_text()
     parser = _Sources()
     parser.feed(page)
@@ -252,24 +262,43 @@ def test_a_registered_scorer_joins_with_one_yaml_line(tmp_path, monkeypatch):
     evaluate.main([str(REPO / "recipes/LibriLight/hparams/evaluate.yaml"), f"--model_dir={bundle}",
                    f"--test_folder={test_folder}", f"--lm_scorer_source={lm_dir}", f"--output_folder={out}",
                    "--batch_size=4", "--n_resamples=100", "--noprogressbar", "--max_continuation_seconds=1.2",
-                   "--num_samples=0", "--scorers=[frame_distance,toy_seconds]",
+                   "--num_samples=0", "--scorers=[asr_wer,frame_distance,toy_seconds]",
                    "--transcriber=!new:eval_fakes.FakeTranscriber",
                    "--speaker_encoder=!new:eval_fakes.FakeSpeakerEncoder",
                    "--mos_predictor=!new:eval_fakes.FakeMOSPredictor"])
     results = json.loads((out / "results.json").read_text())
-    toy = results["scores"]["toy_seconds"]["conditions"]
-    records = results["records"]
+    speech, records = results["speech"], results["records"]
     # the toy's aggregate is the mean of what the protocol measured itself, per condition
     for cond in ("reference", "generated", "flat"):
         expected = np.mean([r["speech"][cond]["seconds"] for r in records])
-        assert toy[cond]["value"] == pytest.approx(expected) and toy[cond]["n"] == len(records)
-    frames = results["scores"]["frame_distance"]["conditions"]
-    assert frames["vocoded"]["value"] == 0.0 and "reference" not in frames  # (a) has audio, no frames
-    assert frames["flat"]["value"] > 0 and frames["generated"]["value"] > 0
-    assert all(set(r["scores"]) == {"frame_distance", "toy_seconds"} for r in records)
+        assert speech[cond]["toy_seconds"]["value"] == pytest.approx(expected)
+        assert speech[cond]["toy_seconds"]["n"] == len(records)
+        assert all("asr" in r["speech"][cond] for r in records)  # a scorer that needs the transcriber got it
+    assert speech["vocoded"]["frame_l1"]["value"] == 0.0 and "frame_l1" not in speech["reference"]
+    assert speech["flat"]["frame_l1"]["value"] > 0 and speech["generated"]["frame_l1"]["value"] > 0
+    # only the listed scorers ran: no perplexity, speaker similarity or MOS; their paper rows are left out
+    assert all({"perplexity", "speaker_sim", "mos"}.isdisjoint(entries) for entries in speech.values())
+    assert "perplexity" not in results["aggregates"] and "mos_generated" not in results["aggregates"]
     md = (out / "results.md").read_text()
-    assert "## More metrics (registered scorers)" in md and "| `toy_seconds`: seconds of audio |" in md
-    assert [c["kind"] if isinstance(c, dict) else c for c in results["config"]["components"]["scorers"]]
+    assert "| audio | ASR WER vs the text it should say (lower is better) [95% CI] |" in md
+    assert "seconds of audio [95% CI] | n |" in md
+    assert results["config"]["components"]["scorers"][2] == "toy_seconds"
+
+
+def test_scorers_fail_early_with_one_line(tmp_path):
+    from spectron_kit.evaluation.scorers import build_scorers, check_scorers
+
+    with pytest.raises(ValueError, match="scorer 'asr_wer' needs a transcriber; set `transcriber`"):
+        build_scorers(["asr_wer"])
+
+    class Clash:
+        key = "wer"
+
+        def score(self, batch):
+            return []
+
+    with pytest.raises(ValueError, match="both write 'wer'; give one another `key`"):
+        check_scorers(build_scorers(["asr_wer"], transcriber=object()) + [Clash()])
 
 
 def test_unknown_override_names_the_key(tmp_path):
