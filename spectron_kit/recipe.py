@@ -158,23 +158,35 @@ def exit_on_config_error(func):
 
 
 BASE_KEY = "__base__"
+#: a layer's block of keys its base does not have (a setup of its own, e.g. the mini recipe's pre-training)
+ADD_KEY = "__add__"
 
 
 def resolve_base(hparams_file, overrides):
-    """Follow ``__base__: other.yaml`` chains (ablation files of a few lines).
+    """Follow ``__base__: other.yaml`` chains (ablation files of a few lines, setups built on another).
 
-    An ablation YAML names its base and the keys it changes::
+    A layer names its base and the keys it changes; a setup that needs keys
+    the base does not have lists them under ``__add__``::
 
         __base__: spectron.yaml
         experiment: spectron_no_ce
         w_ce: 0.0
+        __add__:
+            pretrained_folder: !ref <data_folder>/pretrained
 
-    Returns the base file and one override dict: the ablation's keys, then the
-    command line's (which win).
+    A changed key must exist in the base (a misspelling is named by
+    :func:`check_overrides`); an added key must not (one line names it).
+
+    Returns:
+        ``(yaml path, overrides dict)``: the base file (or, when a layer adds
+        keys, a copy of it with the added blocks appended, named like the
+        first file) and one override dict: the layers' keys, then the command
+        line's (which win).
     """
     path = Path(hparams_file)
+    top = path
     given = parse_overrides(overrides)
-    layers, seen = [], set()
+    layers, additions, seen = [], [], set()
     while True:
         if path.resolve() in seen:
             raise RecipeConfigError(f"{path} is part of a {BASE_KEY} cycle")
@@ -182,7 +194,9 @@ def resolve_base(hparams_file, overrides):
         data = _load_yaml(path.read_text()) if _has_base(path) else None
         if not data:
             break
-        layers.append({k: v for k, v in data.items() if k != BASE_KEY})
+        layers.append({k: v for k, v in data.items() if k not in (BASE_KEY, ADD_KEY)})
+        if data.get(ADD_KEY):
+            additions.append((path, _added_text(path)))
         base = path.parent / data[BASE_KEY]
         if not base.is_file():
             raise RecipeConfigError(f"{path} names {BASE_KEY}: {data[BASE_KEY]} but {base} does not exist")
@@ -191,7 +205,36 @@ def resolve_base(hparams_file, overrides):
     for layer in reversed(layers):
         merged.update(layer)
     merged.update(given)
-    return str(path), merged
+    if not additions:
+        return str(path), merged
+    text = (f"# {top.name} resolved: {path.name} with the keys {top.name}'s layers add (at the end);\n"
+            f"# the values they change are applied over it as overrides\n") + path.read_text()
+    known = set(yaml_defaults(path))
+    for layer_path, added in reversed(additions):  # the base's own layer first
+        for key in _load_yaml(added):
+            if key in known:
+                raise RecipeConfigError(f"{layer_path.name} adds {key} under {ADD_KEY} but its base already has "
+                                        f"it; set {key} at the top level of {layer_path.name} instead")
+            known.add(key)
+        text = text.rstrip("\n") + f"\n\n# ---- keys added by {layer_path.name} ({ADD_KEY}) ----\n" + added
+    import tempfile
+
+    flat = Path(tempfile.mkdtemp(prefix="spectron_kit_yaml_")) / top.name
+    flat.write_text(text)
+    return str(flat), merged
+
+
+def _added_text(path):
+    """The ``__add__:`` block of a layer file as top-level YAML text (tags and comments kept)."""
+    lines = Path(path).read_text().splitlines()
+    start = next(i for i, line in enumerate(lines) if re.match(rf"^{ADD_KEY}\s*:", line))
+    body = []
+    for line in lines[start + 1:]:
+        if line.strip() and line[:1] not in (" ", "\t"):
+            break
+        body.append(line)
+    indent = min((len(line) - len(line.lstrip()) for line in body if line.strip()), default=0)
+    return "\n".join(line[indent:] for line in body).strip("\n") + "\n"
 
 
 def replace_blocks(hparams_file, overrides):

@@ -595,7 +595,7 @@ def load_run(argv):
     hparams_file, overrides = resolve_base(hparams_file, overrides)
     check_overrides(hparams_file, overrides,
                     "for a run without data, use recipes/LibriLight/hparams/spectron_mini.yaml")
-    if run_opts.debug and yaml_defaults(hparams_file).get("mini_corpus"):
+    if run_opts.debug and {**yaml_defaults(hparams_file), **overrides}.get("mini_corpus"):
         overrides = {**DEBUG_OVERRIDES, **overrides}  # the user's own overrides still win
         console.print("debug run: tiny corpus and models in data/mini_corpus_debug and results/debug/spectron_mini")
     run_opts, world_size = init_distributed(run_opts)
@@ -766,7 +766,8 @@ def _reference_keys():
     and those of the paper and mini configurations together."""
     folder = Path(__file__).resolve().parent / "hparams"
     paper = list(yaml_defaults(folder / "spectron.yaml"))
-    return paper, set(paper) | set(yaml_defaults(folder / "spectron_mini.yaml"))
+    mini_file, mini_overrides = resolve_base(folder / "spectron_mini.yaml", "")  # the paper's keys + the mini's own
+    return paper, set(paper) | set(yaml_defaults(mini_file)) | set(mini_overrides)
 
 
 def init_distributed(run_opts):

@@ -37,12 +37,12 @@ def test_bad_training_inputs_stop_before_anything_is_written(tmp_path, capsys, a
 
 
 def test_a_misspelled_key_in_a_full_yaml_is_named(tmp_path, capsys):
-    text = Path(MINI).read_text()
-    assert "\nlr: 0.001" in text
+    text = Path(PAPER).read_text()
+    assert "\nlr: 0.0003" in text
     full = tmp_path / "mine.yaml"
-    full.write_text(text.replace("\nlr: 0.001", "\nlerning_rate: 0.001"))
-    code, line = run_train([str(full), f"--output_folder={tmp_path}/run", f"--data_folder={tmp_path}/corpus"],
-                           capsys)
+    full.write_text(text.replace("\nlr: 0.0003", "\nlerning_rate: 0.0003"))
+    code, line = run_train([str(full), f"--output_folder={tmp_path}/run", f"--data_folder={tmp_path}/corpus",
+                            "--transcripts=t.tsv", f"--librispeech_folder={tmp_path}"], capsys)
     assert code == 2 and line.startswith("error: the YAML has no lr (it has 'lerning_rate', which the recipe does not "
                                          "read: a misspelling?)"), line
     assert not (tmp_path / "run").exists()

@@ -194,23 +194,36 @@ def test_nonfinite_weights_are_named():
     assert nonfinite_weights(model) == ["0.bias", "1.running_var"]
 
 
-def test_the_paper_and_mini_yamls_build_components_the_same_way():
-    """Both recipe YAMLs hold the same component blocks (each block reads flat keys, which differ);
-    a change to a block must be made in both, and this test says which block drifted."""
+def test_the_mini_yaml_builds_its_components_from_the_paper_file():
+    """spectron_mini.yaml is the paper's file with values changed and keys added: one home for the component
+    blocks; the resolved file has every key of both, and the mini values win."""
     import re
 
-    from pathlib import Path
+    from hyperpyyaml import load_hyperpyyaml
 
     hparams = Path(__file__).resolve().parents[2] / "recipes" / "LibriLight" / "hparams"
+    mini_text = (hparams / "spectron_mini.yaml").read_text()
+    assert not re.search(r"^\w+: !(?:name|new|apply):", mini_text, re.M), "a component block in spectron_mini.yaml"
+    path, overrides = resolve_base(hparams / "spectron_mini.yaml", "lr: 0.002")
+    assert Path(path).name == "spectron_mini.yaml" and Path(path).parent != hparams  # a resolved copy
+    check_overrides(path, overrides)
+    loaded = load_hyperpyyaml(Path(path).read_text(), overrides_to_yaml(overrides))
+    assert loaded["lr"] == 0.002 and loaded["n_mels"] == 80 and loaded["mini_corpus"] is True
+    assert loaded["lm"].keywords["source"] == "data/mini_corpus/pretrained/1234/text_lm"  # an added key, by !ref
+    assert loaded["loss"].keywords["terms"]["guided_attention"] == 10.0  # the paper's block, the mini's weight
+    assert loaded["text_lm_config"]["hidden_size"] == 192
 
-    def blocks(path):
-        text = path.read_text()
-        return {m.group(1): m.group(0) for m in re.finditer(r"^(\w+): !(?:name|new|apply):.*?(?=^\S|\Z)", text,
-                                                              re.M | re.S)}
 
-    paper, mini = blocks(hparams / "spectron.yaml"), blocks(hparams / "spectron_mini.yaml")
-    assert {"frontend", "encoder", "lm", "prenet", "postnet", "loss", "vocoder", "optimizer",
-            "lr_schedule"} <= set(paper)
-    drifted = sorted(k for k in paper if k in mini and paper[k] != mini[k])
-    assert not drifted, f"component blocks differ between spectron.yaml and spectron_mini.yaml: {drifted}"
-    assert set(paper) == set(mini)
+def test_added_keys_are_checked(tmp_path):
+    (tmp_path / "base.yaml").write_text("a: 1\nb: !ref <a>\n")
+    (tmp_path / "setup.yaml").write_text("__base__: base.yaml\na: 2\n__add__:\n    c: !ref <b>  # note\n"
+                                         "    d:\n        x: 1\n")
+    path, overrides = resolve_base(tmp_path / "setup.yaml", "c: 5")
+    assert overrides == {"a": 2, "c": 5}
+    with pytest.raises(RecipeConfigError, match="unknown override --e; keys of setup.yaml: a, b, c, d"):
+        check_overrides(path, {"e": 1})
+    loaded = load_hyperpyyaml(Path(path).read_text(), overrides_to_yaml({"a": 2}))
+    assert (loaded["c"], loaded["d"]) == (2, {"x": 1})
+    (tmp_path / "bad.yaml").write_text("__base__: base.yaml\n__add__:\n    b: 3\n")
+    with pytest.raises(RecipeConfigError, match="bad.yaml adds b under __add__ but its base already has it"):
+        resolve_base(tmp_path / "bad.yaml", "")
