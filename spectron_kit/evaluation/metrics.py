@@ -58,11 +58,11 @@ def _words(x, normalize):
 
 
 def word_error_counts(ref, hyp, normalize=True):
-    """Align two word sequences and count edits (Levenshtein over words).
+    """Align two word sequences and count edits (Levenshtein over words, SpeechBrain's edit distance).
 
-    Substitutions, deletions and insertions each cost one; among the
-    minimum-cost alignments, the one found by backtracking (preferring
-    matches/substitutions, then deletions) gives the split into edit types.
+    Substitutions, deletions and insertions each cost one
+    (``speechbrain.utils.edit_distance.op_table`` / ``count_ops``; jiwer is the
+    independent reference in the tests).
 
     Arguments:
         ref: reference, a string or a list of words.
@@ -79,36 +79,13 @@ def word_error_counts(ref, hyp, normalize=True):
         >>> c["substitutions"], c["deletions"], c["insertions"], c["edits"]
         (1, 0, 1, 2)
     """
+    from speechbrain.utils.edit_distance import count_ops, op_table
+
     r, h = _words(ref, normalize), _words(hyp, normalize)
-    n, m = len(r), len(h)
-    # dist[i][j]: edits turning r[:i] into h[:j]
-    dist = [[0] * (m + 1) for _ in range(n + 1)]
-    for i in range(n + 1):
-        dist[i][0] = i
-    for j in range(m + 1):
-        dist[0][j] = j
-    for i in range(1, n + 1):
-        ri, row, prev = r[i - 1], dist[i], dist[i - 1]
-        for j in range(1, m + 1):
-            sub = prev[j - 1] + (ri != h[j - 1])
-            row[j] = min(sub, prev[j] + 1, row[j - 1] + 1)
-    subs = dels = ins = hits = 0
-    i, j = n, m
-    while i > 0 or j > 0:
-        if i > 0 and j > 0 and dist[i][j] == dist[i - 1][j - 1] + (r[i - 1] != h[j - 1]):
-            if r[i - 1] == h[j - 1]:
-                hits += 1
-            else:
-                subs += 1
-            i, j = i - 1, j - 1
-        elif i > 0 and dist[i][j] == dist[i - 1][j] + 1:
-            dels += 1
-            i -= 1
-        else:
-            ins += 1
-            j -= 1
-    return {"substitutions": subs, "deletions": dels, "insertions": ins, "hits": hits,
-            "edits": subs + dels + ins, "n_ref": n}
+    ops = count_ops(op_table(r, h))
+    subs, dels, ins = ops["substitutions"], ops["deletions"], ops["insertions"]
+    return {"substitutions": subs, "deletions": dels, "insertions": ins, "hits": len(r) - subs - dels,
+            "edits": subs + dels + ins, "n_ref": len(r)}
 
 
 def word_errors(ref, hyp, normalize=True):
@@ -342,17 +319,30 @@ def t_interval(values, confidence=0.95, bounds=None):
     return (mean, low, high)
 
 
+def _bootstrap(data, statistic, n_resamples, confidence, seed, vectorized=True, paired=False):
+    """``scipy.stats.bootstrap`` (percentile method, seeded) -> ``(low, high)``."""
+    from scipy import stats
+
+    res = stats.bootstrap(data, statistic, n_resamples=int(n_resamples), confidence_level=confidence,
+                          method="percentile", vectorized=vectorized, paired=paired,
+                          rng=np.random.default_rng(seed))
+    return float(res.confidence_interval.low), float(res.confidence_interval.high)
+
+
 def bootstrap_ci(values, stat=np.mean, n_resamples=1000, confidence=0.95, seed=0):
-    """Percentile bootstrap confidence interval of a statistic.
+    """Percentile bootstrap confidence interval of a statistic (``scipy.stats.bootstrap``).
 
     The items of ``values`` (e.g. per-utterance scores, or 0/1 correctness)
     are resampled with replacement ``n_resamples`` times; the interval is
     given by the ``(1 - confidence) / 2`` and ``(1 + confidence) / 2``
-    percentiles of the resampled statistic.
+    percentiles of the resampled statistic. One value, or values that are
+    all equal, give the value itself as both bounds (scipy needs two
+    different observations).
 
     Arguments:
         values: 1-D sequence of numbers.
-        stat: function of a 1-D array returning a number (default mean).
+        stat: function of a 1-D array returning a number (default mean);
+            NumPy reductions taking ``axis`` are evaluated on all resamples at once.
         n_resamples: number of bootstrap resamples.
         confidence: coverage of the interval.
         seed: seed of the NumPy random generator (results are reproducible).
@@ -370,29 +360,31 @@ def bootstrap_ci(values, stat=np.mean, n_resamples=1000, confidence=0.95, seed=0
     x = np.asarray(values, dtype=np.float64).ravel()
     if x.size == 0:
         raise ValueError("bootstrap_ci: no values")
-    alpha = _alpha(confidence)
+    _alpha(confidence)
     estimate = float(stat(x))
-    rng = np.random.default_rng(seed)
-    idx = rng.integers(0, x.size, size=(int(n_resamples), x.size))
-    if stat in (np.mean, np.nanmean, np.median, np.sum):
-        stats = stat(x[idx], axis=1)
-    else:
-        stats = np.array([stat(x[row]) for row in idx], dtype=np.float64)
-    low, high = np.nanpercentile(stats, [100 * alpha, 100 * (1 - alpha)])
-    return estimate, float(low), float(high)
+    if x.size < 2 or np.all(x == x[0]):
+        return estimate, estimate, estimate
+    vectorized = stat in (np.mean, np.nanmean, np.median, np.sum)
+    low, high = _bootstrap((x,), stat, n_resamples, confidence, seed, vectorized=vectorized)
+    return estimate, low, high
+
+
+def _ratio_of_sums(num, den, axis=-1):
+    return np.sum(num, axis=axis) / np.sum(den, axis=axis)
 
 
 def bootstrap_ratio_ci(numerators, denominators, n_resamples=1000, confidence=0.95, seed=0):
-    """Percentile bootstrap interval of a corpus ratio ``sum(num) / sum(den)``.
+    """Percentile bootstrap interval of a corpus ratio ``sum(num) / sum(den)`` (``scipy.stats.bootstrap``, paired).
 
     Use it for WER (edits / reference words) or corpus log-perplexity
     (NLL / tokens): whole items (utterances) are resampled and the ratio of
-    sums is recomputed, which respects the corpus-level definition.
-    Resamples whose denominators sum to zero are dropped.
+    sums is recomputed, which respects the corpus-level definition. Items
+    with a zero denominator must be left out by the caller (a resample of
+    only such items has no ratio).
 
     Arguments:
         numerators: per-item numerators (e.g. word edits).
-        denominators: per-item denominators (e.g. reference word counts).
+        denominators: per-item denominators (e.g. reference word counts), > 0.
         n_resamples: number of bootstrap resamples.
         confidence: coverage of the interval.
         seed: seed of the NumPy random generator.
@@ -411,17 +403,16 @@ def bootstrap_ratio_ci(numerators, denominators, n_resamples=1000, confidence=0.
         raise ValueError(f"{num.size} numerators but {den.size} denominators")
     if num.size == 0:
         raise ValueError("bootstrap_ratio_ci: no values")
-    if den.sum() == 0:
-        raise ValueError("bootstrap_ratio_ci: the denominators sum to zero")
-    alpha = _alpha(confidence)
+    if (den <= 0).any():
+        raise ValueError(f"bootstrap_ratio_ci: {int((den <= 0).sum())} denominators are not positive; "
+                         "leave out the items with nothing to count (e.g. no reference words)")
+    _alpha(confidence)
     estimate = float(num.sum() / den.sum())
-    rng = np.random.default_rng(seed)
-    idx = rng.integers(0, num.size, size=(int(n_resamples), num.size))
-    n_sum, d_sum = num[idx].sum(axis=1), den[idx].sum(axis=1)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        ratios = np.where(d_sum > 0, n_sum / np.where(d_sum > 0, d_sum, 1.0), np.nan)
-    low, high = np.nanpercentile(ratios, [100 * alpha, 100 * (1 - alpha)])
-    return estimate, float(low), float(high)
+    ratios = num / den
+    if num.size < 2 or np.all(ratios == ratios[0]):
+        return estimate, estimate, estimate
+    low, high = _bootstrap((num, den), _ratio_of_sums, n_resamples, confidence, seed, paired=True)
+    return estimate, low, high
 
 
 def wer_ci(refs, hyps, normalize=True, **kwargs):
@@ -435,7 +426,8 @@ def wer_ci(refs, hyps, normalize=True, **kwargs):
             :func:`bootstrap_ratio_ci`.
 
     Returns:
-        ``(wer, low, high)``.
+        ``(wer, low, high)`` over the utterances with reference words (an empty
+        reference has no WER: it is left out, as everywhere in the toolkit).
 
     Example:
         >>> wer_ci(["a b", "c d"], ["a b", "c x"])[0]
@@ -444,7 +436,9 @@ def wer_ci(refs, hyps, normalize=True, **kwargs):
     refs, hyps = list(refs), list(hyps)
     if len(refs) != len(hyps):
         raise ValueError(f"wer_ci: {len(refs)} references but {len(hyps)} hypotheses")
-    counts = [word_errors(r, h, normalize=normalize) for r, h in zip(refs, hyps)]
+    counts = [c for c in (word_errors(r, h, normalize=normalize) for r, h in zip(refs, hyps)) if c[1] > 0]
+    if not counts:
+        raise ValueError("wer_ci: every reference is empty; a WER needs reference words")
     return bootstrap_ratio_ci([c[0] for c in counts], [c[1] for c in counts], **kwargs)
 
 
