@@ -680,10 +680,16 @@ def check_bundle_source(source):
 def _check_encoder_features(spec, encoder):
     """Refuse, when the model is assembled, an encoder built for other features than the front end's.
 
-    Checks the encoders that declare what they read (``n_mels``, and
-    ``hop_seconds`` in their ``config``, as the Conformer does) and names the
-    mismatching fields.
+    Checks the encoders that declare what they read (their ``spec``, or
+    ``n_mels`` and ``hop_seconds`` in their ``config``) and names the
+    mismatching fields; a waveform encoder must read the front end's sample rate.
     """
+    if getattr(encoder, "input_kind", "features") == "waveform":  # reads the audio itself: the rate must agree
+        rate = getattr(encoder, "sample_rate", None)
+        if rate is not None and int(rate) != int(spec.sample_rate):
+            raise ValueError(f"frontend and encoder use different audio (sample_rate: frontend={spec.sample_rate} "
+                             f"vs encoder={rate}); use the encoder's rate in the feature spec")
+        return
     if getattr(encoder, "input_kind", "features") != "features":
         return
     declared = getattr(encoder, "spec", None)

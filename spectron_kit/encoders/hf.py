@@ -38,6 +38,9 @@ class HFAudioEncoder(Freezable, nn.Module):
             one exists, else True for the wav2vec2 family and False for Whisper.
         config_dir: directory from :meth:`bundle_kwargs` (config and feature
             extractor); the architecture is built with random weights.
+        spec: the recipe's ``FeatureSpec`` (optional): the encoder reads
+            waveforms, so only its ``sample_rate`` must be the model's; a
+            different one is refused here, naming both rates.
 
     Attributes:
         input_kind: ``"waveform"``.
@@ -59,7 +62,7 @@ class HFAudioEncoder(Freezable, nn.Module):
     input_kind = "waveform"
 
     def __init__(self, source=None, config=None, freeze=False, layer=-1,
-                 normalize_waveform=None, config_dir=None):
+                 normalize_waveform=None, config_dir=None, spec=None):
         super().__init__()
         given = [n for n, v in (("source", source), ("config", config),
                                 ("config_dir", config_dir)) if v is not None]
@@ -92,6 +95,14 @@ class HFAudioEncoder(Freezable, nn.Module):
             self.feature_extractor = WhisperFeatureExtractor(feature_size=cfg.num_mel_bins)
         fe = self.feature_extractor
         self.sample_rate = int(getattr(fe, "sampling_rate", None) or 16000)
+        if spec is not None:
+            from spectron_kit.features import as_spec
+
+            rate = as_spec(spec).sample_rate
+            if rate != self.sample_rate:
+                raise ValueError(f"the feature spec is {rate} Hz but this {cfg.model_type} encoder reads "
+                                 f"{self.sample_rate} Hz waveforms; use sample_rate: {self.sample_rate} "
+                                 "or an encoder trained at that rate")
 
         if self.is_whisper:
             self.output_size = int(cfg.d_model)

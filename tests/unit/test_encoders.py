@@ -305,3 +305,21 @@ def test_conformer_keeps_its_feature_spec_and_the_model_compares_every_field(tmp
     _check_encoder_features(spec, enc)
     with pytest.raises(FeatureSpecMismatch, match="f_min"):
         _check_encoder_features(FeatureSpec(n_mels=16, hop_length=160, win_length=400, n_fft=512, f_min=20.0), enc)
+
+
+def test_a_waveform_encoder_must_read_the_feature_spec_rate():
+    from spectron_kit.encoders.hf import HFAudioEncoder
+    from spectron_kit.features import FeatureSpec
+    from spectron_kit.model import _check_encoder_features
+
+    config = {"model_type": "wav2vec2", "hidden_size": 16, "num_hidden_layers": 1, "num_attention_heads": 2,
+              "intermediate_size": 32, "conv_dim": [8, 8], "conv_kernel": [10, 3], "conv_stride": [5, 2],
+              "num_conv_pos_embeddings": 4, "num_conv_pos_embedding_groups": 2}
+    spec16 = FeatureSpec(sample_rate=16000, n_fft=512, win_length=400, hop_length=160, n_mels=40)
+    spec24 = FeatureSpec(sample_rate=24000, n_fft=512, win_length=400, hop_length=160, n_mels=40)
+    enc = HFAudioEncoder(config=config, spec=spec16)  # the rate agrees: built
+    _check_encoder_features(spec16, enc)
+    with pytest.raises(ValueError, match="the feature spec is 24000 Hz but this wav2vec2 encoder reads 16000 Hz"):
+        HFAudioEncoder(config=config, spec=spec24)
+    with pytest.raises(ValueError, match=r"sample_rate: frontend=24000 vs encoder=16000"):
+        _check_encoder_features(spec24, enc)  # an encoder built without the spec is caught at assembly
