@@ -521,6 +521,9 @@ def evaluate_continuation(model, rows, *, scorers, prompt_seconds=3.0, length_ru
     sampling = {"do_sample": do_sample, "temperature": temperature, "top_k": top_k, "top_p": top_p}
     records, batches = [], []
     n_prompt = int(round(prompt_seconds * sr))
+    for scorer in scorers:
+        if callable(getattr(scorer, "start", None)):
+            scorer.start()
 
     with progress_bar(disable=not progress) as bar:
         task = bar.add_task("continuation", total=len(selected))

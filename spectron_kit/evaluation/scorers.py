@@ -32,9 +32,10 @@ scorer contract (``docs/COMPONENTS.md``):
   as a percentage), ``aggregate``: ``"mean"`` (default) or ``"ratio"``: the
   corpus value is ``sum(record[numerator]) / sum(record[denominator])``
   (WER, perplexity), optionally passed through ``transform`` (``math.exp``).
-- optional ``finish(seed) -> list[dict[condition, value]]`` after the last
-  batch, one dict per evaluated utterance in order: for baselines that need
-  the whole test set (the other-speaker floor of speaker similarity).
+- optional ``start()`` before the first batch and ``finish(seed) ->
+  list[dict[condition, value]]`` after the last, one dict per evaluated
+  utterance in order: for baselines that need the whole test set (the
+  other-speaker floor of speaker similarity).
 - constructor arguments named like the evaluation components
   (``transcriber``, ``lm_scorer``, ``speaker_encoder``, ``mos_predictor``) are
   given those components (:func:`build_scorers`).
@@ -189,6 +190,9 @@ class SpeakerSimilarity:
     def __init__(self, speaker_encoder):
         self.speaker_encoder = speaker_encoder
         self._seen = []  # (utterance id, speaker, prompt embedding, reference embedding or None) per utterance
+
+    def start(self):
+        self._seen = []
 
     def score(self, batch):
         sr = batch.sample_rate
