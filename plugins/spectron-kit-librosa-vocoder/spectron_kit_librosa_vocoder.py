@@ -41,7 +41,7 @@ class LibrosaGriffinLimVocoder(torch.nn.Module):
                 mel, sr=spec.sample_rate, n_fft=spec.n_fft, hop_length=spec.hop_length,
                 win_length=spec.win_length, power=spec.power, n_iter=self.n_iter,
                 htk=spec.mel_scale == "htk", norm=spec.norm, fmin=spec.f_min, fmax=spec.f_max)
-            waves.append(torch.from_numpy(wav[: max(n - 1, 0) * spec.hop_length].astype(np.float32)))
+            waves.append(torch.from_numpy(wav[: spec.num_samples(int(n))].astype(np.float32)))
         out_lens = torch.tensor([len(w) for w in waves])
         return torch.nn.utils.rnn.pad_sequence(waves, batch_first=True), out_lens
 

@@ -260,12 +260,8 @@ def _load(row, sample_rate):
 
 
 def _n_frames(model, n_samples):
-    """Frames the frontend makes of ``n_samples`` (without computing them)."""
-    if not n_samples:
-        return 0
-    if hasattr(model.frontend, "num_frames"):
-        return int(model.frontend.num_frames(int(n_samples)))
-    return int(n_samples) // int(model.frontend.spec.hop_length) + 1
+    """Frames the frontend makes of ``n_samples`` (without computing them; the FeatureSpec's rule)."""
+    return int(model.frontend.spec.num_frames(int(n_samples))) if n_samples else 0
 
 
 def _frames(model, wav):
@@ -388,7 +384,7 @@ def _batch_material(model, chunk, sr, n_prompt, limit_seconds, frame_rate, stop,
     ``frames`` (condition -> frames), ``audio`` (condition -> waveform), the
     generation output ``out`` and its ``timing``.
     """
-    hop = int(model.frontend.spec.hop_length)
+    spec = model.frontend.spec
     wavs = [_load(row, sr) for row in chunk]
     prompts = [w[:n_prompt] for w in wavs]
     refs = [w[n_prompt:] for w in wavs]
@@ -401,7 +397,7 @@ def _batch_material(model, chunk, sr, n_prompt, limit_seconds, frame_rate, stop,
     truncated = [False] * len(chunk)
     for i, limit in enumerate(limits):
         if _n_frames(model, len(refs[i])) > limit:  # cut to `limit` frames
-            refs[i] = refs[i][: max(limit - 1, 0) * hop]
+            refs[i] = refs[i][: spec.num_samples(int(limit))]
             truncated[i] = True
     ref_frames = [_frames(model, r) for r in refs]
     if budget_rule == "reference":
