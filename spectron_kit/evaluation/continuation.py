@@ -601,8 +601,8 @@ def evaluate_continuation(model, rows, *, scorers, prompt_seconds=3.0, length_ru
               "prompt_text_from_alignments": sum(r["reference_prompt_source"] == "prompt_text" for r in records),
               "no_other_speaker": n_no_other,
               "empty_generation": sum(r["generated_seconds"] < MIN_SCORED_SECONDS for r in records)}
-    aggregates = aggregate_records(records, batches, seed=seed, n_resamples=n_resamples, mos_label=mos_label)
     speech = aggregate_scores(records, scorers, CONDITIONS, seed=seed, n_resamples=n_resamples)
+    aggregates = aggregate_records(records, batches, speech, seed=seed, n_resamples=n_resamples, mos_label=mos_label)
     return {"config": config, "records": records, "batches": batches, "aggregates": aggregates,
             "speech": speech, "counts": counts}
 
@@ -684,27 +684,40 @@ def _save_samples(folder, utt_id, got, i, sr, frame_rate):
 # aggregation
 
 
-def _values(records, key):
-    return [float(r[key]) for r in records if r.get(key) is not None and not math.isnan(float(r[key]))]
-
-
 def _entry(label, est, low, high, n, better, note=""):
     return {"label": label, "value": est, "low": low, "high": high, "n": n, "better": better, "note": note}
 
 
-def aggregate_records(records, batches=(), seed=0, n_resamples=1000, confidence=0.95,
-                      mos_label="predicted MOS"):
-    """Corpus values with percentile-bootstrap intervals from per-utterance records.
+#: the paper's Table 1 view of the scorers' aggregates: key -> (condition, scorer key, label, better)
+PAPER_VIEW = {
+    "perplexity": ("generated", "perplexity", "perplexity of ASR transcript (corpus)", "lower"),
+    "speaker_sim_generated": ("generated", "speaker_sim", "speaker similarity: prompt vs generated", "higher"),
+    "speaker_sim_reference": ("reference", "speaker_sim", "baseline: prompt vs ground-truth continuation", ""),
+    "speaker_sim_other_speaker": ("other_speaker", "speaker_sim",
+                                  "baseline: prompt vs another speaker's continuation", ""),
+    "mos_generated": ("generated", "mos", "{mos}: generated", "higher"),
+    "mos_reference": ("reference", "mos", "{mos}: reference continuation", ""),
+    "text_speech_wer": ("generated", "wer", "WER of ASR(generated speech) vs the model's text continuation",
+                        "lower"),
+}
 
-    Ratios (corpus log-perplexity, WERs) resample utterances and recompute
-    the ratio of sums; means resample utterances; speed resamples batches.
+
+def aggregate_records(records, batches=(), speech=None, seed=0, n_resamples=1000, confidence=0.95,
+                      mos_label="predicted MOS"):
+    """The paper's Table 1 view, with what the protocol measures itself (prompt WER, speed).
+
+    The speech metrics are read from the scorers' aggregates (``speech``,
+    :func:`~spectron_kit.evaluation.scorers.aggregate_scores`), relabelled
+    (:data:`PAPER_VIEW`); the corpus log-perplexity is the log of the
+    generated speech's perplexity and its bounds. Measured here with
+    percentile-bootstrap intervals: the per-utterance mean (log-)perplexity,
+    the prompt WER (ratio of sums over utterances) and the speed (over batches).
 
     Arguments:
         records: per-utterance dicts from :func:`evaluate_continuation`.
         batches: timing dicts per ``generate`` call.
-        seed: bootstrap seed.
-        n_resamples: bootstrap resamples.
-        confidence: interval coverage.
+        speech: condition -> scorer key -> entry (None: no speech metrics).
+        seed, n_resamples, confidence: bootstrap settings.
         mos_label: label of the MOS predictor (always "predicted ...").
 
     Returns:
@@ -713,47 +726,43 @@ def aggregate_records(records, batches=(), seed=0, n_resamples=1000, confidence=
         metrics with no usable values are left out.
 
     Example:
-        >>> recs = [{"lm_nll": 4.0, "lm_tokens": 2, "prompt_wer_edits": 1, "prompt_wer_ref_words": 4},
-        ...         {"lm_nll": 2.0, "lm_tokens": 2, "prompt_wer_edits": 0, "prompt_wer_ref_words": 4}]
-        >>> agg = aggregate_records(recs)
-        >>> agg["log_perplexity"]["value"], agg["prompt_wer"]["value"], agg["prompt_wer"]["n"]
-        (1.5, 0.125, 2)
+        >>> recs = [{"prompt_wer_edits": 1, "prompt_wer_ref_words": 4},
+        ...         {"prompt_wer_edits": 0, "prompt_wer_ref_words": 4}]
+        >>> speech = {"generated": {"perplexity": _entry("", 8.0, 4.0, 16.0, 2, "lower")}}
+        >>> agg = aggregate_records(recs, speech=speech)
+        >>> agg["log_perplexity"]["value"] == math.log(8.0), agg["prompt_wer"]["value"], agg["prompt_wer"]["n"]
+        (True, 0.125, 2)
     """
     kw = {"n_resamples": n_resamples, "confidence": confidence, "seed": seed}
+    speech = speech or {}
+    view = {}
+    for key, (cond, metric, label, better) in PAPER_VIEW.items():
+        entry = speech.get(cond, {}).get(metric)
+        if entry is not None:
+            view[key] = dict(entry, label=label.format(mos=mos_label), better=better)
     out = {}
+    if "perplexity" in view:
+        p = view["perplexity"]
+        out["log_perplexity"] = _entry("log-perplexity of ASR transcript (NLL/token, corpus)", math.log(p["value"]),
+                                       math.log(p["low"]), math.log(p["high"]), p["n"], "lower", p.get("note", ""))
+        out["perplexity"] = view.pop("perplexity")
     lm = [r for r in records if r.get("lm_tokens")]
     if lm:
-        nll = [float(r["lm_nll"]) for r in lm]
-        tok = [int(r["lm_tokens"]) for r in lm]
-        est, lo, hi = M.bootstrap_ratio_ci(nll, tok, **kw)
-        out["log_perplexity"] = _entry("log-perplexity of ASR transcript (NLL/token, corpus)",
-                                       est, lo, hi, len(lm), "lower")
-        out["perplexity"] = _entry("perplexity of ASR transcript (corpus)", math.exp(est), math.exp(lo),
-                                   math.exp(hi), len(lm), "lower")
-        per = [a / b for a, b in zip(nll, tok)]
+        per = [float(r["lm_nll"]) / int(r["lm_tokens"]) for r in lm]
         out["mean_log_perplexity"] = _entry("log-perplexity, mean over utterances",
                                             *M.bootstrap_ci(per, **kw), len(lm), "lower")
         out["mean_perplexity"] = _entry("perplexity, mean over utterances",
                                         *M.bootstrap_ci(np.exp(per), **kw), len(lm), "lower")
-    for key, label, better in (
-            ("speaker_sim_generated", "speaker similarity: prompt vs generated", "higher"),
-            ("speaker_sim_reference", "baseline: prompt vs ground-truth continuation", ""),
-            ("speaker_sim_other_speaker", "baseline: prompt vs another speaker's continuation", ""),
-            ("mos_generated", f"{mos_label}: generated", "higher"),
-            ("mos_reference", f"{mos_label}: reference continuation", "")):
-        values = _values(records, key)
-        if values:
-            out[key] = _entry(label, *M.bootstrap_ci(values, **kw), len(values), better)
-    for key, label in (("prompt_wer", "WER of the model's prompt transcript"),
-                       ("text_speech_wer", "WER of ASR(generated speech) vs the model's text continuation")):
-        usable = [r for r in records if r.get(f"{key}_edits") is not None]
-        den = [int(r[f"{key}_ref_words"]) for r in usable]
-        if sum(den):
-            num = [int(r[f"{key}_edits"]) for r in usable]
-            kept = [i for i, d in enumerate(den) if d > 0]
-            est, lo, hi = M.bootstrap_ratio_ci([num[i] for i in kept], [den[i] for i in kept], **kw)
-            note = "" if len(kept) == len(usable) else f"{len(usable) - len(kept)} with no reference words left out"
-            out[key] = _entry(label, est, lo, hi, len(kept), "lower", note)
+    out.update({k: v for k, v in view.items() if k != "text_speech_wer"})
+    usable = [r for r in records if r.get("prompt_wer_edits") is not None]
+    kept = [r for r in usable if int(r["prompt_wer_ref_words"]) > 0]
+    if kept:
+        est, lo, hi = M.bootstrap_ratio_ci([int(r["prompt_wer_edits"]) for r in kept],
+                                           [int(r["prompt_wer_ref_words"]) for r in kept], **kw)
+        note = "" if len(kept) == len(usable) else f"{len(usable) - len(kept)} with no reference words left out"
+        out["prompt_wer"] = _entry("WER of the model's prompt transcript", est, lo, hi, len(kept), "lower", note)
+    if "text_speech_wer" in view:
+        out["text_speech_wer"] = view["text_speech_wer"]
     timed = [b for b in batches if b.get("frames") and b.get("frames_s", 0) > 0]
     if timed:
         est, lo, hi = M.bootstrap_ratio_ci([b["frames"] for b in timed], [b["frames_s"] for b in timed], **kw)

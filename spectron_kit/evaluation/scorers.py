@@ -31,7 +31,9 @@ scorer contract (``docs/COMPONENTS.md``):
   ``key`` (the value's name; default the registry name), ``percent`` (report
   as a percentage), ``aggregate``: ``"mean"`` (default) or ``"ratio"``: the
   corpus value is ``sum(record[numerator]) / sum(record[denominator])``
-  (WER, perplexity), optionally passed through ``transform`` (``math.exp``).
+  (WER, perplexity), optionally passed through ``transform`` (``math.exp``);
+  utterances whose denominator is 0 are left out and counted in a note
+  naming ``unit`` ("3 with no reference words left out").
 - optional ``start()`` before the first batch and ``finish(seed) ->
   list[dict[condition, value]]`` after the last, one dict per evaluated
   utterance in order: for baselines that need the whole test set (the
@@ -131,7 +133,7 @@ class AsrWer:
     label = "ASR WER vs the text it should say"
     better = "lower"
     percent = True
-    aggregate, numerator, denominator = "ratio", "wer_edits", "wer_ref_words"
+    aggregate, numerator, denominator, unit = "ratio", "wer_edits", "wer_ref_words", "reference words"
 
     def __init__(self, transcriber):
         self.transcriber = transcriber
@@ -158,7 +160,8 @@ class AsrPerplexity:
     key = "perplexity"
     label = "perplexity of the ASR transcript"
     better = "lower"
-    aggregate, numerator, denominator, transform = "ratio", "lm_nll", "lm_tokens", staticmethod(math.exp)
+    aggregate, numerator, denominator, unit = "ratio", "lm_nll", "lm_tokens", "tokens"
+    transform = staticmethod(math.exp)
 
     def __init__(self, transcriber, lm_scorer):
         self.transcriber, self.lm_scorer = transcriber, lm_scorer
@@ -446,10 +449,14 @@ def aggregate_scores(records, scorers, conditions=(), seed=0, n_resamples=1000, 
             info = scorer_info(scorer)
             key = info["key"]
             mine = [m for m in items if key in m]
+            note = ""
             if info["aggregate"] == "ratio":
                 used = [m for m in mine if m.get(scorer.denominator)]
                 if not used:
                     continue
+                if len(used) < len(mine):
+                    unit = getattr(scorer, "unit", scorer.denominator)
+                    note = f"{len(mine) - len(used)} with no {unit} left out"
                 est, lo, hi = M.bootstrap_ratio_ci([float(m[scorer.numerator]) for m in used],
                                                    [float(m[scorer.denominator]) for m in used], **kw)
                 transform = getattr(scorer, "transform", None)
@@ -462,7 +469,7 @@ def aggregate_scores(records, scorers, conditions=(), seed=0, n_resamples=1000, 
                     continue
                 est, lo, hi = M.bootstrap_ci(values, **kw)
                 n = len(values)
-            entries[key] = _entry(info["label"], est, lo, hi, n, info["better"])
+            entries[key] = _entry(info["label"], est, lo, hi, n, info["better"], note)
         if entries:
             out[cond] = entries
     return out

@@ -378,20 +378,27 @@ def test_select_rows_skips_short_and_subsamples_reproducibly():
 
 
 def test_aggregates_match_hand_computed_values():
+    from spectron_kit.evaluation.scorers import AsrPerplexity, AsrWer, SpeakerSimilarity, aggregate_scores
+
     records = [
-        {"lm_nll": 6.0, "lm_tokens": 3, "speaker_sim_generated": 0.5, "prompt_wer_edits": 1,
-         "prompt_wer_ref_words": 4, "text_speech_wer_edits": 2, "text_speech_wer_ref_words": 0},
-        {"lm_nll": 2.0, "lm_tokens": 1, "speaker_sim_generated": None, "prompt_wer_edits": 0,
-         "prompt_wer_ref_words": 6, "text_speech_wer_edits": 1, "text_speech_wer_ref_words": 2},
+        {"lm_nll": 6.0, "lm_tokens": 3, "prompt_wer_edits": 1, "prompt_wer_ref_words": 4,
+         "speech": {"generated": {"lm_nll": 6.0, "lm_tokens": 3, "perplexity": math.exp(2.0), "speaker_sim": 0.5,
+                                  "wer": None, "wer_edits": 2, "wer_ref_words": 0}}},
+        {"lm_nll": 2.0, "lm_tokens": 1, "prompt_wer_edits": 0, "prompt_wer_ref_words": 6,
+         "speech": {"generated": {"lm_nll": 2.0, "lm_tokens": 1, "perplexity": math.exp(2.0), "speaker_sim": None,
+                                  "wer": 0.5, "wer_edits": 1, "wer_ref_words": 2}}},
     ]
     batches = [{"frames": 100, "frames_s": 2.0, "total_s": 3.0, "audio_s": 1.0}]
-    agg = aggregate_records(records, batches)
+    speech = aggregate_scores(records, [AsrWer(None), AsrPerplexity(None, None), SpeakerSimilarity(None)])
+    agg = aggregate_records(records, batches, speech)
     assert agg["log_perplexity"]["value"] == pytest.approx(8.0 / 4)
+    assert agg["perplexity"]["value"] == pytest.approx(math.exp(8.0 / 4))
     assert agg["mean_log_perplexity"]["value"] == pytest.approx(2.0)
     assert agg["mean_perplexity"]["value"] == pytest.approx(math.exp(2.0))
     assert agg["speaker_sim_generated"]["value"] == 0.5 and agg["speaker_sim_generated"]["n"] == 1
     assert agg["prompt_wer"]["value"] == pytest.approx(0.1)
     assert agg["text_speech_wer"]["value"] == pytest.approx(0.5) and agg["text_speech_wer"]["n"] == 1
+    assert agg["text_speech_wer"]["note"] == "1 with no reference words left out"
     assert agg["frames_per_second"]["value"] == 50.0 and agg["real_time_factor"]["value"] == 3.0
     assert "mos_generated" not in agg
 

@@ -13,6 +13,7 @@ import soundfile as sf
 
 from spectron_kit.evaluation import report
 from spectron_kit.evaluation.continuation import aggregate_records
+from spectron_kit.evaluation.scorers import AsrPerplexity, AsrWer, PredictedMos, SpeakerSimilarity, aggregate_scores
 
 CHROMIUM_HINT = ("no Chromium found: install it with `apt-get install chromium` (Debian) "
                  "or run tools/install_browser.sh")
@@ -57,7 +58,19 @@ def _record(i, samples, speaker="s1"):
             "speaker_sim_generated": 0.4, "speaker_sim_reference": 0.8, "speaker_sim_other_speaker": 0.1,
             "mos_generated": 3.0, "mos_reference": 4.0, "prompt_wer_edits": i, "prompt_wer_ref_words": 3,
             "prompt_wer": i / 3, "text_speech_wer_edits": 0, "text_speech_wer_ref_words": 3,
-            "text_speech_wer": 0.0, "reference_prompt_source": "prompt_text"}
+            "text_speech_wer": 0.0, "reference_prompt_source": "prompt_text",
+            "speech": {"generated": {"wer": 0.0, "wer_edits": 0, "wer_ref_words": 3, "lm_nll": 6.0 + i,
+                                     "lm_tokens": 3, "perplexity": math.exp((6.0 + i) / 3), "speaker_sim": 0.4,
+                                     "mos": 3.0, "asr": "on a <b>hat</b>", "expected": "on a hat"},
+                       "reference": {"speaker_sim": 0.8, "mos": 4.0},
+                       "other_speaker": {"speaker_sim": 0.1}}}
+
+
+class _Label:
+    label = "predicted MOS (DNSMOS OVRL)"
+
+
+SCORERS = [AsrWer(None), AsrPerplexity(None, None), SpeakerSimilarity(None), PredictedMos(_Label())]
 
 
 def make_result(folder, n=2, missing=()):
@@ -91,8 +104,9 @@ def make_result(folder, n=2, missing=()):
               "batch_size": 2, "mos_label": "predicted MOS (DNSMOS OVRL)", "min_continuation_seconds": 0.5,
               "components": {"transcriber": "pocketsphinx", "lm_scorer": "hf(source='gpt2')",
                              "speaker_encoder": "resemblyzer", "mos_predictor": "dnsmos"}}
-    return {"config": config, "records": records, "batches": batches,
-            "aggregates": aggregate_records(records, batches, n_resamples=100,
+    speech = aggregate_scores(records, SCORERS, n_resamples=100)
+    return {"config": config, "records": records, "batches": batches, "speech": speech,
+            "aggregates": aggregate_records(records, batches, speech, n_resamples=100,
                                             mos_label=config["mos_label"]),
             "counts": {"rows": n + 1, "too_short": 1, "evaluated": n, "prompt_text_from_alignments": n,
                        "no_other_speaker": 0, "empty_generation": 0}}
