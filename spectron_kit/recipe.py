@@ -183,28 +183,12 @@ def resolve_base(hparams_file, overrides):
         first file) and one override dict: the layers' keys, then the command
         line's (which win).
     """
-    path = Path(hparams_file)
-    top = path
-    given = parse_overrides(overrides)
-    layers, additions, seen = [], [], set()
-    while True:
-        if path.resolve() in seen:
-            raise RecipeConfigError(f"{path} is part of a {BASE_KEY} cycle")
-        seen.add(path.resolve())
-        data = _load_yaml(path.read_text()) if _has_base(path) else None
-        if not data:
-            break
-        layers.append({k: v for k, v in data.items() if k not in (BASE_KEY, ADD_KEY)})
-        if data.get(ADD_KEY):
-            additions.append((path, _added_text(path)))
-        base = path.parent / data[BASE_KEY]
-        if not base.is_file():
-            raise RecipeConfigError(f"{path} names {BASE_KEY}: {data[BASE_KEY]} but {base} does not exist")
-        path = base
+    top = Path(hparams_file)
+    path, layers, additions = _read_chain(top)
     merged = {}
     for layer in reversed(layers):
         merged.update(layer)
-    merged.update(given)
+    merged.update(parse_overrides(overrides))
     if not additions:
         return str(path), merged
     text = (f"# {top.name} resolved: {path.name} with the keys {top.name}'s layers add (at the end);\n"
@@ -217,24 +201,69 @@ def resolve_base(hparams_file, overrides):
                                         f"it; set {key} at the top level of {layer_path.name} instead")
             known.add(key)
         text = text.rstrip("\n") + f"\n\n# ---- keys added by {layer_path.name} ({ADD_KEY}) ----\n" + added
-    import tempfile
-
-    flat = Path(tempfile.mkdtemp(prefix="spectron_kit_yaml_")) / top.name
-    flat.write_text(text)
-    return str(flat), merged
+    return _write_resolved(top.name, text), merged
 
 
-def _added_text(path):
-    """The ``__add__:`` block of a layer file as top-level YAML text (tags and comments kept)."""
-    lines = Path(path).read_text().splitlines()
-    start = next(i for i, line in enumerate(lines) if re.match(rf"^{ADD_KEY}\s*:", line))
-    body = []
-    for line in lines[start + 1:]:
-        if line.strip() and line[:1] not in (" ", "\t"):
-            break
-        body.append(line)
+def declared_keys(hparams_file):
+    """Every top-level key a recipe YAML defines: its base's, its layers' and the ones they add (nothing written)."""
+    path, layers, additions = _read_chain(Path(hparams_file))
+    keys = set(yaml_defaults(path))
+    for layer in layers:
+        keys |= set(layer)
+    for _, added in additions:
+        keys |= set(_load_yaml(added))
+    return keys
+
+
+def _read_chain(path):
+    """``(base path, [layer keys], [(layer path, added text)])`` of a ``__base__`` chain, top layer first."""
+    layers, additions, seen = [], [], set()
+    while True:
+        if path.resolve() in seen:
+            raise RecipeConfigError(f"{path} is part of a {BASE_KEY} cycle")
+        seen.add(path.resolve())
+        text = path.read_text()
+        data = _load_yaml(text) if _has_base(text) else None
+        if not data:
+            return path, layers, additions
+        layers.append({k: v for k, v in data.items() if k not in (BASE_KEY, ADD_KEY)})
+        if data.get(ADD_KEY):
+            additions.append((path, _added_text(text)))
+        base = path.parent / data[BASE_KEY]
+        if not base.is_file():
+            raise RecipeConfigError(f"{path} names {BASE_KEY}: {data[BASE_KEY]} but {base} does not exist")
+        path = base
+
+
+def _block_span(lines, key):
+    """``(start, end)`` lines of a top-level key and its indented block (trailing blank lines excluded), or None."""
+    start = next((i for i, line in enumerate(lines) if re.match(rf"^{re.escape(key)}\s*:", line)), None)
+    if start is None:
+        return None
+    end = start + 1
+    while end < len(lines) and (not lines[end].strip() or lines[end][:1] in (" ", "\t")):
+        end += 1
+    while end > start + 1 and not lines[end - 1].strip():
+        end -= 1
+    return start, end
+
+
+def _added_text(text):
+    """The ``__add__:`` block of a layer file's text as top-level YAML text (tags and comments kept)."""
+    lines = text.splitlines()
+    start, end = _block_span(lines, ADD_KEY)
+    body = lines[start + 1:end]
     indent = min((len(line) - len(line.lstrip()) for line in body if line.strip()), default=0)
     return "\n".join(line[indent:] for line in body).strip("\n") + "\n"
+
+
+def _write_resolved(name, text):
+    """Write a resolved recipe YAML (named like the file it came from) to a fresh temporary folder; its path."""
+    import tempfile
+
+    path = Path(tempfile.mkdtemp(prefix="spectron_kit_yaml_")) / name
+    path.write_text(text)
+    return str(path)
 
 
 def replace_blocks(hparams_file, overrides):
@@ -257,22 +286,13 @@ def replace_blocks(hparams_file, overrides):
         return str(hparams_file), overrides
     lines = Path(hparams_file).read_text().splitlines()
     for key, value in blocks.items():
-        start = next((i for i, line in enumerate(lines) if re.match(rf"^{re.escape(key)}\s*:", line)), None)
-        if start is None:
+        span = _block_span(lines, key)
+        if span is None:
             raise RecipeConfigError(f"{key}: a block for a key {Path(hparams_file).name} does not have; "
                                     "check the key's spelling")
-        end = start + 1
-        while end < len(lines) and (not lines[end].strip() or lines[end][:1] in (" ", "\t")):
-            end += 1
-        while end > start + 1 and not lines[end - 1].strip():
-            end -= 1
-        lines[start:end] = f"{key}: {value}".splitlines()
-    import tempfile
-
-    folder = Path(tempfile.mkdtemp(prefix="spectron_kit_yaml_"))
-    merged = folder / Path(hparams_file).name
-    merged.write_text("\n".join(lines) + "\n")
-    return str(merged), {k: v for k, v in overrides.items() if k not in blocks}
+        lines[span[0]:span[1]] = f"{key}: {value}".splitlines()
+    merged = _write_resolved(Path(hparams_file).name, "\n".join(lines) + "\n")
+    return merged, {k: v for k, v in overrides.items() if k not in blocks}
 
 
 def overrides_to_yaml(overrides):
@@ -287,8 +307,8 @@ def overrides_to_yaml(overrides):
     return "\n".join(lines)
 
 
-def _has_base(path):
-    return any(line.startswith(BASE_KEY + ":") for line in Path(path).read_text().splitlines())
+def _has_base(text):
+    return any(line.startswith(BASE_KEY + ":") for line in text.splitlines())
 
 
 _M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD = -1, -3  # mallopt parameters (glibc malloc.h)

@@ -45,7 +45,7 @@ from spectron_kit.model import SpectronModel  # noqa: E402
 from spectron_kit.plotting import plot_loss_curves  # noqa: E402
 from spectron_kit.progress import progress_bar  # noqa: E402
 from spectron_kit.recipe import (RandomState, RecipeConfigError, TrainingClock, TrainingDiverged,  # noqa: E402
-                                 check_overrides,
+                                 check_overrides, declared_keys,
                                  exit_on_config_error, nonfinite_weights, overrides_to_yaml, resolve_base,
                                  replace_blocks, reuse_freed_memory, set_aside_broken_checkpoints, yaml_defaults)
 
@@ -766,8 +766,7 @@ def _reference_keys():
     and those of the paper and mini configurations together."""
     folder = Path(__file__).resolve().parent / "hparams"
     paper = list(yaml_defaults(folder / "spectron.yaml"))
-    mini_file, mini_overrides = resolve_base(folder / "spectron_mini.yaml", "")  # the paper's keys + the mini's own
-    return paper, set(paper) | set(yaml_defaults(mini_file)) | set(mini_overrides)
+    return paper, set(paper) | declared_keys(folder / "spectron_mini.yaml")  # the paper's keys + the mini's own
 
 
 def init_distributed(run_opts):

@@ -227,3 +227,14 @@ def test_added_keys_are_checked(tmp_path):
     (tmp_path / "bad.yaml").write_text("__base__: base.yaml\n__add__:\n    b: 3\n")
     with pytest.raises(RecipeConfigError, match="bad.yaml adds b under __add__ but its base already has it"):
         resolve_base(tmp_path / "bad.yaml", "")
+
+
+def test_declared_keys_cover_the_chain_without_writing(tmp_path):
+    from spectron_kit.recipe import declared_keys, yaml_defaults
+
+    (tmp_path / "base.yaml").write_text("a: 1\nb: 2\n")
+    (tmp_path / "setup.yaml").write_text("__base__: base.yaml\na: 3\n__add__:\n    c: 4\n")
+    (tmp_path / "abl.yaml").write_text("__base__: setup.yaml\nb: 5\n")
+    assert declared_keys(tmp_path / "abl.yaml") == {"a", "b", "c"}
+    path, merged = resolve_base(tmp_path / "abl.yaml", "")
+    assert set(yaml_defaults(path)) == {"a", "b", "c"} and merged == {"a": 3, "b": 5}
