@@ -47,8 +47,8 @@ import torch
 
 from spectron_kit.evaluation import metrics as M
 from spectron_kit.evaluation.scorers import (EVALUATION_COMPONENTS, MIN_SCORED_SECONDS, ScoringBatch,
-                                             aggregate_scores, check_scorers, choose_other_speaker,
-                                             scorer_info, scorer_key, scorer_name)
+                                             aggregate_scores, check_scorers, scorer_info, scorer_key,
+                                             scorer_name)
 from spectron_kit.progress import progress_bar
 
 logger = logging.getLogger(__name__)
@@ -60,7 +60,6 @@ __all__ = [
     "check_protocol",
     "reference_prompt_words",
     "split_model_text",
-    "choose_other_speaker",
     "select_rows",
     "evaluate_continuation",
     "aggregate_records",
@@ -444,8 +443,9 @@ def evaluate_continuation(model, rows, *, scorers, prompt_seconds=3.0, length_ru
         model: a ``SpectronModel`` with a vocoder (e.g. from ``from_pretrained``).
         rows: manifest rows (``spectron_kit.data.manifest.read_manifest``).
         scorers: the metrics, ``scorer`` components
-            (:mod:`spectron_kit.evaluation.scorers`; the paper's:
-            ``protocol_scorers(transcriber, lm_scorer, speaker_encoder, mos_predictor)``):
+            (:mod:`spectron_kit.evaluation.scorers`; the paper's, as evaluate.yaml
+            lists them: ``build_scorers(["asr_wer", "asr_perplexity", "speaker_similarity",
+            "predicted_mos"], transcriber=..., lm_scorer=..., speaker_encoder=..., mos_predictor=...)``):
             each scores every condition of every batch.
         prompt_seconds: prompt length (paper: 3 s).
         length_rule: "reference" (as many frames as the reference
@@ -548,13 +548,7 @@ def evaluate_continuation(model, rows, *, scorers, prompt_seconds=3.0, length_ru
                                  model_text=list(out.text))
             fresh = [_record(row, i, b, got, texts, prompt_parts[i], sr) for i, row in enumerate(chunk)]
             for scorer in scorers:
-                values = scorer.score(batch)
-                if len(values) != len(chunk):
-                    raise ValueError(f"scorer {scorer_name(scorer)!r} returned {len(values)} records for a batch "
-                                     f"of {len(chunk)} utterances; return one {{condition: value}} dict per "
-                                     "utterance")
-                for record, value in zip(fresh, values):
-                    _merge(record, scorer_name(scorer), scorer_key(scorer), value)
+                _merge(fresh, scorer, scorer.score(batch), "score(batch)")
             for i, (row, record) in enumerate(zip(chunk, fresh)):
                 if num_samples is None or len(records) < num_samples:
                     record["samples"] = _save_samples(samples_dir, row["id"], got, i, sr, frame_rate)
@@ -563,12 +557,7 @@ def evaluate_continuation(model, rows, *, scorers, prompt_seconds=3.0, length_ru
 
     for scorer in scorers:  # baselines drawn over the whole test set (e.g. the other-speaker floor)
         if callable(getattr(scorer, "finish", None)):
-            values = scorer.finish(seed)
-            if len(values) != len(records):
-                raise ValueError(f"scorer {scorer_name(scorer)!r} finished with {len(values)} records for "
-                                 f"{len(records)} utterances")
-            for record, value in zip(records, values):
-                _merge(record, scorer_name(scorer), scorer_key(scorer), value)
+            _merge(records, scorer, scorer.finish(seed), "finish(seed)")
     for record in records:
         _paper_view(record)
     n_no_other = sum(r["speaker_sim_other_speaker"] is None for r in records) \
@@ -631,17 +620,22 @@ def _record(row, i, b, got, texts, prompt_part, sr):
     }
 
 
-def _merge(record, name, key, values):
-    """Merge one scorer's ``{condition: value}`` for one utterance into ``record["speech"]``."""
-    for cond, value in values.items():
-        entry = record["speech"].setdefault(cond, {})
-        if isinstance(value, dict):
-            if key not in value:
-                raise ValueError(f"scorer {name!r} returned a dict without its key {key!r} for {cond!r}; "
-                                 f"return a number, None, or a dict holding {key!r}")
-            entry.update(value)
-        else:
-            entry[key] = value
+def _merge(records, scorer, values, call):
+    """Merge a scorer's ``{condition: value}`` per utterance into each record's ``speech``."""
+    name, key = scorer_name(scorer), scorer_key(scorer)
+    if len(values) != len(records):
+        raise ValueError(f"scorer {name!r} {call} returned {len(values)} records for {len(records)} utterances; "
+                         "return one {condition: value} dict per utterance")
+    for record, per_condition in zip(records, values):
+        for cond, value in per_condition.items():
+            entry = record["speech"].setdefault(cond, {})
+            if isinstance(value, dict):
+                if key not in value:
+                    raise ValueError(f"scorer {name!r} returned a dict without its key {key!r} for {cond!r}; "
+                                     f"return a number, None, or a dict holding {key!r}")
+                entry.update(value)
+            else:
+                entry[key] = value
 
 
 def _paper_view(record):

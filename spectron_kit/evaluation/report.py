@@ -174,16 +174,8 @@ def _num(x):
 def _scorer_columns(result):
     """``[(key, heading, percent)]`` of the scorers in the result, in the YAML's order."""
     speech = result.get("speech") or {}
-    infos = (result.get("config") or {}).get("scorers")
-    if not infos:  # results written before scorers were recorded: every key found, labels from the entries
-        found = {}
-        for entries in speech.values():
-            for key, e in entries.items():
-                found.setdefault(key, {"key": key, "label": e.get("label", key), "better": e.get("better", ""),
-                                       "percent": key == "wer"})
-        infos = list(found.values())
     cols = []
-    for info in infos:
+    for info in (result.get("config") or {}).get("scorers") or ():
         if any(info["key"] in entries for entries in speech.values()):
             better = {"lower": " (lower is better)", "higher": " (higher is better)"}.get(info.get("better"), "")
             cols.append((info["key"], f"{info['label']}{better}", bool(info.get("percent"))))

@@ -64,11 +64,9 @@ from spectron_kit.evaluation import metrics as M
 from spectron_kit.hookspecs import hookimpl
 
 __all__ = ["ScoringBatch", "AsrWer", "AsrPerplexity", "SpeakerSimilarity", "PredictedMos", "FrameDistance",
-           "PROTOCOL_SCORERS", "EVALUATION_COMPONENTS", "build_scorers", "protocol_scorers", "scorer_name",
+           "EVALUATION_COMPONENTS", "build_scorers", "scorer_name",
            "scorer_key", "scorer_info", "check_scorers", "aggregate_scores", "choose_other_speaker"]
 
-#: the scorers of the paper's protocol (and the reviewers' WER), in report order
-PROTOCOL_SCORERS = ("asr_wer", "asr_perplexity", "speaker_similarity", "predicted_mos")
 #: evaluation components a scorer may ask for by naming them in its constructor
 EVALUATION_COMPONENTS = ("transcriber", "lm_scorer", "speaker_encoder", "mos_predictor")
 #: audio shorter than this (seconds) has no speaker embedding or MOS
@@ -115,9 +113,18 @@ class ScoringBatch:
                                for cond, wavs in self.audio.items()}
         return self.cache[key]
 
-    def scored_items(self, cond):
-        """Indices of the utterances whose ``cond`` audio is long enough for an embedding or a MOS."""
-        return [i for i, wav in enumerate(self.audio[cond]) if wav.size >= self.sample_rate * MIN_SCORED_SECONDS]
+    def map_scored(self, cond, fn):
+        """``fn(waveforms)`` on the ``cond`` audio long enough for an embedding or a MOS (one call), per utterance.
+
+        Returns one result per utterance in batch order, None for audio under
+        :data:`MIN_SCORED_SECONDS`.
+        """
+        items = [i for i, wav in enumerate(self.audio[cond]) if wav.size >= self.sample_rate * MIN_SCORED_SECONDS]
+        out = [None] * len(self.audio[cond])
+        if items:
+            for i, value in zip(items, fn([self.audio[cond][i] for i in items])):
+                out[i] = value
+        return out
 
 
 class AsrWer:
@@ -203,14 +210,11 @@ class SpeakerSimilarity:
         out = [{} for _ in batch.rows]
         refs = [None] * len(batch.rows)
         for cond in batch.conditions:
-            items = batch.scored_items(cond)
-            embs = np.asarray(self.speaker_encoder.embed([batch.audio[cond][i] for i in items], sr)) if items else []
-            for i in range(len(batch.rows)):
-                out[i][cond] = None
-            for i, emb in zip(items, embs):
-                out[i][cond] = float(M.cosine_similarity(prompts[i], emb))
-                if cond == "reference":
-                    refs[i] = emb
+            embs = batch.map_scored(cond, lambda wavs: np.asarray(self.speaker_encoder.embed(wavs, sr)))
+            for i, emb in enumerate(embs):
+                out[i][cond] = None if emb is None else float(M.cosine_similarity(prompts[i], emb))
+            if cond == "reference":
+                refs = embs
         for i, row in enumerate(batch.rows):
             self._seen.append((row.get("id"), str(row.get("speaker", "")), prompts[i], refs[i]))
         return out
@@ -242,12 +246,8 @@ class PredictedMos:
     def score(self, batch):
         out = [{} for _ in batch.rows]
         for cond in batch.conditions:
-            items = batch.scored_items(cond)
-            values = self.mos_predictor.predict([batch.audio[cond][i] for i in items], batch.sample_rate) \
-                if items else []
-            for i in range(len(batch.rows)):
-                out[i][cond] = None
-            for i, v in zip(items, values):
+            values = batch.map_scored(cond, lambda wavs: self.mos_predictor.predict(wavs, batch.sample_rate))
+            for i, v in enumerate(values):
                 out[i][cond] = None if v is None or math.isnan(float(v)) else float(v)
         return out
 
@@ -393,12 +393,6 @@ def build_scorers(names, **components):
         out.append(registry.build("scorer", name, **kwargs))
     check_scorers(out)
     return out
-
-
-def protocol_scorers(transcriber, lm_scorer, speaker_encoder, mos_predictor, extra=("frame_distance",)):
-    """The paper's scorers (:data:`PROTOCOL_SCORERS`) plus ``extra``, built with the given components."""
-    return build_scorers(list(PROTOCOL_SCORERS) + list(extra), transcriber=transcriber, lm_scorer=lm_scorer,
-                         speaker_encoder=speaker_encoder, mos_predictor=mos_predictor)
 
 
 # ---------------------------------------------------------------------------

@@ -23,9 +23,9 @@ import soundfile as sf
 import torch
 
 from spectron_kit import build
-from spectron_kit.evaluation.continuation import (aggregate_records, check_protocol, choose_other_speaker,
-                                                  frames_that_fit, reference_prompt_words, select_rows,
-                                                  split_model_text)
+from spectron_kit.evaluation.continuation import (aggregate_records, check_protocol, frames_that_fit,
+                                                  reference_prompt_words, select_rows, split_model_text)
+from spectron_kit.evaluation.scorers import choose_other_speaker
 from spectron_kit.evaluation.metrics import normalize_text
 from spectron_kit.model import SpectronModel
 from spectron_kit.recipe import RecipeConfigError

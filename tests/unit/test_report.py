@@ -13,7 +13,8 @@ import soundfile as sf
 
 from spectron_kit.evaluation import report
 from spectron_kit.evaluation.continuation import aggregate_records
-from spectron_kit.evaluation.scorers import AsrPerplexity, AsrWer, PredictedMos, SpeakerSimilarity, aggregate_scores
+from spectron_kit.evaluation.scorers import (AsrPerplexity, AsrWer, PredictedMos, SpeakerSimilarity, aggregate_scores,
+                                             scorer_info)
 
 CHROMIUM_HINT = ("no Chromium found: install it with `apt-get install chromium` (Debian) "
                  "or run tools/install_browser.sh")
@@ -103,7 +104,8 @@ def make_result(folder, n=2, missing=()):
     config = {"prompt_seconds": 3.0, "length_rule": "reference", "seed": 0, "n_resamples": 100,
               "batch_size": 2, "mos_label": "predicted MOS (DNSMOS OVRL)", "min_continuation_seconds": 0.5,
               "components": {"transcriber": "pocketsphinx", "lm_scorer": "hf(source='gpt2')",
-                             "speaker_encoder": "resemblyzer", "mos_predictor": "dnsmos"}}
+                             "speaker_encoder": "resemblyzer", "mos_predictor": "dnsmos"},
+              "scorers": [scorer_info(sc) for sc in SCORERS]}
     speech = aggregate_scores(records, SCORERS, n_resamples=100)
     return {"config": config, "records": records, "batches": batches, "speech": speech,
             "aggregates": aggregate_records(records, batches, speech, n_resamples=100,
@@ -126,6 +128,12 @@ def test_report_files_tables_and_paper_comparison(tmp_path):
     row = f"| perplexity of ASR transcript (corpus) | {ppl['value']:.2f} | [{ppl['low']:.2f}, {ppl['high']:.2f}] | 2 |"
     assert row in md
     assert "| WER of the model's prompt transcript | 16.7% |" in md  # (0 + 1) edits / (3 + 3) words
+    # one column per scorer of the config, in its order; a metric that does not apply is "-"
+    assert ("| audio | ASR WER vs the text it should say (lower is better) [95% CI] | perplexity of the ASR "
+            "transcript (lower is better) [95% CI] | speaker similarity to the prompt (higher is better) [95% CI] | "
+            "predicted MOS (DNSMOS OVRL) (higher is better) [95% CI] | n |") in md
+    assert "| (d) model, free-running generation | 0.0% [0.0, 0.0] |" in md
+    assert "| floor: another speaker's reference continuation (speaker similarity) | - | - | 0.100 [0.100, 0.100] | - | 2 |" in md
     for paper_value in ("126.08", "0.42", "3.68 (human N-MOS)", "GSLM 296.99", "AudioLM 0.37"):
         assert paper_value in md
     assert "Setup difference:" in md and "data/LibriSpeech/test-clean" in md
