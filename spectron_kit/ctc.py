@@ -53,6 +53,30 @@ class CTCSpeechRecognizer(nn.Module):
     @torch.no_grad()
     def transcribe_batch(self, wav, lengths):
         logp, out_lens = self(wav, lengths)
+        return self._greedy(logp, out_lens)
+
+    @torch.no_grad()
+    def transcribe_features(self, frames):
+        """Greedy transcripts of log-mel frames given directly (``[T_i, F]`` each, the front end's units).
+
+        Reads spectrograms a model wrote without a vocoder in between, so it
+        judges frames in seconds (the frames must follow this recogniser's
+        ``frontend.spec``).
+        """
+        n_mels = self.frontend.spec.n_mels
+        if any(f.shape[-1] != n_mels for f in frames):
+            raise ValueError(f"the CTC recogniser reads {n_mels}-bin frames; got "
+                             f"{sorted({int(f.shape[-1]) for f in frames})} bins")
+        lengths = torch.tensor([len(f) for f in frames])
+        if len(frames) == 0:
+            return []
+        padded = nn.utils.rnn.pad_sequence([torch.as_tensor(f).float() for f in frames], batch_first=True)
+        device = self.head.weight.device
+        hidden, out_lens = self.encoder(padded.to(device), lengths.to(device))
+        return self._greedy(self.head(hidden).log_softmax(-1), out_lens)
+
+    @staticmethod
+    def _greedy(logp, out_lens):
         best = logp.argmax(-1)
         return [labels_to_text(best[i, : int(out_lens[i])].tolist()) for i in range(len(best))]
 

@@ -705,6 +705,23 @@ class SpectrogramTerm(LossTerm):
         return self.loss(outputs["pred_frames"], outputs["target_frames"], outputs["frame_lens"])
 
 
+class CoarseSpectrogramTerm(LossTerm):
+    """``spec_coarse``: L_s of the frames a refining post-net starts from (what generation feeds back).
+
+    Skipped for post-nets that do not refine (``coarse_frames`` is None).
+    """
+
+    requires = ("coarse_frames", "target_frames", "frame_lens")
+    optional = True
+
+    def __init__(self):
+        super().__init__()
+        self.loss = SpectrogramLoss()
+
+    def compute(self, outputs):
+        return self.loss(outputs["coarse_frames"], outputs["target_frames"], outputs["frame_lens"])
+
+
 class FrequencyDerivativeTerm(LossTerm):
     """``freq_deriv``: L_f, differences of orders 1..``orders`` along frequency (paper: 1)."""
 
@@ -774,6 +791,41 @@ class FluxTerm(LossTerm):
 
     def compute(self, outputs):
         return self.loss(outputs["pred_frames"], outputs["target_frames"], outputs["frame_lens"])
+
+
+class PhonemeCETerm(LossTerm):
+    """``phone_ce``: cross-entropy of the phoneme tokens of an interleaved speech section (addition).
+
+    Skipped for models that do not interleave phonemes (``interleave_phonemes``).
+    """
+
+    requires = ("phone_logits", "phone_targets")
+    optional = True
+
+    def compute(self, outputs):
+        logits, targets = outputs["phone_logits"], outputs["phone_targets"]
+        if not (targets != -100).any():
+            return _zero(logits.device)
+        with _no_autocast(logits.device):
+            return nn.functional.cross_entropy(_upcast(logits).flatten(0, 1), targets.flatten(), ignore_index=-100)
+
+
+class PhonemeGateTerm(LossTerm):
+    """``phone_gate``: binary cross-entropy of "a phoneme comes next" at every interleaved speech step (addition).
+
+    The gate sets each phoneme's duration; skipped for models that do not interleave phonemes.
+    """
+
+    requires = ("gate_logits", "gate_targets")
+    optional = True
+
+    def compute(self, outputs):
+        logits, targets = outputs["gate_logits"], outputs["gate_targets"]
+        valid = targets >= 0
+        if not valid.any():
+            return _zero(logits.device)
+        with _no_autocast(logits.device):
+            return nn.functional.binary_cross_entropy_with_logits(_upcast(logits)[valid], targets[valid].float())
 
 
 def _check_weight(name, value):
@@ -886,6 +938,8 @@ def register_losses(register):
              description="the objective: a table {term: weight} of the loss terms below, weighted sum")
     register("ce", TranscriptCETerm, description="L_CE: transcript + continuation token cross-entropy")
     register("spec", SpectrogramTerm, description="L_s: L1 + squared L2 between frames over valid frames")
+    register("spec_coarse", CoarseSpectrogramTerm,
+             description="L_s of a refining post-net's step-by-step frames (conv_residual post-net; addition)")
     register("freq_deriv", FrequencyDerivativeTerm,
              description="L_f: L1+L2 of frequency differences of orders 1..orders (paper: 1)")
     register("time_deriv", TimeDerivativeTerm,
@@ -893,5 +947,9 @@ def register_losses(register):
     register("stop", StopTerm, description="stop-gate binary cross-entropy (models with a stop head)")
     register("guided_attention", GuidedAttentionTerm,
              description="attention of chosen heads from frame steps to the spoken token (addition to the paper)")
+    register("phone_ce", PhonemeCETerm,
+             description="cross-entropy of the interleaved phoneme tokens (interleave_phonemes; addition)")
+    register("phone_gate", PhonemeGateTerm,
+             description="'a phoneme comes next' gate of the interleaved speech steps (interleave_phonemes; addition)")
     register("flux", FluxTerm,
              description="bounded reward for moving away from the previous true frame (MELLE; addition)")

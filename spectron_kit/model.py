@@ -46,7 +46,8 @@ class SpectronOutput:
     waveforms: list       # Tensor [S_i] per item, or None without a vocoder
     sample_rate: int
     timing: dict          # seconds per phase, counts, frames/s, real-time factor
-    stopped_by: list      # "stop_head" or "budget" per item
+    stopped_by: list      # "stop_head", "budget" or "end" (the <end> phoneme) per item
+    phonemes: list = dataclasses.field(default_factory=list)  # interleaved phonemes written, per item
 
 
 def _component(value, kind, **dims):
@@ -92,12 +93,40 @@ class SpectronModel(nn.Module):
             with no transcript or text continuation in between (the ablation
             of the paper's "intermediate text" claim); the text targets are
             then only the end of text.
+        normalize_frames: the decoder reads and writes frames normalised per
+            mel bin (``(x - frame_mean) / frame_std``, statistics of the
+            training set set with :meth:`set_frame_stats` and saved in the
+            bundle; generation returns them in the front end's units). The
+            encoder's features are untouched. An addition to the paper.
+        interleave_phonemes: the speech section interleaves each phoneme's
+            token before its frame groups, with a gate choosing at every step
+            between the next group and the next phoneme
+            (``spectron_kit.phonemes``; an addition to the paper that needs
+            phoneme timings in training).
+        phonemes: the phoneme names of the vocabulary (with ``interleave_phonemes``).
+        max_phone_groups: in generation, the most frame groups one phoneme may
+            own before the next phoneme is forced (with ``interleave_phonemes``).
+        phone_context: with ``interleave_phonemes``, every frame step's input
+            also carries the embedding of the phoneme being spoken and of the
+            step's index within it (an addition: the content of each step is
+            local, not only in the phoneme token a few steps back).
+        phoneme_list: with ``interleave_phonemes``, the LM first writes the
+            continuation's phonemes after its text (one more step of the chain
+            of thought: prefix -> words -> phonemes -> frames), and the speech
+            section speaks that list in order: its phoneme tokens are read
+            from the list, only the gate (each phoneme's duration) is decided
+            there (an addition).
+        gate_rule: how the gate ends a phoneme in generation, "median" (the
+            median of the duration it predicts) or "threshold" (its first
+            step above one half); see ``_phoneme_steps``.
     """
 
     def __init__(self, frontend, encoder, lm, prenet, postnet, loss=None, vocoder=None,
                  reduction_factor=1, prompt_seconds=3.0, stop_head=False, stop="budget",
                  stop_threshold=0.5, max_seconds=10.0, max_text_tokens=128, prompt_augment=None,
-                 frame_positions=False, self_feeding=0.0, intermediate_text=True):
+                 frame_positions=False, self_feeding=0.0, intermediate_text=True, normalize_frames=False,
+                 interleave_phonemes=False, phonemes=None, max_phone_groups=48, phone_context=False,
+                 phoneme_list=False, gate_rule="median"):
         super().__init__()
         if reduction_factor < 1:
             raise ValueError(f"reduction_factor={reduction_factor}; use an integer >= 1")
@@ -122,6 +151,10 @@ class SpectronModel(nn.Module):
         if self.postnet.in_dim != lm.d_model or self.postnet.out_dim != step_dim:
             raise ValueError(f"postnet maps {self.postnet.in_dim}->{self.postnet.out_dim} but needs "
                              f"{lm.d_model} (LM width) -> {step_dim} (n_mels*r)")
+        if callable(getattr(self.prenet, "match_scale", None)):  # frames enter at the scale of the LM's text
+            weight = lm.model.get_input_embeddings().weight if hasattr(lm, "model") else None
+            if weight is not None:
+                self.prenet.match_scale(weight.detach().float().pow(2).mean().sqrt())
         self.projection = nn.Linear(encoder.output_size, lm.d_model)
         self.stop_head = nn.Linear(lm.d_model, 1) if stop_head else None
         self.loss = loss
@@ -147,6 +180,42 @@ class SpectronModel(nn.Module):
         self.max_seconds = float(max_seconds)
         self.max_text_tokens = int(max_text_tokens)
         self.intermediate_text = bool(intermediate_text)
+        self.normalize_frames = bool(normalize_frames)
+        if self.normalize_frames:  # per-bin statistics of the training frames (identity until set)
+            self.register_buffer("frame_mean", torch.zeros(self.n_mels))
+            self.register_buffer("frame_std", torch.ones(self.n_mels))
+        self.interleave_phonemes = bool(interleave_phonemes)
+        self.phone_vocab = None
+        self.max_phone_groups = int(max_phone_groups)
+        if self.interleave_phonemes:
+            from spectron_kit.phonemes import PhonemeVocabulary
+
+            if not phonemes:
+                raise ValueError("interleave_phonemes needs the phoneme vocabulary (phonemes=[...]): the recipe "
+                                 "reads it from the training manifests' phone_times")
+            if not self.intermediate_text:
+                raise ValueError("interleave_phonemes needs the intermediate text (intermediate_text=True)")
+            self.phone_vocab = PhonemeVocabulary(phonemes)
+            self.phone_embedding = nn.Embedding(len(self.phone_vocab), lm.d_model)
+            self.phone_head = nn.Linear(lm.d_model, len(self.phone_vocab))
+            self.gate_head = nn.Linear(lm.d_model, 1)
+        self.phone_context = bool(phone_context) and self.interleave_phonemes
+        if phone_context and not self.interleave_phonemes:
+            raise ValueError("phone_context needs interleave_phonemes=True")
+        if phoneme_list and not self.interleave_phonemes:
+            raise ValueError("phoneme_list needs interleave_phonemes=True")
+        self.phoneme_list = bool(phoneme_list) and self.interleave_phonemes
+        if gate_rule not in ("median", "threshold"):
+            raise ValueError(f"gate_rule={gate_rule!r}; use 'median' or 'threshold'")
+        self.gate_rule = gate_rule
+        if self.phoneme_list:  # the input that starts the list (its output writes the first phoneme)
+            self.phone_list_start = nn.Parameter(torch.randn(lm.d_model))
+        if self.phone_context:  # index of a step within its phoneme (the last index is shared by longer ones)
+            self.within_phone = nn.Embedding(self.max_phone_groups + 1, lm.d_model)
+            nn.init.normal_(self.within_phone.weight, std=0.1)
+            if loss is not None and getattr(loss, "attention_layers", None):
+                raise ValueError("guided attention and interleave_phonemes do not combine (the phoneme token "
+                                 "before each frame step is its alignment); set w_guided_attention: 0")
 
     # ------------------------------------------------------------------ helpers
     @property
@@ -217,6 +286,30 @@ class SpectronModel(nn.Module):
             encoding = nn.functional.pad(encoding, (0, self.lm.d_model - encoding.shape[-1]))
         return self.frame_positions(encoding.to(self.frame_positions.weight.dtype))
 
+    def set_frame_stats(self, mean, std):
+        """Set the per-bin statistics of ``normalize_frames`` (training frames' mean and standard deviation)."""
+        if not self.normalize_frames:
+            raise ValueError("this model does not normalise frames (normalize_frames=False)")
+        mean, std = torch.as_tensor(mean).float().reshape(-1), torch.as_tensor(std).float().reshape(-1)
+        if mean.numel() != self.n_mels or std.numel() != self.n_mels:
+            raise ValueError(f"frame statistics need {self.n_mels} values per bin, got {mean.numel()} and {std.numel()}")
+        if not (torch.isfinite(mean).all() and torch.isfinite(std).all() and (std > 0).all()):
+            raise ValueError("frame statistics must be finite with std > 0")
+        self.frame_mean.copy_(mean)
+        self.frame_std.copy_(std)
+
+    def to_decoder_units(self, frames):
+        """Front-end frames [..., F] -> what the decoder reads and writes (normalised when ``normalize_frames``)."""
+        if not self.normalize_frames:
+            return frames
+        return (frames - self.frame_mean.to(frames.dtype)) / self.frame_std.to(frames.dtype)
+
+    def from_decoder_units(self, frames):
+        """Decoder frames [..., F] -> front-end units (the inverse of :meth:`to_decoder_units`)."""
+        if not self.normalize_frames:
+            return frames
+        return frames * self.frame_std.to(frames.dtype) + self.frame_mean.to(frames.dtype)
+
     def group_frames(self, frames):
         """[B, T, F] -> [B, ceil(T/r), F*r] (zero-padded at the end)."""
         batch, time_steps, n_bins = frames.shape
@@ -250,7 +343,7 @@ class SpectronModel(nn.Module):
         else:
             with torch.no_grad():
                 target, target_lens = self.frontend(batch["cont_wav"].to(device), batch["cont_lens"].to(device))
-        target = target.float()
+        target = self.to_decoder_units(target.float())          # [B, T, F] in decoder units
         tokens, token_lens = batch["tokens"].to(device), batch["token_lens"].to(device)
         if not self.intermediate_text:  # frames right after <sos>: no text is read or written
             token_lens = torch.zeros_like(token_lens)
@@ -262,16 +355,23 @@ class SpectronModel(nn.Module):
         fed = grouped
         if self.training and self.self_feeding and compute_loss:
             fed = self._fed_frames(batch, grouped)
-        frame_inputs = self.prenet(torch.cat([go, fed[:, :-1]], dim=1).to(prefix.dtype))
+        # frame_inputs[:, j] = pre-net of the group before step j (j = 0: the go frame)   [B, G + 1, d]
+        frame_inputs = self.prenet(torch.cat([go, fed], dim=1).to(prefix.dtype))
         frame_inputs = frame_inputs + self.frame_step_embedding(torch.arange(frame_inputs.shape[1], device=device))
         sos = torch.full((batch_size, 1), self.lm.sos_id, dtype=torch.long, device=device)
         text_inputs = self.lm.embed(torch.cat([sos, tokens], dim=1)).to(prefix.dtype)  # [B, N+1, d]
 
-        pieces, layout = [], []
+        pieces, layout, speech = [], [], []
         for i in range(batch_size):
             p, n, g = int(prefix_lens[i]), int(token_lens[i]), int(group_lens[i])
-            pieces.append(torch.cat([prefix[i, :p], text_inputs[i, : n + 1], frame_inputs[i, :g]]))
-            layout.append((p, n, g))
+            if self.interleave_phonemes:  # [go][ph][g][g][ph][g]...: see spectron_kit.phonemes
+                section = self._interleaved_section(batch, i, g, frame_inputs[i])
+                speech.append(section)
+                speech_inputs = section["inputs"]
+            else:                         # [go][g_1]..[g_{G-1}]: the paper
+                speech_inputs = frame_inputs[i, :g]
+            pieces.append(torch.cat([prefix[i, :p], text_inputs[i, : n + 1], speech_inputs]))
+            layout.append((p, n, len(speech_inputs)))
         embeds = nn.utils.rnn.pad_sequence(pieces, batch_first=True)   # [B, L, d]
         lengths = torch.tensor([len(x) for x in pieces], device=device)
         mask = (torch.arange(embeds.shape[1], device=device)[None] < lengths[:, None]).long()
@@ -286,25 +386,117 @@ class SpectronModel(nn.Module):
         text_hidden = hidden.new_zeros(batch_size, max_n, hidden.shape[-1])
         frame_hidden = hidden.new_zeros(batch_size, max_g, hidden.shape[-1])
         text_targets = torch.full((batch_size, max_n), -100, dtype=torch.long, device=device)
-        for i, (p, n, g) in enumerate(layout):
+        for i, (p, n, m) in enumerate(layout):
             text_hidden[i, : n + 1] = hidden[i, p: p + n + 1]
-            frame_hidden[i, :g] = hidden[i, p + n + 1: p + n + 1 + g]
+            if self.interleave_phonemes:   # the steps whose target is a group, in group order
+                g = len(speech[i]["group_steps"])
+                frame_hidden[i, :g] = hidden[i, p + n + 1 + speech[i]["group_steps"]]
+            else:
+                frame_hidden[i, :m] = hidden[i, p + n + 1: p + n + 1 + m]
             text_targets[i, :n] = tokens[i, :n]
             text_targets[i, n] = self.lm.eos_id
         text_logits = self.lm.logits(text_hidden)
-        pred = self.ungroup_frames(self.postnet(frame_hidden))[:, : target.shape[1]]
+        groups_out = self.postnet(frame_hidden)                       # [B, G, F*r]
+        coarse = None
+        if callable(getattr(self.postnet, "refine", None)):  # a post-net that refines the whole sequence
+            coarse = self.ungroup_frames(groups_out)[:, : target.shape[1]]
+            groups_out = self.postnet.refine(groups_out, group_lens)
+        pred = self.ungroup_frames(groups_out)[:, : target.shape[1]]
         stop_logits = self.stop_head(frame_hidden).squeeze(-1) if self.stop_head is not None else None
 
-        out = {"pred_frames": pred, "target_frames": target, "frame_lens": target_lens,
+        out = {"pred_frames": pred, "coarse_frames": coarse, "target_frames": target, "frame_lens": target_lens,
                "text_logits": text_logits, "text_targets": text_targets,
                "stop_logits": stop_logits, "stop_lengths": group_lens if stop_logits is not None else None,
                "layout": torch.tensor(layout, dtype=torch.long, device=device),
                "attention": {layer: probs[0] for layer, probs in attention.items() if probs},
                "attention_centres": batch.get("attention_centres"),
                "attention_sigma": batch.get("attention_sigma")}
+        if self.interleave_phonemes:
+            out.update(self._interleaved_outputs(hidden, layout, speech))
         if compute_loss:
             out.update(self.loss(out))
         return out
+
+    def _interleaved_section(self, batch, i, n_groups, frame_inputs):
+        """Inputs and targets of item ``i``'s interleaved speech section (``spectron_kit.phonemes``).
+
+        ``frame_inputs`` [G + 1, d]: the go frame's and every group's pre-net
+        output. Events are the phoneme tokens and groups in speaking order
+        (``<end>`` last when the speech ends in the window); the section's
+        inputs are [go, event_1 .. event_{M-1}] and step m's target is event_{m+1}.
+
+        Returns a dict: ``inputs`` [M, d], ``group_steps`` [G] (the step whose
+        target is each group), ``gate`` [M] (1: a phoneme comes next),
+        ``phones`` [M] (its id, -100 where a group comes next).
+        """
+        if batch.get("phones") is None:
+            raise ValueError("this model interleaves phonemes: the batch needs phones, phone_groups, phone_lens "
+                             "and phone_ends (spectron_kit.phonemes.phone_events of each utterance's phone_times)")
+        device = frame_inputs.device
+        k = int(batch["phone_lens"][i])
+        ids = [int(x) for x in batch["phones"][i, :k]]
+        counts = _fit_counts([int(x) for x in batch["phone_groups"][i, :k]], n_groups)
+        if not ids:  # no phoneme timings for this item: one unknown phoneme owns every group
+            ids, counts = [1], [n_groups]
+        kinds, values = [], []   # 0: phoneme (value = id), 1: group (value = group index)
+        group_phone, group_within = [], []  # per group: its phoneme and its index within it
+        group = 0
+        for phone, count in zip(ids, counts):
+            kinds.append(0)
+            values.append(phone)
+            for k in range(count):
+                kinds.append(1)
+                values.append(group)
+                group_phone.append(phone)
+                group_within.append(k)
+                group += 1
+        if bool(batch["phone_ends"][i]):
+            kinds.append(0)
+            values.append(0)  # <end>
+        kinds_t = torch.tensor(kinds, device=device)
+        values_t = torch.tensor(values, device=device)
+        fed_kinds, fed_values = kinds_t[:-1], values_t[:-1]
+        inputs = frame_inputs.new_zeros(len(kinds), frame_inputs.shape[-1])
+        inputs[0] = frame_inputs[0]                                          # go
+        is_phone = fed_kinds == 0
+        inputs[1:][is_phone] = self.phone_embedding(fed_values[is_phone]).to(inputs.dtype)
+        fed_groups = fed_values[~is_phone]
+        group_inputs = frame_inputs[fed_groups + 1]                            # pre-net of group j
+        if self.phone_context:
+            group_inputs = group_inputs + self.phone_step_context(
+                torch.tensor(group_phone, device=device)[fed_groups],
+                torch.tensor(group_within, device=device)[fed_groups]).to(group_inputs.dtype)
+        inputs[1:][~is_phone] = group_inputs
+        gate = (kinds_t == 0).long()
+        phones = torch.where(kinds_t == 0, values_t, torch.full_like(values_t, -100))
+        group_steps = torch.nonzero(kinds_t == 1).squeeze(-1)
+        if self.phoneme_list:  # [start ph_1 .. ph_K] -> [ph_1 .. ph_K <end>], then the speech that reads it
+            listed = torch.tensor(ids + [0], device=device)
+            list_inputs = torch.cat([self.phone_list_start[None].to(inputs.dtype),
+                                     self.phone_embedding(listed[:-1]).to(inputs.dtype)])
+            inputs = torch.cat([list_inputs, inputs])
+            gate = torch.cat([torch.full_like(listed, -1), gate])
+            phones = torch.cat([listed, torch.full_like(phones, -100)])  # the speech's phonemes come from the list
+            group_steps = group_steps + len(listed)
+        return {"inputs": inputs, "group_steps": group_steps, "gate": gate, "phones": phones}
+
+    def phone_step_context(self, phones, within):
+        """What ``phone_context`` adds to a frame step's input: its phoneme's and its index's embeddings [N, d]."""
+        within = within.clamp(max=self.max_phone_groups)
+        return self.phone_embedding(phones) + self.within_phone(within)
+
+    def _interleaved_outputs(self, hidden, layout, speech):
+        """Gate and phoneme logits of every interleaved speech step, padded: -1 / -100 targets where none."""
+        batch_size, width = len(layout), max(m for _, _, m in layout)
+        steps = hidden.new_zeros(batch_size, width, hidden.shape[-1])
+        gate_targets = torch.full((batch_size, width), -1, dtype=torch.long, device=hidden.device)
+        phone_targets = torch.full((batch_size, width), -100, dtype=torch.long, device=hidden.device)
+        for i, (p, n, m) in enumerate(layout):
+            steps[i, :m] = hidden[i, p + n + 1: p + n + 1 + m]
+            gate_targets[i, :m] = speech[i]["gate"]
+            phone_targets[i, :m] = speech[i]["phones"]
+        return {"gate_logits": self.gate_head(steps).squeeze(-1), "gate_targets": gate_targets,
+                "phone_logits": self.phone_head(steps), "phone_targets": phone_targets}
 
     @torch.no_grad()
     def _fed_frames(self, batch, grouped):
@@ -313,7 +505,9 @@ class SpectronModel(nn.Module):
         was = self.self_feeding
         self.self_feeding = 0.0
         try:
-            own = self.group_frames(self.forward(batch, compute_loss=False)["pred_frames"].detach())
+            out = self.forward(batch, compute_loss=False)  # what generation feeds back: the step-by-step frames
+            own = self.group_frames((out["coarse_frames"] if out["coarse_frames"] is not None
+                                     else out["pred_frames"]).detach())
         finally:
             self.self_feeding = was
         own = own[:, : grouped.shape[1]].to(grouped.dtype)
@@ -321,7 +515,7 @@ class SpectronModel(nn.Module):
         return torch.where(use_own[..., None], own, grouped)
 
     @torch.no_grad()
-    def teacher_forced_frames(self, prompt_wav, prompt_lens, texts, cont_wav, cont_lens):
+    def teacher_forced_frames(self, prompt_wav, prompt_lens, texts, cont_wav, cont_lens, phone_times=None):
         """Frames the model predicts when fed the true transcript and the true previous frames.
 
         With pre-net dropout kept on at inference (as in ``generate``), this is
@@ -334,8 +528,12 @@ class SpectronModel(nn.Module):
             texts: the whole transcript of each utterance (prompt and continuation),
                 as strings or as lists of token ids.
             cont_wav [B, S'], cont_lens [B]: the reference continuations.
+            phone_times: for a model that interleaves phonemes, each utterance's
+                phoneme timings (``[(phoneme, start_s, end_s), ...]`` from the
+                start of the prompt, or the ``phone_times`` manifest text).
         Returns:
-            list of [T_i, F] predicted frames (T_i = the reference's frame count).
+            list of [T_i, F] predicted frames (T_i = the reference's frame count),
+            in the front end's units.
         """
         was_training = self.training
         self.eval()
@@ -347,17 +545,42 @@ class SpectronModel(nn.Module):
                      "cont_wav": cont_wav.to(device), "cont_lens": cont_lens.to(device),
                      "tokens": nn.utils.rnn.pad_sequence(ids, batch_first=True).to(device) if ids else None,
                      "token_lens": torch.tensor([len(i) for i in ids], device=device)}
+            if self.interleave_phonemes:
+                batch.update(self.phone_batch(phone_times, prompt_lens, cont_lens))
             out = self.forward(batch, compute_loss=False)
-            return [out["pred_frames"][i, : int(n)].float().cpu() for i, n in enumerate(out["frame_lens"])]
+            frames = self.from_decoder_units(out["pred_frames"].float())
+            return [frames[i, : int(n)].cpu() for i, n in enumerate(out["frame_lens"])]
         finally:
             self.train(was_training)
+
+    def phone_batch(self, phone_times, prompt_lens, cont_lens):
+        """The interleaved speech sections' batch keys from phoneme timings (``spectron_kit.phonemes``).
+
+        Arguments:
+            phone_times: per item, ``[(phoneme, start_s, end_s), ...]`` or the ``phone_times``
+                manifest text, timed from the start of the prompt.
+            prompt_lens, cont_lens: prompt and continuation lengths in samples [B].
+        """
+        from spectron_kit.data.manifest import parse_phone_times
+        from spectron_kit.phonemes import pad_events, phone_events
+
+        if phone_times is None:
+            raise ValueError("this model interleaves phonemes: teacher forcing needs each utterance's phoneme "
+                             "timings (phone_times)")
+        spec, events = self.frontend.spec, []
+        for i, timing in enumerate(phone_times):
+            timing = parse_phone_times(timing) if isinstance(timing, str) else timing
+            n_groups = math.ceil(spec.num_frames(int(cont_lens[i])) / self.r)
+            start = int(prompt_lens[i]) / spec.sample_rate
+            events.append(phone_events(timing or [], self.phone_vocab, start, n_groups, self.r * spec.hop_seconds))
+        return pad_events(events, self.device)
 
     # ------------------------------------------------------------------ inference
     @torch.no_grad()
     def generate(self, prompt_wav=None, prompt_lens=None, prompt_feats=None, prompt_feat_lens=None,
                  num_frames=None, max_seconds=None, stop=None, max_text_tokens=None,
                  do_sample=False, temperature=1.0, top_k=0, top_p=1.0, use_cache=True, vocode=True,
-                 forced_text=None):
+                 forced_text=None, forced_phonemes=None):
         """One decoding pass: text until <eos>, then frames until the stop rule fires.
 
         Arguments:
@@ -373,6 +596,9 @@ class SpectronModel(nn.Module):
             vocode: run the vocoder on the frames when the model has one.
             forced_text: optional list of token-id lists used instead of
                 decoding text (ablations and teacher-forced evaluation).
+            forced_phonemes: for a model that interleaves phonemes, optional
+                lists of phoneme names (or ids) spoken instead of the ones it
+                would write (durations and frames stay the model's).
         Returns:
             SpectronOutput.
         """
@@ -381,12 +607,14 @@ class SpectronModel(nn.Module):
         try:
             return self._generate(prompt_wav, prompt_lens, prompt_feats, prompt_feat_lens, num_frames,
                                   max_seconds, stop or self.stop, max_text_tokens or self.max_text_tokens,
-                                  do_sample, temperature, top_k, top_p, use_cache, vocode, forced_text)
+                                  do_sample, temperature, top_k, top_p, use_cache, vocode, forced_text,
+                                  forced_phonemes)
         finally:
             self.train(was_training)
 
     def _generate(self, prompt_wav, prompt_lens, prompt_feats, prompt_feat_lens, num_frames, max_seconds,
-                  stop, max_text_tokens, do_sample, temperature, top_k, top_p, use_cache, vocode, forced_text):
+                  stop, max_text_tokens, do_sample, temperature, top_k, top_p, use_cache, vocode, forced_text,
+                  forced_phonemes=None):
         device = self.device
         if stop not in ("budget", "stop_head"):
             raise ValueError(f"stop={stop!r}; use 'budget' or 'stop_head'")
@@ -408,6 +636,11 @@ class SpectronModel(nn.Module):
         if not self.intermediate_text and forced_text is None:  # trained without text: frames at once
             forced_text = [[] for _ in range(batch_size)]
         budget = self._frame_budget(num_frames, max_seconds, batch_size)
+        if forced_phonemes is not None:
+            if self.phone_vocab is None:
+                raise ValueError("forced_phonemes needs a model that interleaves phonemes (interleave_phonemes=True)")
+            forced_phonemes = [[int(p) for p in (self.phone_vocab.ids(item) if item and isinstance(item[0], str)
+                                                 else item)] for item in forced_phonemes]
         budget_groups = torch.div(budget + self.r - 1, self.r, rounding_mode="floor")
 
         # left-pad the prefixes so all items reach <sos> at the same position
@@ -422,11 +655,16 @@ class SpectronModel(nn.Module):
         positions = (mask.cumsum(-1) - 1).clamp(min=0)
         t_encode = time.perf_counter() - t0
 
-        TEXT, FRAMES, DONE = 0, 1, 2
+        TEXT, FRAMES, DONE, LIST = 0, 1, 2, 3
         phase = [TEXT] * batch_size
+        listed = [[] for _ in range(batch_size)]        # the phoneme list written (phoneme_list)
         tokens = [[] for _ in range(batch_size)]
         groups = [[] for _ in range(batch_size)]
         stopped_by = ["budget"] * batch_size
+        phones = [[] for _ in range(batch_size)]       # interleaved phonemes written so far
+        speech_steps = [0] * batch_size                 # speech-section steps taken (go = step 0)
+        since_phone = [0] * batch_size                  # groups since the last phoneme token
+        survival = [1.0] * batch_size                   # probability that the phoneme goes on (the gate)
         cache = self.lm.new_cache() if use_cache else None
         all_embeds, all_mask = embeds, mask
         step_input, step_pos = embeds, positions
@@ -445,6 +683,7 @@ class SpectronModel(nn.Module):
             next_embeds = prefix.new_zeros(batch_size, prefix.shape[-1])
             active = torch.zeros(batch_size, dtype=torch.long, device=device)
             text_rows = [i for i in range(batch_size) if phase[i] == TEXT]
+            list_rows = [i for i in range(batch_size) if phase[i] == LIST]
             frame_rows = [i for i in range(batch_size) if phase[i] == FRAMES]
             if text_rows:
                 logits = self.lm.logits(last[text_rows]).float()
@@ -454,14 +693,58 @@ class SpectronModel(nn.Module):
                         step = len(tokens[row])
                         token = forced_text[row][step] if step < len(forced_text[row]) else self.lm.eos_id
                     if token == self.lm.eos_id or len(tokens[row]) >= max_text_tokens:
-                        phase[row] = FRAMES if budget_groups[row] > 0 else DONE
-                        if phase[row] == FRAMES:
+                        phase[row] = (LIST if self.phoneme_list else FRAMES) if budget_groups[row] > 0 else DONE
+                        if phase[row] == LIST:
+                            next_embeds[row] = self.phone_list_start.to(prefix.dtype)
+                            active[row] = 1
+                        elif phase[row] == FRAMES:
                             next_embeds[row] = self.prenet(go)[0] + self.frame_step_embedding(0)[0]
                             active[row] = 1
                     else:
                         tokens[row].append(token)
                         next_embeds[row] = self.lm.embed(torch.tensor([token], device=device))[0]
                         active[row] = 1
+            if list_rows:  # the phoneme list, until <end> (or as many phonemes as groups)
+                logits = self.phone_head(last[list_rows]).float()
+                logits[:, 1] = float("-inf")
+                for row, phone in zip(list_rows, logits.argmax(-1).tolist()):
+                    if forced_phonemes is not None:
+                        k = len(listed[row])
+                        phone = forced_phonemes[row][k] if k < len(forced_phonemes[row]) else 0
+                    if phone == 0 or len(listed[row]) >= int(budget_groups[row]):
+                        phase[row] = FRAMES
+                        next_embeds[row] = self.prenet(go)[0] + self.frame_step_embedding(0)[0]
+                    else:
+                        listed[row].append(phone)
+                        next_embeds[row] = self.phone_embedding(torch.tensor([phone], device=device))[0].to(
+                            prefix.dtype)
+                    active[row] = 1
+            if frame_rows and self.interleave_phonemes:  # rows about to start a phoneme write its token
+                must = {row for row in frame_rows  # the first speech step, or a phoneme that lasted too long
+                        if speech_steps[row] == 0 or since_phone[row] >= self.max_phone_groups}
+                may = {row for row in frame_rows  # phoneme tokens are capped so the budget is always reached
+                       if speech_steps[row] - len(groups[row]) < int(budget_groups[row]) + 8}
+                if self.phoneme_list:  # the next phoneme is the list's next; a finished list only adds groups
+                    may = {row for row in may if len(phones[row]) < len(listed[row])}
+                phone_rows = self._phoneme_steps(last, frame_rows, must, may, stop, survival)
+                if self.phoneme_list:
+                    phone_rows = {row: (listed[row][len(phones[row])] if len(phones[row]) < len(listed[row])
+                                        else (phones[row][-1] if phones[row] else 1)) for row in phone_rows}
+                elif forced_phonemes is not None:  # the next forced phoneme (the last one again when they run out)
+                    phone_rows = {row: (forced_phonemes[row][len(phones[row])]
+                                        if len(phones[row]) < len(forced_phonemes[row])
+                                        else (phones[row][-1] if phones[row] else 1)) for row in phone_rows}
+                for row, phone in phone_rows.items():
+                    speech_steps[row] += 1
+                    if phone == 0:  # <end>: the speech is over
+                        phase[row], stopped_by[row] = DONE, "end"
+                        continue
+                    phones[row].append(phone)
+                    since_phone[row] = 0
+                    survival[row] = 1.0
+                    next_embeds[row] = self.phone_embedding(torch.tensor([phone], device=device))[0].to(prefix.dtype)
+                    active[row] = 1
+                frame_rows = [row for row in frame_rows if row not in phone_rows]
             if frame_rows:
                 frame_hidden = last[frame_rows]
                 new_groups = self.postnet(frame_hidden).float()          # [b, F*r]
@@ -469,6 +752,8 @@ class SpectronModel(nn.Module):
                              if self.stop_head is not None else None)
                 for k, row in enumerate(frame_rows):
                     groups[row].append(new_groups[k])
+                    speech_steps[row] += 1
+                    since_phone[row] += 1
                     if len(groups[row]) >= budget_groups[row]:
                         phase[row] = DONE
                     elif stop == "stop_head" and stop_prob[k] > self.stop_threshold:
@@ -476,6 +761,10 @@ class SpectronModel(nn.Module):
                     else:
                         next_embeds[row] = (self.prenet(new_groups[k:k + 1].to(prefix.dtype))[0]
                                             + self.frame_step_embedding(len(groups[row]))[0])
+                        if self.phone_context:
+                            next_embeds[row] += self.phone_step_context(
+                                torch.tensor([phones[row][-1]], device=device),
+                                torch.tensor([since_phone[row] - 1], device=device))[0].to(prefix.dtype)
                         active[row] = 1
             if text_done_at is None and all(p != TEXT for p in phase):
                 text_done_at = time.perf_counter()
@@ -490,9 +779,13 @@ class SpectronModel(nn.Module):
         text_done_at = text_done_at or t_end
 
         frames = []
+        refine = getattr(self.postnet, "refine", None)
         for i in range(batch_size):
             if groups[i]:
-                item = self.ungroup_frames(torch.stack(groups[i])[None])[0]
+                stacked = torch.stack(groups[i])[None]                 # [1, G, F*r]
+                if callable(refine):  # the post-net refines the finished sequence (it reads both sides)
+                    stacked = refine(stacked.to(prefix.dtype)).float()
+                item = self.from_decoder_units(self.ungroup_frames(stacked)[0])
             else:
                 item = prefix.new_zeros(0, self.n_mels).float()
             frames.append(item[: int(budget[i])] if stopped_by[i] == "budget" else item)
@@ -512,7 +805,39 @@ class SpectronModel(nn.Module):
                   "real_time_factor": total / audio_seconds if audio_seconds else float("nan")}
         text = [self.lm.decode(t) if self.lm.tokenizer is not None else "" for t in tokens]
         sample_rate = self.vocoder.sample_rate if self.vocoder is not None else self.frontend.spec.sample_rate
-        return SpectronOutput(text, tokens, frames, waveforms, sample_rate, timing, stopped_by)
+        written = [self.phone_vocab.names(p) for p in phones] if self.phone_vocab is not None else []
+        return SpectronOutput(text, tokens, frames, waveforms, sample_rate, timing, stopped_by, written)
+
+    def _phoneme_steps(self, last, rows, must, may, stop, survival):
+        """Rows whose next speech step is a phoneme token, and that token: ``{row: phoneme id}``.
+
+        A row in ``must`` writes a phoneme; one in ``may`` writes one when its
+        gate says so. The gate is a hazard: the probability that the phoneme
+        ends at this step. Under ``gate_rule="median"`` a phoneme ends once the
+        probability that it lasts longer (``survival[row]``, the product of
+        ``1 - gate`` since it started) falls below one half, the median of the
+        duration the gate predicts; ``"threshold"`` ends it at the first step
+        whose gate exceeds one half (which lengthens phonemes whose ending is
+        spread over several steps). ``<end>`` (id 0) ends the speech, except
+        under the "budget" rule (exactly the budget is spoken); ``<unk>`` is
+        never written.
+        """
+        hidden = last[rows]
+        gate = torch.sigmoid(self.gate_head(hidden).float()).squeeze(-1).tolist()
+        logits = self.phone_head(hidden).float()
+        logits[:, 1] = float("-inf")
+        if stop == "budget":
+            logits[:, 0] = float("-inf")
+        chosen = logits.argmax(-1).tolist()
+        out = {}
+        for k, row in enumerate(rows):
+            if row in must:
+                out[row] = int(chosen[k])
+            elif row in may:
+                survival[row] *= 1.0 - gate[k]
+                if (survival[row] < 0.5) if self.gate_rule == "median" else (gate[k] > 0.5):
+                    out[row] = int(chosen[k])
+        return out
 
     def _frame_budget(self, num_frames, max_seconds, batch_size):
         device = self.device
@@ -576,7 +901,13 @@ class SpectronModel(nn.Module):
                       "stop_threshold": self.stop_threshold, "max_seconds": self.max_seconds,
                       "max_text_tokens": self.max_text_tokens,
                       "frame_positions": self.frame_positions is not None,
-                      "intermediate_text": self.intermediate_text},
+                      "intermediate_text": self.intermediate_text,
+                      "normalize_frames": self.normalize_frames,
+                      "interleave_phonemes": self.interleave_phonemes,
+                      "phonemes": self.phone_vocab.symbols[2:] if self.phone_vocab is not None else None,
+                      "max_phone_groups": self.max_phone_groups,
+                      "phone_context": self.phone_context,
+                      "phoneme_list": self.phoneme_list, "gate_rule": self.gate_rule},
         }
         with open(directory / CONFIG_FILE, "w") as f:
             json.dump(config, f, indent=2)
@@ -661,6 +992,21 @@ class SpectronModel(nn.Module):
 
     def num_parameters(self, trainable_only=False):
         return sum(p.numel() for p in self.parameters() if p.requires_grad or not trainable_only)
+
+
+def _fit_counts(counts, total):
+    """Groups per phoneme adjusted to add up to ``total`` (the last phonemes give or take the difference)."""
+    counts = [max(int(c), 0) for c in counts]
+    diff = total - sum(counts)
+    if counts and diff > 0:
+        counts[-1] += diff
+    k = len(counts) - 1
+    while diff < 0 and k >= 0:
+        take = min(counts[k], -diff)
+        counts[k] -= take
+        diff += take
+        k -= 1
+    return counts
 
 
 def check_bundle_source(source):

@@ -9,11 +9,14 @@ generation (d), the floor) on the same test utterances, then writes
 ``<run>/curve/curve.csv``, ``curve.md`` and ``curve.png``: ASR WER of the
 generated speech against the model's own text, and of the teacher-forced
 speech against the true text, per training minute, with the reference audio
-(a) and the vocoder ceiling (b) as horizontal lines.
+(a) and the vocoder ceiling (b) as horizontal lines. ``--test-folder`` may be
+given several times (e.g. ``test_seen``, unseen sentences in the training
+voices, and ``test``, unseen voices): every split is evaluated on every
+bundle and gets its own panel and table.
 
     python tools/training_curve.py results/spectron_mini/1234 \\
-        --test-folder data/mini_corpus/test --lm-scorer data/mini_corpus/pretrained/1234/text_lm \\
-        --num-utterances 48
+        --test-folder data/mini_corpus/test_seen --test-folder data/mini_corpus/test \\
+        --lm-scorer data/mini_corpus/pretrained/1234/text_lm --num-utterances 48
 
 Evaluations already done are reused, so rerunning after a longer training
 only evaluates the new snapshots. Extra ``evaluate.py`` overrides go after
@@ -30,8 +33,8 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 EVALUATE = REPO / "recipes" / "LibriLight" / "evaluate.py"
 EVALUATE_YAML = REPO / "recipes" / "LibriLight" / "hparams" / "evaluate.yaml"
-COLUMNS = ("minutes", "bundle", "wer_generated", "wer_teacher_forced", "wer_reference", "wer_vocoded",
-           "wer_flat", "speaker_sim_generated", "mos_generated", "mos_vocoded", "n")
+COLUMNS = ("split", "minutes", "bundle", "wer_generated", "wer_teacher_forced", "wer_reference", "wer_vocoded",
+           "wer_flat", "speaker_sim_generated", "speaker_sim_other", "mos_generated", "mos_vocoded", "n")
 
 
 def _is_final(row):
@@ -66,12 +69,12 @@ def find_bundles(run):
     return sorted(found, key=lambda item: float("inf") if item[0] is None else item[0])
 
 
-def evaluate(bundle, out_dir, args, extra):
-    """Run evaluate.py on one bundle unless its results are already there; return the results dict."""
+def evaluate(bundle, test_folder, out_dir, args, extra):
+    """Run evaluate.py on one bundle and split unless its results are already there; return the results dict."""
     results = out_dir / "results.json"
     if not results.is_file():
         cmd = [sys.executable, str(EVALUATE), str(EVALUATE_YAML), f"--model_dir={bundle}",
-               f"--test_folder={args.test_folder}", f"--lm_scorer_source={args.lm_scorer}",
+               f"--test_folder={test_folder}", f"--lm_scorer_source={args.lm_scorer}",
                f"--output_folder={out_dir}", f"--num_utterances={args.num_utterances}",
                f"--num_samples={args.num_samples}", f"--seed={args.seed}", "--noprogressbar", *extra]
         print("+", " ".join(cmd), flush=True)
@@ -79,7 +82,7 @@ def evaluate(bundle, out_dir, args, extra):
     return json.loads(results.read_text())
 
 
-def curve_row(minutes, bundle, results):
+def curve_row(minutes, bundle, results, split=""):
     """One row of the curve table from an evaluation's results."""
     speech = results["speech"]
 
@@ -87,10 +90,11 @@ def curve_row(minutes, bundle, results):
         entry = speech.get(cond, {}).get(metric)
         return None if entry is None else entry["value"]
 
-    return {"minutes": minutes, "bundle": str(bundle),
+    return {"split": split, "minutes": minutes, "bundle": str(bundle),
             "wer_generated": value("generated", "wer"), "wer_teacher_forced": value("teacher_forced", "wer"),
             "wer_reference": value("reference", "wer"), "wer_vocoded": value("vocoded", "wer"),
             "wer_flat": value("flat", "wer"), "speaker_sim_generated": value("generated", "speaker_sim"),
+            "speaker_sim_other": value("other_speaker", "speaker_sim"),
             "mos_generated": value("generated", "mos"), "mos_vocoded": value("vocoded", "mos"),
             "n": results["counts"]["evaluated"]}
 
@@ -100,7 +104,7 @@ def _pct(value):
 
 
 def write_outputs(rows, out_dir, title):
-    """curve.csv, curve.md and curve.png in ``out_dir``."""
+    """curve.csv, curve.md and curve.png in ``out_dir`` (one table and one panel per split)."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -110,23 +114,38 @@ def write_outputs(rows, out_dir, title):
         writer = csv.DictWriter(f, fieldnames=COLUMNS)
         writer.writeheader()
         writer.writerows(rows)
-    lines = [f"# {title}", "", "| training minutes | (d) generated vs own text | (c) teacher-forced | "
-             "(a) reference audio | (b) vocoded reference | floor | speaker sim (d) | predicted MOS (d) / (b) |",
-             "| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"]
-    for r in rows:
-        minutes = "-" if r["minutes"] is None else f"{r['minutes']:.1f}"
-        if _is_final(r):
-            minutes += " (final bundle: best checkpoint)"
-        sim = "-" if r["speaker_sim_generated"] is None else f"{r['speaker_sim_generated']:.3f}"
-        mos = ("-" if r["mos_generated"] is None else f"{r['mos_generated']:.2f}") + " / " + (
-            "-" if r["mos_vocoded"] is None else f"{r['mos_vocoded']:.2f}")
-        lines.append(f"| {minutes} | {_pct(r['wer_generated'])} | {_pct(r['wer_teacher_forced'])} | "
-                     f"{_pct(r['wer_reference'])} | {_pct(r['wer_vocoded'])} | {_pct(r['wer_flat'])} | {sim} | {mos} |")
-    (out_dir / "curve.md").write_text("\n".join(lines) + "\n")
+    splits = list(dict.fromkeys(r.get("split", "") for r in rows))
+    lines = [f"# {title}", ""]
+    for split in splits:
+        lines += ([f"## {split}", ""] if split else []) + [
+            "| training minutes | (d) generated vs own text | (c) teacher-forced | (a) reference audio | "
+            "(b) vocoded reference | floor | speaker sim (d) / other speaker | predicted MOS (d) / (b) |",
+            "| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"]
+        for r in (r for r in rows if r.get("split", "") == split):
+            minutes = "-" if r["minutes"] is None else f"{r['minutes']:.1f}"
+            if _is_final(r):
+                minutes += " (final bundle: best checkpoint)"
+            sim = " / ".join("-" if r.get(k) is None else f"{r[k]:.3f}"
+                             for k in ("speaker_sim_generated", "speaker_sim_other"))
+            mos = " / ".join("-" if r.get(k) is None else f"{r[k]:.2f}" for k in ("mos_generated", "mos_vocoded"))
+            lines.append(f"| {minutes} | {_pct(r['wer_generated'])} | {_pct(r['wer_teacher_forced'])} | "
+                         f"{_pct(r['wer_reference'])} | {_pct(r['wer_vocoded'])} | {_pct(r['wer_flat'])} | "
+                         f"{sim} | {mos} |")
+        lines.append("")
+    (out_dir / "curve.md").write_text("\n".join(lines))
 
+    fig, axes = plt.subplots(1, len(splits), figsize=(7 * len(splits), 4.2), squeeze=False)
+    for ax, split in zip(axes[0], splits):
+        _panel(ax, [r for r in rows if r.get("split", "") == split], f"{title}: {split}" if split else title)
+    fig.tight_layout()
+    fig.savefig(out_dir / "curve.png", dpi=100)
+    plt.close(fig)
+
+
+def _panel(ax, rows, title):
+    """One split's curve: (c) and (d) per training minute, the ceilings as lines."""
     timed = [r for r in rows if r["minutes"] is not None and not _is_final(r)]
     finals = [r for r in rows if r["minutes"] is not None and _is_final(r)]
-    fig, ax = plt.subplots(figsize=(7, 4.2))
     xs = [r["minutes"] for r in timed]
     top = 105.0
     for key, label, style, colour in (("wer_generated", "(d) generated speech vs its own text", "o-", "tab:blue"),
@@ -146,10 +165,12 @@ def write_outputs(rows, out_dir, title):
     if reference:
         ref = 100 * sum(reference) / len(reference)
         ax.axhline(ref, color="green", linestyle=":", label=f"(a) reference audio ({ref:.0f}%)")
-        ax.axhline(1.5 * ref, color="grey", linestyle="-.", label=f"1.5 x (a) ({1.5 * ref:.0f}%)")
+        ax.axhline(1.5 * ref, color="grey", linestyle="-.", label=f"1.5 x (a): target of (d) ({1.5 * ref:.0f}%)")
     if vocoded:
         voc = 100 * sum(vocoded) / len(vocoded)
         ax.axhline(voc, color="purple", linestyle=":", label=f"(b) vocoded reference ({voc:.0f}%)")
+        ax.axhline(1.3 * voc, color="tab:orange", linestyle=(0, (1, 3)),
+                   label=f"1.3 x (b): target of (c) ({1.3 * voc:.0f}%)")
     if xs and min(xs) > 0 and max(xs) / min(xs) > 4:  # ticks at the snapshot minutes
         ax.set_xscale("log")
         ax.set_xticks(xs)
@@ -160,15 +181,13 @@ def write_outputs(rows, out_dir, title):
     ax.set_ylim(0, top)
     ax.set_title(title, fontsize=10)
     ax.legend(fontsize=7)
-    fig.tight_layout()
-    fig.savefig(out_dir / "curve.png", dpi=100)
-    plt.close(fig)
 
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("run", help="training output folder, e.g. results/spectron_mini/1234")
-    parser.add_argument("--test-folder", required=True, help="LibriSpeech-layout split folder")
+    parser.add_argument("--test-folder", required=True, action="append",
+                        help="LibriSpeech-layout split folder (repeat for several splits)")
     parser.add_argument("--lm-scorer", required=True, help="text LM that scores ASR transcripts")
     parser.add_argument("--num-utterances", type=int, default=48)
     parser.add_argument("--num-samples", type=int, default=4)
@@ -180,9 +199,14 @@ def main(argv=None):
     out_dir = Path(args.out or Path(args.run) / "curve")
     out_dir.mkdir(parents=True, exist_ok=True)
     rows = []
-    for minutes, bundle in find_bundles(args.run):
-        name = bundle.name if bundle.parent.name == "snapshots" else "final"
-        rows.append(curve_row(minutes, bundle, evaluate(bundle, out_dir / name, args, extra)))
+    several = len(args.test_folder) > 1
+    for folder in args.test_folder:
+        split = Path(folder).resolve().name
+        for minutes, bundle in find_bundles(args.run):
+            name = bundle.name if bundle.parent.name == "snapshots" else "final"
+            where = out_dir / name / split if several else out_dir / name
+            rows.append(curve_row(minutes, bundle, evaluate(bundle, folder, where, args, extra),
+                                  split if several else ""))
     title = args.title or f"ASR WER vs training time: {Path(args.run)}"
     write_outputs(rows, out_dir, title)
     print((out_dir / "curve.md").read_text())

@@ -8,6 +8,11 @@ Command (from the repository root)::
         --test_folder=data/LibriSpeech/test-clean \\
         --lm_scorer_source=gpt2
 
+``--test_folder`` may list several splits
+(``--test_folder=[data/mini_corpus/test_seen,data/mini_corpus/test]``): each
+gets its report in ``output_folder/<split>`` and ``output_folder/splits.md``
+sets them side by side.
+
 Any top-level key of the YAML can be overridden the same way
 (``--num_utterances=200 --length_rule=fixed --fixed_seconds=4``); an unknown
 key or a value of the wrong type stops the run before anything is loaded.
@@ -44,7 +49,7 @@ from spectron_kit import recipe  # noqa: E402
 from spectron_kit.data.manifest import read_manifest, validate_manifest  # noqa: E402
 from spectron_kit.evaluation.continuation import PROTOCOL_CONTROLS, check_protocol, evaluate_continuation  # noqa: E402
 from spectron_kit.evaluation.scorers import EVALUATION_COMPONENTS, build_scorers  # noqa: E402
-from spectron_kit.evaluation.report import write_report  # noqa: E402
+from spectron_kit.evaluation.report import split_comparison, write_report  # noqa: E402
 from spectron_kit.model import SpectronModel, check_bundle_source  # noqa: E402
 
 logger = logging.getLogger(__name__)
@@ -121,8 +126,13 @@ def main(argv=None):
     sb.create_experiment_directory(experiment_directory=str(out_dir), hyperparams_to_save=hparams_file,
                                    overrides=overrides)
 
-    manifest = prepare_test_manifest(hparams["test_folder"], hparams["save_folder"], hparams["prompt_seconds"])
-    rows = read_manifest(manifest)
+    folders = hparams["test_folder"] if isinstance(hparams["test_folder"], (list, tuple)) else [hparams["test_folder"]]
+    manifests = [prepare_test_manifest(folder, hparams["save_folder"], hparams["prompt_seconds"])
+                 for folder in folders]
+    names = [Path(folder).resolve().name for folder in folders]
+    if len(set(names)) != len(names):
+        raise recipe.RecipeConfigError(f"--test_folder names two splits with the same folder name ({names}); "
+                                       "give folders with different names")
 
     device = run_opts["device"] if run_opts.get("device") else "cpu"
     if str(device).startswith("cuda"):
@@ -145,17 +155,33 @@ def main(argv=None):
         logger.warning("the model was trained with %.1f s prompts but is evaluated with %.1f s",
                        model.prompt_seconds, hparams["prompt_seconds"])
 
-    rows, _ = validate_manifest(rows, target_sr=model.frontend.spec.sample_rate, progress=False)  # logs skips
-    scorers = build_scorers(hparams.get("scorers") or (), **{k: hparams.get(k) for k in EVALUATION_COMPONENTS})
-    result = evaluate_continuation(model, rows, scorers=scorers, **protocol, out_dir=out_dir,
-                                   progress=not run_opts.get("noprogressbar", False))
-    setup = {"model": str(hparams["model_dir"]), "test_set": str(hparams["test_folder"]),
-             "manifest": str(manifest), "device": str(device),
-             "command": " ".join(["python", "recipes/LibriLight/evaluate.py", str(hparams_file)]
-                                 + list(sys.argv[1:] if argv is None else argv)[1:])}
-    paths = write_report(result, out_dir, setup=setup)
-    logger.info("report: %s, %s, %s", paths["markdown"], paths["json"], paths["html"])
-    return result, paths
+    scorer_names = list(hparams.get("scorers") or ())
+    if hparams.get("frame_ctc_source") and "frame_ctc_wer" not in scorer_names:
+        scorer_names.append("frame_ctc_wer")
+    scorers = build_scorers(scorer_names, options=hparams.get("scorer_options"),
+                            **{k: hparams.get(k) for k in EVALUATION_COMPONENTS})
+    command = " ".join(["python", "recipes/LibriLight/evaluate.py", str(hparams_file)]
+                       + list(sys.argv[1:] if argv is None else argv)[1:])
+    results, reports = {}, {}
+    for folder, manifest, name in zip(folders, manifests, names):
+        # one folder: its report in output_folder; several: each in output_folder/<split>, then side by side
+        split_dir = out_dir if len(folders) == 1 else out_dir / name
+        rows, _ = validate_manifest(read_manifest(manifest), target_sr=model.frontend.spec.sample_rate,
+                                    progress=False)  # logs skips
+        result = evaluate_continuation(model, rows, scorers=scorers, **protocol, out_dir=split_dir,
+                                       progress=not run_opts.get("noprogressbar", False))
+        setup = {"model": str(hparams["model_dir"]), "test_set": str(folder), "manifest": str(manifest),
+                 "device": str(device), "command": command}
+        reports[name] = write_report(result, split_dir, setup=setup)
+        results[name] = result
+        logger.info("report: %s, %s, %s", reports[name]["markdown"], reports[name]["json"], reports[name]["html"])
+    if len(folders) == 1:
+        return results[names[0]], reports[names[0]]
+    comparison = out_dir / "splits.md"
+    comparison.write_text("\n".join([f"# {hparams['model_dir']}: {', '.join(names)}", "",
+                                      f"`{command}`", "", *split_comparison(results)]), encoding="utf-8")
+    logger.info("splits side by side: %s", comparison)
+    return results, {**reports, "splits": comparison}
 
 
 if __name__ == "__main__":

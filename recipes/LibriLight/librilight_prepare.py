@@ -37,13 +37,15 @@ from pathlib import Path
 
 try:
     from spectron_kit.audio import audio_seconds
-    from spectron_kit.data.manifest import COLUMNS, DEFAULT_PROMPT_SECONDS, format_word_times, track, write_manifest
+    from spectron_kit.data.manifest import (COLUMNS, DEFAULT_PROMPT_SECONDS, format_phone_times, format_word_times,
+                                            track, write_manifest)
     from spectron_kit.data.transcripts import prompt_words, read_transcripts, read_word_alignments
     from spectron_kit.text import normalize_text
 except ImportError:  # run from a checkout without installing
     sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
     from spectron_kit.audio import audio_seconds
-    from spectron_kit.data.manifest import COLUMNS, DEFAULT_PROMPT_SECONDS, format_word_times, track, write_manifest
+    from spectron_kit.data.manifest import (COLUMNS, DEFAULT_PROMPT_SECONDS, format_phone_times, format_word_times,
+                                            track, write_manifest)
     from spectron_kit.data.transcripts import prompt_words, read_transcripts, read_word_alignments
     from spectron_kit.text import normalize_text
 
@@ -362,7 +364,9 @@ def prepare_librispeech(data_folder, save_folder, splits=("test-clean",), alignm
     one (``<speaker>/<utt-id>.flac`` with one ``transcripts.txt``) work.
     Transcripts come from every ``*.trans.txt`` and ``transcripts.txt`` under
     the split. With ``alignments``, ``*.words.json`` files under the split
-    (``{utt_id: [[word, start_s, end_s], ...]}``) fill ``prompt_text``.
+    (``{utt_id: [[word, start_s, end_s], ...]}``) fill ``prompt_text`` and
+    ``word_times``, and ``*.phones.json`` files (the same shape, one entry per
+    phoneme) fill ``phone_times``.
 
     Arguments
     ---------
@@ -373,7 +377,8 @@ def prepare_librispeech(data_folder, save_folder, splits=("test-clean",), alignm
     splits : sequence of str
         Split folders to prepare.
     alignments : bool
-        Read ``*.words.json`` word alignments into ``prompt_text``.
+        Read ``*.words.json`` / ``*.phones.json`` alignments into ``prompt_text``,
+        ``word_times`` and ``phone_times``.
     require_text : bool
         Skip (and count) utterances without a transcript; False keeps them with
         empty text (audio-only prompts).
@@ -409,6 +414,7 @@ def prepare_librispeech(data_folder, save_folder, splits=("test-clean",), alignm
         has_transcripts = any(split_dir.rglob("*.trans.txt")) or any(split_dir.rglob("transcripts.txt"))
         texts = read_transcripts(split_dir) if has_transcripts else {}
         words = read_word_alignments(sorted(split_dir.rglob("*.words.json"))) if alignments else {}
+        phones = read_word_alignments(sorted(split_dir.rglob("*.phones.json"))) if alignments else {}
         skipped = Counter()
         rows = []
         seen = set()
@@ -435,7 +441,13 @@ def prepare_librispeech(data_folder, save_folder, splits=("test-clean",), alignm
                 rel = audio.relative_to(split_dir).parts
                 speaker = rel[0] if len(rel) > 1 else ""
                 chapter = rel[1] if len(rel) > 2 else ""
-            prompt_text = word_times = ""
+            prompt_text = word_times = phone_times = ""
+            if utt_id in phones:
+                try:
+                    phone_times = format_phone_times(phones[utt_id])
+                except (TypeError, ValueError) as err:
+                    logger.debug("phoneme alignment of %s: %s", utt_id, err)
+                    skipped["bad_phone_alignment"] += 1
             if utt_id in words:
                 try:
                     prompt_text = prompt_words(words[utt_id], prompt_seconds)
@@ -446,7 +458,8 @@ def prepare_librispeech(data_folder, save_folder, splits=("test-clean",), alignm
             rows.append({"id": utt_id, "path": str(audio.resolve()), "start": 0.0,
                          "end": round(seconds, 6), "duration": round(seconds, 6),
                          "speaker": speaker, "book": chapter, "prompt_seconds": prompt_seconds,
-                         "text": text, "prompt_text": prompt_text, "word_times": word_times})
+                         "text": text, "prompt_text": prompt_text, "word_times": word_times,
+                         "phone_times": phone_times})
         orphans = len(set(texts) - seen)
         if orphans:
             logger.info("LibriSpeech %s: %d transcripts have no audio file (ignored)", split, orphans)

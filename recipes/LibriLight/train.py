@@ -38,15 +38,17 @@ from librilight_prepare import prepare  # noqa: E402
 
 from spectron_kit.alignment import diagonal_centres, step_times, token_centres, token_spans  # noqa: E402
 from spectron_kit.data.manifest import (  # noqa: E402
-    filter_for_continuation, load_segment, parse_word_times, read_manifest, to_speechbrain_data, validate_manifest)
+    filter_for_continuation, load_segment, parse_phone_times, parse_word_times, read_manifest, to_speechbrain_data,
+    validate_manifest)
 from spectron_kit.features import FeatureSpec  # noqa: E402
 from spectron_kit.losses import lengths_to_mask  # noqa: E402
 from spectron_kit.model import SpectronModel  # noqa: E402
+from spectron_kit.phonemes import phone_events, vocabulary_from_rows  # noqa: E402
 from spectron_kit.plotting import plot_loss_curves  # noqa: E402
 from spectron_kit.progress import progress_bar  # noqa: E402
 from spectron_kit.recipe import (RandomState, RecipeConfigError, TrainingClock, TrainingDiverged,  # noqa: E402
                                  check_overrides, declared_keys,
-                                 exit_on_config_error, nonfinite_weights, overrides_to_yaml, resolve_base,
+                                 exit_on_config_error, nonfinite_weights, overrides_to_yaml, parse_overrides, resolve_base,
                                  replace_blocks, reuse_freed_memory, set_aside_broken_checkpoints, yaml_defaults)
 
 logger = logging.getLogger(__name__)
@@ -70,6 +72,9 @@ class SpectronBrain(sb.Brain):
                           prompt_encoded_lens=absolute_lengths(batch.prompt_encoded))
         else:
             inputs.update(prompt_wav=batch.prompt_wav.data, prompt_lens=absolute_lengths(batch.prompt_wav))
+        if hasattr(batch, "phones"):  # interleaved phonemes: ids and groups per phoneme of the continuation
+            inputs.update(phones=batch.phones.data, phone_groups=batch.phone_groups.data,
+                          phone_lens=absolute_lengths(batch.phones), phone_ends=batch.phone_ends.data[:, 0] > 0)
         if hasattr(batch, "attention_centres"):  # padded with NaN: no target there
             centres = batch.attention_centres
             valid = lengths_to_mask(absolute_lengths(centres), centres.data.shape[1])
@@ -240,21 +245,28 @@ def _fmt(stats):
 
 
 # ------------------------------------------------------------------------------- data
-def dataio_prepare(hparams, manifests, tokenizer, encode=None):
+def dataio_prepare(hparams, manifests, tokenizer, encode=None, phone_vocab=None):
     """Manifests -> SpeechBrain datasets yielding prompt/continuation audio and tokens.
 
     With ``encode`` (rows -> {id: encoder output [T', D]}, see
     :func:`encode_prompts`), train and valid items carry the prompt's cached
-    encoding instead of its audio.
+    encoding instead of its audio. With ``phone_vocab`` (a model that
+    interleaves phonemes) items carry the phoneme events of their continuation.
     """
     rate = hparams["sample_rate"]
     prompt_samples = int(round(hparams["prompt_seconds"] * rate))
     max_cont = int(round(hparams["max_continuation_seconds"] * rate))
 
-    def load(names, limit):
+    def load(names, limit, repeats=1, speakers=None):
         rows = []
         for name in names:
-            rows += read_manifest(manifests[name])
+            rows += [dict(row, split=name) for row in read_manifest(manifests[name])]
+        if speakers:  # fewer training voices (a lever): only these speakers' utterances
+            wanted = {str(s) for s in speakers}
+            rows = [row for row in rows if str(row["speaker"]) in wanted]
+            if not rows:
+                raise RecipeConfigError(f"--train_speakers={list(speakers)}: no training utterance of these "
+                                        "speakers; name speakers of the training manifests")
         rows, _ = validate_manifest(rows, target_sr=rate, progress=False)  # logs its own counts
         rows, _ = filter_for_continuation(rows, hparams["prompt_seconds"], hparams["min_continuation_seconds"])
         transcribed = [r for r in rows if r["text"]]
@@ -264,7 +276,10 @@ def dataio_prepare(hparams, manifests, tokenizer, encode=None):
         rows = transcribed
         if limit:
             rows = rows[: int(limit)]
-        return DynamicItemDataset(to_speechbrain_data(rows)), rows
+        # each utterance `repeats` times an epoch (ids <id>#<k>); "utterance" names the audio's own id
+        items = [dict(row, id=f"{row['id']}#{k}" if repeats > 1 else row["id"], utterance=row["id"])
+                 for row in rows for k in range(repeats)]
+        return DynamicItemDataset(to_speechbrain_data(items)), rows
 
     @sb.utils.data_pipeline.takes("path", "start", "end")
     @sb.utils.data_pipeline.provides("prompt_wav", "cont_wav")
@@ -273,7 +288,7 @@ def dataio_prepare(hparams, manifests, tokenizer, encode=None):
         yield wav[:prompt_samples]
         yield wav[prompt_samples: prompt_samples + max_cont]
 
-    @sb.utils.data_pipeline.takes("id", "path", "start", "end")
+    @sb.utils.data_pipeline.takes("utterance", "path", "start", "end")
     @sb.utils.data_pipeline.provides("prompt_encoded", "cont_wav")
     def encoded_pipeline(utt_id, path, start, end):
         """With a fixed encoder: the prompt's cached encoding, and only the continuation's audio."""
@@ -308,8 +323,21 @@ def dataio_prepare(hparams, manifests, tokenizer, encode=None):
             yield torch.tensor(diagonal_centres(n_tokens, duration, times))
             yield torch.tensor([float(hparams["guided_attention_g"]) * max(n_tokens, 1)])
 
-    loaded = {split: load(names, limit) for split, names, limit in (
-        ("train", hparams["train_splits"], hparams["max_train_utterances"]),
+    @sb.utils.data_pipeline.takes("phone_times", "duration")
+    @sb.utils.data_pipeline.provides("phones", "phone_groups", "phone_ends")
+    def phone_pipeline(phone_times, duration):
+        """The phonemes of the continuation window and the groups each owns (spectron_kit.phonemes)."""
+        cont_samples = max(min(int(round(duration * rate)) - prompt_samples, max_cont), 0)
+        n_groups = math.ceil(spec.num_frames(cont_samples) / r)
+        ids, groups, ends = phone_events(parse_phone_times(phone_times) or [], phone_vocab,
+                                         hparams["prompt_seconds"], n_groups, r * spec.hop_seconds)
+        yield torch.LongTensor(ids)
+        yield torch.LongTensor(groups)
+        yield torch.LongTensor([int(ends)])
+
+    loaded = {split: load(names, *more) for split, names, *more in (
+        ("train", hparams["train_splits"], hparams["max_train_utterances"], hparams["train_repeats"],
+         hparams["train_speakers"]),
         ("valid", hparams["valid_splits"], hparams["max_valid_utterances"]),
         ("test", hparams["test_splits"], None))}
     prompt_cache = encode(loaded["train"][1] + loaded["valid"][1]) if encode is not None else None
@@ -325,6 +353,9 @@ def dataio_prepare(hparams, manifests, tokenizer, encode=None):
         if hparams.get("w_guided_attention"):
             sb.dataio.dataset.add_dynamic_item([dataset], alignment_pipeline)
             keys += ["attention_centres", "attention_sigma"]
+        if phone_vocab is not None:
+            sb.dataio.dataset.add_dynamic_item([dataset], phone_pipeline)
+            keys += ["phones", "phone_groups", "phone_ends"]
         dataset.set_output_keys(keys)
         if hparams["sorting"] in ("ascending", "descending") and split == "train":
             dataset = dataset.filtered_sorted(sort_key="duration", reverse=hparams["sorting"] == "descending")
@@ -487,7 +518,41 @@ def encode_prompts(model, rows, hparams):
     return cache
 
 
-def build_model(hparams):
+def phoneme_inventory(hparams, manifests):
+    """The phoneme names of the training manifests (``interleave_phonemes``), else None."""
+    if not hparams.get("interleave_phonemes"):
+        return None
+    rows = [row for name in hparams["train_splits"] for row in read_manifest(manifests[name])]
+    try:
+        return vocabulary_from_rows(rows).symbols[2:]
+    except ValueError as err:
+        raise RecipeConfigError(f"--interleave_phonemes=True: {err}") from None
+
+
+def frame_statistics(model, rows, hparams, limit=256):
+    """Per-bin mean and standard deviation of the continuation frames of ``limit`` rows spread over ``rows``."""
+    rate = hparams["sample_rate"]
+    prompt = int(round(hparams["prompt_seconds"] * rate))
+    total = total_sq = None
+    count = 0
+    with torch.no_grad():
+        for row in rows[:: max(1, len(rows) // limit)][:limit]:  # spread over the speakers
+            wav = load_segment(row, rate)[prompt:]
+            if len(wav) == 0:
+                continue
+            feats, _ = model.frontend(wav[None].to(model.device))
+            feats = feats[0].double()
+            total = feats.sum(0) if total is None else total + feats.sum(0)
+            total_sq = (feats ** 2).sum(0) if total_sq is None else total_sq + (feats ** 2).sum(0)
+            count += len(feats)
+    if not count:
+        raise RecipeConfigError("--normalize_frames=True: no training continuation to take frame statistics from")
+    mean = total / count
+    std = (total_sq / count - mean ** 2).clamp(min=1e-6).sqrt()
+    return mean.float(), std.float()
+
+
+def build_model(hparams, phonemes=None):
     """Build every component from the YAML and assemble the model (validated before training)."""
     return SpectronModel(
         frontend=hparams["frontend"](), encoder=hparams["encoder"](), lm=hparams["lm"](),
@@ -496,7 +561,10 @@ def build_model(hparams):
         prompt_seconds=hparams["prompt_seconds"], stop_head=hparams["stop_head"], stop=hparams["stop_rule"],
         max_seconds=hparams["max_generate_seconds"], max_text_tokens=hparams["max_text_tokens"],
         prompt_augment=hparams["prompt_augment"], frame_positions=hparams["frame_positions"],
-        self_feeding=hparams["self_feeding"], intermediate_text=hparams.get("intermediate_text", True))
+        self_feeding=hparams["self_feeding"], intermediate_text=hparams.get("intermediate_text", True),
+        normalize_frames=hparams["normalize_frames"], interleave_phonemes=hparams["interleave_phonemes"],
+        phonemes=phonemes, max_phone_groups=hparams["max_phone_groups"], phone_context=hparams["phone_context"],
+        phoneme_list=hparams["phoneme_list"], gate_rule=hparams["gate_rule"])
 
 
 # ------------------------------------------------------------------------------- after training
@@ -553,7 +621,8 @@ def write_samples(model, rows, hparams):
         torch.manual_seed(hparams["seed"])
         out = model.generate(prompt_wav.to(model.device), num_frames=ref_feats.shape[1])
         forced = model.teacher_forced_frames(prompt_wav[None], torch.tensor([len(prompt_wav)]), [row["text"]],
-                                             reference[None], torch.tensor([len(reference)]))[0]
+                                             reference[None], torch.tensor([len(reference)]),
+                                             phone_times=[row.get("phone_times", "")])[0]
         prompt_feats, _ = model.frontend(prompt_wav[None].to(model.device))
         base = folder / row["id"]
         save_audio(f"{base}_prompt.wav", prompt_wav, rate)
@@ -592,11 +661,13 @@ def load_run(argv):
     value or a component that cannot work, before anything is written.
     """
     hparams_file, run_opts, overrides = sb.parse_arguments(argv)
+    typed = parse_overrides(overrides)  # what the user typed (resolve_base adds the layers' keys)
     hparams_file, overrides = resolve_base(hparams_file, overrides)
     check_overrides(hparams_file, overrides,
                     "for a run without data, use recipes/LibriLight/hparams/spectron_mini.yaml")
     if run_opts.debug and {**yaml_defaults(hparams_file), **overrides}.get("mini_corpus"):
-        overrides = {**DEBUG_OVERRIDES, **overrides}  # the user's own overrides still win
+        # tiny sizes win over the setup file's keys; what the user typed still wins over them
+        overrides = {**overrides, **DEBUG_OVERRIDES, **typed}
         console.print("debug run: tiny corpus and models in data/mini_corpus_debug and results/debug/spectron_mini")
     run_opts, world_size = init_distributed(run_opts)
     hparams_file, overrides = replace_blocks(hparams_file, overrides)  # component blocks of ablation files
@@ -619,13 +690,16 @@ def main(argv=None):
     pretrain_if_missing(hparams, manifests)
     # the same start whether or not this run generated the corpus and pre-trained (which draw random numbers)
     seed_everything(hparams["seed"], verbose=False)
-    model = build_model(hparams)
+    model = build_model(hparams, phoneme_inventory(hparams, manifests))
+    if model.normalize_frames:  # decoder-side statistics (a resumed run gets the same from its checkpoint)
+        train_rows = [row for name in hparams["train_splits"] for row in read_manifest(manifests[name])]
+        model.set_frame_stats(*frame_statistics(model, train_rows, hparams))
     console.print(f"model: {model.num_parameters() / 1e6:.2f} M parameters "
                   f"({model.num_parameters(trainable_only=True) / 1e6:.2f} M trainable)")
     encode = None
     if hparams["cache_prompt_encodings"] and model.encoder_is_fixed and model.encoder.input_kind != "waveform":
         encode = lambda rows: encode_prompts(model, rows, hparams)  # noqa: E731
-    datasets = dataio_prepare(hparams, manifests, model.lm.tokenizer, encode)
+    datasets = dataio_prepare(hparams, manifests, model.lm.tokenizer, encode, model.phone_vocab)
 
     clock = TrainingClock()  # training time, saved in checkpoints so resumed runs add up
     checkpointer = sb.utils.checkpoints.Checkpointer(
@@ -669,12 +743,20 @@ def main(argv=None):
     model.eval()
     model.save_pretrained(hparams["bundle_folder"])
     samples = write_samples(model, datasets["valid_rows"], hparams)
-    test_wer, test_examples = prompt_transcript_wer(model, datasets["test_rows"], hparams)
+    by_split = {name: prompt_transcript_wer(model, [r for r in datasets["test_rows"] if r["split"] == name], hparams)
+                for name in hparams["test_splits"]}
+    words = {name: sum(len(e["prompt_words"].split()) for e in ex) for name, (_, ex) in by_split.items()}
+    test_wer = sum(wer * words[name] for name, (wer, _) in by_split.items()) / max(sum(words.values()), 1)
+    test_examples = [e for _, ex in by_split.values() for e in ex]
+    if len(by_split) == 1:
+        by_split = {}
     step0 = json.loads(step0_file.read_text()) if step0_file.is_file() else {}
     summary = {"valid_step0": step0, "valid_final": final,
                "reduction": {k: step0[k] / final[k] for k in logged_terms(model) if k in step0 and final.get(k)},
                "test_prompt_transcript_wer": test_wer, "test_examples": test_examples[:10],
+               "test_prompt_transcript_wer_by_split": {name: wer for name, (wer, _) in by_split.items()},
                "samples": samples, "seconds": time.time() - started, "train_seconds": train_seconds,
+               "optimizer_steps": int(getattr(brain, "optimizer_step", 0)),
                "training_minutes": training_minutes,
                "parameters": model.num_parameters(), "bundle": str(hparams["bundle_folder"])}
     (out_dir / "summary.json").write_text(json.dumps(summary, indent=2))
@@ -688,7 +770,8 @@ def main(argv=None):
             table.add_row(term, f"{before:.3f}" if before is not None else "-", f"{final[term]:.3f}",
                           f"{before / final[term]:.1f}x" if before and final[term] else "-")
     console.print(table)
-    console.print(f"held-out prompt transcript WER: {100 * test_wer:.1f}% ({len(test_examples)} test utterances)")
+    console.print(f"held-out prompt transcript WER: {100 * test_wer:.1f}% ({len(test_examples)} test utterances"
+                  + "".join(f"; {name} {100 * wer:.1f}% ({len(ex)})" for name, (wer, ex) in by_split.items()) + ")")
     for example in test_examples[:3]:
         console.print(f"  prompt words: {example['prompt_words']}\n  model text:   {example['model_text']}")
     console.print(f"bundle: {hparams['bundle_folder']}  samples: {hparams['samples_folder']}  "

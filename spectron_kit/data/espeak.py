@@ -35,7 +35,7 @@ import numpy as np
 from spectron_kit.audio import resample
 
 __all__ = [
-    "EspeakError", "WordTiming", "Synthesis", "synthesize", "tokenize",
+    "EspeakError", "WordTiming", "PhonemeTiming", "Synthesis", "synthesize", "tokenize",
     "english_voices", "variants", "check_voice", "library_path", "data_path",
     "RATE_MIN", "RATE_MAX",
 ]
@@ -52,6 +52,8 @@ _POS_CHARACTER = 1
 _CHARS_UTF8 = 1
 _EVENT_END_OF_LIST = 0
 _EVENT_WORD = 1
+_EVENT_PHONEME = 7
+_INITIALIZE_PHONEME_EVENTS = 0x0001  # phoneme events in the callback (the audio is unchanged)
 _PARAM_RATE, _PARAM_VOLUME, _PARAM_PITCH, _PARAM_RANGE = 1, 2, 3, 4
 
 # Voice names people type that espeak-ng spells differently.
@@ -83,6 +85,22 @@ class WordTiming:
     char_end: int
 
 
+@dataclasses.dataclass(frozen=True)
+class PhonemeTiming:
+    """One phoneme espeak-ng spoke, with its time span.
+
+    Arguments:
+        phoneme: espeak-ng's phoneme mnemonic in the voice's phoneme table, with
+            its stress mark (``"'A@"`` is a stressed ``A@``; ``"_"`` a pause).
+        start: seconds from the start of the audio.
+        end: seconds; the next phoneme's start, or the end of the audio for the last.
+    """
+
+    phoneme: str
+    start: float
+    end: float
+
+
 @dataclasses.dataclass
 class Synthesis:
     """Result of :func:`synthesize`.
@@ -91,11 +109,13 @@ class Synthesis:
         wav: float32 mono waveform in [-1, 1].
         sample_rate: samples per second of ``wav``.
         words: one :class:`WordTiming` per word of the text, in order.
+        phonemes: one :class:`PhonemeTiming` per phoneme spoken, in order.
     """
 
     wav: np.ndarray
     sample_rate: int
     words: list
+    phonemes: list = dataclasses.field(default_factory=list)
 
     @property
     def duration(self) -> float:
@@ -184,6 +204,7 @@ class _Engine:
         self.sample_rate = None
         self._chunks = []
         self._events = []
+        self._phonemes = []
         self._callback = _CALLBACK(self._on_audio)  # kept alive as long as the engine
 
     def _on_audio(self, wav, n_samples, events):
@@ -194,6 +215,9 @@ class _Engine:
             ev = events[i]
             if ev.type == _EVENT_WORD:
                 self._events.append((ev.text_position - 1, ev.length, ev.audio_position))
+            elif ev.type == _EVENT_PHONEME:
+                name = bytes(ev.id.string).split(b"\0")[0].decode("utf-8", "replace")
+                self._phonemes.append((name, ev.audio_position))
             i += 1
         return 0
 
@@ -211,7 +235,8 @@ class _Engine:
         lib.espeak_Synth.argtypes = [ctypes.c_char_p, ctypes.c_size_t, ctypes.c_uint, ctypes.c_int,
                                      ctypes.c_uint, ctypes.c_uint, ctypes.c_void_p, ctypes.c_void_p]
         lib.espeak_ng_SetRandSeed.argtypes = [ctypes.c_long]
-        rate = lib.espeak_Initialize(_OUTPUT_SYNCHRONOUS, 0, self.data.encode(), _DONT_EXIT)
+        rate = lib.espeak_Initialize(_OUTPUT_SYNCHRONOUS, 0, self.data.encode(),
+                                     _DONT_EXIT | _INITIALIZE_PHONEME_EVENTS)
         if rate <= 0:
             self._unload(lib, terminate=False)
             raise EspeakError(f"espeak-ng ({self.source}) failed to initialise with data folder "
@@ -243,15 +268,15 @@ class _Engine:
                              (_PARAM_RANGE, pitch_range), (_PARAM_VOLUME, volume)):
             lib.espeak_SetParameter(param, int(value), 0)
         lib.espeak_ng_SetRandSeed(int(seed))
-        self._chunks, self._events = [], []
+        self._chunks, self._events, self._phonemes = [], [], []
         data = text.encode("utf-8")
         status = lib.espeak_Synth(data, len(data) + 1, 0, _POS_CHARACTER, 0, _CHARS_UTF8, None, None)
         if status != 0:
             raise EspeakError(f"espeak_Synth failed with status {status} on text {text[:60]!r}")
-        chunks, events = self._chunks, self._events
-        self._chunks, self._events = [], []
+        chunks, events, phonemes = self._chunks, self._events, self._phonemes
+        self._chunks, self._events, self._phonemes = [], [], []
         wav = np.concatenate(chunks) if chunks else np.zeros(0, np.int16)
-        return wav, events
+        return wav, events, phonemes
 
 
 _LOCK = threading.RLock()
@@ -433,7 +458,8 @@ def synthesize(text: str, voice: str = "en-us", rate: int = 175, pitch: int = 50
         sample_rate: output rate; espeak-ng's native 22050 Hz audio is resampled to it.
         seed: seed of espeak-ng's noise generator (breathy and Klatt voices).
     Returns:
-        :class:`Synthesis` with a float32 waveform and one :class:`WordTiming` per word.
+        :class:`Synthesis` with a float32 waveform, one :class:`WordTiming` per word and
+        one :class:`PhonemeTiming` per phoneme spoken.
 
     Example:
         >>> out = synthesize("One two three.")  # doctest: +SKIP
@@ -451,7 +477,7 @@ def synthesize(text: str, voice: str = "en-us", rate: int = 175, pitch: int = 50
         raise ValueError(f"sample_rate={sample_rate!r} must be a positive integer (e.g. 16000)")
     with _LOCK:
         engine = _engine()
-        raw, events = engine.run(text, voice, rate, pitch, pitch_range, volume, seed)
+        raw, events, phoneme_events = engine.run(text, voice, rate, pitch, pitch_range, volume, seed)
         native = engine.sample_rate
     wav = raw.astype(np.float32) / 32768.0
     if native != sample_rate:
@@ -461,4 +487,13 @@ def synthesize(text: str, voice: str = "en-us", rate: int = 175, pitch: int = 50
     starts = [min(s, duration) for s in _word_starts(tokens, events, duration)]
     ends = _voiced_ends(wav, sample_rate, starts, duration)
     words = [WordTiming(w, s, e, a, b) for (w, a, b), s, e in zip(tokens, starts, ends)]
-    return Synthesis(wav, int(sample_rate), words)
+    return Synthesis(wav, int(sample_rate), words, _phoneme_spans(phoneme_events, duration))
+
+
+def _phoneme_spans(events, duration):
+    """espeak-ng's phoneme events ``(name, ms)`` -> :class:`PhonemeTiming` list (each ends where the next starts)."""
+    starts = [min(max(ms / 1000.0, 0.0), duration) for _, ms in events]
+    for i in range(1, len(starts)):  # keep them non-decreasing
+        starts[i] = max(starts[i], starts[i - 1])
+    ends = starts[1:] + [duration]
+    return [PhonemeTiming(name, s, e) for (name, _), s, e in zip(events, starts, ends) if name]

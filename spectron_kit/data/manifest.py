@@ -3,7 +3,7 @@
 A manifest is a CSV file (UTF-8, comma separated, quoted where needed) with one
 row per utterance and this header, in this order::
 
-    id,path,start,end,duration,speaker,book,prompt_seconds,text,prompt_text,word_times
+    id,path,start,end,duration,speaker,book,prompt_seconds,text,prompt_text,word_times,phone_times
 
 ============== ======= =======================================================
 column         type    meaning
@@ -27,6 +27,9 @@ word_times     str     when word alignments are known: one ``start:end``
                        (seconds from the segment start) per word of ``text``,
                        space separated (see :func:`parse_word_times`); else
                        empty. Older manifests without the column read as empty.
+phone_times    str     when phoneme alignments are known (the espeak-ng mini
+                       corpus): one ``start:end:phoneme`` per phoneme spoken
+                       (see :func:`parse_phone_times`); else empty
 ============== ======= =======================================================
 
 Long files (Libri-Light) give many rows pointing at the same ``path`` with
@@ -66,13 +69,14 @@ logger = logging.getLogger(__name__)
 
 #: manifest columns, in file order
 COLUMNS = ("id", "path", "start", "end", "duration", "speaker", "book",
-           "prompt_seconds", "text", "prompt_text", "word_times")
+           "prompt_seconds", "text", "prompt_text", "word_times", "phone_times")
 #: columns parsed as floats when read
 FLOAT_COLUMNS = ("start", "end", "duration", "prompt_seconds")
 #: columns every row must have when written (the rest get defaults)
 REQUIRED_COLUMNS = ("id", "path", "start", "end", "duration")
 #: defaults for optional columns
-DEFAULTS = {"speaker": "", "book": "", "prompt_seconds": 3.0, "text": "", "prompt_text": "", "word_times": ""}
+DEFAULTS = {"speaker": "", "book": "", "prompt_seconds": 3.0, "text": "", "prompt_text": "", "word_times": "",
+            "phone_times": ""}
 
 DEFAULT_PROMPT_SECONDS = 3.0
 DEFAULT_MIN_CONTINUATION_SECONDS = 1.0
@@ -94,7 +98,7 @@ def _format_value(column, value):
         return repr(round(value, 6))
     text = "" if value is None else str(value)
     # one row per line: newlines inside a text would break line-based tools
-    return " ".join(text.split()) if column in ("text", "prompt_text", "word_times") else text
+    return " ".join(text.split()) if column in ("text", "prompt_text", "word_times", "phone_times") else text
 
 
 def format_word_times(times):
@@ -105,6 +109,43 @@ def format_word_times(times):
         '0:0.25 0.25:0.6'
     """
     return " ".join(f"{round(float(a), 4):g}:{round(float(b), 4):g}" for a, b in times)
+
+
+def format_phone_times(phones):
+    """``[(phoneme, start, end), ...]`` -> the ``phone_times`` column text.
+
+    Example:
+        >>> format_phone_times([("h", 0.0, 0.05), ("'A@", 0.05, 0.2)])
+        "0:0.05:h 0.05:0.2:'A@"
+    """
+    return " ".join(f"{round(float(a), 4):g}:{round(float(b), 4):g}:{name}" for name, a, b in phones
+                    if name and not any(c.isspace() for c in name))
+
+
+def parse_phone_times(value):
+    """The ``phone_times`` column -> list of ``(phoneme, start, end)``, or None when empty or unusable.
+
+    Example:
+        >>> parse_phone_times("0:0.05:h 0.05:0.2:'A@")
+        [('h', 0.0, 0.05), ("'A@", 0.05, 0.2)]
+        >>> parse_phone_times("0.3:0.2:h") is None
+        True
+    """
+    if not value:
+        return None
+    out = []
+    for item in str(value).split():
+        parts = item.split(":", 2)
+        if len(parts) != 3 or not parts[2]:
+            return None
+        try:
+            start, end = float(parts[0]), float(parts[1])
+        except ValueError:
+            return None
+        if not start <= end:
+            return None
+        out.append((parts[2], start, end))
+    return out
 
 
 def parse_word_times(value, n_words=None):

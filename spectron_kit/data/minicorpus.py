@@ -12,18 +12,21 @@ Layout under ``root``::
     <split>/<speaker>/<chapter>/<speaker>-<chapter>-<nnnn>.flac   16 kHz, 16 bit
     <split>/<speaker>/<chapter>/<speaker>-<chapter>.trans.txt     <utt-id> UPPER CASE TEXT
     <split>/<speaker>/<chapter>/<speaker>-<chapter>.words.json    utt-id -> [[WORD, start_s, end_s], ...]
+    <split>/<speaker>/<chapter>/<speaker>-<chapter>.phones.json   utt-id -> [[phoneme, start_s, end_s], ...]
     SPEAKERS.TXT                                                  LibriSpeech-style speaker table
     minicorpus.json                                               completion marker, config and stats
 
 Splits: ``train`` and ``valid`` share the training speakers; ``test`` has
 its own speakers (voice variants never used in training) and only sentences
 whose slot combination (see :func:`is_heldout`) never occurs in ``train``,
-``valid`` or the text corpus of :func:`ensure_text_corpus`.
+``valid`` or the text corpus of :func:`ensure_text_corpus`; ``test_seen``
+has held-out sentences of the same kind spoken by the training speakers
+(unseen sentences in seen voices: it measures the model apart from voice cloning).
 
 Example:
     >>> root = ensure_mini_corpus("data/mini", size="tiny")  # doctest: +SKIP
     >>> [row["utterances"] for row in corpus_summary(root)]  # doctest: +SKIP
-    [24, 8, 8]
+    [24, 8, 8, 8]
 """
 from __future__ import annotations
 
@@ -50,17 +53,23 @@ __all__ = [
     "ensure_mini_corpus", "corpus_summary", "ensure_text_corpus",
 ]
 
-GENERATOR_VERSION = 2  # bump whenever the grammar, speakers or audio processing change (2: torchaudio resampling)
+# bump whenever the grammar, speakers, splits or audio processing change
+# (2: torchaudio resampling; 3: test_seen split and phoneme timings, audio unchanged)
+GENERATOR_VERSION = 3
+#: older versions whose audio equals this version's: upgraded in place (missing files are written)
+SAME_AUDIO_VERSIONS = (2,)
 SAMPLE_RATE = 16000
-SPLITS = ("train", "valid", "test")
+SPLITS = ("train", "valid", "test_seen", "test")
+#: splits of held-out sentences (slot combinations never in train, valid or the text corpus)
+HELDOUT_SPLITS = ("test_seen", "test")
 MIN_SECONDS, MAX_SECONDS = 4.5, 9.0  # prompt (3 s) + at least 1.5 s of continuation
 MARKER = "minicorpus.json"
 PARTIAL_MARKER = "minicorpus.partial.json"
 
 #: utterances per split, and utterances per chapter
 SIZES = {
-    "tiny": {"train": 24, "valid": 8, "test": 8, "chapter": 8},
-    "default": {"train": 2400, "valid": 120, "test": 120, "chapter": 50},
+    "tiny": {"train": 24, "valid": 8, "test_seen": 8, "test": 8, "chapter": 8},
+    "default": {"train": 2400, "valid": 120, "test_seen": 120, "test": 120, "chapter": 50},
 }
 
 
@@ -115,7 +124,7 @@ SPEAKERS = (
 
 
 def _split_speakers(split):
-    group = "test" if split == "test" else "train"
+    group = "test" if split == "test" else "train"  # test_seen: the training speakers
     return [s for s in SPEAKERS if s.group == group]
 
 
@@ -134,6 +143,14 @@ def _config(size, seed):
     return config, digest
 
 
+def _upgradable(found, config):
+    """True when ``found`` (a stored corpus config) is this corpus made by an older generator with the same audio."""
+    if found.get("version") not in SAME_AUDIO_VERSIONS:
+        return False
+    same = ("size", "seed", "sample_rate", "seconds", "speakers")
+    return all(found.get(key) == config[key] for key in same)
+
+
 def _chapter_jobs(size):
     """Chapters to write: (split, speaker, chapter id, [(index in split, nnnn)])."""
     counts = SIZES[size]
@@ -145,11 +162,15 @@ def _chapter_jobs(size):
         for i in range(counts[split]):
             spk = speakers[i % len(speakers)]
             j = i // len(speakers)
-            chapter = spk.id * 100 + (50 if split == "valid" else 0) + j // per_chapter
+            chapter = spk.id * 100 + CHAPTER_OFFSET.get(split, 0) + j // per_chapter
             chapters.setdefault((spk.id, chapter), []).append((i, j % per_chapter))
         for (spk_id, chapter), utts in chapters.items():
             jobs.append((split, spk_id, chapter, utts))
     return jobs
+
+
+#: chapter numbers of a speaker's splits: <speaker>00 train, <speaker>50 valid, <speaker>70 test_seen
+CHAPTER_OFFSET = {"valid": 50, "test_seen": 70}
 
 
 def _pick_utterance(seed, split, index, speaker):
@@ -159,7 +180,7 @@ def _pick_utterance(seed, split, index, speaker):
     rng = random.Random(f"minicorpus/{seed}/{split}/{index}")
     best = None
     for attempt in range(50):
-        sentence = generate_sentence(rng, heldout=(split == "test"))
+        sentence = generate_sentence(rng, heldout=(split in HELDOUT_SPLITS))
         out = synthesize(sentence.text, voice=speaker.voice, rate=speaker.rate, pitch=speaker.pitch,
                          pitch_range=speaker.pitch_range, volume=70, sample_rate=SAMPLE_RATE,
                          seed=rng.randrange(2 ** 31))
@@ -173,7 +194,8 @@ def _pick_utterance(seed, split, index, speaker):
     wav = out.wav * (10.0 ** (speaker.gain_db / 20.0) / peak)
     pcm = np.clip(np.round(wav * 32767.0), -32768, 32767).astype(np.int16)
     words = [[w.word.upper(), round(w.start, 3), round(w.end, 3)] for w in out.words]
-    return sentence, pcm, words
+    phones = [[p.phoneme, round(p.start, 3), round(p.end, 3)] for p in out.phonemes]
+    return sentence, pcm, words, phones
 
 
 def _write_atomic(path, data: str):
@@ -186,6 +208,14 @@ def _write_atomic(path, data: str):
 def _alignment_json(table):
     lines = [f"  {json.dumps(uid)}: {json.dumps(words)}" for uid, words in table.items()]
     return "{\n" + ",\n".join(lines) + "\n}\n"
+
+
+def _one_thread_per_worker():
+    """Initializer of the corpus worker processes: one torch thread each (the resampler), so that
+    ``workers`` processes use ``workers`` cores instead of oversubscribing them."""
+    import torch
+
+    torch.set_num_threads(1)
 
 
 def _single_thread_blas():
@@ -211,15 +241,16 @@ def _write_chapter(root, seed, job):
     folder = Path(root) / split / str(spk_id) / str(chapter)
     trans_path = folder / f"{spk_id}-{chapter}.trans.txt"
     words_path = folder / f"{spk_id}-{chapter}.words.json"
-    if trans_path.exists() and words_path.exists():
+    phones_path = folder / f"{spk_id}-{chapter}.phones.json"
+    if trans_path.exists() and words_path.exists() and phones_path.exists():
         samples = sum(sf.info(str(folder / f"{spk_id}-{chapter}-{n:04d}.flac")).frames
                       for _, n in utts)
         return len(utts), samples, True
     folder.mkdir(parents=True, exist_ok=True)
-    trans, align, samples = [], {}, 0
+    trans, align, phone_align, samples = [], {}, {}, 0
     for index, n in utts:
         uid = f"{spk_id}-{chapter}-{n:04d}"
-        sentence, pcm, words = _pick_utterance(seed, split, index, speaker)
+        sentence, pcm, words, phones = _pick_utterance(seed, split, index, speaker)
         flac = folder / f"{uid}.flac"
         if not flac.exists():
             tmp = folder / f"{uid}.{os.getpid()}.tmp.flac"
@@ -227,8 +258,10 @@ def _write_chapter(root, seed, job):
             os.replace(tmp, flac)
         trans.append(f"{uid} {sentence.transcript}")
         align[uid] = words
+        phone_align[uid] = phones
         samples += len(pcm)
     _write_atomic(words_path, _alignment_json(align))
+    _write_atomic(phones_path, _alignment_json(phone_align))
     _write_atomic(trans_path, "\n".join(trans) + "\n")  # written last: marks the chapter done
     return len(utts), samples, False
 
@@ -236,7 +269,7 @@ def _write_chapter(root, seed, job):
 def _speakers_txt(seconds):
     lines = [";ID  |SEX| SUBSET           |MINUTES| NAME"]
     for s in SPEAKERS:
-        subset = "train, valid" if s.group == "train" else "test"
+        subset = "train, valid, test_seen" if s.group == "train" else "test"
         minutes = seconds.get(s.id, 0.0) / 60.0
         lines.append(f"{s.id:<5}| {s.sex} | {subset:<16} | {minutes:5.2f} | espeak-ng {s.voice} "
                      f"pitch={s.pitch} range={s.pitch_range} rate={s.rate}")
@@ -272,12 +305,19 @@ def ensure_mini_corpus(root, size: str = "default", seed: int = 1234, workers: i
     for path in (marker, partial):
         if path.exists():
             found = json.loads(path.read_text())
-            older = dict(found.get("config", {}), version=GENERATOR_VERSION) == config
-            if older and path == marker:  # same corpus from an older generator: usable, slightly different audio
-                logger.warning("%s was built by mini-corpus generator version %s (now %s); it is used as is "
-                               "(delete the folder to rebuild it with the current audio processing)", root,
-                               found["config"].get("version"), GENERATOR_VERSION)
-                return root
+            if _upgradable(found.get("config", {}), config):
+                # same corpus from an older generator with the same audio: its files are kept and
+                # what this version adds (test_seen, phoneme timings) is written beside them
+                logger.warning("%s was built by mini-corpus generator version %s; upgrading it in place to "
+                               "version %s (adds the test_seen split and phoneme timings; the audio is the same)",
+                               root, found["config"].get("version"), GENERATOR_VERSION)
+                path.unlink()
+                continue
+            version = found.get("config", {}).get("version")
+            if version != GENERATOR_VERSION:
+                raise ValueError(f"{root} holds a mini corpus of generator version {version} (now "
+                                 f"{GENERATOR_VERSION}, whose audio differs); delete that folder to rebuild it, "
+                                 "or pick another data_folder")
             if found.get("config_hash") != digest:
                 raise ValueError(
                     f"{root} already holds a mini corpus built with size={found['config']['size']!r}, "
@@ -308,7 +348,7 @@ def ensure_mini_corpus(root, size: str = "default", seed: int = 1234, workers: i
         else:
             import multiprocessing
             context = multiprocessing.get_context("spawn")
-            with ProcessPoolExecutor(workers, mp_context=context) as pool:
+            with ProcessPoolExecutor(workers, mp_context=context, initializer=_one_thread_per_worker) as pool:
                 futures = {pool.submit(_make_chapter, str(root), seed, job): job for job in jobs}
                 for future in as_completed(futures):
                     done(futures[future], future.result())

@@ -376,8 +376,11 @@ def _flat_frames(frames):
 
 
 def _batch_material(model, chunk, sr, n_prompt, limit_seconds, frame_rate, stop, budget_rule, cap_seconds,
-                    sampling, seed):
+                    sampling, seed, need_audio=True):
     """Generate one batch and collect every condition's audio and frames.
+
+    Without ``need_audio`` (every scorer reads frames only) nothing is vocoded
+    and ``audio`` is empty.
 
     Returns a dict of per-item lists: ``prompts``, ``refs``, ``truncated``,
     ``frames`` (condition -> frames), ``audio`` (condition -> waveform), the
@@ -405,20 +408,23 @@ def _batch_material(model, chunk, sr, n_prompt, limit_seconds, frame_rate, stop,
         budget = [min(int(round(cap_seconds * frame_rate)), n) for n in limits]
     torch.manual_seed(int(seed))
     t0 = time.perf_counter()
-    out = model.generate(prompt_wav, prompt_lens, num_frames=torch.tensor(budget), stop=stop, **sampling)
+    out = model.generate(prompt_wav, prompt_lens, num_frames=torch.tensor(budget), stop=stop, vocode=need_audio,
+                         **sampling)
     wall = time.perf_counter() - t0
     cont_wav = torch.nn.utils.rnn.pad_sequence(refs, batch_first=True)
     cont_lens = torch.tensor([len(r) for r in refs], dtype=torch.long)
     torch.manual_seed(int(seed))
     forced = model.teacher_forced_frames(prompt_wav, prompt_lens, [row.get("text", "") for row in chunk],
-                                         cont_wav, cont_lens)
+                                         cont_wav, cont_lens, phone_times=[row.get("phone_times", "") for row in chunk])
     frames = {"vocoded": ref_frames, "teacher_forced": forced, "generated": out.frames,
               "flat": [_flat_frames(f) for f in ref_frames]}
-    audio = {"reference": [_np(r) for r in refs],
-             "generated": [_np(w) for w in (out.waveforms or [None] * len(chunk))]}
-    for cond in ("vocoded", "teacher_forced", "flat"):
-        audio[cond] = [_np(w) for w in model.vocode(frames[cond])]
-    return {"prompts": prompts, "refs": refs, "truncated": truncated, "ref_frames": ref_frames,
+    audio = {}
+    if need_audio:
+        audio = {"reference": [_np(r) for r in refs],
+                 "generated": [_np(w) for w in (out.waveforms or [None] * len(chunk))]}
+        for cond in ("vocoded", "teacher_forced", "flat"):
+            audio[cond] = [_np(w) for w in model.vocode(frames[cond])]
+    return {"prompts": prompts, "refs": refs, "truncated": truncated, "ref_frames": ref_frames, "frame_rate": frame_rate,
             "prompt_frames": [_frames(model, p) for p in prompts],
             "frames": frames, "audio": audio, "out": out, "wall": wall}
 
@@ -517,6 +523,7 @@ def evaluate_continuation(model, rows, *, scorers, prompt_seconds=3.0, length_ru
     sampling = {"do_sample": do_sample, "temperature": temperature, "top_k": top_k, "top_p": top_p}
     records, batches = [], []
     n_prompt = int(round(prompt_seconds * sr))
+    need_audio = any(getattr(scorer, "needs_audio", True) for scorer in scorers)
     for scorer in scorers:
         if callable(getattr(scorer, "start", None)):
             scorer.start()
@@ -526,7 +533,7 @@ def evaluate_continuation(model, rows, *, scorers, prompt_seconds=3.0, length_ru
         for b, start in enumerate(range(0, len(selected), batch_size)):
             chunk = selected[start:start + batch_size]
             got = _batch_material(model, chunk, sr, n_prompt, limit_seconds, frame_rate, stop, length_rule,
-                                  cap_seconds, sampling, seed + b)
+                                  cap_seconds, sampling, seed + b, need_audio)
             out = got["out"]
             timing = dict(out.timing)
             timing.update(batch=b, items=len(chunk), wall_s=got["wall"],
@@ -540,9 +547,8 @@ def evaluate_continuation(model, rows, *, scorers, prompt_seconds=3.0, length_ru
                 ref_words.append(continuation_words(row, prompt_seconds, end)[0])
                 model_words.append(model_cont)
                 prompt_parts.append((ref_prompt, ref_source, hyp_prompt))
-            texts = {cond: (model_words if CONDITION_TEXT[cond] == "model" else ref_words)
-                     for cond in got["audio"]}
-            batch = ScoringBatch(sample_rate=sr, conditions=tuple(got["audio"]), audio=got["audio"],
+            texts = {cond: (model_words if CONDITION_TEXT[cond] == "model" else ref_words) for cond in CONDITIONS}
+            batch = ScoringBatch(sample_rate=sr, conditions=tuple(got["audio"] or got["frames"]), audio=got["audio"],
                                  frames=got["frames"], reference_frames=got["ref_frames"],
                                  prompts=[_np(p) for p in got["prompts"]], texts=texts, rows=list(chunk),
                                  model_text=list(out.text))
@@ -605,9 +611,11 @@ def _record(row, i, b, got, texts, prompt_part, sr):
         "id": row["id"], "speaker": str(row.get("speaker", "")), "batch": b,
         "duration": float(row["duration"]),
         "prompt_seconds": len(got["prompts"][i]) / sr, "reference_seconds": len(got["refs"][i]) / sr,
-        "generated_seconds": got["audio"]["generated"][i].size / sr,
+        "generated_seconds": (got["audio"]["generated"][i].size / sr if got["audio"]
+                              else len(out.frames[i]) / float(got["frame_rate"])),
         "reference_frames": len(got["ref_frames"][i]), "generated_frames": len(out.frames[i]),
         "reference_truncated": got["truncated"][i], "stopped_by": out.stopped_by[i],
+        "model_phonemes": " ".join(out.phonemes[i]) if out.phonemes else "",
         "reference_text": M.normalize_text(row.get("text", "")),
         "reference_prompt_text": " ".join(ref_prompt), "reference_prompt_source": ref_source,
         "reference_continuation_text": " ".join(texts["reference"][i]),
@@ -615,7 +623,9 @@ def _record(row, i, b, got, texts, prompt_part, sr):
         "model_continuation_text": " ".join(texts["generated"][i]),
         "prompt_wer_edits": p_edits, "prompt_wer_ref_words": p_ref,
         "prompt_wer": p_edits / p_ref if p_ref else None,
-        "speech": {cond: {"seconds": wavs[i].size / sr} for cond, wavs in got["audio"].items()},
+        "speech": ({cond: {"seconds": wavs[i].size / sr} for cond, wavs in got["audio"].items()}
+                   or {cond: {"seconds": len(frames[i]) / float(got["frame_rate"])}
+                       for cond, frames in got["frames"].items()}),
         "samples": {},
     }
 

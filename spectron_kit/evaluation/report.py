@@ -499,6 +499,49 @@ def print_summary(result, console=None, title="Speech continuation"):
     return table
 
 
+def split_comparison(results):
+    """Markdown lines: every scorer on every condition, one column per test split, side by side.
+
+    Arguments:
+        results: ``{split name: evaluate_continuation result}`` in column order
+            (e.g. ``test_seen`` = unseen sentences in training voices, ``test`` = unseen voices).
+
+    Returns:
+        list of str.
+
+    Example:
+        >>> r = {"speech": {"generated": {"wer": {"label": "WER", "value": 0.5, "low": 0.4, "high": 0.6, "n": 3}}},
+        ...      "config": {"scorers": [{"key": "wer", "label": "WER", "percent": True, "better": "lower"}]},
+        ...      "aggregates": {}}
+        >>> split_comparison({"a": r, "b": r})[4]
+        '| WER (lower is better) | (d) model, free-running generation | 50.0% [40.0, 60.0] | 50.0% [40.0, 60.0] |'
+    """
+    from spectron_kit.evaluation.continuation import CONDITION_LABELS
+
+    names = list(results)
+    columns = {}
+    for result in results.values():
+        for key, head, percent in _scorer_columns(result):
+            columns.setdefault(key, (head, percent))
+    conditions = list(dict.fromkeys(c for r in results.values() for c in (r.get("speech") or {})))
+    lines = ["## Every split side by side (95% bootstrap intervals)", "",
+             "| metric | audio | " + " | ".join(names) + " |",
+             "| --- | --- | " + " | ".join("---:" for _ in names) + " |"]
+    for key, (head, percent) in columns.items():
+        for cond in conditions:
+            cells = [_cell((results[n].get("speech") or {}).get(cond, {}).get(key), percent) for n in names]
+            if all(c == "-" for c in cells):
+                continue
+            lines.append(f"| {head} | {CONDITION_LABELS.get(cond, cond)} | " + " | ".join(cells) + " |")
+    prompt = [results[n].get("aggregates", {}).get("prompt_wer") for n in names]
+    if any(prompt):
+        lines.append("| prompt transcript WER | the model's text | "
+                     + " | ".join(_cell(e, True) if e else "-" for e in prompt) + " |")
+    counts = [str((results[n].get("counts") or {}).get("evaluated", "?")) for n in names]
+    lines += ["| utterances | | " + " | ".join(counts) + " |", ""]
+    return lines
+
+
 def write_report(result, out_dir, setup=None, print_table=True, console=None):
     """Write ``results.json``, ``results.md`` and ``samples.html`` into ``out_dir``.
 

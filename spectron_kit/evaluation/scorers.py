@@ -18,6 +18,7 @@ name                      key         what
                                       plus the other-speaker floor
 ``predicted_mos``         mos         predicted naturalness
 ``frame_distance``        frame_l1    |frames - true continuation frames|
+``frame_ctc_wer``         frame_wer   WER of the mini CTC recogniser reading the frames
 ========================  ==========  ===========================================
 
 A new metric is one registered class and one line in ``evaluate.yaml``'s
@@ -34,6 +35,9 @@ scorer contract (``docs/COMPONENTS.md``):
   (WER, perplexity), optionally passed through ``transform`` (``math.exp``);
   utterances whose denominator is 0 are left out and counted in a note
   naming ``unit`` ("3 with no reference words left out").
+- ``needs_audio = False`` for a scorer that reads frames only: when no scorer
+  needs audio, nothing is vocoded (``audio`` is empty) and the conditions
+  are those made of frames.
 - optional ``start()`` before the first batch and ``finish(seed) ->
   list[dict[condition, value]]`` after the last, one dict per evaluated
   utterance in order: for baselines that need the whole test set (the
@@ -63,7 +67,7 @@ import torch
 from spectron_kit.evaluation import metrics as M
 from spectron_kit.hookspecs import hookimpl
 
-__all__ = ["ScoringBatch", "AsrWer", "AsrPerplexity", "SpeakerSimilarity", "PredictedMos", "FrameDistance",
+__all__ = ["ScoringBatch", "AsrWer", "AsrPerplexity", "SpeakerSimilarity", "PredictedMos", "FrameDistance", "FrameCtcWer",
            "EVALUATION_COMPONENTS", "build_scorers", "scorer_name",
            "scorer_key", "scorer_info", "check_scorers", "aggregate_scores", "choose_other_speaker"]
 
@@ -264,6 +268,7 @@ class FrameDistance:
     key = "frame_l1"
     label = "frame L1 to the true continuation (normalised log-mel)"
     better = "lower"
+    needs_audio = False
 
     def score(self, batch):
         out = []
@@ -277,6 +282,49 @@ class FrameDistance:
                 n = min(len(got), len(ref))
                 record[cond] = float((got[:n] - torch.as_tensor(ref[:n]).float()).abs().mean()) if n else None
             out.append(record)
+        return out
+
+
+class FrameCtcWer:
+    """WER of an in-domain CTC recogniser reading each condition's frames directly (no vocoder, no ASR model).
+
+    The mini recipe's own character CTC model (the encoder's pre-training,
+    ``<pretrained_folder>/ctc``) transcribes the frames of the vocoded
+    reference (the true frames: its ceiling), the teacher-forced and the
+    generated frames and the flat floor: a yardstick that runs in seconds, for
+    judging a change before the slower vocoder + Whisper protocol. Its
+    recogniser was trained on 3 s prompts of the training voices.
+
+    Arguments:
+        source: the folder written by the encoder pre-training (``ctc_config.json``).
+    """
+
+    key = "frame_wer"
+    label = "in-domain CTC WER of the frames"
+    better = "lower"
+    percent = True
+    aggregate, numerator, denominator, unit = "ratio", "frame_wer_edits", "frame_wer_ref_words", "reference words"
+    needs_audio = False
+
+    def __init__(self, source):
+        from spectron_kit.ctc import CTCSpeechRecognizer
+
+        if not source:
+            raise ValueError("scorer frame_ctc_wer needs the CTC recogniser's folder: set frame_ctc_source "
+                             "(the mini setup's is data/mini_corpus/pretrained/<seed>/ctc)")
+        self.source = str(source)
+        self.recognizer = CTCSpeechRecognizer.from_pretrained(source)
+
+    def score(self, batch):
+        out = [{} for _ in batch.rows]
+        for cond, frames in batch.frames.items():
+            if cond not in batch.conditions:
+                continue
+            for i, text in enumerate(self.recognizer.transcribe_features(frames)):
+                expected, heard = batch.texts[cond][i], M.normalize_text(text)
+                edits, n_ref = M.word_errors(expected, heard.split(), normalize=False)
+                out[i][cond] = {"frame_wer": edits / n_ref if n_ref else None, "frame_wer_edits": edits,
+                                "frame_wer_ref_words": n_ref, "frame_asr": heard}
         return out
 
 
@@ -355,11 +403,13 @@ def check_scorers(scorers):
         seen[key] = name
 
 
-def build_scorers(names, **components):
+def build_scorers(names, options=None, **components):
     """Build registered scorers by name, giving each the evaluation components its constructor names.
 
     Arguments:
         names: scorer names (``evaluate.yaml``'s ``scorers``), or already built scorers.
+        options: ``{scorer name: {argument: value}}`` for their other constructor
+            arguments (``evaluate.yaml``'s ``scorer_options``); options of scorers not listed are ignored.
         **components: ``transcriber=``, ``lm_scorer=``, ``speaker_encoder=``, ``mos_predictor=``.
 
     Returns:
@@ -390,6 +440,11 @@ def build_scorers(names, **components):
                 elif param.default is inspect.Parameter.empty:
                     raise ValueError(f"scorer {name!r} needs a {param.name}; set `{param.name}` in the "
                                      "evaluation YAML or leave the scorer out of `scorers`")
+        for key, value in ((options or {}).get(name) or {}).items():
+            if key not in params:
+                raise ValueError(f"scorer {name!r} takes no option {key!r}; its arguments: "
+                                 f"{', '.join(p for p in params if p not in EVALUATION_COMPONENTS) or 'none'}")
+            kwargs[key] = value
         out.append(registry.build("scorer", name, **kwargs))
     check_scorers(out)
     return out
@@ -477,5 +532,7 @@ def register_scorers(register):
     register("speaker_similarity", SpeakerSimilarity,
              description="cosine(prompt, audio) speaker similarity, plus the other-speaker floor")
     register("predicted_mos", PredictedMos, description="a MOS predictor's naturalness score per condition")
+    register("frame_ctc_wer", FrameCtcWer,
+             description="WER of the mini recipe's CTC recogniser reading the frames directly (fast, in-domain)")
     register("frame_distance", FrameDistance,
              description="mean |frames - true continuation frames| per condition (normalised log-mel)")

@@ -285,11 +285,77 @@ def test_a_registered_scorer_joins_with_one_yaml_line(tmp_path, monkeypatch):
     assert results["config"]["components"]["scorers"][2] == "toy_seconds"
 
 
+def make_ctc_recognizer(directory):
+    """A tiny untrained character CTC recogniser for the test features (the frame_ctc_wer scorer's source)."""
+    from spectron_kit.ctc import CTCSpeechRecognizer
+
+    torch.manual_seed(1)
+    model = CTCSpeechRecognizer(build("frontend", "log_mel", spec=SPEC),
+                                build("encoder", "conformer", n_mels=40, d_model=32, num_layers=1, nhead=2,
+                                      d_ffn=64, kernel_size=7, dropout=0.0, hop_seconds=0.01))
+    with torch.no_grad():  # a head that writes letters and spaces, so transcripts are not empty
+        model.head.bias.copy_(torch.linspace(-1.0, 1.0, model.head.bias.numel()))
+    model.save_pretrained(directory)
+    return directory
+
+
+def test_frames_only_evaluation_of_two_splits_side_by_side(tmp_path, monkeypatch):
+    """The in-domain CTC yardstick: no vocoder, no ASR model; two splits, one table."""
+    import jiwer
+
+    monkeypatch.syspath_prepend(str(HERE))
+    data = make_test_folder(tmp_path / "data")
+    seen = data.parent / "test-seen"
+    import shutil
+
+    shutil.copytree(data, seen)
+    make_tokenizer(tmp_path / "tok")
+    lm_dir = make_scoring_lm(tmp_path / "scoring_lm", tmp_path / "tok")
+    bundle = make_bundle(tmp_path / "bundle", tmp_path / "tok")
+    ctc = make_ctc_recognizer(tmp_path / "ctc")
+    spec = importlib.util.spec_from_file_location("librilight_evaluate", REPO / "recipes/LibriLight/evaluate.py")
+    evaluate = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(evaluate)
+    out = tmp_path / "eval"
+    monkeypatch.chdir(tmp_path)
+    results, paths = evaluate.main([
+        str(REPO / "recipes/LibriLight/hparams/evaluate.yaml"), f"--model_dir={bundle}",
+        f"--test_folder=[{seen},{data}]", f"--lm_scorer_source={lm_dir}", f"--output_folder={out}",
+        f"--frame_ctc_source={ctc}", "--scorers=[frame_distance]", "--batch_size=4", "--n_resamples=100",
+        "--noprogressbar", "--max_continuation_seconds=1.2", "--num_samples=1",
+        "--transcriber=!new:eval_fakes.FakeTranscriber", "--speaker_encoder=!new:eval_fakes.FakeSpeakerEncoder",
+        "--mos_predictor=!new:eval_fakes.FakeMOSPredictor"])
+    assert list(results) == ["test-seen", "test-clean"]
+    for name, result in results.items():
+        speech = json.loads((out / name / "results.json").read_text())["speech"]
+        # frames only: the conditions made of frames, no audio condition and no vocoded file
+        assert set(speech) == {"vocoded", "teacher_forced", "generated", "flat"}
+        assert not [p for p in (out / name / "samples").glob("*.wav") if not p.name.endswith("_prompt.wav")]
+        edits = words = 0
+        for rec in result["records"]:
+            for cond in ("vocoded", "generated"):
+                got = rec["speech"][cond]
+                expected = rec["model_continuation_text"] if cond == "generated" else rec["reference_continuation_text"]
+                assert got["frame_wer_ref_words"] == len(expected.split())
+                if expected and cond == "vocoded":  # the corpus value is a ratio of sums, as jiwer counts it
+                    measure = jiwer.process_words(expected, got["frame_asr"] or "<empty>")
+                    edits += measure.substitutions + measure.deletions + measure.insertions
+                    words += len(expected.split())
+        assert speech["vocoded"]["frame_wer"]["value"] == pytest.approx(edits / words)
+    table = paths["splits"].read_text()
+    assert "| metric | audio | test-seen | test-clean |" in table
+    assert "in-domain CTC WER of the frames" in table and "| utterances | | 4 | 4 |" in table
+
+
 def test_scorers_fail_early_with_one_line(tmp_path):
     from spectron_kit.evaluation.scorers import build_scorers, check_scorers
 
     with pytest.raises(ValueError, match="scorer 'asr_wer' needs a transcriber; set `transcriber`"):
         build_scorers(["asr_wer"])
+    with pytest.raises(ValueError, match="scorer 'frame_distance' takes no option 'source'"):
+        build_scorers(["frame_distance"], options={"frame_distance": {"source": "x"}})
+    with pytest.raises(ValueError, match="set frame_ctc_source"):
+        build_scorers(["frame_ctc_wer"], options={"frame_ctc_wer": {"source": None}})
 
     class Clash:
         key = "wer"

@@ -25,7 +25,7 @@ class Crash(Exception):
 def test_mini_recipe_prepare_train_resume_bundle(tmp_path, monkeypatch, capsys):
     argv = [str(RECIPE / "hparams" / "spectron_mini.yaml"), f"--data_folder={tmp_path}/corpus",
             f"--output_folder={tmp_path}/run", "--number_of_epochs=1", "--snapshot_minutes=[0]",
-            "--w_guided_attention=1.0", "--guided_attention_layers=[0]", "--prenet_dropout=0.5", *TINY]
+            "--prenet_dropout=0.5", *TINY]
     # 1) the run dies in the middle of its first epoch, after intra-epoch checkpoints
     original = train.SpectronBrain.fit_batch
     calls = {"n": 0}
@@ -70,8 +70,10 @@ def test_mini_recipe_prepare_train_resume_bundle(tmp_path, monkeypatch, capsys):
 
     board = EventAccumulator(str(run / "tensorboard"))
     board.Reload()
-    assert {"loss/train", "loss/valid", "spec/valid", "guided_attention/train"} <= set(board.Tags()["scalars"])
-    assert "guided_attention" in summary["valid_final"] and "flux" not in summary["valid_final"]  # weight 0: off
+    assert {"loss/train", "loss/valid", "spec/valid", "phone_ce/train", "spec_coarse/train"} <= set(board.Tags()["scalars"])
+    # the mini setup's phoneme terms are on; guided attention (weight 0 there) and flux are off
+    assert "phone_gate" in summary["valid_final"] and "guided_attention" not in summary["valid_final"]
+    assert "flux" not in summary["valid_final"]
     # training time adds up over the crash and the resumed run; the 0-minute snapshot is a loadable bundle
     assert summary["training_minutes"] > 0
     snapshot = run / "snapshots" / "0min"

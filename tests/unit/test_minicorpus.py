@@ -212,6 +212,9 @@ def test_test_speakers_and_sentences_are_held_out(tiny):
     texts = {split: {t for f in (tiny / split).rglob("*.trans.txt")
                      for t in read_trans_file(f).values()} for split in minicorpus.SPLITS}
     assert not texts["test"] & texts["train"]
+    # test_seen: held-out sentences in the training voices
+    assert speakers["test_seen"] <= speakers["train"]
+    assert not texts["test_seen"] & texts["train"]
 
 
 def test_same_seed_same_bytes_other_seed_differs(tiny, tmp_path):
@@ -236,18 +239,67 @@ def test_other_config_on_same_root_is_refused(tiny):
         ensure_mini_corpus(tiny, size="huge")
 
 
-def test_a_corpus_of_an_older_generator_is_used_with_a_warning(tiny, tmp_path, caplog):
+def _as_version_2(root):
+    """What generator version 2 left: no test_seen split, no phoneme timings, its own marker."""
+    shutil.rmtree(root / "test_seen")
+    for path in root.rglob("*.phones.json"):
+        path.unlink()
+    record = json.loads((root / minicorpus.MARKER).read_text())
+    record["config"]["version"] = 2
+    record["config"]["counts"] = {k: v for k, v in record["config"]["counts"].items() if k != "test_seen"}
+    record["config_hash"] = "from-version-2"
+    (root / minicorpus.MARKER).write_text(json.dumps(record))
+
+
+def test_a_version_2_corpus_is_upgraded_in_place_keeping_its_audio(tiny, tmp_path, caplog):
     old = tmp_path / "old"
     shutil.copytree(tiny, old)
-    record = json.loads((old / minicorpus.MARKER).read_text())
-    record["config"]["version"] = minicorpus.GENERATOR_VERSION - 1
-    record["config_hash"] = "from-an-older-version"
-    (old / minicorpus.MARKER).write_text(json.dumps(record))
+    _as_version_2(old)
+    kept = sorted(old.glob("train/*/*/*.flac"))[0]
+    mtime = kept.stat().st_mtime_ns
     with caplog.at_level("WARNING"):
         assert ensure_mini_corpus(old, size="tiny", seed=7, progress=False) == old
-    assert f"generator version {minicorpus.GENERATOR_VERSION - 1}" in caplog.text and "delete the folder" in caplog.text
-    with pytest.raises(ValueError, match="seed=7"):  # another seed is still refused
-        ensure_mini_corpus(old, size="tiny", seed=8, progress=False)
+    assert "generator version 2" in caplog.text and "upgrading it in place" in caplog.text
+    assert kept.stat().st_mtime_ns == mtime  # the audio was kept, not rewritten
+    assert _tree_hash(old) == _tree_hash(tiny)  # and the result is the current corpus, byte for byte
+
+
+def test_a_corpus_of_other_audio_is_refused_with_the_fix(tiny, tmp_path):
+    old = tmp_path / "v1"
+    shutil.copytree(tiny, old)
+    record = json.loads((old / minicorpus.MARKER).read_text())
+    record["config"]["version"] = 1
+    (old / minicorpus.MARKER).write_text(json.dumps(record))
+    with pytest.raises(ValueError, match="generator version 1 .*delete that folder"):
+        ensure_mini_corpus(old, size="tiny", seed=7, progress=False)
+    with pytest.raises(ValueError, match="seed=7"):  # another seed on the current corpus is still refused
+        ensure_mini_corpus(tiny, size="tiny", seed=8, progress=False)
+
+
+def test_phoneme_timings_cover_the_audio_in_order(tiny):
+    for phones_file in sorted(tiny.glob("*/*/*/*.phones.json")):
+        table = read_word_alignments([phones_file])
+        words = read_word_alignments([phones_file.with_name(phones_file.name.replace(".phones.", ".words."))])
+        assert list(table) == list(words)
+        for uid, phones in table.items():
+            duration = sf.info(str(phones_file.with_name(f"{uid}.flac"))).duration
+            assert len(phones) > 2 * len(words[uid])  # several phonemes per word
+            starts = [a for _, a, _ in phones]
+            assert starts == sorted(starts) and starts[0] < 0.2
+            assert all(b == pytest.approx(c, abs=2e-3) for (_, _, b), (_, c, _) in zip(phones, phones[1:]))
+            assert phones[-1][2] == pytest.approx(duration, abs=2e-3)
+            # the phonemes of a word are spoken while it is: espeak-ng's word event and its first phoneme
+            # event come within a few 10 ms frames of each other (measured up to 52 ms)
+            assert abs(words[uid][0][1] - starts[0]) < 0.08
+
+
+def test_synthesis_reports_phonemes_in_the_voice_s_own_inventory():
+    us = espeak.synthesize("The farmer walked home.", voice="en-us+m1")
+    scots = espeak.synthesize("The farmer walked home.", voice="en-gb-scotland+m2")
+    names = [p.phoneme for p in us.phonemes]
+    assert names[:3] == ["D", "@2", "f"] and "'A@" in names  # stressed vowel of "farmer"
+    assert [p.phoneme for p in scots.phonemes] != names  # another accent, other phonemes
+    assert all(p.start <= p.end for p in us.phonemes) and us.phonemes[-1].end == pytest.approx(us.duration)
 
 
 def test_interrupted_run_resumes(tiny, tmp_path):

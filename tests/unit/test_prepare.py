@@ -50,11 +50,12 @@ def approx_spans(rows):
 def test_manifest_round_trip_keeps_types_quotes_and_header(tmp_path):
     rows = [{"id": "a", "path": str(tmp_path / "a.flac"), "start": 1.25, "end": 7.5,
              "duration": 6.25, "speaker": "100", "book": "2315", "prompt_seconds": 3.0,
-             "text": 'hello, "world"', "prompt_text": "hello", "word_times": "0:0.5 0.6:1.2"},
+             "text": 'hello, "world"', "prompt_text": "hello", "word_times": "0:0.5 0.6:1.2",
+             "phone_times": "0:0.1:h 0.1:0.5:@U"},
             {"id": "b", "path": "rel/b.flac", "start": 0, "end": -1, "duration": 4.0}]
     assert mf.write_manifest(rows, tmp_path / "m.csv") == 2
     header = (tmp_path / "m.csv").read_text().splitlines()[0]
-    assert header == "id,path,start,end,duration,speaker,book,prompt_seconds,text,prompt_text,word_times"
+    assert header == "id,path,start,end,duration,speaker,book,prompt_seconds,text,prompt_text,word_times,phone_times"
     back = mf.read_manifest(tmp_path / "m.csv")
     assert back[0] == rows[0]
     assert back[1]["path"] == str((tmp_path / "rel" / "b.flac").resolve())  # relative to manifest

@@ -210,7 +210,8 @@ def test_the_mini_yaml_builds_its_components_from_the_paper_file():
     loaded = load_hyperpyyaml(Path(path).read_text(), overrides_to_yaml(overrides))
     assert loaded["lr"] == 0.002 and loaded["n_mels"] == 80 and loaded["mini_corpus"] is True
     assert loaded["lm"].keywords["source"] == "data/mini_corpus/pretrained/1234/text_lm"  # an added key, by !ref
-    assert loaded["loss"].keywords["terms"]["guided_attention"] == 10.0  # the paper's block, the mini's weight
+    assert loaded["loss"].keywords["terms"]["guided_attention"] == 0.0  # the paper's block, the mini's weight
+    assert loaded["postnet"].keywords["name"] == "conv_residual" and loaded["interleave_phonemes"] is True
     assert loaded["text_lm_config"]["hidden_size"] == 192
 
 
