@@ -639,7 +639,7 @@ def write_samples(model, rows, hparams):
 
 
 #: ``--debug`` on the mini setup: every stage (corpus, pre-training, training, bundle, samples) at tiny sizes,
-#: in folders of its own so a real run is never touched (SpeechBrain's debug mode also cuts batches and epochs)
+#: in folders of its own so a real run is never touched; it checkpoints and resumes like a real run
 DEBUG_OVERRIDES = {
     "mini_corpus_size": "tiny", "mini_corpus_workers": 1, "data_folder": "data/mini_corpus_debug",
     "output_folder": "results/debug/spectron_mini", "text_lm_sentences": 1500, "text_lm_steps": 20,
@@ -668,7 +668,12 @@ def load_run(argv):
     if run_opts.debug and {**yaml_defaults(hparams_file), **overrides}.get("mini_corpus"):
         # tiny sizes win over the setup file's keys; what the user typed still wins over them
         overrides = {**overrides, **DEBUG_OVERRIDES, **typed}
-        console.print("debug run: tiny corpus and models in data/mini_corpus_debug and results/debug/spectron_mini")
+        # the sizes are ours, so SpeechBrain's own debug mode (checkpoints in a temporary folder, 2 epochs of
+        # 2 batches) is off: the debug run keeps checkpoints in its output folder, honours --number_of_epochs
+        # and resumes like a real run
+        run_opts = dataclasses.replace(run_opts, debug=False)
+        console.print(f"debug run: tiny corpus and models in {overrides['data_folder']} and "
+                      f"{overrides['output_folder']}")
     run_opts, world_size = init_distributed(run_opts)
     hparams_file, overrides = replace_blocks(hparams_file, overrides)  # component blocks of ablation files
     check_required_keys(set(yaml_defaults(hparams_file)) | set(overrides))  # before a !ref to it fails to load

@@ -152,6 +152,30 @@ def test_ablation_files_resolve_to_their_base():
     assert overrides == {"experiment": "spectron_no_derivative", "w_freq": 0.0, "w_time": 0.0, "w_spec": 2.0}
 
 
+def test_debug_uses_its_own_folders_resumes_and_leaves_the_main_job_working(tmp_path, monkeypatch):
+    """The README's ``--debug``, then the main job's command in the same checkout (issue 23, finding 1)."""
+    monkeypatch.chdir(tmp_path)
+    mini = str(RECIPE / "hparams" / "spectron_mini.yaml")
+    first = train.main([mini, "--debug"])
+    debug_run = tmp_path / "results" / "debug" / "spectron_mini"
+    assert (tmp_path / "data" / "mini_corpus_debug" / "minicorpus.json").is_file()
+    assert not (tmp_path / "data" / "mini_corpus").exists() and not (tmp_path / "results" / "spectron_mini").exists()
+    assert first["parameters"] < 500_000  # the debug sizes won over spectron_mini.yaml's own values
+    # checkpoints live in the run folder, so a longer debug run resumes: it trains epoch 2 only
+    assert list((debug_run / "save").glob("CKPT*"))
+    train.main([mini, "--debug", "--number_of_epochs=2"])
+    epochs = [line.split(",")[0] for line in (debug_run / "train_log.txt").read_text().splitlines()]
+    assert epochs == ["epoch: 1", "epoch: 2"]
+    stamp = {p: p.stat().st_mtime for p in (tmp_path / "data" / "mini_corpus_debug").rglob("*") if p.is_file()}
+    # the main job's code path (its default folders; tiny sizes typed so the test stays fast) is not
+    # refused because of the debug corpus, and does not touch the debug run's files
+    main_job = train.main([mini, "--mini_corpus_size=tiny", "--number_of_epochs=1", *[
+        a for a in TINY if not a.startswith("--mini_corpus_size")]])
+    assert (tmp_path / "results" / "spectron_mini" / "1234" / "bundle" / "spectron_config.json").is_file()
+    assert (tmp_path / "data" / "mini_corpus" / "minicorpus.json").is_file() and main_job["optimizer_steps"] > 0
+    assert {p: p.stat().st_mtime for p in stamp} == stamp
+
+
 def test_debug_runs_every_stage_at_tiny_sizes(tmp_path):
     summary = train.main([str(RECIPE / "hparams" / "spectron_mini.yaml"), "--debug",
                           f"--data_folder={tmp_path}/corpus", f"--output_folder={tmp_path}/run"])
