@@ -328,6 +328,30 @@ def build(kind, name, **kwargs):
     return get_registry().build(kind, name, **kwargs)
 
 
+def build_vocoder(name, spec, source=None, options=None):
+    """Build the vocoder ``name`` with its own constructor arguments only.
+
+    Arguments:
+        name: registered vocoder name.
+        spec: the model's ``FeatureSpec``.
+        source: trained weights for a vocoder that loads them (passed as ``source`` when not None).
+        options: ``{vocoder name: {argument: value}}``; only ``options[name]`` is passed, so a
+            recipe can hold the arguments of several vocoders (Griffin-Lim's ``n_iter``, a
+            plugin's own) and switch with ``--vocoder_name``.
+
+    Example:
+        >>> from spectron_kit.features import FeatureSpec
+        >>> voc = build_vocoder("griffin_lim", FeatureSpec(n_mels=40), options={"griffin_lim": {"n_iter": 4},
+        ...                                                                     "vocos": {"dim": 64}})
+        >>> voc.n_iter
+        4
+    """
+    kwargs = dict((options or {}).get(name) or {})
+    if source is not None:
+        kwargs["source"] = source
+    return build("vocoder", name, spec=spec, **kwargs)
+
+
 def names(kind):
     """Registered names of one kind."""
     return get_registry().names(kind)

@@ -1,4 +1,5 @@
 """The example plugin packages under plugins/ load through their declared entry points."""
+import json
 import sys
 import tomllib
 from pathlib import Path
@@ -115,3 +116,18 @@ def test_vocos_plugin_rides_in_a_bundle_and_replaces_a_bundles_vocoder(tmp_path,
     registry.reset_registry()
     with pytest.raises(Exception, match="vocos.*available|available.*griffin_lim"):
         registry.build("vocoder", "vocos", spec=SPEC)
+
+
+def test_the_recipe_trains_with_a_plugin_vocoder_by_name(tmp_path, monkeypatch):
+    """docs/PLUGINS.md's pattern (issue 23, finding 3): only the chosen vocoder's arguments are passed."""
+    pytest.importorskip("espeakng_loader")
+    (tmp_path / "site").mkdir()
+    load_example("spectron-kit-vocos", tmp_path / "site", monkeypatch)
+    recipe = Path(__file__).resolve().parents[2] / "recipes" / "LibriLight"
+    monkeypatch.syspath_prepend(str(recipe))
+    import train
+
+    summary = train.main([str(recipe / "hparams" / "spectron_mini.yaml"), "--debug", "--vocoder_name=vocos",
+                          f"--data_folder={tmp_path}/corpus", f"--output_folder={tmp_path}/run"])
+    config = json.loads((tmp_path / "run" / "bundle" / "spectron_config.json").read_text())
+    assert "vocos" in json.dumps(config["components"]["vocoder"]) and summary["optimizer_steps"] > 0
