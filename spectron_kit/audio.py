@@ -24,6 +24,8 @@ def load_audio(path, sample_rate=16000, start=0.0, end=None):
         path: audio file. start, end: optional segment in seconds.
     Returns:
         torch.Tensor [samples].
+    Raises:
+        ValueError: (one line naming the file) unreadable, undecodable, or holding NaN/Inf samples.
     """
     try:
         info = soundfile.info(str(path))
@@ -35,6 +37,9 @@ def load_audio(path, sample_rate=16000, start=0.0, end=None):
         data, file_rate = soundfile.read(str(path), start=first, stop=last, dtype="float32", always_2d=True)
     except Exception as err:  # a valid header over damaged data (e.g. a truncated FLAC)
         raise ValueError(f"cannot decode audio file {path}: {err}; re-encode the file or leave it out") from None
+    bad = int(np.size(data) - np.isfinite(data).sum())
+    if bad:  # float WAVs can hold NaN/Inf: they would silently become empty transcripts and DC output
+        raise ValueError(f"audio file {path} has {bad} NaN or infinite samples; repair or re-export it")
     wav = torch.from_numpy(np.ascontiguousarray(data.mean(axis=1)))
     return resample(wav, file_rate, sample_rate)
 

@@ -55,9 +55,10 @@ def _load_model_and_audio(args, path):
 
 
 def _check_length(audio, rate, path, what):
-    """At least 0.5 s of input, or one line."""
+    """At least 0.5 s of input, or one line (exit 2)."""
     if len(audio) < int(0.5 * rate):
-        raise SystemExit(f"error: {what} {path} is {len(audio) / rate:.2f} s long; give at least 0.5 s of speech")
+        raise ValueError(f"{what} {path} is {len(audio) / rate:.2f} s long; give at least 0.5 s of speech")
+
 
 
 def _warn(notes):
@@ -74,7 +75,7 @@ def _generate(model, audio, args, **kwargs):
         torch.manual_seed(args.seed)
     out = model.generate(audio, torch.tensor([len(audio)]), do_sample=args.sample, **kwargs)
     if out.waveforms is None:
-        raise SystemExit("error: the bundle has no vocoder; rebuild it with a vocoder to write audio")
+        raise ValueError("the bundle has no vocoder; rebuild it with a vocoder to write audio")
     return out
 
 

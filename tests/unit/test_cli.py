@@ -37,3 +37,28 @@ def test_damaged_audio_is_named(tmp_path):
     path.write_bytes(data[: len(data) // 2])  # the header still says 3 s
     with pytest.raises(ValueError, match=r"cannot decode audio file .*cut.flac: .*re-encode the file or leave it out"):
         load_audio(path, 16000)
+
+
+def test_non_finite_samples_are_refused_and_the_cli_s_own_errors_exit_2(tmp_path, capsys):
+    import sys
+    from pathlib import Path
+
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    from test_model import tiny_model
+
+    from spectron_kit.cli import main as cli
+
+    bad = tmp_path / "nan.wav"
+    data = 0.1 * np.random.default_rng(0).standard_normal(16000 * 3).astype("float32")
+    data[100:103] = [np.nan, np.inf, -np.inf]
+    soundfile.write(bad, data, 16000, subtype="FLOAT")
+    with pytest.raises(ValueError, match=r"audio file .*nan.wav has 3 NaN or infinite samples; repair or re-export it"):
+        load_audio(bad, 16000)
+    bundle = tiny_model().save_pretrained(tmp_path / "bundle")
+    out = tmp_path / "o.wav"
+    assert cli(["continue", "--model", str(bundle), str(bad), "-o", str(out)]) == 2
+    assert "has 3 NaN or infinite samples" in capsys.readouterr().out and not out.exists()
+    short = tmp_path / "short.wav"
+    soundfile.write(short, data[:1600], 16000)
+    assert cli(["continue", "--model", str(bundle), str(short), "-o", str(out)]) == 2  # the CLI's own check
+    assert "is 0.10 s long; give at least 0.5 s of speech" in capsys.readouterr().out and not out.exists()
