@@ -126,23 +126,52 @@ def check_overrides(hparams_file, overrides, example_hint=None):
     return given
 
 
+def check_output_folder(folder, key="output_folder"):
+    """Refuse (one line) an output folder that is a file, lies under a file, or under a folder we cannot write.
+
+    Example:
+        >>> check_output_folder("results/some_run")
+    """
+    path = Path(folder)
+    existing = next((p for p in (path, *path.parents) if p.exists()), None)
+    if existing is None:
+        return
+    if not existing.is_dir():
+        what = "is a file" if existing == path else f"lies under the file {existing}"
+        raise RecipeConfigError(f"--{key}={folder} {what}; choose a folder path")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise RecipeConfigError(f"--{key}={folder}: {existing} is not writable; choose a folder you can write to")
+
+
+#: what a Ctrl-C should tell the user (set by a run once it has a checkpoint folder)
+INTERRUPTED = {"where": None}
+
+
 def exit_on_config_error(func):
     """Decorator for recipe and tool mains: one error policy.
 
     Known errors (a bad configuration or override, an unknown component or a
     broken plugin, a missing file or folder, unreadable audio, a broken bundle,
-    mismatched feature specs, a diverged run) print one line ``error: ...``
-    naming the thing and the fix, and exit with code 2. Set
+    mismatched feature specs, a diverged run, an output path the OS refuses)
+    print one line ``error: ...`` naming the thing and the fix, and exit with
+    code 2. Ctrl-C prints one line (``INTERRUPTED["where"]``: where the last
+    checkpoint is and that a rerun resumes) and exits with 130. Set
     ``SPECTRON_KIT_TRACEBACK=1`` to get the traceback instead.
     """
     from spectron_kit.registry import RegistryError
 
-    known = (RecipeConfigError, RegistryError, FileNotFoundError, NotADirectoryError, ValueError, TypeError)
+    known = (RecipeConfigError, RegistryError, OSError, ValueError, TypeError)
 
     @functools.wraps(func)
     def wrapper(*args, **kwargs):
         try:
             return func(*args, **kwargs)
+        except KeyboardInterrupt:
+            if traceback_wanted():
+                raise
+            where = INTERRUPTED["where"]
+            print(f"interrupted: {where}" if where else "interrupted", file=sys.stderr)
+            sys.exit(130)
         except known as err:
             if traceback_wanted():
                 raise

@@ -46,8 +46,9 @@ from spectron_kit.model import SpectronModel  # noqa: E402
 from spectron_kit.phonemes import phone_events, vocabulary_from_rows  # noqa: E402
 from spectron_kit.plotting import plot_loss_curves  # noqa: E402
 from spectron_kit.progress import progress_bar  # noqa: E402
-from spectron_kit.recipe import (RandomState, RecipeConfigError, TrainingClock, TrainingDiverged,  # noqa: E402
-                                 check_overrides, declared_keys,
+from spectron_kit.recipe import (INTERRUPTED, RandomState, RecipeConfigError, TrainingClock,  # noqa: E402
+                                 TrainingDiverged,
+                                 check_output_folder, check_overrides, declared_keys,
                                  exit_on_config_error, nonfinite_weights, overrides_to_yaml, parse_overrides, resolve_base,
                                  replace_blocks, reuse_freed_memory, set_aside_broken_checkpoints, yaml_defaults)
 
@@ -681,6 +682,7 @@ def load_run(argv):
     with open(hparams_file) as fin:
         hparams = load_hyperpyyaml(fin, overrides)
     validate_run(hparams)  # before anything is written, prepared or pre-trained
+    check_output_folder(hparams["output_folder"])
     return hparams_file, run_opts, overrides, hparams, world_size
 
 
@@ -690,6 +692,8 @@ def main(argv=None):
     hparams_file, run_opts, overrides, hparams, world_size = load_run(argv if argv is not None else sys.argv[1:])
     sb.create_experiment_directory(experiment_directory=hparams["output_folder"], hyperparams_to_save=hparams_file,
                                    overrides=overrides)
+    INTERRUPTED["where"] = (f"the last checkpoint is in {hparams['save_folder']}; rerun the same command to "
+                            "resume from it")
     started = time.time()
     manifests = prepare_data(hparams)
     pretrain_if_missing(hparams, manifests)

@@ -97,3 +97,29 @@ def test_cli_with_a_missing_bundle_is_one_line(tmp_path, capsys):
     out = capsys.readouterr().out
     assert "error: no such bundle folder: results/nope/bundle" in out and "Traceback" not in out
     assert not (tmp_path / "o.wav").exists()
+
+
+@pytest.mark.parametrize("make, expected", [
+    (lambda tmp: (tmp / "taken").write_text("x") and tmp / "taken", "taken is a file; choose a folder path"),
+    (lambda tmp: (tmp / "f").write_text("x") and tmp / "f" / "run", "lies under the file"),
+])
+def test_an_output_folder_that_cannot_be_made_is_one_line(tmp_path, capsys, make, expected):
+    folder = make(tmp_path)
+    code, last = run_train([MINI, f"--output_folder={folder}", f"--data_folder={tmp_path}/corpus"], capsys)
+    assert code == 2 and expected in last and last.startswith("error: --output_folder=")
+    assert not (tmp_path / "corpus").exists()  # refused before anything was prepared
+
+
+def test_ctrl_c_says_where_the_checkpoint_is_and_exits_130(tmp_path, capsys, monkeypatch):
+    import train
+
+    def interrupted(self, *args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(train.SpectronBrain, "fit", interrupted)
+    with pytest.raises(SystemExit) as err:
+        train.main([MINI, "--debug", f"--data_folder={tmp_path}/corpus", f"--output_folder={tmp_path}/run"])
+    assert err.value.code == 130
+    last = capsys.readouterr().err.strip().splitlines()[-1]
+    assert last == (f"interrupted: the last checkpoint is in {tmp_path}/run/save; rerun the same command to "
+                    "resume from it")
