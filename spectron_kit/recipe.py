@@ -143,6 +143,49 @@ def check_output_folder(folder, key="output_folder"):
         raise RecipeConfigError(f"--{key}={folder}: {existing} is not writable; choose a folder you can write to")
 
 
+#: the held lock of this process's run folder (a FileLock is released when it is garbage-collected)
+_RUN_LOCKS = {}
+
+
+def lock_run_folder(folder, key="output_folder"):
+    """One run per output folder: hold ``<folder>/.run.lock`` for the life of this process.
+
+    A second run on the same folder stops at once with one line naming the
+    running process (from ``<folder>/run.pid``). The lock is an OS file lock
+    (``filelock``), so the lock of a killed run is released with its process
+    and the next run takes it over.
+
+    Raises:
+        RecipeConfigError: another live process holds the folder.
+    """
+    from filelock import FileLock, Timeout
+
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    key_path = str(folder.resolve())
+    if key_path in _RUN_LOCKS:  # this process holds it already (a run started twice in one process: tests)
+        return _RUN_LOCKS[key_path]
+    lock = FileLock(str(folder / ".run.lock"))
+    try:
+        lock.acquire(timeout=0)
+    except Timeout:
+        pid_file = folder / "run.pid"
+        owner = pid_file.read_text().strip() if pid_file.is_file() else "another process"
+        raise RecipeConfigError(f"--{key}={folder} is in use by a running training run ({owner}); wait for it "
+                                f"to end or choose another --{key}") from None
+    (folder / "run.pid").write_text(f"pid {os.getpid()} on {os.uname().nodename}, started "
+                                    f"{time.strftime('%Y-%m-%d %H:%M:%S')}\n")
+    _RUN_LOCKS[key_path] = lock
+    return lock
+
+
+def release_run_folder(folder):
+    """Release this process's lock of ``folder`` (end of a run inside a longer-lived process)."""
+    lock = _RUN_LOCKS.pop(str(Path(folder).resolve()), None)
+    if lock is not None:
+        lock.release()
+
+
 #: what a Ctrl-C should tell the user (set by a run once it has a checkpoint folder)
 INTERRUPTED = {"where": None}
 

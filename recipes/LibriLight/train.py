@@ -46,11 +46,10 @@ from spectron_kit.model import SpectronModel  # noqa: E402
 from spectron_kit.phonemes import phone_events, vocabulary_from_rows  # noqa: E402
 from spectron_kit.plotting import plot_loss_curves  # noqa: E402
 from spectron_kit.progress import progress_bar  # noqa: E402
-from spectron_kit.recipe import (INTERRUPTED, RandomState, RecipeConfigError, TrainingClock,  # noqa: E402
-                                 TrainingDiverged,
-                                 check_output_folder, check_overrides, declared_keys,
-                                 exit_on_config_error, nonfinite_weights, overrides_to_yaml, parse_overrides, resolve_base,
-                                 replace_blocks, reuse_freed_memory, set_aside_broken_checkpoints, yaml_defaults)
+from spectron_kit.recipe import (  # noqa: E402
+    INTERRUPTED, RandomState, RecipeConfigError, TrainingClock, TrainingDiverged, check_output_folder, check_overrides,
+    declared_keys, exit_on_config_error, lock_run_folder, nonfinite_weights, overrides_to_yaml, parse_overrides,
+    release_run_folder, replace_blocks, resolve_base, reuse_freed_memory, set_aside_broken_checkpoints, yaml_defaults)
 
 logger = logging.getLogger(__name__)
 console = Console()
@@ -690,6 +689,8 @@ def load_run(argv):
 def main(argv=None):
     reuse_freed_memory()  # CPU steps otherwise spend a third of their time in page faults
     hparams_file, run_opts, overrides, hparams, world_size = load_run(argv if argv is not None else sys.argv[1:])
+    if sb.utils.distributed.if_main_process():  # one run per output folder, before anything is written there
+        lock_run_folder(hparams["output_folder"])
     sb.create_experiment_directory(experiment_directory=hparams["output_folder"], hyperparams_to_save=hparams_file,
                                    overrides=overrides)
     INTERRUPTED["where"] = (f"the last checkpoint is in {hparams['save_folder']}; rerun the same command to "
@@ -785,6 +786,7 @@ def main(argv=None):
         console.print(f"  prompt words: {example['prompt_words']}\n  model text:   {example['model_text']}")
     console.print(f"bundle: {hparams['bundle_folder']}  samples: {hparams['samples_folder']}  "
                   f"({summary['seconds'] / 60:.1f} min in all)")
+    release_run_folder(hparams["output_folder"])
     return summary
 
 

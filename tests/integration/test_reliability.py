@@ -123,3 +123,26 @@ def test_ctrl_c_says_where_the_checkpoint_is_and_exits_130(tmp_path, capsys, mon
     last = capsys.readouterr().err.strip().splitlines()[-1]
     assert last == (f"interrupted: the last checkpoint is in {tmp_path}/run/save; rerun the same command to "
                     "resume from it")
+
+
+def test_a_second_run_on_a_busy_output_folder_stops_at_once_and_a_dead_run_s_lock_is_taken_over(tmp_path, capsys):
+    import subprocess
+
+    from spectron_kit.recipe import lock_run_folder, release_run_folder
+
+    run = tmp_path / "run"
+    holder = subprocess.Popen(  # another process holds the folder, as a running training run does
+        [sys.executable, "-c", "import sys, time; from spectron_kit.recipe import lock_run_folder; "
+         f"lock_run_folder({str(run)!r}); print('held', flush=True); time.sleep(120)"],
+        stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        code, last = run_train([MINI, "--debug", f"--data_folder={tmp_path}/corpus", f"--output_folder={run}"], capsys)
+        assert code == 2 and f"--output_folder={run} is in use by a running training run (pid {holder.pid} " in last
+        assert "wait for it to end or choose another --output_folder" in last
+        assert not (run / "hyperparams.yaml").exists() and not (tmp_path / "corpus").exists()
+    finally:
+        holder.kill()
+        holder.wait()
+    lock_run_folder(run)  # the killed holder's lock is free again (released with its process)
+    release_run_folder(run)
