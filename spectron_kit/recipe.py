@@ -143,6 +143,43 @@ def check_output_folder(folder, key="output_folder"):
         raise RecipeConfigError(f"--{key}={folder}: {existing} is not writable; choose a folder you can write to")
 
 
+#: settings that shape a run's model and its checkpoints: a run resumed from a folder must keep them
+SHAPE_KEYS = ("sample_rate", "n_mels", "encoder_name", "encoder_source", "freeze_encoder", "lm_name", "lm_source",
+              "freeze_lm", "reduction_factor", "prenet_bottleneck", "prenet_output_norm", "postnet_hidden",
+              "postnet_name", "frame_positions", "intermediate_text", "normalize_frames", "interleave_phonemes",
+              "phone_context", "phoneme_list", "stop_head")
+
+
+def check_resume_settings(output_folder, save_folder, hparams_file, overrides_yaml):
+    """Refuse (one line, before anything is written) to resume checkpoints made with other model settings.
+
+    Compares the :data:`SHAPE_KEYS` of the folder's ``hyperparams.yaml`` (the
+    run that wrote the checkpoints) with this run's resolved settings, so the
+    previous ``hyperparams.yaml`` is kept and the error names every changed
+    setting instead of a traceback of mismatched tensors.
+    """
+    from hyperpyyaml import resolve_references
+
+    previous = Path(output_folder) / "hyperparams.yaml"
+    if not previous.is_file() or not any(Path(save_folder).glob("CKPT*")):
+        return
+    with open(hparams_file) as fin:
+        now = yaml_defaults_text(resolve_references(fin, overrides_yaml).getvalue())
+    before = yaml_defaults(previous)
+    changed = [f"{key}: {before[key]!r} -> {now[key]!r}" for key in SHAPE_KEYS
+               if key in before and key in now and before[key] != now[key]]
+    if changed:
+        raise RecipeConfigError(f"{output_folder} holds checkpoints of a run with other model settings "
+                                f"({'; '.join(changed)}); rerun with that run's values to resume it, or choose "
+                                f"another --output_folder")
+
+
+def yaml_defaults_text(text):
+    """:func:`yaml_defaults` of YAML text."""
+    data = _load_yaml(text)
+    return {k: v for k, v in data.items() if not str(k).startswith("__")}
+
+
 #: the held lock of this process's run folder (a FileLock is released when it is garbage-collected)
 _RUN_LOCKS = {}
 

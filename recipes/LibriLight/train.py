@@ -48,7 +48,7 @@ from spectron_kit.plotting import plot_loss_curves  # noqa: E402
 from spectron_kit.progress import progress_bar  # noqa: E402
 from spectron_kit.recipe import (  # noqa: E402
     INTERRUPTED, RandomState, RecipeConfigError, TrainingClock, TrainingDiverged, check_output_folder, check_overrides,
-    declared_keys, exit_on_config_error, lock_run_folder, nonfinite_weights, overrides_to_yaml, parse_overrides,
+    check_resume_settings, declared_keys, exit_on_config_error, lock_run_folder, nonfinite_weights, overrides_to_yaml, parse_overrides,
     release_run_folder, replace_blocks, resolve_base, reuse_freed_memory, set_aside_broken_checkpoints, yaml_defaults)
 
 logger = logging.getLogger(__name__)
@@ -691,6 +691,7 @@ def main(argv=None):
     hparams_file, run_opts, overrides, hparams, world_size = load_run(argv if argv is not None else sys.argv[1:])
     if sb.utils.distributed.if_main_process():  # one run per output folder, before anything is written there
         lock_run_folder(hparams["output_folder"])
+        check_resume_settings(hparams["output_folder"], hparams["save_folder"], hparams_file, overrides)
     sb.create_experiment_directory(experiment_directory=hparams["output_folder"], hyperparams_to_save=hparams_file,
                                    overrides=overrides)
     INTERRUPTED["where"] = (f"the last checkpoint is in {hparams['save_folder']}; rerun the same command to "

@@ -146,3 +146,16 @@ def test_a_second_run_on_a_busy_output_folder_stops_at_once_and_a_dead_run_s_loc
         holder.wait()
     lock_run_folder(run)  # the killed holder's lock is free again (released with its process)
     release_run_folder(run)
+
+
+def test_resuming_with_another_model_shape_names_the_changed_settings_and_keeps_the_old_record(tmp_path, capsys):
+    import train
+
+    args = [MINI, "--debug", f"--data_folder={tmp_path}/corpus", f"--output_folder={tmp_path}/run"]
+    train.main(args)
+    record = (tmp_path / "run" / "hyperparams.yaml").read_text()
+    code, last = run_train(args + ["--postnet_hidden=16", "--prenet_bottleneck=8"], capsys)
+    assert code == 2 and f"{tmp_path}/run holds checkpoints of a run with other model settings" in last
+    assert "prenet_bottleneck: 32 -> 8; postnet_hidden: 32 -> 16" in last and "choose another --output_folder" in last
+    assert (tmp_path / "run" / "hyperparams.yaml").read_text() == record
+    train.main(args + ["--lr=0.002"])  # a setting that does not shape the model resumes
