@@ -50,6 +50,11 @@ class FeatureSpec:
     std: tuple = None
 
     def __post_init__(self):
+        for name in ("sample_rate", "n_fft", "win_length", "hop_length", "n_mels"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                examples = {"sample_rate": 16000, "n_fft": 1024, "win_length": 1024, "hop_length": 256, "n_mels": 80}
+                raise ValueError(f"{name}={value!r} must be a positive integer, e.g. {name}={examples[name]}")
         if self.win_length > self.n_fft:
             raise ValueError(f"win_length={self.win_length} is longer than n_fft={self.n_fft}; "
                              "use n_fft >= win_length")

@@ -251,7 +251,15 @@ class Registry:
         """Build component ``name`` of ``kind`` with keyword arguments."""
         entry = self.get(kind, name)
         _check_arguments(entry, kwargs)
-        component = entry.factory(**kwargs)
+        try:
+            component = entry.factory(**kwargs)
+        except Exception as err:
+            if entry.provider == BUILTIN_PROVIDER:
+                raise
+            # a third-party constructor failed: name the plugin, so the user knows whose code it is
+            raise PluginError(f"{kind} {name!r} of the plugin {entry.provider} {entry.version} failed to build: "
+                              f"{type(err).__name__}: {err}; see that plugin's documentation, or select another "
+                              f"{kind} (SPECTRON_KIT_DISABLE_PLUGINS={entry.provider} turns it off)") from err
         try:
             component.spectron_spec = ComponentSpec(kind, name, dict(kwargs))
         except AttributeError:  # objects with __slots__ and the like

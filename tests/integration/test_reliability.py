@@ -26,6 +26,7 @@ def run_train(args, capsys):
     ([MINI, "--vocoder_name=hifigan"], "error: no vocoder named 'hifigan'"),
     ([MINI, "--batch_size=0"], "error: --batch_size=0: must be a whole number of at least 1"),
     ([MINI, "--number_of_epochs=-1"], "error: --number_of_epochs=-1: must be a whole number of at least 1"),
+    ([MINI, "--n_mels=0"], "error: n_mels=0 must be a positive integer, e.g. n_mels=80"),
     ([PAPER, "--data_folder=/no/such/librilight", "--transcripts=t.tsv", "--librispeech_folder=/x"],
      "error: --data_folder=/no/such/librilight: no such folder"),
 ])

@@ -162,3 +162,27 @@ def test_plugins_command_table(capsys):
     assert main(["plugins"]) == 0
     out = capsys.readouterr().out
     assert "griffin_lim" in out and "conformer" in out and "spectron-kit" in out
+
+
+def test_a_plugin_constructor_that_raises_names_the_plugin(tmp_path, monkeypatch):
+    make_distribution(tmp_path, "spectron-kit-crashy", "sk_crashy_plugin", """
+        from spectron_kit import hookimpl
+
+        class CrashyVocoder:
+            def __init__(self, spec=None):
+                raise RuntimeError("weights file vocoder.bin not found")
+
+        @hookimpl
+        def register_vocoders(register):
+            register("crashy", CrashyVocoder)
+    """)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.setenv("SPECTRON_KIT_LOAD_PLUGINS", "spectron-kit-crashy")
+    with pytest.raises(PluginError) as err:
+        registry.build("vocoder", "crashy")
+    message = str(err.value)
+    assert message.startswith("vocoder 'crashy' of the plugin spectron-kit-crashy ")
+    assert "failed to build: RuntimeError: weights file vocoder.bin not found" in message
+    assert "SPECTRON_KIT_DISABLE_PLUGINS=spectron-kit-crashy" in message
+    with pytest.raises(ValueError, match="n_mels"):  # a built-in's own error is not re-worded
+        registry.build("frontend", "log_mel", n_mels=-1)
