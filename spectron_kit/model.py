@@ -941,8 +941,16 @@ class SpectronModel(nn.Module):
         if not config_path.is_file():
             raise FileNotFoundError(f"{directory} has no {CONFIG_FILE}; is it a spectron-kit bundle "
                                     "(written by SpectronModel.save_pretrained)?")
-        with open(config_path) as f:
-            config = json.load(f)
+        try:
+            with open(config_path) as f:
+                config = json.load(f)
+        except json.JSONDecodeError as err:
+            raise ValueError(f"{config_path} is not valid JSON ({err}): the bundle is damaged; copy it again or "
+                             "save it again with save_pretrained") from None
+        missing = [key for key in ("components", "model") if not isinstance(config, dict) or key not in config]
+        if missing:
+            raise ValueError(f"{config_path} has no {' or '.join(repr(k) for k in missing)} entry: it is not a "
+                             "spectron-kit bundle config (written by SpectronModel.save_pretrained); save it again")
         registry = get_registry()
         parts = {}
         for kind, record in config["components"].items():

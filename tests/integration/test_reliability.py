@@ -160,3 +160,21 @@ def test_resuming_with_another_model_shape_names_the_changed_settings_and_keeps_
     assert "prenet_bottleneck: 32 -> 8; postnet_hidden: 32 -> 16" in last and "choose another --output_folder" in last
     assert (tmp_path / "run" / "hyperparams.yaml").read_text() == record
     train.main(args + ["--lr=0.002"])  # a setting that does not shape the model resumes
+
+
+@pytest.mark.parametrize("text, expected", [
+    ('{"components": {"encoder": ', "is not valid JSON ("),
+    ("{}", "has no 'components' or 'model' entry: it is not a spectron-kit bundle config"),
+])
+def test_a_damaged_bundle_config_names_the_file(tmp_path, capsys, text, expected):
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "unit"))
+    from test_model import tiny_model
+
+    from spectron_kit.cli import main as cli
+
+    bundle = tiny_model().save_pretrained(tmp_path / "bundle")
+    (bundle / "spectron_config.json").write_text(text)
+    assert cli(["continue", "--model", str(bundle), str(bundle / "none.wav"), "-o", str(tmp_path / "o.wav")]) == 2
+    out = capsys.readouterr().out
+    assert f"{bundle}/spectron_config.json" in out.replace("\n", "") and expected in out.replace("\n", "")
+    assert "save it again" in out and out.count("\n") == 1
