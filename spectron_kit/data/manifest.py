@@ -259,7 +259,7 @@ def read_manifest(path, replacements=None):
                                 f"read_manifest(..., replacements={{'{key}': ...}})")
         return str(replacements[key])
 
-    rows = []
+    rows, seen = [], {}
     with open(path, newline="", encoding="utf-8") as f:
         reader = csv.DictReader(f)
         header = reader.fieldnames or []
@@ -283,6 +283,11 @@ def read_manifest(path, replacements=None):
             if audio and not os.path.isabs(audio):
                 audio = str((path.parent / audio).resolve())
             row["path"] = audio
+            if row["id"] in seen:  # a dataset keyed by id would silently keep only one of them
+                first = seen[row["id"]]
+                raise ManifestError(f"manifest {path}: utterance id {row['id']!r} on line {first[0]} ({first[1]}) "
+                                    f"and line {lineno} ({audio}); give every utterance its own id")
+            seen[row["id"]] = (lineno, audio)
             rows.append(row)
     return rows
 

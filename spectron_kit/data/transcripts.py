@@ -49,31 +49,39 @@ def read_transcripts(source):
     if not source.exists():
         raise FileNotFoundError(f"transcripts {str(source)!r} do not exist; pass a TSV/CSV file "
                                 "of id<TAB>text lines or a folder of *.trans.txt files")
-    texts = {}
+    texts, where = {}, {}
     duplicates = 0
+
+    def add(key, text, place):
+        nonlocal duplicates
+        if key in texts:
+            if texts[key] != text:  # two texts for one utterance: one of them would be silently wrong
+                raise ValueError(f"transcripts: utterance id {key!r} has two different texts ({where[key]} and "
+                                 f"{place}); keep one line per utterance")
+            duplicates += 1
+            return
+        texts[key], where[key] = text, place
+
     if source.is_dir():
         files = sorted(set(source.rglob("*.trans.txt")) | set(source.rglob("transcripts.txt")))
         if not files:
             raise FileNotFoundError(f"no *.trans.txt or transcripts.txt files under {str(source)!r}")
         for path in files:
-            for key, text in _read_id_text_lines(path, sep=None):
-                duplicates += key in texts
-                texts[key] = text
+            for key, text, place in _read_id_text_lines(path, sep=None):
+                add(key, text, place)
     elif source.suffix.lower() == ".csv":
         with open(source, newline="", encoding="utf-8") as f:
             reader = csv.DictReader(f)
             if not reader.fieldnames or "id" not in reader.fieldnames or "text" not in reader.fieldnames:
                 raise ValueError(f"transcripts CSV {str(source)!r} needs a header with 'id' and "
                                  f"'text' columns; found {reader.fieldnames}")
-            for row in reader:
-                duplicates += row["id"] in texts
-                texts[row["id"]] = normalize_text(row["text"] or "")
+            for lineno, row in enumerate(reader, start=2):
+                add(row["id"], normalize_text(row["text"] or ""), f"{source}:{lineno}")
     else:
-        for key, text in _read_id_text_lines(source, sep="\t"):
-            duplicates += key in texts
-            texts[key] = text
+        for key, text, place in _read_id_text_lines(source, sep="\t"):
+            add(key, text, place)
     if duplicates:
-        logger.warning("transcripts %s: %d ids appear more than once; the last line wins",
+        logger.warning("transcripts %s: %d ids appear more than once with the same text; each is used once",
                        source, duplicates)
     return texts
 
@@ -92,7 +100,7 @@ def _read_id_text_lines(path, sep):
             key = key.strip()
             if lineno == 1 and key.lower() == "id":
                 continue  # header
-            yield key, normalize_text(text)
+            yield key, normalize_text(text), f"{path}:{lineno}"
 
 
 def read_word_alignments(paths):

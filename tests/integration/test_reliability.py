@@ -178,3 +178,22 @@ def test_a_damaged_bundle_config_names_the_file(tmp_path, capsys, text, expected
     out = capsys.readouterr().out
     assert f"{bundle}/spectron_config.json" in out.replace("\n", "") and expected in out.replace("\n", "")
     assert "save it again" in out and out.count("\n") == 1
+
+
+def test_duplicate_ids_are_named_with_both_places(tmp_path):
+    from spectron_kit.data.manifest import ManifestError, read_manifest, write_manifest
+    from spectron_kit.data.transcripts import read_transcripts
+
+    labels = tmp_path / "labels.tsv"
+    labels.write_text("a\tthe cat sat\nb\ta dog ran\na\ta bird flew\n")
+    with pytest.raises(ValueError, match=rf"utterance id 'a' has two different texts \({labels}:1 and {labels}:3\)"):
+        read_transcripts(labels)
+    labels.write_text("a\tthe cat sat\nb\ta dog ran\na\tThe cat sat.\n")  # the same text again is harmless
+    assert read_transcripts(labels) == {"a": "the cat sat", "b": "a dog ran"}
+    rows = [{"id": "u1", "path": str(tmp_path / "x.flac"), "start": 0, "end": -1, "duration": 5.0},
+            {"id": "u2", "path": str(tmp_path / "y.flac"), "start": 0, "end": -1, "duration": 5.0}]
+    write_manifest(rows, tmp_path / "m.csv")
+    text = (tmp_path / "m.csv").read_text().replace("u2,", "u1,")
+    (tmp_path / "m.csv").write_text(text)
+    with pytest.raises(ManifestError, match=r"utterance id 'u1' on line 2 \(.*x.flac\) and line 3 \(.*y.flac\)"):
+        read_manifest(tmp_path / "m.csv")
