@@ -576,13 +576,18 @@ def valid_terms(brain, dataset, loader_kwargs, min_key=None):
 
 
 def prompt_transcript_wer(model, rows, hparams, limit=None):
-    """WER of the model's transcript of each prompt against the aligned prompt words."""
+    """WER of the model's transcript of each prompt against the aligned prompt words.
+
+    Returns ``(wer or None, examples, skipped)``: None when no row has aligned
+    prompt words (nothing was measured), ``skipped`` the rows without them.
+    """
     from spectron_kit.evaluation.metrics import word_errors
 
     rate = hparams["sample_rate"]
     prompt = int(round(hparams["prompt_seconds"] * rate))
     edits = words = 0
     examples = []
+    skipped = sum(1 for r in rows if not r["prompt_text"])
     rows = [r for r in rows if r["prompt_text"]][:limit]
     for start in range(0, len(rows), 8):
         chunk = rows[start:start + 8]
@@ -596,7 +601,7 @@ def prompt_transcript_wer(model, rows, hparams, limit=None):
             edits, words = edits + e, words + n
             examples.append({"id": row["id"], "prompt_words": " ".join(ref), "model_text": text,
                              "reference_text": row["text"]})
-    return edits / max(words, 1), examples
+    return (edits / words if words else None), examples, skipped
 
 
 def write_samples(model, rows, hparams):
@@ -754,10 +759,14 @@ def main(argv=None):
     model.eval()
     model.save_pretrained(hparams["bundle_folder"])
     samples = write_samples(model, datasets["valid_rows"], hparams)
-    by_split = {name: prompt_transcript_wer(model, [r for r in datasets["test_rows"] if r["split"] == name], hparams)
+    measured = {name: prompt_transcript_wer(model, [r for r in datasets["test_rows"] if r["split"] == name], hparams)
                 for name in hparams["test_splits"]}
+    by_split = {name: (wer, ex) for name, (wer, ex, _) in measured.items()}
+    unaligned = sum(skipped for _, _, skipped in measured.values())
     words = {name: sum(len(e["prompt_words"].split()) for e in ex) for name, (_, ex) in by_split.items()}
-    test_wer = sum(wer * words[name] for name, (wer, _) in by_split.items()) / max(sum(words.values()), 1)
+    # None (n/a) when no test utterance has aligned prompt words: nothing was measured
+    test_wer = (sum(wer * words[name] for name, (wer, _) in by_split.items() if wer is not None)
+                / sum(words.values())) if sum(words.values()) else None
     test_examples = [e for _, ex in by_split.values() for e in ex]
     if len(by_split) == 1:
         by_split = {}
@@ -765,6 +774,7 @@ def main(argv=None):
     summary = {"valid_step0": step0, "valid_final": final,
                "reduction": {k: step0[k] / final[k] for k in logged_terms(model) if k in step0 and final.get(k)},
                "test_prompt_transcript_wer": test_wer, "test_examples": test_examples[:10],
+               "test_utterances_without_prompt_alignment": unaligned,
                "test_prompt_transcript_wer_by_split": {name: wer for name, (wer, _) in by_split.items()},
                "samples": samples, "seconds": time.time() - started, "train_seconds": train_seconds,
                "optimizer_steps": int(getattr(brain, "optimizer_step", 0)),
@@ -781,8 +791,12 @@ def main(argv=None):
             table.add_row(term, f"{before:.3f}" if before is not None else "-", f"{final[term]:.3f}",
                           f"{before / final[term]:.1f}x" if before and final[term] else "-")
     console.print(table)
-    console.print(f"held-out prompt transcript WER: {100 * test_wer:.1f}% ({len(test_examples)} test utterances"
-                  + "".join(f"; {name} {100 * wer:.1f}% ({len(ex)})" for name, (wer, ex) in by_split.items()) + ")")
+    def percent(value):
+        return "n/a" if value is None else f"{100 * value:.1f}%"
+
+    console.print(f"held-out prompt transcript WER: {percent(test_wer)} ({len(test_examples)} test utterances"
+                  + "".join(f"; {name} {percent(wer)} ({len(ex)})" for name, (wer, ex) in by_split.items())
+                  + (f"; {unaligned} without word alignments of the prompt, not scored" if unaligned else "") + ")")
     for example in test_examples[:3]:
         console.print(f"  prompt words: {example['prompt_words']}\n  model text:   {example['model_text']}")
     console.print(f"bundle: {hparams['bundle_folder']}  samples: {hparams['samples_folder']}  "

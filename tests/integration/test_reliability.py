@@ -197,3 +197,10 @@ def test_duplicate_ids_are_named_with_both_places(tmp_path):
     (tmp_path / "m.csv").write_text(text)
     with pytest.raises(ManifestError, match=r"utterance id 'u1' on line 2 \(.*x.flac\) and line 3 \(.*y.flac\)"):
         read_manifest(tmp_path / "m.csv")
+
+
+def test_prompt_wer_over_no_aligned_utterance_is_not_a_number():
+    import train
+
+    rows = [{"id": f"u{i}", "prompt_text": ""} for i in range(77)]
+    assert train.prompt_transcript_wer(None, rows, {"sample_rate": 16000, "prompt_seconds": 3.0}) == (None, [], 77)
