@@ -262,6 +262,10 @@ def markdown_report(result, setup=None, title="Speech continuation evaluation"):
     for key, label in rows:
         paper = PAPER[key]
         ours = fmt_value(key, agg[key]["value"]) if key in agg else "-"
+        if key in agg and agg[key].get("note"):  # e.g. empty ASR transcripts, left out: say so beside the value
+            ours += f" ({agg[key]['note']})"
+        elif key == "perplexity" and key not in agg:
+            ours = "- (no ASR transcript had words: no perplexity to compare)"
         spectron = f"{paper['spectron']:g}"
         if key == "mos_generated":
             ours = f"{ours} ({cfg.get('mos_label', 'predicted MOS')})"

@@ -165,13 +165,15 @@ class AsrPerplexity:
     """Text-LM perplexity of each condition's ASR transcript (the paper's Table 1 metric).
 
     Per utterance the summed NLL and the token count; the corpus value is
-    ``exp(sum NLL / sum tokens)``.
+    ``exp(sum NLL / sum tokens)``. An empty transcript (nothing heard) has no
+    perplexity: it is left out of the corpus value and counted in its note, so
+    a condition where nothing is heard gets no perplexity at all.
     """
 
     key = "perplexity"
     label = "perplexity of the ASR transcript"
     better = "lower"
-    aggregate, numerator, denominator, unit = "ratio", "lm_nll", "lm_tokens", "tokens"
+    aggregate, numerator, denominator, unit = "ratio", "lm_nll", "lm_tokens", "words in the ASR transcript"
     transform = staticmethod(math.exp)
 
     def __init__(self, transcriber, lm_scorer):
@@ -181,7 +183,13 @@ class AsrPerplexity:
         heard = batch.transcripts(self.transcriber)
         out = [{} for _ in batch.rows]
         for cond in batch.conditions:
-            for i, s in enumerate(self.lm_scorer.score(heard[cond])):
+            texts = heard[cond]
+            scored = self.lm_scorer.score([t for t in texts if t.strip()])
+            for i, text in enumerate(texts):
+                if not text.strip():  # nothing heard: no perplexity (it would be the LM's end-of-text cost),
+                    out[i][cond] = {"perplexity": None, "lm_nll": 0.0, "lm_tokens": 0, "empty_transcript": True}
+                    continue          # left out of the corpus value and counted in its note
+                s = scored.pop(0)
                 nll, n_tok = float(s["nll"]), int(s["n_tokens"])
                 out[i][cond] = {"perplexity": math.exp(nll / n_tok) if n_tok else None,
                                 "lm_nll": nll, "lm_tokens": n_tok}

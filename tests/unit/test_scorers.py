@@ -60,7 +60,11 @@ def test_wer_and_perplexity_share_one_transcription_and_match_hand_values():
     records = [{"speech": {c: {**w[i][c], **p[i][c]} for c in CONDS}} for i in range(2)]
     agg = aggregate_scores(records, [wer, ppl], CONDS, n_resamples=200)
     assert agg["reference"]["wer"]["value"] == pytest.approx(1 / 5)  # (0 + 1) edits / (3 + 2) words
-    assert agg["generated"]["perplexity"]["value"] == pytest.approx(math.exp((2.0 + 0.0) / (2 + 1)))
+    # the empty transcript (nothing heard) has no perplexity: left out of the corpus value, counted in its note
+    assert p[1]["generated"] == {"perplexity": None, "lm_nll": 0.0, "lm_tokens": 0, "empty_transcript": True}
+    assert agg["generated"]["perplexity"]["value"] == pytest.approx(math.exp(2.0 / 2))
+    assert agg["generated"]["perplexity"]["n"] == 1
+    assert "1 with no words in the ASR transcript left out" in agg["generated"]["perplexity"]["note"]
     assert agg["generated"]["wer"]["low"] <= agg["generated"]["wer"]["value"] <= agg["generated"]["wer"]["high"]
 
 
