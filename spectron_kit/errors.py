@@ -20,3 +20,25 @@ def one_line(err):
     text = err.args[0] if isinstance(err, KeyError) and err.args else str(err)
     text = str(text).strip()
     return text.splitlines()[0] if text else type(err).__name__
+
+
+def source_error(what, source, override, err):
+    """A one-line ``FileNotFoundError`` for a model source (local folder or hub id) that does not load.
+
+    Arguments:
+        what: the component, e.g. "text LM".
+        source: what was given.
+        override: the recipe key that sets it, e.g. "--lm_source".
+        err: the loader's error.
+
+    Example:
+        >>> str(source_error("text LM", "no/such-model", "--lm_source", OSError("404")))[:62]
+        "text LM 'no/such-model' cannot be loaded: it is not a local fo"
+    """
+    if os.path.exists(str(source)):
+        why = f"the folder does not hold a loadable model ({one_line(err)[:160]})"
+    else:
+        why = ("it is not a local folder, and not a hub id in the local cache or reachable on the hub "
+               f"({one_line(err)[:120]})")
+    return FileNotFoundError(f"{what} {str(source)!r} cannot be loaded: {why}; pass {override}=<a local folder or "
+                             "a cached hub id>")

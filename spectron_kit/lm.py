@@ -17,6 +17,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from spectron_kit.errors import source_error
 from spectron_kit.freezing import Freezable
 from spectron_kit.freezing import freeze as freeze_module
 from spectron_kit.hookspecs import hookimpl
@@ -202,8 +203,11 @@ class HFCausalLM(Freezable, nn.Module):
         dtype = getattr(torch, torch_dtype) if isinstance(torch_dtype, str) else torch_dtype
         if source:
             source = str(source)
-            self.model = AutoModelForCausalLM.from_pretrained(
-                source, dtype=dtype, attn_implementation=attn_implementation)
+            try:
+                self.model = AutoModelForCausalLM.from_pretrained(
+                    source, dtype=dtype, attn_implementation=attn_implementation)
+            except (OSError, ValueError) as err:  # offline hub id, misspelt folder, not a causal LM
+                raise source_error("decoder LM", source, "--lm_source", err) from err
             tok_source = tokenizer or source
         else:
             if config:

@@ -129,6 +129,13 @@ def main(argv=None):
     folders = hparams["test_folder"] if isinstance(hparams["test_folder"], (list, tuple)) else [hparams["test_folder"]]
     manifests = [prepare_test_manifest(folder, hparams["save_folder"], hparams["prompt_seconds"])
                  for folder in folders]
+    for folder, manifest in zip(folders, manifests):
+        if not read_manifest(manifest):  # say why, instead of a later "no utterance is long enough"
+            audio = sum(1 for p in Path(folder).rglob("*") if p.suffix.lower() in (".flac", ".wav"))
+            raise recipe.RecipeConfigError(
+                f"--test_folder={folder}: none of its {audio} audio files has a transcript; the evaluation needs "
+                "<speaker>-<chapter>.trans.txt files beside the audio (LibriSpeech layout: one '<id> <TEXT>' line "
+                "per utterance)")
     names = [Path(folder).resolve().name for folder in folders]
     if len(set(names)) != len(names):
         raise recipe.RecipeConfigError(f"--test_folder names two splits with the same folder name ({names}); "

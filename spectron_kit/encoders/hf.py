@@ -7,6 +7,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from spectron_kit.errors import source_error
 from spectron_kit.encoders.common import _check_inputs, _padding_mask
 from spectron_kit.errors import one_line
 from spectron_kit.freezing import Freezable
@@ -306,9 +307,8 @@ def _load_hf_encoder(source):
 
     try:
         hf_config = AutoConfig.from_pretrained(source)
-    except OSError as err:
-        raise OSError(f"cannot load an HF audio encoder from source={source!r}: {err}. Pass a "
-                      f"local directory or a hub id already in the local cache") from None
+    except (OSError, ValueError) as err:
+        raise source_error("speech encoder", source, "--encoder_source", err) from None
     if hf_config.model_type == "whisper":
         from transformers.models.whisper.modeling_whisper import WhisperEncoder, WhisperModel
 

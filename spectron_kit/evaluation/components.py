@@ -30,6 +30,7 @@ from pathlib import Path
 import numpy as np
 
 from spectron_kit.audio import resample as audio_resample
+from spectron_kit.errors import source_error
 from spectron_kit.evaluation.metrics import normalize_text
 from spectron_kit.lm import load_tokenizer
 from spectron_kit.hookspecs import hookimpl
@@ -561,9 +562,12 @@ class HFLMScorer:
         self.source = os.fspath(source)
         self.device = _torch_device(device)
         self.batch_size = int(batch_size)
-        self.tokenizer = load_tokenizer(self.source, local_files_only=local_files_only)
-        self.model = transformers.AutoModelForCausalLM.from_pretrained(
-            self.source, local_files_only=local_files_only).to(self.device).eval()
+        try:
+            self.tokenizer = load_tokenizer(self.source, local_files_only=local_files_only)
+            self.model = transformers.AutoModelForCausalLM.from_pretrained(
+                self.source, local_files_only=local_files_only).to(self.device).eval()
+        except (OSError, ValueError) as err:  # offline hub id, misspelt folder
+            raise source_error("text-LM scorer", self.source, "--lm_scorer_source", err) from err
         cfg = self.model.config
         self.max_length = int(max_length or getattr(cfg, "n_positions", None)
                               or getattr(cfg, "max_position_embeddings", None) or 1024)

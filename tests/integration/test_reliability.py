@@ -204,3 +204,46 @@ def test_prompt_wer_over_no_aligned_utterance_is_not_a_number():
 
     rows = [{"id": f"u{i}", "prompt_text": ""} for i in range(77)]
     assert train.prompt_transcript_wer(None, rows, {"sample_rate": 16000, "prompt_seconds": 3.0}) == (None, [], 77)
+
+
+def test_evaluating_audio_without_transcripts_says_so(tmp_path, capsys):
+    import numpy as np
+    import soundfile
+
+    import evaluate
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "unit"))
+    from test_lm import train_sentencepiece
+
+    from spectron_kit.lm import HFCausalLM
+
+    HFCausalLM(config={"model_type": "llama", "hidden_size": 16, "intermediate_size": 32, "num_hidden_layers": 1,
+                       "num_attention_heads": 2, "num_key_value_heads": 2},
+               tokenizer=str(train_sentencepiece(tmp_path / "sp.model"))).save_pretrained(tmp_path / "lm")
+    folder = tmp_path / "mine" / "test-mine" / "7" / "1"
+    folder.mkdir(parents=True)
+    for i in range(3):
+        soundfile.write(folder / f"7-1-000{i}.flac", 0.1 * np.random.default_rng(i).standard_normal(16000 * 6), 16000)
+    with pytest.raises(SystemExit) as err:
+        evaluate.main([str(RECIPE / "hparams" / "evaluate.yaml"), f"--model_dir={tmp_path}",
+                       f"--test_folder={tmp_path}/mine/test-mine", f"--output_folder={tmp_path}/eval",
+                       f"--lm_scorer_source={tmp_path}/lm", "--scorers=[frame_distance]"])
+    last = capsys.readouterr().err.strip().splitlines()[-1]
+    assert err.value.code == 2
+    assert last.startswith(f"error: --test_folder={tmp_path}/mine/test-mine: none of its 3 audio files has a transcript")
+
+
+@pytest.mark.parametrize("kind, source, override", [
+    ("lm", "no-such-org/no-such-model", "--lm_source"),
+    ("lm_scorer", "results/no_such_text_lm", "--lm_scorer_source"),
+    ("encoder", "no-such-org/no-such-encoder", "--encoder_source"),
+])
+def test_a_model_source_that_cannot_be_loaded_names_its_override(monkeypatch, kind, source, override):
+    from spectron_kit import build
+
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")  # as on a machine without internet
+    with pytest.raises(FileNotFoundError) as err:
+        build(kind, "hf", source=source)
+    message = str(err.value)
+    assert f"{source!r} cannot be loaded: it is not a local folder" in message
+    assert message.endswith(f"pass {override}=<a local folder or a cached hub id>") and "\n" not in message
