@@ -301,7 +301,9 @@ def prepare_librilight(data_folder, save_folder, subsets=("small",), min_seconds
             spans, n_short = cut_voice_activity(segments, min_seconds, max_seconds)
             skipped["too_short"] += n_short
             for k, start, end in spans:
-                utt_id = f"{speaker_dir}-{book_dir}-{name}-{k:04d}"
+                # files already named <speaker>-<book>-<n> (LibriSpeech style) keep their name: no doubled prefix
+                stem = name if name.startswith(f"{speaker_dir}-{book_dir}-") else f"{speaker_dir}-{book_dir}-{name}"
+                utt_id = f"{stem}-{k:04d}"
                 text = ""
                 if texts is not None:
                     text = texts.get(utt_id, "")
@@ -529,7 +531,17 @@ def prepare(save_folder, librilight_folder=None, librilight_subsets=("small",),
 
 
 def main(argv=None):
-    """Command line: ``python librilight_prepare.py --librilight DIR --save DIR [...]``."""
+    """Command line: ``python librilight_prepare.py --librilight DIR --save DIR [...]``.
+
+    Errors a user can cause (a folder of another layout, unreadable transcripts)
+    are one line ``error: ...`` with exit code 2.
+    """
+    from spectron_kit.recipe import exit_on_config_error
+
+    return exit_on_config_error(_main)(argv)
+
+
+def _main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--save", required=True, help="folder for the manifests")
     parser.add_argument("--librilight", help="Libri-Light root")

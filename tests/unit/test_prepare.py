@@ -427,3 +427,11 @@ def test_pseudo_label_checks_its_inputs(tmp_path):
     assert pl.parse_kwargs(["model=tiny", "beam=5", "x=1.5"]) == {"model": "tiny", "beam": 5, "x": 1.5}
     with pytest.raises(ValueError, match="not key=value"):
         pl.parse_kwargs(["oops"])
+
+
+def test_librilight_files_named_like_librispeech_keep_their_id(tmp_path):
+    audio = write_audio(tmp_path / "small" / "103" / "1240" / "103-1240-0000.flac", 9.0, seed=3)
+    audio.with_suffix(".json").write_text(json.dumps({"voice_activity": [[0.2, 8.8]]}))
+    out = prep.prepare_librilight(tmp_path, tmp_path / "out", ["small"], progress=False)
+    rows = mf.read_manifest(out["small"])
+    assert [r["id"] for r in rows] == ["103-1240-0000-0000"]  # not 103-1240-103-1240-0000-0000
