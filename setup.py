@@ -16,6 +16,7 @@ EXTRAS = {
     "eval": [
         "pocketsphinx==5.1.1",
         "resemblyzer==0.1.4",
+        "webrtcvad==2.0.10",  # tools/make_vad.py (also a resemblyzer dependency)
         "setuptools<81",  # resemblyzer imports pkg_resources
         "speechmos==0.0.1.1",
         "onnxruntime==1.31.1",
