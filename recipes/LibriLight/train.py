@@ -832,6 +832,23 @@ def check_required_keys(keys):
                                 "of hparams/spectron.yaml: add them or start from that file (__base__: spectron.yaml)")
 
 
+def check_encoder_bins(hparams):
+    """A pre-trained Conformer encoder in ``encoder_source`` must read the run's ``n_mels`` (checked before data)."""
+    from spectron_kit.encoders.conformer import CONFORMER_CONFIG_FILE
+
+    source = hparams.get("encoder_source")
+    config = Path(str(source)) / CONFORMER_CONFIG_FILE if source else None
+    if config is None or not config.is_file():
+        return
+    stored = json.loads(config.read_text()).get("n_mels")
+    if stored is not None and hparams.get("n_mels") is not None and int(stored) != int(hparams["n_mels"]):
+        raise RecipeConfigError(
+            f"--n_mels={hparams['n_mels']}: the pre-trained encoder in {source} reads {stored} mel bins; pass "
+            f"--n_mels={stored}, or --encoder_source=<an encoder trained on {hparams['n_mels']} bins>"
+            + (" (the mini setup pre-trains one with --pretrained_folder=<a new folder>)" if hparams.get("mini_corpus")
+               else ""))
+
+
 def validate_run(hparams):
     """Refuse, before anything is written or computed, a run that would fail later.
 
@@ -854,6 +871,7 @@ def validate_run(hparams):
     frontend, vocoder = hparams.get("frontend"), hparams.get("vocoder")
     if isinstance(frontend, functools.partial) and isinstance(vocoder, functools.partial):
         frontend().spec.check_matches(vocoder().spec, "frontend", "vocoder")  # both cheap to build
+    check_encoder_bins(hparams)
     for key in ("batch_size", "number_of_epochs", "text_lm_batch_size", "encoder_ctc_batch_size"):
         value = hparams.get(key)
         if value is not None and (not isinstance(value, int) or isinstance(value, bool) or value < 1):

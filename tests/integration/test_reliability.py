@@ -247,3 +247,17 @@ def test_a_model_source_that_cannot_be_loaded_names_its_override(monkeypatch, ki
     message = str(err.value)
     assert f"{source!r} cannot be loaded: it is not a local folder" in message
     assert message.endswith(f"pass {override}=<a local folder or a cached hub id>") and "\n" not in message
+
+
+def test_n_mels_that_the_pretrained_encoder_cannot_read_is_named_before_any_data(tmp_path, capsys):
+    import json
+
+    encoder = tmp_path / "encoder"
+    encoder.mkdir()
+    (encoder / "encoder_config.json").write_text(json.dumps({"n_mels": 80, "d_model": 96}))
+    code, last = run_train([MINI, "--n_mels=64", f"--encoder_source={encoder}", f"--data_folder={tmp_path}/corpus",
+                            f"--output_folder={tmp_path}/run"], capsys)
+    assert code == 2
+    assert last.startswith(f"error: --n_mels=64: the pre-trained encoder in {encoder} reads 80 mel bins; "
+                           "pass --n_mels=80, or --encoder_source=<an encoder trained on 64 bins>")
+    assert not (tmp_path / "corpus").exists() and not (tmp_path / "run").exists()
