@@ -28,7 +28,7 @@ def source_error(what, source, override, err):
     Arguments:
         what: the component, e.g. "text LM".
         source: what was given.
-        override: the recipe key that sets it, e.g. "--lm_source".
+        override: the recipe key that sets it, e.g. "--lm_source", or the whole fix as a sentence.
         err: the loader's error.
 
     Example:
@@ -40,5 +40,5 @@ def source_error(what, source, override, err):
     else:
         why = ("it is not a local folder, and not a hub id in the local cache or reachable on the hub "
                f"({one_line(err)[:120]})")
-    return FileNotFoundError(f"{what} {str(source)!r} cannot be loaded: {why}; pass {override}=<a local folder or "
-                             "a cached hub id>")
+    fix = f"pass {override}=<a local folder or a cached hub id>" if override.startswith("--") else override
+    return FileNotFoundError(f"{what} {str(source)!r} cannot be loaded: {why}; {fix}")

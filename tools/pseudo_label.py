@@ -179,12 +179,14 @@ def main(argv=None):
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     import spectron_kit
+    from spectron_kit.errors import one_line
 
     try:
         transcriber = spectron_kit.build("transcriber", args.transcriber,
                                          **parse_kwargs(args.transcriber_arg))
-    except (KeyError, TypeError, ValueError, ImportError) as err:  # unknown name, bad kwargs, missing extra
-        parser.exit(2, f"pseudo_label.py: cannot build transcriber {args.transcriber!r}: {err}\n")
+    except (KeyError, TypeError, ValueError, ImportError, OSError) as err:  # unknown name, bad kwargs, missing
+        # extra, a model source that does not load (offline)
+        parser.exit(2, f"error: cannot build transcriber {args.transcriber!r}: {one_line(err)}\n")
     summary = pseudo_label(args.manifest, args.out, transcriber, batch_size=args.batch_size)
     print(" ".join(f"{k}={v:.1f}" if isinstance(v, float) else f"{k}={v}" for k, v in summary.items()))
     return 0

@@ -219,7 +219,11 @@ class HFASRTranscriber:
         self.batch_size = int(batch_size)
         self.generate_kwargs = {"num_beams": 1, "do_sample": False, **(generate_kwargs or {})}
         kw = {"local_files_only": local_files_only}
-        config = transformers.AutoConfig.from_pretrained(self.source, **kw)
+        try:
+            config = transformers.AutoConfig.from_pretrained(self.source, **kw)
+        except (OSError, ValueError) as err:  # offline hub id, misspelt folder
+            raise source_error("ASR model", self.source, "give its source a local folder or a cached hub id "
+                               "(tools/pseudo_label.py: --transcriber-arg source=...)", err) from err
         self.is_seq2seq = bool(getattr(config, "is_encoder_decoder", False))
         auto = (transformers.AutoModelForSpeechSeq2Seq if self.is_seq2seq
                 else transformers.AutoModelForCTC)

@@ -261,3 +261,19 @@ def test_n_mels_that_the_pretrained_encoder_cannot_read_is_named_before_any_data
     assert last.startswith(f"error: --n_mels=64: the pre-trained encoder in {encoder} reads 80 mel bins; "
                            "pass --n_mels=80, or --encoder_source=<an encoder trained on 64 bins>")
     assert not (tmp_path / "corpus").exists() and not (tmp_path / "run").exists()
+
+
+def test_pseudo_labels_with_a_hub_model_offline_are_one_line(tmp_path):
+    import os
+    import subprocess
+
+    env = {**os.environ, "HF_HUB_OFFLINE": "1"}
+    manifest = tmp_path / "m.csv"
+    manifest.write_text("id,path,start,end,duration\n")
+    proc = subprocess.run([sys.executable, str(RECIPE.parents[1] / "tools" / "pseudo_label.py"), str(manifest),
+                           str(tmp_path / "labels.tsv"), "--transcriber", "hf_asr",
+                           "--transcriber-arg", "source=no-such-org/no-such-asr"],
+                          capture_output=True, text=True, env=env, timeout=300)
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr
+    assert proc.stderr.strip().splitlines()[-1].startswith(
+        "error: cannot build transcriber 'hf_asr': ASR model 'no-such-org/no-such-asr' cannot be loaded")
