@@ -223,3 +223,12 @@ def test_pretraining_is_a_step_of_its_own(tmp_path):
     assert (lm / "model.safetensors").stat().st_mtime_ns == stamp
     with pytest.raises(SystemExit):  # other settings for the same folder: refused, with the fix named
         pretrain.main(argv + ["--text_lm_steps=21"])
+
+
+def test_pretrain_debug_writes_only_into_the_debug_folders(tmp_path, monkeypatch):
+    import pretrain
+
+    monkeypatch.chdir(tmp_path)
+    pretrain.main([str(RECIPE / "hparams" / "spectron_mini.yaml"), "--debug"])
+    assert (tmp_path / "data" / "mini_corpus_debug" / "pretrained" / "1234" / "text_lm" / "config.json").is_file()
+    assert not (tmp_path / "data" / "mini_corpus").exists()
