@@ -111,8 +111,8 @@ def test_mini_recipe_prepare_train_resume_bundle(tmp_path, monkeypatch, capsys):
     with pytest.raises(SystemExit) as err:
         train.main(other + ["--n_mels=64"])
     message = capsys.readouterr().err.strip().splitlines()[-1]
-    assert err.value.code == 2 and "was pre-trained with other settings" in message, message
-    assert "n_mels 80 -> 64" in message and "--pretrained_folder=" in message
+    assert err.value.code == 2 and "the pre-trained encoder in" in message, message
+    assert "reads 80 mel bins; pass --n_mels=80" in message and "--pretrained_folder=<a new folder>" in message
 
     # 4) the bundle continues a prompt from the test split through the CLI
     from spectron_kit.cli import main as cli
