@@ -240,6 +240,7 @@ class HFCausalLM(Freezable, nn.Module):
         self.eos_id = eos_token if eos_token is not None else (tok.eos_token_id if tok is not None else 1)
         self.d_model = self.model.config.hidden_size
         self.vocab_size = self.model.config.vocab_size
+        self.max_positions = _learned_positions(self.model)
         self.frozen = bool(freeze)
         if self.frozen:
             freeze_module(self.model)
@@ -264,6 +265,11 @@ class HFCausalLM(Freezable, nn.Module):
 
     def forward(self, inputs_embeds, attention_mask, position_ids, past_key_values=None, use_cache=False):
         """Run the decoder; returns (last hidden states [B, L, d_model], cache)."""
+        if self.max_positions is not None and position_ids.numel() and int(position_ids.max()) >= self.max_positions:
+            raise ValueError(
+                f"the sequence needs {int(position_ids.max()) + 1} positions but the LM has {self.max_positions} "
+                "learned positions; shorten it: --prompt_seconds, --max_continuation_seconds or --max_text_tokens "
+                "(or an encoder with fewer frames per second, a larger --reduction_factor)")
         out = self.model.base_model(inputs_embeds=inputs_embeds, attention_mask=attention_mask,
                                     position_ids=position_ids, past_key_values=past_key_values,
                                     use_cache=use_cache)
@@ -355,3 +361,13 @@ class HFCausalLM(Freezable, nn.Module):
 @hookimpl
 def register_lms(register):
     register("hf", HFCausalLM, description="any transformers AutoModelForCausalLM (hub id, dir or config)")
+
+
+def _learned_positions(model):
+    """How many positions a decoder with a learned position table has (GPT-2's ``wpe``, OPT's
+    ``embed_positions``); None for rotary or relative positions, which have no table to run past."""
+    for name, module in model.named_modules():
+        leaf = name.rsplit(".", 1)[-1]
+        if isinstance(module, nn.Embedding) and (leaf == "wpe" or "position" in leaf):
+            return module.num_embeddings
+    return None

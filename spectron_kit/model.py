@@ -562,17 +562,16 @@ class SpectronModel(nn.Module):
             prompt_lens, cont_lens: prompt and continuation lengths in samples [B].
         """
         from spectron_kit.data.manifest import parse_phone_times
-        from spectron_kit.phonemes import pad_events, phone_events
+        from spectron_kit.phonemes import continuation_events, pad_events
 
         if phone_times is None:
             raise ValueError("this model interleaves phonemes: teacher forcing needs each utterance's phoneme "
                              "timings (phone_times)")
-        spec, events = self.frontend.spec, []
-        for i, timing in enumerate(phone_times):
-            timing = parse_phone_times(timing) if isinstance(timing, str) else timing
-            n_groups = math.ceil(spec.num_frames(int(cont_lens[i])) / self.r)
-            start = int(prompt_lens[i]) / spec.sample_rate
-            events.append(phone_events(timing or [], self.phone_vocab, start, n_groups, self.r * spec.hop_seconds))
+        spec = self.frontend.spec
+        events = [continuation_events(parse_phone_times(timing) if isinstance(timing, str) else timing,
+                                      self.phone_vocab, spec, self.r, int(prompt_lens[i]) / spec.sample_rate,
+                                      cont_lens[i])
+                  for i, timing in enumerate(phone_times)]
         return pad_events(events, self.device)
 
     # ------------------------------------------------------------------ inference
@@ -670,6 +669,15 @@ class SpectronModel(nn.Module):
         step_input, step_pos = embeds, positions
         text_done_at, n_steps = None, 0
         go = prefix.new_zeros(1, self.n_mels * self.r)
+
+        def speech_start():  # the go frame's input (a call each: the pre-net may keep dropout at inference)
+            return self.prenet(go)[0] + self.frame_step_embedding(0)[0]
+
+        def phone_input(phone):
+            return self.phone_embedding(torch.tensor([phone], device=device))[0].to(prefix.dtype)
+
+        def next_listed(sequence, spoken):  # the sequence's next phoneme; the last one again when it runs out
+            return sequence[len(spoken)] if len(spoken) < len(sequence) else (spoken[-1] if spoken else 1)
         t1 = time.perf_counter()
         while True:
             if use_cache:
@@ -698,7 +706,7 @@ class SpectronModel(nn.Module):
                             next_embeds[row] = self.phone_list_start.to(prefix.dtype)
                             active[row] = 1
                         elif phase[row] == FRAMES:
-                            next_embeds[row] = self.prenet(go)[0] + self.frame_step_embedding(0)[0]
+                            next_embeds[row] = speech_start()
                             active[row] = 1
                     else:
                         tokens[row].append(token)
@@ -713,11 +721,10 @@ class SpectronModel(nn.Module):
                         phone = forced_phonemes[row][k] if k < len(forced_phonemes[row]) else 0
                     if phone == 0 or len(listed[row]) >= int(budget_groups[row]):
                         phase[row] = FRAMES
-                        next_embeds[row] = self.prenet(go)[0] + self.frame_step_embedding(0)[0]
+                        next_embeds[row] = speech_start()
                     else:
                         listed[row].append(phone)
-                        next_embeds[row] = self.phone_embedding(torch.tensor([phone], device=device))[0].to(
-                            prefix.dtype)
+                        next_embeds[row] = phone_input(phone)
                     active[row] = 1
             if frame_rows and self.interleave_phonemes:  # rows about to start a phoneme write its token
                 must = {row for row in frame_rows  # the first speech step, or a phoneme that lasted too long
@@ -727,13 +734,9 @@ class SpectronModel(nn.Module):
                 if self.phoneme_list:  # the next phoneme is the list's next; a finished list only adds groups
                     may = {row for row in may if len(phones[row]) < len(listed[row])}
                 phone_rows = self._phoneme_steps(last, frame_rows, must, may, stop, survival)
-                if self.phoneme_list:
-                    phone_rows = {row: (listed[row][len(phones[row])] if len(phones[row]) < len(listed[row])
-                                        else (phones[row][-1] if phones[row] else 1)) for row in phone_rows}
-                elif forced_phonemes is not None:  # the next forced phoneme (the last one again when they run out)
-                    phone_rows = {row: (forced_phonemes[row][len(phones[row])]
-                                        if len(phones[row]) < len(forced_phonemes[row])
-                                        else (phones[row][-1] if phones[row] else 1)) for row in phone_rows}
+                sequence = listed if self.phoneme_list else forced_phonemes  # phonemes decided before the speech
+                if sequence is not None:
+                    phone_rows = {row: next_listed(sequence[row], phones[row]) for row in phone_rows}
                 for row, phone in phone_rows.items():
                     speech_steps[row] += 1
                     if phone == 0:  # <end>: the speech is over
@@ -742,7 +745,7 @@ class SpectronModel(nn.Module):
                     phones[row].append(phone)
                     since_phone[row] = 0
                     survival[row] = 1.0
-                    next_embeds[row] = self.phone_embedding(torch.tensor([phone], device=device))[0].to(prefix.dtype)
+                    next_embeds[row] = phone_input(phone)
                     active[row] = 1
                 frame_rows = [row for row in frame_rows if row not in phone_rows]
             if frame_rows:

@@ -27,6 +27,7 @@ Example:
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 
 __all__ = ["END", "UNKNOWN", "PhonemeVocabulary", "phone_events", "vocabulary_from_rows"]
@@ -133,6 +134,25 @@ def phone_events(timings, vocab, start, n_groups, step_seconds):
         groups[-1] += n_groups - boundary
     ends = timings[-1][2] <= window_end + 1e-9
     return ids, groups, ends
+
+
+def continuation_events(timings, vocab, spec, reduction_factor, start, cont_samples):
+    """:func:`phone_events` of a continuation of ``cont_samples`` audio samples starting at ``start`` seconds.
+
+    The one place that turns a continuation's length into decoder steps for
+    the phoneme events (``ceil(frames / r)`` groups of ``r * hop`` seconds), so
+    training, teacher forcing and the tools align phonemes to the same groups.
+
+    Arguments:
+        timings: ``[(phoneme, start_s, end_s), ...]`` of the whole utterance (or None: no events).
+        vocab: :class:`PhonemeVocabulary`.
+        spec: the model's ``FeatureSpec``.
+        reduction_factor: frames per decoder step (r).
+        start: the continuation's start (the prompt length), seconds.
+        cont_samples: the continuation's length in samples.
+    """
+    n_groups = math.ceil(spec.num_frames(max(int(cont_samples), 0)) / reduction_factor)
+    return phone_events(timings or [], vocab, start, n_groups, reduction_factor * spec.hop_seconds)
 
 
 def pad_events(events, device=None):

@@ -44,10 +44,7 @@ def measure(yaml_file, overrides, steps, warmup):
     manifests = recipe_train.prepare_data(hparams)
     recipe_train.pretrain_if_missing(hparams, manifests)
     seed_everything(hparams["seed"], verbose=False)
-    model = recipe_train.build_model(hparams, recipe_train.phoneme_inventory(hparams, manifests))
-    if model.normalize_frames:
-        rows = [row for name in hparams["train_splits"] for row in recipe_train.read_manifest(manifests[name])]
-        model.set_frame_stats(*recipe_train.frame_statistics(model, rows, hparams))
+    model = recipe_train.build_model_for_data(hparams, manifests)
     encode = None
     if hparams["cache_prompt_encodings"] and model.encoder_is_fixed:
         encode = lambda rows: recipe_train.encode_prompts(model, rows, hparams)  # noqa: E731

@@ -23,7 +23,6 @@ This is the yardstick of the lever table in ``recipes/LibriLight/README.md``;
 """
 import argparse
 import json
-import math
 import sys
 from pathlib import Path
 
@@ -62,7 +61,7 @@ def main(argv=None):
     from spectron_kit.evaluation.continuation import continuation_words
     from spectron_kit.evaluation.metrics import normalize_text, word_errors
     from spectron_kit.model import SpectronModel
-    from spectron_kit.phonemes import phone_events
+    from spectron_kit.phonemes import continuation_events
     from spectron_kit.progress import progress_bar
 
     model = SpectronModel.from_pretrained(args.bundle).eval()
@@ -98,9 +97,8 @@ def main(argv=None):
             free = model.generate(prompt, num_frames=n_frames, forced_text=[text_ids], vocode=False)
             outputs["free_true_text"] = free.frames[0]
             if phonemes:
-                groups = math.ceil(n_frames / model.r)
-                ids, _, _ = phone_events(parse_phone_times(row["phone_times"]), model.phone_vocab,
-                                         args.prompt_seconds, groups, model.r * model.frontend.spec.hop_seconds)
+                ids, _, _ = continuation_events(parse_phone_times(row["phone_times"]), model.phone_vocab,
+                                                model.frontend.spec, model.r, args.prompt_seconds, len(cont))
                 true_names = model.phone_vocab.names(ids)
                 detail = wer_details_for_batch(["u"], [true_names], [list(free.phonemes[0][: len(true_names)])])[0]
                 phone_errors[0] += detail["num_edits"]

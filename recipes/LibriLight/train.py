@@ -43,7 +43,7 @@ from spectron_kit.data.manifest import (  # noqa: E402
 from spectron_kit.features import FeatureSpec  # noqa: E402
 from spectron_kit.losses import lengths_to_mask  # noqa: E402
 from spectron_kit.model import SpectronModel  # noqa: E402
-from spectron_kit.phonemes import phone_events, vocabulary_from_rows  # noqa: E402
+from spectron_kit.phonemes import continuation_events, vocabulary_from_rows  # noqa: E402
 from spectron_kit.plotting import plot_loss_curves  # noqa: E402
 from spectron_kit.progress import progress_bar  # noqa: E402
 from spectron_kit.recipe import (  # noqa: E402
@@ -107,8 +107,11 @@ class SpectronBrain(sb.Brain):
             groups.append({"params": encoder, "lr": lr * self.hparams.encoder_lr_scale})
         # the YAML's optimiser (!name:torch.optim.AdamW ...) and schedule (!new:...WarmupCosine)
         self.optimizer = self.hparams.optimizer(groups)
-        total = max(1, self.hparams.number_of_epochs * self.steps_per_epoch)
-        self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, self.hparams.lr_schedule.for_total(total))
+        if getattr(self.hparams, "schedule_clock", "steps") == "minutes":  # the budget is max_training_minutes
+            multiplier = self.hparams.lr_schedule.for_minutes(self.hparams.max_training_minutes, self.clock.minutes)
+        else:
+            multiplier = self.hparams.lr_schedule.for_total(max(1, self.hparams.number_of_epochs * self.steps_per_epoch))
+        self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, multiplier)
         self.optimizers_dict = {"opt_class": self.optimizer}
         if self.checkpointer is not None:
             self.checkpointer.add_recoverable("optimizer", self.optimizer)
@@ -222,7 +225,8 @@ class SpectronBrain(sb.Brain):
                 plot_loss_curves(self.hparams.train_log, Path(self.hparams.output_folder) / "loss_curves.png",
                                  title=f"{self.hparams.experiment}: loss terms per epoch")
             self.refuse_nonfinite_weights(means)
-            self.checkpointer.save_and_keep_only(meta={**means, "epoch": epoch}, min_keys=["loss"],
+            self.checkpointer.save_and_keep_only(meta={**means, "epoch": epoch},
+                                                 min_keys=[getattr(self.hparams, "best_checkpoint_key", "loss")],
                                                  num_to_keep=2)
             if epoch in (getattr(self.hparams, "snapshot_epochs", None) or ()):
                 self.save_snapshot(f"epoch{epoch}")
@@ -327,10 +331,9 @@ def dataio_prepare(hparams, manifests, tokenizer, encode=None, phone_vocab=None)
     @sb.utils.data_pipeline.provides("phones", "phone_groups", "phone_ends")
     def phone_pipeline(phone_times, duration):
         """The phonemes of the continuation window and the groups each owns (spectron_kit.phonemes)."""
-        cont_samples = max(min(int(round(duration * rate)) - prompt_samples, max_cont), 0)
-        n_groups = math.ceil(spec.num_frames(cont_samples) / r)
-        ids, groups, ends = phone_events(parse_phone_times(phone_times) or [], phone_vocab,
-                                         hparams["prompt_seconds"], n_groups, r * spec.hop_seconds)
+        cont_samples = min(int(round(duration * rate)) - prompt_samples, max_cont)
+        ids, groups, ends = continuation_events(parse_phone_times(phone_times), phone_vocab, spec, r,
+                                                hparams["prompt_seconds"], cont_samples)
         yield torch.LongTensor(ids)
         yield torch.LongTensor(groups)
         yield torch.LongTensor([int(ends)])
@@ -518,11 +521,10 @@ def encode_prompts(model, rows, hparams):
     return cache
 
 
-def phoneme_inventory(hparams, manifests):
-    """The phoneme names of the training manifests (``interleave_phonemes``), else None."""
+def phoneme_inventory(hparams, rows):
+    """The phoneme names of the training rows (``interleave_phonemes``), else None."""
     if not hparams.get("interleave_phonemes"):
         return None
-    rows = [row for name in hparams["train_splits"] for row in read_manifest(manifests[name])]
     try:
         return vocabulary_from_rows(rows).symbols[2:]
     except ValueError as err:
@@ -533,23 +535,28 @@ def frame_statistics(model, rows, hparams, limit=256):
     """Per-bin mean and standard deviation of the continuation frames of ``limit`` rows spread over ``rows``."""
     rate = hparams["sample_rate"]
     prompt = int(round(hparams["prompt_seconds"] * rate))
-    total = total_sq = None
-    count = 0
+    frames = []
     with torch.no_grad():
         for row in rows[:: max(1, len(rows) // limit)][:limit]:  # spread over the speakers
             wav = load_segment(row, rate)[prompt:]
-            if len(wav) == 0:
-                continue
-            feats, _ = model.frontend(wav[None].to(model.device))
-            feats = feats[0].double()
-            total = feats.sum(0) if total is None else total + feats.sum(0)
-            total_sq = (feats ** 2).sum(0) if total_sq is None else total_sq + (feats ** 2).sum(0)
-            count += len(feats)
-    if not count:
+            if len(wav):
+                frames.append(model.frontend(wav[None].to(model.device))[0][0].double())
+    if not frames:
         raise RecipeConfigError("--normalize_frames=True: no training continuation to take frame statistics from")
-    mean = total / count
-    std = (total_sq / count - mean ** 2).clamp(min=1e-6).sqrt()
-    return mean.float(), std.float()
+    frames = torch.cat(frames)                                   # [T, F]: a few hundred thousand values
+    return frames.mean(0).float(), frames.std(0, correction=0).clamp(min=1e-3).float()
+
+
+def build_model_for_data(hparams, manifests):
+    """:func:`build_model` with what it reads from the training manifests: the phoneme vocabulary
+    (``interleave_phonemes``) and the per-bin frame statistics (``normalize_frames``; a resumed run gets
+    the same from its checkpoint)."""
+    rows = ([row for name in hparams["train_splits"] for row in read_manifest(manifests[name])]
+            if hparams.get("interleave_phonemes") or hparams.get("normalize_frames") else [])
+    model = build_model(hparams, phoneme_inventory(hparams, rows))
+    if model.normalize_frames:
+        model.set_frame_stats(*frame_statistics(model, rows, hparams))
+    return model
 
 
 def build_model(hparams, phonemes=None):
@@ -706,10 +713,7 @@ def main(argv=None):
     pretrain_if_missing(hparams, manifests)
     # the same start whether or not this run generated the corpus and pre-trained (which draw random numbers)
     seed_everything(hparams["seed"], verbose=False)
-    model = build_model(hparams, phoneme_inventory(hparams, manifests))
-    if model.normalize_frames:  # decoder-side statistics (a resumed run gets the same from its checkpoint)
-        train_rows = [row for name in hparams["train_splits"] for row in read_manifest(manifests[name])]
-        model.set_frame_stats(*frame_statistics(model, train_rows, hparams))
+    model = build_model_for_data(hparams, manifests)
     console.print(f"model: {model.num_parameters() / 1e6:.2f} M parameters "
                   f"({model.num_parameters(trainable_only=True) / 1e6:.2f} M trainable)")
     encode = None
@@ -755,7 +759,8 @@ def main(argv=None):
         torch.distributed.destroy_process_group()
         if not sb.utils.distributed.if_main_process():
             return None
-    final = valid_terms(brain, datasets["valid"], valid_kwargs, min_key="loss")  # the best checkpoint's
+    final = valid_terms(brain, datasets["valid"], valid_kwargs,  # the best checkpoint's
+                        min_key=hparams.get("best_checkpoint_key", "loss"))
     model.eval()
     model.save_pretrained(hparams["bundle_folder"])
     samples = write_samples(model, datasets["valid_rows"], hparams)
@@ -872,6 +877,7 @@ def validate_run(hparams):
     if isinstance(frontend, functools.partial) and isinstance(vocoder, functools.partial):
         frontend().spec.check_matches(vocoder().spec, "frontend", "vocoder")  # both cheap to build
     check_encoder_bins(hparams)
+    check_schedule_settings(hparams)
     for key in ("batch_size", "number_of_epochs", "text_lm_batch_size", "encoder_ctc_batch_size"):
         value = hparams.get(key)
         if value is not None and (not isinstance(value, int) or isinstance(value, bool) or value < 1):
@@ -886,6 +892,24 @@ def validate_run(hparams):
         if transcripts and not Path(transcripts).exists():
             raise RecipeConfigError(f"--transcripts={transcripts}: no such file or folder; make it with "
                                     "tools/pseudo_label.py or pass a folder of *.trans.txt files")
+
+
+def check_schedule_settings(hparams):
+    """``schedule_clock`` and ``best_checkpoint_key``: known values, a time budget for a time schedule."""
+    clock = hparams.get("schedule_clock", "steps")
+    if clock not in ("steps", "minutes"):
+        raise RecipeConfigError(f"--schedule_clock={clock}: use steps (the schedule spans number_of_epochs) or "
+                                "minutes (it spans max_training_minutes)")
+    limit = hparams.get("max_training_minutes")
+    if clock == "minutes" and (limit is None or limit <= 0):
+        raise RecipeConfigError(f"--schedule_clock=minutes needs a time budget: --max_training_minutes={limit}; "
+                                "pass e.g. --max_training_minutes=80")
+    key = hparams.get("best_checkpoint_key", "loss")
+    loss = hparams.get("loss")
+    terms = dict((loss.keywords.get("terms") or {}) if hasattr(loss, "keywords") else {})
+    if key != "loss" and key not in terms:
+        raise RecipeConfigError(f"--best_checkpoint_key={key}: not a logged valid term; use loss or one of "
+                                + ", ".join(sorted(terms)))
 
 
 def _reference_keys():

@@ -27,6 +27,11 @@ def run_train(args, capsys):
     ([MINI, "--batch_size=0"], "error: --batch_size=0: must be a whole number of at least 1"),
     ([MINI, "--number_of_epochs=-1"], "error: --number_of_epochs=-1: must be a whole number of at least 1"),
     ([MINI, "--n_mels=0"], "error: n_mels=0 must be a positive integer, e.g. n_mels=80"),
+    ([MINI, "--schedule_clock=minutes"], "error: --schedule_clock=minutes needs a time budget: "
+                                         "--max_training_minutes=None; pass e.g. --max_training_minutes=80"),
+    ([MINI, "--schedule_clock=hours"], "error: --schedule_clock=hours: use steps"),
+    ([MINI, "--best_checkpoint_key=spek"], "error: --best_checkpoint_key=spek: not a logged valid term; use loss "
+                                           "or one of ce,"),
     ([PAPER, "--data_folder=/no/such/librilight", "--transcripts=t.tsv", "--librispeech_folder=/x"],
      "error: --data_folder=/no/such/librilight: no such folder"),
 ])

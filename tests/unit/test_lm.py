@@ -114,3 +114,20 @@ def test_record_attention_gives_the_eager_probabilities_without_changing_outputs
     with pytest.raises(ValueError, match="attention layers \\[5\\] do not exist; this LM has 3 layers"):
         with lm.record_attention([5]):
             pass
+
+
+def test_a_sequence_longer_than_learned_positions_is_one_clear_error():
+    from spectron_kit.lm import HFCausalLM
+
+    gpt = HFCausalLM(config={"model_type": "gpt2", "n_embd": 16, "n_layer": 1, "n_head": 2, "n_positions": 8},
+                     tokenizer=None, vocab_size=20).eval()
+    assert gpt.max_positions == 8
+    ok, _ = gpt(torch.randn(1, 8, 16), torch.ones(1, 8, dtype=torch.long), torch.arange(8)[None])
+    assert ok.shape == (1, 8, 16)
+    with pytest.raises(ValueError, match="needs 9 positions but the LM has 8 learned positions; shorten it: "
+                                         "--prompt_seconds"):
+        gpt(torch.randn(1, 9, 16), torch.ones(1, 9, dtype=torch.long), torch.arange(9)[None])
+    llama = HFCausalLM(config={"model_type": "llama", "hidden_size": 16, "intermediate_size": 32,
+                               "num_hidden_layers": 1, "num_attention_heads": 2, "num_key_value_heads": 2,
+                               "max_position_embeddings": 8}, tokenizer=None, vocab_size=20)
+    assert llama.max_positions is None  # rotary positions: no table to run past

@@ -121,17 +121,23 @@ def test_normalised_frames_are_what_the_decoder_sees_and_generation_undoes_it():
         model.set_frame_stats(mean[:3], std[:3])
 
 
+def fit(model, batch, steps):
+    """``steps`` Adam steps (lr 3e-3) on one batch; the last step's outputs."""
+    optimiser = torch.optim.Adam(model.parameters(), 3e-3)
+    for _ in range(steps):
+        out = model(batch)
+        optimiser.zero_grad()
+        out["loss"].backward()
+        optimiser.step()
+    return out
+
+
 @pytest.mark.parametrize("phone_context,phoneme_list", [(False, False), (True, False), (True, True)])
 def test_learning_the_interleaved_section_and_generating_exact_budgets(tmp_path, phone_context, phoneme_list):
     model = interleaving_model(phone_context=phone_context, phoneme_list=phoneme_list)
     batch = phoneme_batch()
     start = model(batch)
-    optimiser = torch.optim.Adam(model.parameters(), 3e-3)
-    for _ in range(120):
-        out = model(batch)
-        optimiser.zero_grad()
-        out["loss"].backward()
-        optimiser.step()
+    out = fit(model, batch, steps=120)
     assert out["phone_ce"] < 0.1 * start["phone_ce"] and out["phone_gate"] < 0.5 * start["phone_gate"]
     model.eval()
     texts = [batch["tokens"][0, :6].tolist(), batch["tokens"][1, :3].tolist()]
@@ -194,12 +200,7 @@ def test_a_refining_post_net_trains_both_outputs_and_refines_generation(tmp_path
     # the refiner starts as the identity, so both outputs (and both terms) agree at first
     torch.testing.assert_close(out["pred_frames"], out["coarse_frames"])
     assert float(out["spec"]) == pytest.approx(float(out["spec_coarse"]))
-    optimiser = torch.optim.Adam(model.parameters(), 3e-3)
-    for _ in range(60):
-        out = model(batch)
-        optimiser.zero_grad()
-        out["loss"].backward()
-        optimiser.step()
+    out = fit(model, batch, steps=60)
     assert out["spec"] < out["spec_coarse"]  # the refiner improves on the step-by-step frames
     model.eval()
     got = model.generate(batch["prompt_wav"], batch["prompt_lens"], num_frames=torch.tensor([61, 41]),
