@@ -282,3 +282,39 @@ def test_pseudo_labels_with_a_hub_model_offline_are_one_line(tmp_path):
     assert proc.returncode == 2 and "Traceback" not in proc.stderr
     assert proc.stderr.strip().splitlines()[-1].startswith(
         "error: cannot build transcriber 'hf_asr': ASR model 'no-such-org/no-such-asr' cannot be loaded")
+
+
+def test_a_real_sigint_to_a_training_process_ends_in_one_line_and_the_rerun_resumes(tmp_path):
+    """Ctrl-C as a terminal sends it: SIGINT to the running recipe process, mid-training."""
+    import signal
+    import subprocess
+    import time
+
+    run = tmp_path / "run"
+    cmd = [sys.executable, str(RECIPE / "train.py"), MINI, "--debug", "--number_of_epochs=400",
+           f"--data_folder={tmp_path}/corpus", f"--output_folder={run}"]
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 300
+        while not list((run / "save").glob("CKPT+*")) and time.monotonic() < deadline and proc.poll() is None:
+            time.sleep(0.5)
+        assert proc.poll() is None and list((run / "save").glob("CKPT+*")), "no checkpoint appeared"
+        time.sleep(1.0)  # mid-epoch, after the first checkpoint
+        proc.send_signal(signal.SIGINT)
+        _, err = proc.communicate(timeout=120)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 130, err[-2000:]
+    assert err.strip().splitlines()[-1] == (f"interrupted: the last checkpoint is in {run}/save; rerun the same "
+                                            "command to resume from it")
+    done = len((run / "train_log.txt").read_text().splitlines())
+    assert 1 <= done < 400
+    # the same command (fewer epochs, so it ends) resumes from the checkpoint, not from epoch 1 (an epoch
+    # logged but interrupted before its checkpoint was written is trained again)
+    rerun = subprocess.run(cmd[:4] + [f"--number_of_epochs={done + 1}"] + cmd[5:], capture_output=True, text=True,
+                           timeout=300)
+    assert rerun.returncode == 0, rerun.stderr[-2000:]
+    epochs = [line.split(",")[0] for line in (run / "train_log.txt").read_text().splitlines()]
+    assert epochs[:done] == [f"epoch: {i}" for i in range(1, done + 1)] and epochs[-1] == f"epoch: {done + 1}"
+    assert len(epochs) <= done + 2
