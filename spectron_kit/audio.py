@@ -17,6 +17,17 @@ def audio_seconds(path):
     return info.frames / info.samplerate
 
 
+def to_samples(seconds, rate):
+    """How many samples (or frames) ``seconds`` hold at ``rate`` per second: the package's one rounding rule
+    (nearest), used for prompt lengths, continuation limits and segment bounds alike.
+
+    Example:
+        >>> to_samples(3.0, 16000), to_samples(0.0125, 16000), to_samples(2.5, 80.0)
+        (48000, 200, 200)
+    """
+    return int(round(float(seconds) * rate))
+
+
 def load_audio(path, sample_rate=16000, start=0.0, end=None):
     """Read ``path`` (any libsndfile format) as mono float32 at ``sample_rate``.
 
@@ -31,8 +42,8 @@ def load_audio(path, sample_rate=16000, start=0.0, end=None):
         info = soundfile.info(str(path))
     except Exception as err:  # soundfile raises its own error types
         raise ValueError(f"cannot read audio file {path}: {err}") from None
-    first = int(round(start * info.samplerate))
-    last = info.frames if end is None or end < 0 else min(int(round(end * info.samplerate)), info.frames)
+    first = to_samples(start, info.samplerate)
+    last = info.frames if end is None or end < 0 else min(to_samples(end, info.samplerate), info.frames)
     try:
         data, file_rate = soundfile.read(str(path), start=first, stop=last, dtype="float32", always_2d=True)
     except Exception as err:  # a valid header over damaged data (e.g. a truncated FLAC)

@@ -93,11 +93,11 @@ def cmd_continue(args):
     """Continue a spoken prompt with a trained bundle."""
     import torch
 
-    from spectron_kit.audio import save_audio
+    from spectron_kit.audio import save_audio, to_samples
 
     model, wav, rate = _load_model_and_audio(args, args.prompt)
     prompt_seconds = args.prompt_seconds if args.prompt_seconds is not None else model.prompt_seconds
-    prompt = wav[: int(round(prompt_seconds * rate))]
+    prompt = wav[: to_samples(prompt_seconds, rate)]
     _check_length(prompt, rate, args.prompt, "prompt")
     _warn(prompt_warnings(args.prompt, prompt, rate, prompt_seconds))
     out = _generate(model, prompt, args, max_seconds=args.seconds, stop=args.stop, temperature=args.temperature,
@@ -128,12 +128,12 @@ def cmd_new_plugin(args):
 
 def cmd_qa(args):
     """Hear a spoken question; print the model's transcript and answer; write the spoken answer."""
-    from spectron_kit.audio import save_audio
+    from spectron_kit.audio import save_audio, to_samples
 
     model, question, rate = _load_model_and_audio(args, args.question)
     _check_length(question, rate, args.question, "question")
     _warn(prompt_warnings(args.question, question, rate))  # a question is used whole: no length note
-    if len(question) > int(round(model.prompt_seconds * rate)) + rate // 10:
+    if len(question) > to_samples(model.prompt_seconds, rate) + rate // 10:
         _warn([f"the question is {len(question) / rate:.2f} s, longer than the {model.prompt_seconds:g} s prompts "
                "the model was trained on"])
     out = _generate(model, question, args, max_seconds=args.seconds)
@@ -150,13 +150,15 @@ def prompt_warnings(path, prompt, rate, prompt_seconds=None):
     ``prompt_seconds``, the length trained on) shorter than trained on."""
     import soundfile
 
+    from spectron_kit.audio import to_samples
+
     info = soundfile.info(str(path))
     notes = []
     if info.samplerate != rate:
         notes.append(f"{path} is {info.samplerate} Hz; resampled to the model's {rate} Hz")
     if info.channels > 1:
         notes.append(f"{path} has {info.channels} channels; mixed down to mono")
-    if prompt_seconds is not None and len(prompt) < int(round(prompt_seconds * rate)):
+    if prompt_seconds is not None and len(prompt) < to_samples(prompt_seconds, rate):
         notes.append(f"the prompt is {len(prompt) / rate:.2f} s, shorter than the {prompt_seconds:g} s the model "
                      "was trained on: expect a worse transcript and continuation")
     peak = float(prompt.abs().max()) if len(prompt) else 0.0

@@ -24,7 +24,10 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from spectron_kit.audio import to_samples
 from spectron_kit.errors import one_line
+from spectron_kit.jsonable import to_jsonable
+from spectron_kit.version import __version__
 from spectron_kit.registry import get_registry
 
 logger = logging.getLogger(__name__)
@@ -846,7 +849,7 @@ class SpectronModel(nn.Module):
         device = self.device
         if num_frames is None:
             seconds = self.max_seconds if max_seconds is None else float(max_seconds)
-            num_frames = int(round(seconds * self.frame_rate))
+            num_frames = to_samples(seconds, self.frame_rate)
         budget = torch.as_tensor(num_frames, dtype=torch.long, device=device).reshape(-1)
         if budget.numel() == 1:
             budget = budget.expand(batch_size).clone()
@@ -897,7 +900,7 @@ class SpectronModel(nn.Module):
                 continue
             components[kind] = _component_record(kind, module, directory)
         config = {
-            "spectron_kit_version": _version(),
+            "spectron_kit_version": __version__,
             "components": components,
             "model": {"reduction_factor": self.r, "prompt_seconds": self.prompt_seconds,
                       "stop_head": self.stop_head is not None, "stop": self.stop,
@@ -1066,26 +1069,6 @@ def _check_encoder_features(spec, encoder):
                          "for the frontend's feature spec (or pre-train one for it)")
 
 
-def _version():
-    from spectron_kit.version import __version__
-    return __version__
-
-
-def _jsonable(value, where):
-    if dataclasses.is_dataclass(value):
-        return dataclasses.asdict(value)
-    if isinstance(value, (str, int, float, bool)) or value is None:
-        return value
-    if isinstance(value, Path):
-        return str(value)
-    if isinstance(value, (list, tuple)):
-        return [_jsonable(v, where) for v in value]
-    if isinstance(value, dict):
-        return {str(k): _jsonable(v, where) for k, v in value.items()}
-    raise TypeError(f"{where} has a value of type {type(value).__name__} that cannot be written to a "
-                    "bundle config; build it from plain values (numbers, strings, lists, dicts)")
-
-
 def _component_record(kind, module, directory):
     spec = getattr(module, "spectron_spec", None)
     if spec is None:
@@ -1097,7 +1080,7 @@ def _component_record(kind, module, directory):
         kwargs = module.bundle_kwargs(str(subdir))
         kwargs = {k: (BUNDLE_MARK + kind + v[len(str(subdir)):] if isinstance(v, str) and v.startswith(str(subdir)) else v)
                   for k, v in kwargs.items()}
-    return {"kind": spec.kind, "name": spec.name, "kwargs": _jsonable(kwargs, f"{kind} argument")}
+    return {"kind": spec.kind, "name": spec.name, "kwargs": to_jsonable(kwargs, where=f"{kind} argument")}
 
 
 def _resolve_bundle_paths(kwargs, directory):

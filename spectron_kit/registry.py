@@ -27,6 +27,7 @@ import threading
 import pluggy
 
 from spectron_kit import hookspecs
+from spectron_kit.version import __version__
 
 logger = logging.getLogger(__name__)
 
@@ -138,7 +139,7 @@ class Registry:
         self._providers = {}  # plugin object id -> (distribution, version)
         for modname in BUILTIN_MODULES:
             self._register(importlib.import_module(modname), modname,
-                           BUILTIN_PROVIDER, _own_version())
+                           BUILTIN_PROVIDER, __version__)
         if load_entry_points:
             self._load_entry_points()
         self._collect()
@@ -265,11 +266,6 @@ class Registry:
         except AttributeError:  # objects with __slots__ and the like
             pass
         return component
-
-
-def _own_version():
-    from spectron_kit.version import __version__
-    return __version__
 
 
 def _hook_names(plugin):

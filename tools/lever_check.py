@@ -56,6 +56,7 @@ def main(argv=None):
     from speechbrain.utils.edit_distance import wer_details_for_batch
 
     from spectron_kit import build
+    from spectron_kit.audio import to_samples
     from spectron_kit.ctc import CTCSpeechRecognizer
     from spectron_kit.data.manifest import load_segment, parse_phone_times, read_manifest
     from spectron_kit.evaluation.continuation import continuation_words
@@ -75,7 +76,7 @@ def main(argv=None):
         sys.exit(f"error: {args.manifest} has rows without phone_times; regenerate the mini corpus manifests")
     conditions = ["vocoded", "teacher_forced", "free_true_text"] + (["free_true_phonemes"] if args.true_phonemes else [])
     rate = model.frontend.spec.sample_rate
-    prompt_len = int(round(args.prompt_seconds * rate))
+    prompt_len = to_samples(args.prompt_seconds, rate)
     max_len = int(model.max_seconds * rate)
     errors = {name: {"ctc": [0, 0], "whisper": [0, 0]} for name in conditions}
     phone_errors = [0, 0]

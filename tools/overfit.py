@@ -119,7 +119,7 @@ def repeat_previous_loss(bundle, folder, prompt_seconds, max_seconds):
     """L_s of "repeat the previous true frame" on the utterances' continuations, in the bundle's decoder units."""
     import torch
 
-    from spectron_kit.audio import load_audio
+    from spectron_kit.audio import load_audio, to_samples
     from spectron_kit.losses import SpectrogramLoss
     from spectron_kit.model import SpectronModel
 
@@ -128,7 +128,7 @@ def repeat_previous_loss(bundle, folder, prompt_seconds, max_seconds):
     preds, targets, lengths = [], [], []
     for path in sorted(folder.rglob("*.flac")):
         wav = torch.as_tensor(load_audio(path, rate))
-        cont = wav[int(round(prompt_seconds * rate)):][: int(round(max_seconds * rate))]
+        cont = wav[to_samples(prompt_seconds, rate):][: to_samples(max_seconds, rate)]
         frames = model.to_decoder_units(model.frontend(cont[None])[0][0].float())
         targets.append(frames[1:])
         preds.append(frames[:-1])

@@ -44,6 +44,7 @@ import torch
 from rich.console import Console
 from rich.table import Table
 
+from spectron_kit.audio import to_samples
 from spectron_kit.data.manifest import filter_for_continuation, load_segment, read_manifest
 from spectron_kit.features import FeatureSpec, LogMelFrontend
 from spectron_kit.losses import PAPER_TERMS, SpectronLoss
@@ -85,7 +86,7 @@ def continuation_frames(rows, spec, prompt_seconds, max_seconds):
     """Log-mel frames [T, F] of each row's continuation."""
     frontend = LogMelFrontend(spec)
     rate = spec.sample_rate
-    first, length = int(round(prompt_seconds * rate)), int(round(max_seconds * rate))
+    first, length = to_samples(prompt_seconds, rate), to_samples(max_seconds, rate)
     frames = []
     for row in track(rows, "features"):
         wav = load_segment(row, rate)[first: first + length]

@@ -37,10 +37,12 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from librilight_prepare import prepare  # noqa: E402
 
 from spectron_kit.alignment import diagonal_centres, step_times, token_centres, token_spans  # noqa: E402
+from spectron_kit.audio import to_samples  # noqa: E402
 from spectron_kit.data.manifest import (  # noqa: E402
     filter_for_continuation, load_segment, parse_phone_times, parse_word_times, read_manifest, to_speechbrain_data,
     validate_manifest)
 from spectron_kit.features import FeatureSpec  # noqa: E402
+from spectron_kit.jsonable import to_jsonable  # noqa: E402
 from spectron_kit.losses import lengths_to_mask  # noqa: E402
 from spectron_kit.model import SpectronModel  # noqa: E402
 from spectron_kit.phonemes import continuation_events, vocabulary_from_rows  # noqa: E402
@@ -110,7 +112,8 @@ class SpectronBrain(sb.Brain):
         if getattr(self.hparams, "schedule_clock", "steps") == "minutes":  # the budget is max_training_minutes
             multiplier = self.hparams.lr_schedule.for_minutes(self.hparams.max_training_minutes, self.clock.minutes)
         else:
-            multiplier = self.hparams.lr_schedule.for_total(max(1, self.hparams.number_of_epochs * self.steps_per_epoch))
+            total = max(1, self.hparams.number_of_epochs * self.steps_per_epoch)
+            multiplier = self.hparams.lr_schedule.for_total(total)
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, multiplier)
         self.optimizers_dict = {"opt_class": self.optimizer}
         if self.checkpointer is not None:
@@ -139,6 +142,8 @@ class SpectronBrain(sb.Brain):
                                  losses or self.stage_means(), "no checkpoint was written, the last good one")
 
     def _save_intra_epoch_ckpt(self):
+        # SpeechBrain's private hook for the every-N-steps checkpoint (ckpt_interval_steps): the one place
+        # where a mid-epoch save can be refused; Brain has no public hook before it (speechbrain 1.1.2)
         self.refuse_nonfinite_weights()
         super()._save_intra_epoch_ckpt()
 
@@ -258,8 +263,8 @@ def dataio_prepare(hparams, manifests, tokenizer, encode=None, phone_vocab=None)
     interleaves phonemes) items carry the phoneme events of their continuation.
     """
     rate = hparams["sample_rate"]
-    prompt_samples = int(round(hparams["prompt_seconds"] * rate))
-    max_cont = int(round(hparams["max_continuation_seconds"] * rate))
+    prompt_samples = to_samples(hparams["prompt_seconds"], rate)
+    max_cont = to_samples(hparams["max_continuation_seconds"], rate)
 
     def load(names, limit, repeats=1, speakers=None):
         rows = []
@@ -316,7 +321,7 @@ def dataio_prepare(hparams, manifests, tokenizer, encode=None, phone_vocab=None)
         words = text.split()
         spans = token_spans(tokenizer, words)
         n_tokens = spans[-1][1] if spans else 0
-        cont_samples = min(int(round(duration * rate)) - prompt_samples, max_cont)
+        cont_samples = min(to_samples(duration, rate) - prompt_samples, max_cont)
         steps = math.ceil(spec.num_frames(max(cont_samples, 0)) / r)
         times = step_times(steps, r, spec.hop_seconds, hparams["prompt_seconds"])
         timing = parse_word_times(word_times, n_words=len(words))
@@ -331,7 +336,7 @@ def dataio_prepare(hparams, manifests, tokenizer, encode=None, phone_vocab=None)
     @sb.utils.data_pipeline.provides("phones", "phone_groups", "phone_ends")
     def phone_pipeline(phone_times, duration):
         """The phonemes of the continuation window and the groups each owns (spectron_kit.phonemes)."""
-        cont_samples = min(int(round(duration * rate)) - prompt_samples, max_cont)
+        cont_samples = min(to_samples(duration, rate) - prompt_samples, max_cont)
         ids, groups, ends = continuation_events(parse_phone_times(phone_times), phone_vocab, spec, r,
                                                 hparams["prompt_seconds"], cont_samples)
         yield torch.LongTensor(ids)
@@ -439,7 +444,7 @@ def pretrain_if_missing(hparams, manifests):
         run_on_main(write_pretrained_settings, args=[lm_dir, lm_settings])
     if hparams["encoder_name"] == "conformer" and not (encoder_dir / "encoder_config.json").is_file():
         rate = hparams["sample_rate"]
-        prompt = int(round(hparams["prompt_seconds"] * rate))
+        prompt = to_samples(hparams["prompt_seconds"], rate)
 
         def prompts(names):  # the encoder only ever sees prompts: train it on them
             items = []
@@ -462,13 +467,9 @@ def pretrain_if_missing(hparams, manifests):
 PRETRAIN_SETTINGS = "pretrain_settings.json"
 
 
-def _jsonable(settings):
-    return json.loads(json.dumps(settings, sort_keys=True, default=str))
-
-
 def write_pretrained_settings(folder, settings):
     """Record the settings a cached pre-trained part was made with (next to its weights)."""
-    (Path(folder) / PRETRAIN_SETTINGS).write_text(json.dumps(_jsonable(settings), indent=2, sort_keys=True))
+    (Path(folder) / PRETRAIN_SETTINGS).write_text(json.dumps(to_jsonable(settings), indent=2, sort_keys=True))
 
 
 def check_pretrained_settings(folder, settings, marker):
@@ -486,7 +487,7 @@ def check_pretrained_settings(folder, settings, marker):
     if not record.is_file():
         console.print(f"warning: {folder} has no {PRETRAIN_SETTINGS} (made by an older version); reusing it as is")
         return
-    stored, wanted = json.loads(record.read_text()), _jsonable(settings)
+    stored, wanted = json.loads(record.read_text()), to_jsonable(settings)
     changed = [key for key in sorted(set(stored) | set(wanted)) if stored.get(key) != wanted.get(key)]
     if changed:
         shown = ", ".join(f"{key} {stored.get(key)!r} -> {wanted.get(key)!r}" for key in changed[:3])
@@ -503,7 +504,7 @@ def encode_prompts(model, rows, hparams):
     encoder pass and the prompt audio of every step.
     """
     rate = hparams["sample_rate"]
-    prompt = int(round(hparams["prompt_seconds"] * rate))
+    prompt = to_samples(hparams["prompt_seconds"], rate)
     cache = {}
     model.eval()
     with torch.no_grad(), progress_bar(console=console) as progress:
@@ -534,7 +535,7 @@ def phoneme_inventory(hparams, rows):
 def frame_statistics(model, rows, hparams, limit=256):
     """Per-bin mean and standard deviation of the continuation frames of ``limit`` rows spread over ``rows``."""
     rate = hparams["sample_rate"]
-    prompt = int(round(hparams["prompt_seconds"] * rate))
+    prompt = to_samples(hparams["prompt_seconds"], rate)
     frames = []
     with torch.no_grad():
         for row in rows[:: max(1, len(rows) // limit)][:limit]:  # spread over the speakers
@@ -591,7 +592,7 @@ def prompt_transcript_wer(model, rows, hparams, limit=None):
     from spectron_kit.evaluation.metrics import word_errors
 
     rate = hparams["sample_rate"]
-    prompt = int(round(hparams["prompt_seconds"] * rate))
+    prompt = to_samples(hparams["prompt_seconds"], rate)
     edits = words = 0
     examples = []
     skipped = sum(1 for r in rows if not r["prompt_text"])
@@ -617,14 +618,12 @@ def write_samples(model, rows, hparams):
     The reference is cut at ``max_continuation_seconds``, the length the model
     was trained to speak; the PNG draws every panel on one colour scale.
     """
-    from spectron_kit.audio import save_audio
-    from spectron_kit.plotting import plot_spectrograms
+    from spectron_kit.evaluation.samples import write_sample
 
     folder = Path(hparams["samples_folder"])
-    folder.mkdir(parents=True, exist_ok=True)
     rate = hparams["sample_rate"]
-    prompt = int(round(hparams["prompt_seconds"] * rate))
-    longest = int(round(hparams["max_continuation_seconds"] * rate))
+    prompt = to_samples(hparams["prompt_seconds"], rate)
+    longest = to_samples(hparams["max_continuation_seconds"], rate)
     written = []
     for row in rows[: hparams["num_samples"]]:
         wav = load_segment(row, rate)
@@ -636,16 +635,14 @@ def write_samples(model, rows, hparams):
                                              reference[None], torch.tensor([len(reference)]),
                                              phone_times=[row.get("phone_times", "")])[0]
         prompt_feats, _ = model.frontend(prompt_wav[None].to(model.device))
-        base = folder / row["id"]
-        save_audio(f"{base}_prompt.wav", prompt_wav, rate)
-        save_audio(f"{base}_reference.wav", reference, rate)
-        save_audio(f"{base}_teacher_forced.wav", model.vocode([forced])[0], out.sample_rate)
-        save_audio(f"{base}_generated.wav", out.waveforms[0], out.sample_rate)
-        plot_spectrograms([("prompt", prompt_feats[0]), ("reference continuation", ref_feats[0]),
-                           ("teacher-forced (true text and previous frames)", forced),
-                           ("generated continuation", out.frames[0])], f"{base}_spectrogram.png",
-                          frame_rate=model.frame_rate, title=out.text[0][:110])
-        Path(f"{base}_text.txt").write_text(f"reference: {row['text']}\nmodel:     {out.text[0]}\n")
+        audio = {"prompt": prompt_wav, "reference": reference, "teacher_forced": model.vocode([forced])[0],
+                 "generated": out.waveforms[0]}  # the frontend's rate is the vocoder's (checked when built)
+        write_sample(folder, row["id"], audio, out.sample_rate,
+                     [("prompt", prompt_feats[0]), ("reference continuation", ref_feats[0]),
+                      ("teacher-forced (true text and previous frames)", forced),
+                      ("generated continuation", out.frames[0])],
+                     frame_rate=model.frame_rate, title=out.text[0][:110])
+        (folder / f"{row['id']}_text.txt").write_text(f"reference: {row['text']}\nmodel:     {out.text[0]}\n")
         written.append({"id": row["id"], "reference": row["text"], "model_text": out.text[0]})
     return written
 

@@ -61,9 +61,9 @@ import tempfile
 from pathlib import Path
 from typing import NamedTuple
 
-import numpy as np
 import soundfile as sf
-import torch
+
+from spectron_kit.audio import load_audio, to_samples
 
 logger = logging.getLogger(__name__)
 
@@ -339,22 +339,14 @@ def load_segment(row, target_sr=16000):
         raise FileNotFoundError(f"audio file {path!r} of utterance {row.get('id')!r} does not "
                                 "exist; fix the manifest or rerun data preparation")
     start_s, end_s = float(row.get("start", 0) or 0), float(row.get("end", -1))
-    with sf.SoundFile(path) as f:
-        sr, n_frames = f.samplerate, f.frames
-        start = int(round(start_s * sr))
-        stop = n_frames if end_s < 0 else int(round(end_s * sr))
-        if start < 0 or start >= n_frames or stop > n_frames + max(1, sr // 100) or stop <= start:
-            raise ValueError(f"segment [{start_s}, {end_s}] s of utterance {row.get('id')!r} lies "
-                             f"outside {path!r} (0-{n_frames / sr:.3f} s); fix start/end")
-        stop = min(stop, n_frames)
-        f.seek(start)
-        audio = f.read(stop - start, dtype="float32", always_2d=True)  # [S, C]
-    wav = torch.from_numpy(np.ascontiguousarray(audio.mean(axis=1)))
-    if sr != target_sr:
-        import torchaudio.functional as AF
-
-        wav = AF.resample(wav, sr, target_sr)
-    return wav.to(torch.float32)
+    info = sf.info(path)
+    sr, n_frames = info.samplerate, info.frames
+    start = to_samples(start_s, sr)
+    stop = n_frames if end_s < 0 else to_samples(end_s, sr)
+    if start < 0 or start >= n_frames or stop > n_frames + max(1, sr // 100) or stop <= start:
+        raise ValueError(f"segment [{start_s}, {end_s}] s of utterance {row.get('id')!r} lies "
+                         f"outside {path!r} (0-{n_frames / sr:.3f} s); fix start/end")
+    return load_audio(path, target_sr, start=start_s, end=None if end_s < 0 else end_s)  # the one reader
 
 
 # ---------------------------------------------------------------------------

@@ -45,9 +45,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from spectron_kit.audio import to_samples
 from spectron_kit.evaluation import metrics as M
 from spectron_kit.evaluation.scorers import (EVALUATION_COMPONENTS, MIN_SCORED_SECONDS, ScoringBatch,
-                                             aggregate_scores, check_scorers, scorer_info, scorer_key,
+                                             aggregate_entry, aggregate_scores, check_scorers, scorer_info, scorer_key,
                                              scorer_name)
 from spectron_kit.progress import progress_bar
 
@@ -249,12 +250,8 @@ def _np(wav):
 
 
 def _load(row, sample_rate):
-    try:
-        from spectron_kit.data.manifest import load_segment
-    except ImportError:  # pragma: no cover - manifest helpers missing
-        from spectron_kit.audio import load_audio
+    from spectron_kit.data.manifest import load_segment
 
-        return load_audio(row["path"], sample_rate, float(row.get("start", 0) or 0), float(row.get("end", -1)))
     return load_segment(row, sample_rate)
 
 
@@ -395,7 +392,7 @@ def _batch_material(model, chunk, sr, n_prompt, limit_seconds, frame_rate, stop,
     _, prefix_lens = model.encode_prompt(prompt_wav.to(model.device), prompt_lens.to(model.device))
     limits = frames_that_fit(model, prefix_lens.tolist())
     if limit_seconds is not None:
-        limits = [min(n, int(round(limit_seconds * frame_rate))) for n in limits]
+        limits = [min(n, to_samples(limit_seconds, frame_rate)) for n in limits]
     truncated = [False] * len(chunk)
     for i, limit in enumerate(limits):
         if _n_frames(model, len(refs[i])) > limit:  # cut to `limit` frames
@@ -405,7 +402,7 @@ def _batch_material(model, chunk, sr, n_prompt, limit_seconds, frame_rate, stop,
     if budget_rule == "reference":
         budget = [len(f) for f in ref_frames]
     else:
-        budget = [min(int(round(cap_seconds * frame_rate)), n) for n in limits]
+        budget = [min(to_samples(cap_seconds, frame_rate), n) for n in limits]
     torch.manual_seed(int(seed))
     t0 = time.perf_counter()
     out = model.generate(prompt_wav, prompt_lens, num_frames=torch.tensor(budget), stop=stop, vocode=need_audio,
@@ -490,8 +487,6 @@ def evaluate_continuation(model, rows, *, scorers, prompt_seconds=3.0, length_ru
                    max_continuation_seconds=max_continuation_seconds, num_utterances=num_utterances,
                    num_samples=num_samples, seed=seed, do_sample=do_sample, temperature=temperature,
                    top_k=top_k, top_p=top_p, batch_size=batch_size, n_resamples=n_resamples)
-    if length_rule == "fixed" and fixed_seconds is None:
-        raise ValueError("length_rule='fixed' needs fixed_seconds (e.g. fixed_seconds=4.0)")
     if length_rule == "stop" and getattr(model, "stop_head", None) is None:
         raise ValueError("length_rule='stop' needs a model trained with a stop head; "
                          "use length_rule='reference' or 'fixed'")
@@ -522,7 +517,7 @@ def evaluate_continuation(model, rows, *, scorers, prompt_seconds=3.0, length_ru
     limit_seconds = max_continuation_seconds if max_continuation_seconds is not None else model.max_seconds
     sampling = {"do_sample": do_sample, "temperature": temperature, "top_k": top_k, "top_p": top_p}
     records, batches = [], []
-    n_prompt = int(round(prompt_seconds * sr))
+    n_prompt = to_samples(prompt_seconds, sr)
     need_audio = any(getattr(scorer, "needs_audio", True) for scorer in scorers)
     for scorer in scorers:
         if callable(getattr(scorer, "start", None)):
@@ -665,31 +660,18 @@ def _paper_view(record):
 
 def _save_samples(folder, utt_id, got, i, sr, frame_rate):
     """Write every condition's wav and one spectrogram PNG (shared colour scale); paths relative to out_dir."""
-    from spectron_kit.audio import save_audio
-    from spectron_kit.plotting import plot_spectrograms
+    from spectron_kit.evaluation.samples import write_sample
 
-    name = _safe_name(utt_id)
-    paths = {"prompt": f"{name}_prompt.wav"}
-    save_audio(folder / paths["prompt"], got["prompts"][i], sr)
-    for cond, wavs in got["audio"].items():
-        paths[cond] = f"{name}_{cond}.wav"
-        wav = wavs[i]
-        save_audio(folder / paths[cond], wav if len(wav) else np.zeros(1, np.float32), sr)
+    audio = {"prompt": got["prompts"][i], **{cond: wavs[i] for cond, wavs in got["audio"].items()}}
     panels = [("prompt", got["prompt_frames"][i]), ("(a) reference continuation", got["ref_frames"][i]),
               ("(c) teacher-forced (true text and previous frames)", got["frames"]["teacher_forced"][i]),
               ("(d) generated continuation", got["frames"]["generated"][i])]
-    if any(len(f) for _, f in panels):
-        paths["spectrogram"] = f"{name}_spectrogram.png"
-        plot_spectrograms(panels, folder / paths["spectrogram"], frame_rate=frame_rate, title=str(utt_id))
+    paths = write_sample(folder, _safe_name(utt_id), audio, sr, panels, frame_rate, title=str(utt_id))
     return {k: f"samples/{v}" for k, v in paths.items()}
 
 
 # ---------------------------------------------------------------------------
 # aggregation
-
-
-def _entry(label, est, low, high, n, better, note=""):
-    return {"label": label, "value": est, "low": low, "high": high, "n": n, "better": better, "note": note}
 
 
 #: the paper's Table 1 view of the scorers' aggregates: key -> (condition, scorer key, label, better)
@@ -732,7 +714,7 @@ def aggregate_records(records, batches=(), speech=None, seed=0, n_resamples=1000
     Example:
         >>> recs = [{"prompt_wer_edits": 1, "prompt_wer_ref_words": 4},
         ...         {"prompt_wer_edits": 0, "prompt_wer_ref_words": 4}]
-        >>> speech = {"generated": {"perplexity": _entry("", 8.0, 4.0, 16.0, 2, "lower")}}
+        >>> speech = {"generated": {"perplexity": aggregate_entry("", 8.0, 4.0, 16.0, 2, "lower")}}
         >>> agg = aggregate_records(recs, speech=speech)
         >>> agg["log_perplexity"]["value"] == math.log(8.0), agg["prompt_wer"]["value"], agg["prompt_wer"]["n"]
         (True, 0.125, 2)
@@ -747,16 +729,17 @@ def aggregate_records(records, batches=(), speech=None, seed=0, n_resamples=1000
     out = {}
     if "perplexity" in view:
         p = view["perplexity"]
-        out["log_perplexity"] = _entry("log-perplexity of ASR transcript (NLL/token, corpus)", math.log(p["value"]),
-                                       math.log(p["low"]), math.log(p["high"]), p["n"], "lower", p.get("note", ""))
+        out["log_perplexity"] = aggregate_entry("log-perplexity of ASR transcript (NLL/token, corpus)",
+                                                math.log(p["value"]), math.log(p["low"]), math.log(p["high"]),
+                                                p["n"], "lower", p.get("note", ""))
         out["perplexity"] = view.pop("perplexity")
     lm = [r for r in records if r.get("lm_tokens")]
     if lm:
         per = [float(r["lm_nll"]) / int(r["lm_tokens"]) for r in lm]
-        out["mean_log_perplexity"] = _entry("log-perplexity, mean over utterances",
-                                            *M.bootstrap_ci(per, **kw), len(lm), "lower")
-        out["mean_perplexity"] = _entry("perplexity, mean over utterances",
-                                        *M.bootstrap_ci(np.exp(per), **kw), len(lm), "lower")
+        out["mean_log_perplexity"] = aggregate_entry("log-perplexity, mean over utterances",
+                                                     *M.bootstrap_ci(per, **kw), len(lm), "lower")
+        out["mean_perplexity"] = aggregate_entry("perplexity, mean over utterances",
+                                                 *M.bootstrap_ci(np.exp(per), **kw), len(lm), "lower")
     out.update({k: v for k, v in view.items() if k != "text_speech_wer"})
     usable = [r for r in records if r.get("prompt_wer_edits") is not None]
     kept = [r for r in usable if int(r["prompt_wer_ref_words"]) > 0]
@@ -764,15 +747,16 @@ def aggregate_records(records, batches=(), speech=None, seed=0, n_resamples=1000
         est, lo, hi = M.bootstrap_ratio_ci([int(r["prompt_wer_edits"]) for r in kept],
                                            [int(r["prompt_wer_ref_words"]) for r in kept], **kw)
         note = "" if len(kept) == len(usable) else f"{len(usable) - len(kept)} with no reference words left out"
-        out["prompt_wer"] = _entry("WER of the model's prompt transcript", est, lo, hi, len(kept), "lower", note)
+        out["prompt_wer"] = aggregate_entry("WER of the model's prompt transcript", est, lo, hi, len(kept), "lower",
+                                            note)
     if "text_speech_wer" in view:
         out["text_speech_wer"] = view["text_speech_wer"]
     timed = [b for b in batches if b.get("frames") and b.get("frames_s", 0) > 0]
     if timed:
         est, lo, hi = M.bootstrap_ratio_ci([b["frames"] for b in timed], [b["frames_s"] for b in timed], **kw)
-        out["frames_per_second"] = _entry("generation speed, frames/s (n = batches)", est, lo, hi, len(timed),
-                                          "higher")
+        out["frames_per_second"] = aggregate_entry("generation speed, frames/s (n = batches)", est, lo, hi,
+                                                   len(timed), "higher")
         est, lo, hi = M.bootstrap_ratio_ci([b["total_s"] for b in timed], [b["audio_s"] for b in timed], **kw)
-        out["real_time_factor"] = _entry("real-time factor, compute s / audio s (n = batches)", est, lo, hi,
-                                         len(timed), "lower")
+        out["real_time_factor"] = aggregate_entry("real-time factor, compute s / audio s (n = batches)", est, lo,
+                                                  hi, len(timed), "lower")
     return out

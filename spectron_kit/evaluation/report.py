@@ -32,6 +32,8 @@ import platform
 from pathlib import Path
 from urllib.parse import quote
 
+from spectron_kit.jsonable import to_jsonable
+
 __all__ = ["PAPER", "write_report", "write_results_json", "markdown_report", "speech_table", "samples_html",
            "print_summary", "fmt_value", "hardware_info"]
 
@@ -94,24 +96,6 @@ def hardware_info():
     return info
 
 
-def _jsonable(value):
-    """Replace NaN/inf by None and paths by strings, recursively."""
-    if isinstance(value, float):
-        return value if math.isfinite(value) else None
-    if isinstance(value, dict):
-        return {str(k): _jsonable(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_jsonable(v) for v in value]
-    if isinstance(value, Path):
-        return str(value)
-    if hasattr(value, "item") and not isinstance(value, (str, bytes)):  # numpy / torch scalars
-        try:
-            return _jsonable(value.item())
-        except (TypeError, ValueError):
-            pass
-    return value
-
-
 def write_results_json(result, path, setup=None):
     """Write the whole evaluation (config, records, aggregates) as JSON.
 
@@ -130,7 +114,8 @@ def write_results_json(result, path, setup=None):
                "batches": result.get("batches", []),
                "records": result.get("records", [])}
     path = Path(path)
-    path.write_text(json.dumps(_jsonable(payload), indent=2, allow_nan=False) + "\n", encoding="utf-8")
+    text = json.dumps(to_jsonable(payload, nonfinite_to_none=True), indent=2, allow_nan=False)
+    path.write_text(text + "\n", encoding="utf-8")
     return path
 
 

@@ -462,7 +462,8 @@ def build_scorers(names, options=None, **components):
 # aggregation
 
 
-def _entry(label, est, low, high, n, better, note=""):
+def aggregate_entry(label, est, low, high, n, better, note=""):
+    """One row of an evaluation's aggregates: a labelled estimate with its interval and count."""
     return {"label": label, "value": est, "low": low, "high": high, "n": n, "better": better, "note": note}
 
 
@@ -526,7 +527,7 @@ def aggregate_scores(records, scorers, conditions=(), seed=0, n_resamples=1000, 
                     continue
                 est, lo, hi = M.bootstrap_ci(values, **kw)
                 n = len(values)
-            entries[key] = _entry(info["label"], est, lo, hi, n, info["better"], note)
+            entries[key] = aggregate_entry(info["label"], est, lo, hi, n, info["better"], note)
         if entries:
             out[cond] = entries
     return out

@@ -30,3 +30,19 @@ def test_a_broken_contract_is_reported(tmp_path):
                       "source_modules = spectron_kit.model\nforbidden_modules = spectron_kit.registry\n")
     result = lint(config, tmp_path)
     assert result.returncode != 0 and "model without registry BROKEN" in result.stdout
+
+
+def test_every_module_of_the_package_has_a_layer():
+    """A new module joins the contract: each top-level module and sub-package is named in one layer."""
+    import configparser
+
+    parser = configparser.ConfigParser()
+    parser.read(REPO / ".importlinter")
+    layers = parser["importlinter:contract:layers"]["layers"]
+    named = {name.strip() for line in layers.splitlines() for name in line.replace(":", "|").split("|")
+             if name.strip()}
+    package = REPO / "spectron_kit"
+    modules = {f"spectron_kit.{p.stem}" for p in package.glob("*.py") if p.stem != "__init__"}
+    modules |= {f"spectron_kit.{p.parent.name}" for p in package.glob("*/__init__.py")}
+    assert modules - named == set(), "add these modules to a layer of .importlinter"
+    assert named - modules == set(), "these layers name modules that no longer exist"
