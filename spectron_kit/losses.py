@@ -907,6 +907,12 @@ class SpectronLoss(nn.Module):
         return ", ".join(f"{name}={weight:g}" for name, weight in self.weights.items())
 
     @property
+    def requires(self):
+        """Every key some active term reads (sorted): model outputs, and data fields such as
+        ``attention_centres`` that the recipe's data pipeline then provides and the model passes on."""
+        return sorted({key for term in self.terms.values() for key in term.requires})
+
+    @property
     def attention_layers(self):
         """Decoder layers whose attention some term needs (sorted)."""
         return sorted({layer for term in self.terms.values() for layer in term.attention_layers})

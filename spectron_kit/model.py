@@ -411,11 +411,12 @@ class SpectronModel(nn.Module):
                "text_logits": text_logits, "text_targets": text_targets,
                "stop_logits": stop_logits, "stop_lengths": group_lens if stop_logits is not None else None,
                "layout": torch.tensor(layout, dtype=torch.long, device=device),
-               "attention": {layer: probs[0] for layer, probs in attention.items() if probs},
-               "attention_centres": batch.get("attention_centres"),
-               "attention_sigma": batch.get("attention_sigma")}
+               "attention": {layer: probs[0] for layer, probs in attention.items() if probs}}
         if self.interleave_phonemes:
             out.update(self._interleaved_outputs(hidden, layout, speech))
+        for key in self.loss.requires if compute_loss else ():  # data fields a term reads (e.g. alignments)
+            if out.get(key) is None and batch.get(key) is not None:
+                out[key] = batch[key]
         if compute_loss:
             out.update(self.loss(out))
         return out

@@ -48,7 +48,8 @@ def measure(yaml_file, overrides, steps, warmup):
     encode = None
     if hparams["cache_prompt_encodings"] and model.encoder_is_fixed:
         encode = lambda rows: recipe_train.encode_prompts(model, rows, hparams)  # noqa: E731
-    datasets = recipe_train.dataio_prepare(hparams, manifests, model.lm.tokenizer, encode, model.phone_vocab)
+    datasets = recipe_train.dataio_prepare(hparams, manifests, model.lm.tokenizer, encode, model.phone_vocab,
+                                           needs=model.loss.requires)
     brain = recipe_train.SpectronBrain(modules={"model": model}, hparams=hparams,
                                        run_opts={"noprogressbar": True, "precision": hparams["precision"]},
                                        checkpointer=None)

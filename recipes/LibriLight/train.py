@@ -254,13 +254,20 @@ def _fmt(stats):
 
 
 # ------------------------------------------------------------------------------- data
-def dataio_prepare(hparams, manifests, tokenizer, encode=None, phone_vocab=None):
+#: data fields a loss term may require (``LossTerm.requires``) and the pipeline that provides them
+ALIGNMENT_FIELDS = ("attention_centres", "attention_sigma")
+
+
+def dataio_prepare(hparams, manifests, tokenizer, encode=None, phone_vocab=None, needs=()):
     """Manifests -> SpeechBrain datasets yielding prompt/continuation audio and tokens.
 
     With ``encode`` (rows -> {id: encoder output [T', D]}, see
     :func:`encode_prompts`), train and valid items carry the prompt's cached
     encoding instead of its audio. With ``phone_vocab`` (a model that
     interleaves phonemes) items carry the phoneme events of their continuation.
+    ``needs`` are the keys the objective's terms read (``SpectronLoss.requires``):
+    items carry the data fields among them (:data:`ALIGNMENT_FIELDS`: the token
+    spoken at each frame step, from word timings or the diagonal prior).
     """
     rate = hparams["sample_rate"]
     prompt_samples = to_samples(hparams["prompt_seconds"], rate)
@@ -358,9 +365,9 @@ def dataio_prepare(hparams, manifests, tokenizer, encode=None, phone_vocab=None)
             sb.dataio.dataset.add_dynamic_item([dataset], audio_pipeline)
             keys = ["id", "prompt_wav", "cont_wav", "tokens"]
         sb.dataio.dataset.add_dynamic_item([dataset], text_pipeline)
-        if hparams.get("w_guided_attention"):
+        if set(needs) & set(ALIGNMENT_FIELDS):  # a term reads alignments (guided attention, or a plugin's)
             sb.dataio.dataset.add_dynamic_item([dataset], alignment_pipeline)
-            keys += ["attention_centres", "attention_sigma"]
+            keys += list(ALIGNMENT_FIELDS)
         if phone_vocab is not None:
             sb.dataio.dataset.add_dynamic_item([dataset], phone_pipeline)
             keys += ["phones", "phone_groups", "phone_ends"]
@@ -716,7 +723,8 @@ def main(argv=None):
     encode = None
     if hparams["cache_prompt_encodings"] and model.encoder_is_fixed and model.encoder.input_kind != "waveform":
         encode = lambda rows: encode_prompts(model, rows, hparams)  # noqa: E731
-    datasets = dataio_prepare(hparams, manifests, model.lm.tokenizer, encode, model.phone_vocab)
+    datasets = dataio_prepare(hparams, manifests, model.lm.tokenizer, encode, model.phone_vocab,
+                              needs=model.loss.requires)
 
     clock = TrainingClock()  # training time, saved in checkpoints so resumed runs add up
     checkpointer = sb.utils.checkpoints.Checkpointer(

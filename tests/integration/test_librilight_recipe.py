@@ -232,3 +232,35 @@ def test_pretrain_debug_writes_only_into_the_debug_folders(tmp_path, monkeypatch
     pretrain.main([str(RECIPE / "hparams" / "spectron_mini.yaml"), "--debug"])
     assert (tmp_path / "data" / "mini_corpus_debug" / "pretrained" / "1234" / "text_lm" / "config.json").is_file()
     assert not (tmp_path / "data" / "mini_corpus").exists()
+
+
+def test_a_plugin_loss_term_that_needs_alignments_gets_them_without_recipe_edits(tmp_path):
+    """The data pipeline serves what the objective's terms require (``LossTerm.requires``), not a loss name."""
+    from spectron_kit.hookspecs import hookimpl
+    from spectron_kit.losses import LossTerm
+    from spectron_kit.registry import get_registry
+
+    seen = []
+
+    class AlignmentProbe(LossTerm):
+        requires = ("pred_frames", "attention_centres", "attention_sigma")
+
+        def compute(self, outputs):
+            seen.append(outputs["attention_centres"].detach().clone())
+            return outputs["pred_frames"].float().mean() * 0.0
+
+    class Plugin:
+        @hookimpl
+        def register_losses(self, register):
+            register("alignment_probe", AlignmentProbe, description="test term: reads the alignments")
+
+    get_registry().register_plugin(Plugin(), name="test-alignment-probe")
+    ablation = tmp_path / "probe.yaml"
+    mini = RECIPE / "hparams" / "spectron_mini.yaml"
+    ablation.write_text(f"__base__: {mini}\nloss: !name:spectron_kit.build\n    kind: loss\n    name: spectron\n"
+                        "    terms: {spec: 1.0, alignment_probe: 1.0}\n")
+    summary = train.main([str(ablation), "--debug", f"--data_folder={tmp_path}/corpus",
+                          f"--output_folder={tmp_path}/run"])
+    assert summary["optimizer_steps"] > 0 and seen  # w_guided_attention is 0: only the term asked for them
+    centres = torch.cat([c.flatten() for c in seen])
+    assert torch.isfinite(centres).any() and centres[torch.isfinite(centres)].min() >= 0
