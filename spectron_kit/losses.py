@@ -865,27 +865,12 @@ class SpectronLoss(nn.Module):
         (tensor(2.), tensor(2.), False)
     """
 
-    #: keyword arguments of spectron-kit 0.1 (fixed terms), still read from old bundles
-    LEGACY_WEIGHTS = {"w_ce": "ce", "w_spec": "spec", "w_freq": "freq_deriv", "w_time": "time_deriv",
-                      "w_stop": "stop"}
-    LEGACY_OPTIONS = {"time_orders": ("time_deriv", "orders"), "freq_orders": ("freq_deriv", "orders"),
-                      "stop_pos_weight": ("stop", "pos_weight"), "ignore_index": ("ce", "ignore_index")}
-
-    def __init__(self, terms=None, options=None, **legacy):
+    def __init__(self, terms=None, options=None):
         super().__init__()
         from spectron_kit.registry import get_registry
 
         terms = dict(PAPER_TERMS if terms is None else terms)
         options = {name: dict(kwargs or {}) for name, kwargs in (options or {}).items()}
-        for key, value in legacy.items():
-            if key in self.LEGACY_WEIGHTS:
-                terms[self.LEGACY_WEIGHTS[key]] = value
-            elif key in self.LEGACY_OPTIONS:
-                name, argument = self.LEGACY_OPTIONS[key]
-                options.setdefault(name, {})[argument] = value
-            else:
-                raise TypeError(f"SpectronLoss got an unknown argument {key!r}; pass terms={{name: weight}} "
-                                "and options={name: {argument: value}}")
         registry = get_registry()
         self.weights = {}
         self.terms = nn.ModuleDict()
@@ -917,15 +902,22 @@ class SpectronLoss(nn.Module):
         """Decoder layers whose attention some term needs (sorted)."""
         return sorted({layer for term in self.terms.values() for layer in term.attention_layers})
 
-    def forward(self, outputs):
+    def forward(self, outputs, batch=None):
         """Weighted total and unweighted terms.
 
         Arguments:
-            outputs: the model's outputs dict (keys in ``LossTerm``).
+            outputs: the model's predictions (``SpectronModel.forward``; keys in ``LossTerm``).
+            batch: the model's input batch: the data fields a term requires that the model does not
+                predict (the alignments ``attention_centres``/``attention_sigma``) are read from it.
 
         Returns:
             dict: ``"loss"`` and one float32 scalar per computed term.
         """
+        if batch is not None:
+            outputs = dict(outputs)
+            for key in self.requires:
+                if outputs.get(key) is None and batch.get(key) is not None:
+                    outputs[key] = batch[key]
         device = next((v.device for v in outputs.values() if isinstance(v, torch.Tensor)), torch.device("cpu"))
         values = {}
         total = _zero(device)

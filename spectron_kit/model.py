@@ -27,6 +27,7 @@ from torch import nn
 from spectron_kit.audio import to_samples
 from spectron_kit.errors import one_line
 from spectron_kit.jsonable import to_jsonable
+from spectron_kit.model_config import SpectronConfig
 from spectron_kit.version import __version__
 from spectron_kit.registry import get_registry
 
@@ -36,7 +37,7 @@ CONFIG_FILE = "spectron_config.json"
 WEIGHTS_FILE = "model.safetensors"
 FEATURE_SPEC_FILE = "feature_spec.json"
 BUNDLE_MARK = "@bundle/"
-COMPONENTS = ("frontend", "encoder", "lm", "prenet", "postnet", "loss", "vocoder")
+COMPONENTS = ("frontend", "encoder", "lm", "prenet", "postnet", "vocoder")  # the objective is the recipe's
 
 
 @dataclasses.dataclass
@@ -62,6 +63,20 @@ def _component(value, kind, **dims):
     raise TypeError(f"{kind} must be a module or a callable building one, got {type(value).__name__}")
 
 
+class _Setting:
+    """A model attribute that is a field of ``model.config`` (read and written there), so the config
+    saved in a bundle is always what the model runs with."""
+
+    def __init__(self, field):
+        self.field = field
+
+    def __get__(self, model, owner=None):
+        return self if model is None else getattr(model.config, self.field)
+
+    def __set__(self, model, value):
+        setattr(model.config, self.field, value)
+
+
 class SpectronModel(nn.Module):
     """The Spectron model: encoder, projection, LM, pre-net, post-net, stop head.
 
@@ -71,79 +86,52 @@ class SpectronModel(nn.Module):
         lm: decoder LM (see ``spectron_kit.lm.HFCausalLM``).
         prenet, postnet: modules, or callables taking ``in_dim``/``out_dim``
             (YAML ``!name:spectron_kit.build``) so sizes follow the LM and r.
-        loss: a ``SpectronLoss`` (optional for inference-only models).
         vocoder: optional vocoder; its feature spec must equal the frontend's.
-        reduction_factor: r frames per decoder step.
-        prompt_seconds: prompt length used by ``split`` helpers and evaluation.
-        stop_head: add a learned stop gate (Tacotron-style) on frame steps.
-        stop: default stop rule for generation, "budget" or "stop_head".
-        stop_threshold: stop probability that ends an item ("stop_head" rule).
-        max_seconds: default frame budget (seconds) when none is given.
-        max_text_tokens: default text budget for generation.
+        config: a :class:`~spectron_kit.model_config.SpectronConfig` (every
+            setting; saved whole in bundles). Default: its defaults.
         prompt_augment: module applied to prompt features in training
             (e.g. SpecAugment), called as ``augment(feats, lengths)``.
-        frame_positions: add a learned projection of a sinusoidal encoding of
-            the frame step (0 at the first frame) to each frame input, so the
-            decoder knows how far into the speech it is (an addition to the
-            paper; the projection starts at zero, so the model starts as without).
-        self_feeding: in training, the fraction of frame inputs that are the
-            model's own teacher-forced predictions (from a first pass without
-            gradients) instead of the true frames, so it learns to continue
-            from frames like the ones it will feed itself when generating (an
-            addition to the paper, against exposure bias; costs one extra
-            forward pass per step).
-        intermediate_text: False decodes frames right after the prompt's prefix,
-            with no transcript or text continuation in between (the ablation
-            of the paper's "intermediate text" claim); the text targets are
-            then only the end of text.
-        normalize_frames: the decoder reads and writes frames normalised per
-            mel bin (``(x - frame_mean) / frame_std``, statistics of the
-            training set set with :meth:`set_frame_stats` and saved in the
-            bundle; generation returns them in the front end's units). The
-            encoder's features are untouched. An addition to the paper.
-        interleave_phonemes: the speech section interleaves each phoneme's
-            token before its frame groups, with a gate choosing at every step
-            between the next group and the next phoneme
-            (``spectron_kit.phonemes``; an addition to the paper that needs
-            phoneme timings in training).
-        phonemes: the phoneme names of the vocabulary (with ``interleave_phonemes``).
-        max_phone_groups: in generation, the most frame groups one phoneme may
-            own before the next phoneme is forced (with ``interleave_phonemes``).
-        phone_context: with ``interleave_phonemes``, every frame step's input
-            also carries the embedding of the phoneme being spoken and of the
-            step's index within it (an addition: the content of each step is
-            local, not only in the phoneme token a few steps back).
-        phoneme_list: with ``interleave_phonemes``, the LM first writes the
-            continuation's phonemes after its text (one more step of the chain
-            of thought: prefix -> words -> phonemes -> frames), and the speech
-            section speaks that list in order: its phoneme tokens are read
-            from the list, only the gate (each phoneme's duration) is decided
-            there (an addition).
-        gate_rule: how the gate ends a phoneme in generation, "median" (the
-            median of the duration it predicts) or "threshold" (its first
-            step above one half); see ``_phoneme_steps``.
+        **settings: fields of ``SpectronConfig`` that replace ``config``'s
+            (``reduction_factor=2``, ``stop_head=True``, ...).
+
+    The settings are read through ``self.config``; the common ones are also
+    attributes (``self.r``, ``self.prompt_seconds``, ...: see ``_Setting``).
     """
 
-    def __init__(self, frontend, encoder, lm, prenet, postnet, loss=None, vocoder=None,
-                 reduction_factor=1, prompt_seconds=3.0, stop_head=False, stop="budget",
-                 stop_threshold=0.5, max_seconds=10.0, max_text_tokens=128, prompt_augment=None,
-                 frame_positions=False, self_feeding=0.0, intermediate_text=True, normalize_frames=False,
-                 interleave_phonemes=False, phonemes=None, max_phone_groups=48, phone_context=False,
-                 phoneme_list=False, gate_rule="median"):
+    #: the settings' dataclass (a subclass may extend it: its new fields are saved and loaded too)
+    config_class = SpectronConfig
+
+    r = _Setting("reduction_factor")
+    prompt_seconds = _Setting("prompt_seconds")
+    stop = _Setting("stop")
+    stop_threshold = _Setting("stop_threshold")
+    max_seconds = _Setting("max_seconds")
+    max_text_tokens = _Setting("max_text_tokens")
+    self_feeding = _Setting("self_feeding")
+    intermediate_text = _Setting("intermediate_text")
+    normalize_frames = _Setting("normalize_frames")
+    interleave_phonemes = _Setting("interleave_phonemes")
+    max_phone_groups = _Setting("max_phone_groups")
+    phone_context = _Setting("phone_context")
+    phoneme_list = _Setting("phoneme_list")
+    gate_rule = _Setting("gate_rule")
+
+    def __init__(self, frontend, encoder, lm, prenet, postnet, vocoder=None, config=None, prompt_augment=None,
+                 **settings):
         super().__init__()
-        if reduction_factor < 1:
-            raise ValueError(f"reduction_factor={reduction_factor}; use an integer >= 1")
-        if stop not in ("budget", "stop_head"):
-            raise ValueError(f"stop={stop!r}; use 'budget' or 'stop_head'")
-        if stop == "stop_head" and not stop_head:
-            raise ValueError("stop='stop_head' needs stop_head=True")
+        fields = self.config_class.fields()
+        unknown = sorted(set(settings) - set(fields))
+        if unknown:
+            raise TypeError(f"{type(self).__name__} got unknown settings {', '.join(unknown)}; the settings are "
+                            f"the fields of {self.config_class.__name__}: {', '.join(fields)}")
+        self.config = dataclasses.replace(config or self.config_class(), **settings)  # replace() re-checks it
+        c = self.config
         if vocoder is not None:
             frontend.spec.check_matches(vocoder.spec, "frontend", "vocoder")
         _check_encoder_features(frontend.spec, encoder)
         self.frontend = frontend
         self.encoder = encoder
         self.lm = lm
-        self.r = int(reduction_factor)
         self.n_mels = frontend.spec.n_mels
         step_dim = self.n_mels * self.r
         self.prenet = _component(prenet, "prenet", in_dim=step_dim, out_dim=lm.d_model)
@@ -159,66 +147,45 @@ class SpectronModel(nn.Module):
             if weight is not None:
                 self.prenet.match_scale(weight.detach().float().pow(2).mean().sqrt())
         self.projection = nn.Linear(encoder.output_size, lm.d_model)
-        self.stop_head = nn.Linear(lm.d_model, 1) if stop_head else None
-        self.loss = loss
-        if loss is not None and getattr(loss, "attention_layers", None):
-            n_layers = len(lm.attention_layers())
-            missing = [i for i in loss.attention_layers if not 0 <= i < n_layers]
-            if missing:
-                raise ValueError(f"the loss needs the attention of decoder layers {missing}, but the LM has "
-                                 f"{n_layers} layer(s) (0..{n_layers - 1}); choose guided-attention layers "
-                                 "that exist (YAML: guided_attention_layers)")
+        self.stop_head = nn.Linear(lm.d_model, 1) if c.stop_head else None
         self.vocoder = vocoder
         self.prompt_augment = prompt_augment
-        if not 0.0 <= float(self_feeding) <= 1.0:
-            raise ValueError(f"self_feeding={self_feeding}; use a fraction in [0, 1]")
-        self.self_feeding = float(self_feeding)
-        self.frame_positions = nn.Linear(lm.d_model, lm.d_model) if frame_positions else None
+        self.frame_positions = nn.Linear(lm.d_model, lm.d_model) if c.frame_positions else None
         if self.frame_positions is not None:
             nn.init.zeros_(self.frame_positions.weight)
             nn.init.zeros_(self.frame_positions.bias)
-        self.prompt_seconds = float(prompt_seconds)
-        self.stop = stop
-        self.stop_threshold = float(stop_threshold)
-        self.max_seconds = float(max_seconds)
-        self.max_text_tokens = int(max_text_tokens)
-        self.intermediate_text = bool(intermediate_text)
-        self.normalize_frames = bool(normalize_frames)
-        if self.normalize_frames:  # per-bin statistics of the training frames (identity until set)
+        if c.normalize_frames:  # per-bin statistics of the training frames (identity until set)
             self.register_buffer("frame_mean", torch.zeros(self.n_mels))
             self.register_buffer("frame_std", torch.ones(self.n_mels))
-        self.interleave_phonemes = bool(interleave_phonemes)
         self.phone_vocab = None
-        self.max_phone_groups = int(max_phone_groups)
-        if self.interleave_phonemes:
+        if c.interleave_phonemes:
             from spectron_kit.phonemes import PhonemeVocabulary
 
-            if not phonemes:
-                raise ValueError("interleave_phonemes needs the phoneme vocabulary (phonemes=[...]): the recipe "
-                                 "reads it from the training manifests' phone_times")
-            if not self.intermediate_text:
-                raise ValueError("interleave_phonemes needs the intermediate text (intermediate_text=True)")
-            self.phone_vocab = PhonemeVocabulary(phonemes)
+            self.phone_vocab = PhonemeVocabulary(c.phonemes)
             self.phone_embedding = nn.Embedding(len(self.phone_vocab), lm.d_model)
             self.phone_head = nn.Linear(lm.d_model, len(self.phone_vocab))
             self.gate_head = nn.Linear(lm.d_model, 1)
-        self.phone_context = bool(phone_context) and self.interleave_phonemes
-        if phone_context and not self.interleave_phonemes:
-            raise ValueError("phone_context needs interleave_phonemes=True")
-        if phoneme_list and not self.interleave_phonemes:
-            raise ValueError("phoneme_list needs interleave_phonemes=True")
-        self.phoneme_list = bool(phoneme_list) and self.interleave_phonemes
-        if gate_rule not in ("median", "threshold"):
-            raise ValueError(f"gate_rule={gate_rule!r}; use 'median' or 'threshold'")
-        self.gate_rule = gate_rule
-        if self.phoneme_list:  # the input that starts the list (its output writes the first phoneme)
+        if c.phoneme_list:  # the input that starts the list (its output writes the first phoneme)
             self.phone_list_start = nn.Parameter(torch.randn(lm.d_model))
-        if self.phone_context:  # index of a step within its phoneme (the last index is shared by longer ones)
-            self.within_phone = nn.Embedding(self.max_phone_groups + 1, lm.d_model)
+        if c.phone_context:  # index of a step within its phoneme (the last index is shared by longer ones)
+            self.within_phone = nn.Embedding(c.max_phone_groups + 1, lm.d_model)
             nn.init.normal_(self.within_phone.weight, std=0.1)
-            if loss is not None and getattr(loss, "attention_layers", None):
-                raise ValueError("guided attention and interleave_phonemes do not combine (the phoneme token "
-                                 "before each frame step is its alignment); set w_guided_attention: 0")
+
+    def check_objective(self, objective):
+        """Refuse an objective (``SpectronLoss``) this model cannot feed: the attention of decoder layers
+        it does not have, or guided attention beside interleaved phonemes."""
+        layers = list(getattr(objective, "attention_layers", None) or ())
+        if not layers:
+            return
+        n_layers = len(self.lm.attention_layers())
+        missing = [i for i in layers if not 0 <= i < n_layers]
+        if missing:
+            raise ValueError(f"the loss needs the attention of decoder layers {missing}, but the LM has "
+                             f"{n_layers} layer(s) (0..{n_layers - 1}); choose guided-attention layers "
+                             "that exist (YAML: guided_attention_layers)")
+        if self.interleave_phonemes:
+            raise ValueError("guided attention and interleave_phonemes do not combine (the phoneme token "
+                             "before each frame step is its alignment); set w_guided_attention: 0")
 
     # ------------------------------------------------------------------ helpers
     @property
@@ -325,17 +292,17 @@ class SpectronModel(nn.Module):
         return grouped.reshape(grouped.shape[0], -1, self.n_mels)
 
     # ------------------------------------------------------------------ training
-    def forward(self, batch, compute_loss=True):
-        """Teacher-forced pass. Returns the outputs dict plus the loss terms.
+    def forward(self, batch, attention_layers=()):
+        """Teacher-forced pass. Returns the predictions (outputs dict) that the objective
+        (``spectron_kit.losses.SpectronLoss``, applied by the recipe) scores.
 
         ``batch`` keys: ``prompt_wav``/``prompt_lens`` (or ``prompt_feats``/
         ``prompt_feat_lens``, or encoder outputs ``prompt_encoded``/
         ``prompt_encoded_lens``), ``tokens``/``token_lens`` (transcript ids, no
         sos/eos), ``cont_wav``/``cont_lens`` (or ``cont_feats``/``cont_feat_lens``);
-        for a guided-attention loss term also ``attention_centres`` [B, G] (token
-        index per frame step, NaN = none) and ``attention_sigma`` [B]
-        (``spectron_kit.alignment``). ``compute_loss=False`` skips the loss
-        (and the attention it may need).
+        for interleaved phonemes ``phones``/``phone_groups``/``phone_lens``/``phone_ends``.
+        ``attention_layers``: decoder layers whose attention probabilities are
+        recorded in ``outputs["attention"]`` (``SpectronLoss.attention_layers``).
         """
         device = self.device
         prefix, prefix_lens = self.encode_prompt(
@@ -356,7 +323,7 @@ class SpectronModel(nn.Module):
         group_lens = torch.div(target_lens + self.r - 1, self.r, rounding_mode="floor")
         go = torch.zeros_like(grouped[:, :1])
         fed = grouped
-        if self.training and self.self_feeding and compute_loss:
+        if self.training and self.self_feeding:
             fed = self._fed_frames(batch, grouped)
         # frame_inputs[:, j] = pre-net of the group before step j (j = 0: the go frame)   [B, G + 1, d]
         frame_inputs = self.prenet(torch.cat([go, fed], dim=1).to(prefix.dtype))
@@ -379,8 +346,7 @@ class SpectronModel(nn.Module):
         lengths = torch.tensor([len(x) for x in pieces], device=device)
         mask = (torch.arange(embeds.shape[1], device=device)[None] < lengths[:, None]).long()
         positions = (mask.cumsum(-1) - 1).clamp(min=0)
-        compute_loss = compute_loss and self.loss is not None
-        record = self.loss.attention_layers if compute_loss else []
+        record = list(attention_layers or ())
         recording = self.lm.record_attention(record) if record else contextlib.nullcontext({})
         with recording as attention:
             hidden, _ = self.lm(embeds, mask, positions)
@@ -414,11 +380,6 @@ class SpectronModel(nn.Module):
                "attention": {layer: probs[0] for layer, probs in attention.items() if probs}}
         if self.interleave_phonemes:
             out.update(self._interleaved_outputs(hidden, layout, speech))
-        for key in self.loss.requires if compute_loss else ():  # data fields a term reads (e.g. alignments)
-            if out.get(key) is None and batch.get(key) is not None:
-                out[key] = batch[key]
-        if compute_loss:
-            out.update(self.loss(out))
         return out
 
     def _interleaved_section(self, batch, i, n_groups, frame_inputs):
@@ -509,7 +470,7 @@ class SpectronModel(nn.Module):
         was = self.self_feeding
         self.self_feeding = 0.0
         try:
-            out = self.forward(batch, compute_loss=False)  # what generation feeds back: the step-by-step frames
+            out = self.forward(batch)  # what generation feeds back: the step-by-step frames
             own = self.group_frames((out["coarse_frames"] if out["coarse_frames"] is not None
                                      else out["pred_frames"]).detach())
         finally:
@@ -551,7 +512,7 @@ class SpectronModel(nn.Module):
                      "token_lens": torch.tensor([len(i) for i in ids], device=device)}
             if self.interleave_phonemes:
                 batch.update(self.phone_batch(phone_times, prompt_lens, cont_lens))
-            out = self.forward(batch, compute_loss=False)
+            out = self.forward(batch)
             frames = self.from_decoder_units(out["pred_frames"].float())
             return [frames[i, : int(n)].cpu() for i, n in enumerate(out["frame_lens"])]
         finally:
@@ -903,18 +864,7 @@ class SpectronModel(nn.Module):
         config = {
             "spectron_kit_version": __version__,
             "components": components,
-            "model": {"reduction_factor": self.r, "prompt_seconds": self.prompt_seconds,
-                      "stop_head": self.stop_head is not None, "stop": self.stop,
-                      "stop_threshold": self.stop_threshold, "max_seconds": self.max_seconds,
-                      "max_text_tokens": self.max_text_tokens,
-                      "frame_positions": self.frame_positions is not None,
-                      "intermediate_text": self.intermediate_text,
-                      "normalize_frames": self.normalize_frames,
-                      "interleave_phonemes": self.interleave_phonemes,
-                      "phonemes": self.phone_vocab.symbols[2:] if self.phone_vocab is not None else None,
-                      "max_phone_groups": self.max_phone_groups,
-                      "phone_context": self.phone_context,
-                      "phoneme_list": self.phoneme_list, "gate_rule": self.gate_rule},
+            "model": self.config.to_dict(),
         }
         with open(directory / CONFIG_FILE, "w") as f:
             json.dump(config, f, indent=2)
@@ -961,7 +911,7 @@ class SpectronModel(nn.Module):
         registry = get_registry()
         parts = {}
         for kind, record in config["components"].items():
-            if kind in overrides:
+            if kind in overrides or kind not in COMPONENTS:  # older bundles also held the objective ("loss")
                 continue
             kwargs = _resolve_bundle_paths(record["kwargs"], directory)
             for value in record["kwargs"].values():
@@ -977,11 +927,11 @@ class SpectronModel(nn.Module):
                                  ) from err
         settings = dict(config["model"])
         for key in list(overrides):
-            if key in settings:
+            if key in cls.config_class.fields():
                 settings[key] = overrides.pop(key)
         vocoder_override = overrides.pop("vocoder", None)
         parts.update(overrides)
-        model = cls(**parts, **settings)
+        model = cls(**parts, config=cls.config_class.from_dict(settings, what=f"bundle {config_path}"))
         weights = directory / WEIGHTS_FILE
         if not weights.is_file():
             raise FileNotFoundError(f"bundle {directory} has no {WEIGHTS_FILE}; save it again with save_pretrained")

@@ -49,7 +49,7 @@ def measure(yaml_file, overrides, steps, warmup):
     if hparams["cache_prompt_encodings"] and model.encoder_is_fixed:
         encode = lambda rows: recipe_train.encode_prompts(model, rows, hparams)  # noqa: E731
     datasets = recipe_train.dataio_prepare(hparams, manifests, model.lm.tokenizer, encode, model.phone_vocab,
-                                           needs=model.loss.requires)
+                                           needs=hparams["loss"]().requires)
     brain = recipe_train.SpectronBrain(modules={"model": model}, hparams=hparams,
                                        run_opts={"noprogressbar": True, "precision": hparams["precision"]},
                                        checkpointer=None)
@@ -80,7 +80,7 @@ def measure(yaml_file, overrides, steps, warmup):
         if step >= warmup:
             for key, value in zip(times, (t1 - t0, t2 - t1, t3 - t2, t4 - t3)):
                 times[key] += value
-            frames += int(out["frame_lens"].sum())
+            frames += int(out[0]["frame_lens"].sum())  # (predictions, inputs)
     total = sum(times.values())
     return {"step_s": total / steps, "frames_per_s": frames / total,
             **{f"{k}_s": v / steps for k, v in times.items()},

@@ -43,6 +43,7 @@ from spectron_kit.data.manifest import (  # noqa: E402
     validate_manifest)
 from spectron_kit.features import FeatureSpec  # noqa: E402
 from spectron_kit.jsonable import to_jsonable  # noqa: E402
+from spectron_kit.model_config import SpectronConfig  # noqa: E402
 from spectron_kit.losses import lengths_to_mask  # noqa: E402
 from spectron_kit.model import SpectronModel  # noqa: E402
 from spectron_kit.phonemes import continuation_events, vocabulary_from_rows  # noqa: E402
@@ -63,7 +64,12 @@ def absolute_lengths(padded):
 
 
 class SpectronBrain(sb.Brain):
-    """Trains SpectronModel with every loss term logged."""
+    """Trains SpectronModel on the YAML's objective (``loss``: a ``SpectronLoss`` table), every term logged."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.objective = self.hparams.loss()  # the YAML's !name:spectron_kit.build block
+        self.model.check_objective(self.objective)
 
     def compute_forward(self, batch, stage):
         batch = batch.to(self.device)
@@ -82,7 +88,8 @@ class SpectronBrain(sb.Brain):
             valid = lengths_to_mask(absolute_lengths(centres), centres.data.shape[1])
             inputs["attention_centres"] = torch.where(valid, centres.data, torch.nan)
             inputs["attention_sigma"] = batch.attention_sigma.data[:, 0]
-        return self.modules.model(inputs)
+        predictions = self.modules.model(inputs, attention_layers=self.objective.attention_layers)
+        return predictions, inputs
 
     @property
     def model(self):
@@ -91,11 +98,13 @@ class SpectronBrain(sb.Brain):
         return module.module if isinstance(module, torch.nn.parallel.DistributedDataParallel) else module
 
     def compute_objectives(self, predictions, batch, stage):
-        for term in logged_terms(self.model):
-            if term in predictions:
-                self.term_sums[term] = self.term_sums.get(term, 0.0) + float(predictions[term].detach())
+        predictions, inputs = predictions
+        terms = self.objective(predictions, inputs)  # data fields a term reads (alignments) come from inputs
+        for name in logged_terms(self.objective):
+            if name in terms:
+                self.term_sums[name] = self.term_sums.get(name, 0.0) + float(terms[name].detach())
         self.term_count += 1
-        return predictions["loss"]
+        return terms["loss"]
 
     # -- optimiser and schedule -------------------------------------------------
     def init_optimizers(self):
@@ -244,9 +253,9 @@ class SpectronBrain(sb.Brain):
         self.last_stats = means
 
 
-def logged_terms(model):
-    """The total and every term of the model's loss table, in table order."""
-    return ("loss", *model.loss.weights)
+def logged_terms(objective):
+    """The total and every term of the objective's table, in table order."""
+    return ("loss", *objective.weights)
 
 
 def _fmt(stats):
@@ -568,18 +577,12 @@ def build_model_for_data(hparams, manifests):
 
 
 def build_model(hparams, phonemes=None):
-    """Build every component from the YAML and assemble the model (validated before training)."""
+    """Build every component from the YAML and assemble the model (validated before training); every model
+    setting comes from its YAML key (``SpectronConfig.fields()``)."""
     return SpectronModel(
         frontend=hparams["frontend"](), encoder=hparams["encoder"](), lm=hparams["lm"](),
-        prenet=hparams["prenet"], postnet=hparams["postnet"], loss=hparams["loss"](),
-        vocoder=hparams["vocoder"](), reduction_factor=hparams["reduction_factor"],
-        prompt_seconds=hparams["prompt_seconds"], stop_head=hparams["stop_head"], stop=hparams["stop_rule"],
-        max_seconds=hparams["max_generate_seconds"], max_text_tokens=hparams["max_text_tokens"],
-        prompt_augment=hparams["prompt_augment"], frame_positions=hparams["frame_positions"],
-        self_feeding=hparams["self_feeding"], intermediate_text=hparams.get("intermediate_text", True),
-        normalize_frames=hparams["normalize_frames"], interleave_phonemes=hparams["interleave_phonemes"],
-        phonemes=phonemes, max_phone_groups=hparams["max_phone_groups"], phone_context=hparams["phone_context"],
-        phoneme_list=hparams["phoneme_list"], gate_rule=hparams["gate_rule"])
+        prenet=hparams["prenet"], postnet=hparams["postnet"], vocoder=hparams["vocoder"](),
+        config=SpectronConfig.from_hparams(hparams, phonemes=phonemes), prompt_augment=hparams["prompt_augment"])
 
 
 # ------------------------------------------------------------------------------- after training
@@ -724,7 +727,7 @@ def main(argv=None):
     if hparams["cache_prompt_encodings"] and model.encoder_is_fixed and model.encoder.input_kind != "waveform":
         encode = lambda rows: encode_prompts(model, rows, hparams)  # noqa: E731
     datasets = dataio_prepare(hparams, manifests, model.lm.tokenizer, encode, model.phone_vocab,
-                              needs=model.loss.requires)
+                              needs=hparams["loss"]().requires)
 
     clock = TrainingClock()  # training time, saved in checkpoints so resumed runs add up
     checkpointer = sb.utils.checkpoints.Checkpointer(
@@ -782,7 +785,8 @@ def main(argv=None):
         by_split = {}
     step0 = json.loads(step0_file.read_text()) if step0_file.is_file() else {}
     summary = {"valid_step0": step0, "valid_final": final,
-               "reduction": {k: step0[k] / final[k] for k in logged_terms(model) if k in step0 and final.get(k)},
+               "reduction": {k: step0[k] / final[k] for k in logged_terms(brain.objective)
+                             if k in step0 and final.get(k)},
                "test_prompt_transcript_wer": test_wer, "test_examples": test_examples[:10],
                "test_utterances_without_prompt_alignment": unaligned,
                "test_prompt_transcript_wer_by_split": {name: wer for name, (wer, _) in by_split.items()},
@@ -795,7 +799,7 @@ def main(argv=None):
     table = Table(title="valid loss terms")
     for column in ("term", "step 0", "final", "step 0 / final"):
         table.add_column(column)
-    for term in logged_terms(model):
+    for term in logged_terms(brain.objective):
         if term in final:
             before = step0.get(term)
             table.add_row(term, f"{before:.3f}" if before is not None else "-", f"{final[term]:.3f}",

@@ -169,7 +169,7 @@ model = SpectronModel(
     lm=build("lm", "hf", **lm),
     prenet=lambda in_dim, out_dim: build("prenet", "mlp", in_dim=in_dim, out_dim=out_dim, bottleneck=16, dropout=0.0),
     postnet=lambda in_dim, out_dim: build("postnet", "mlp", in_dim=in_dim, out_dim=out_dim, hidden=16),
-    loss=build("loss", "spectron"), vocoder=None, prompt_seconds=3.0, max_text_tokens=12)
+    vocoder=None, prompt_seconds=3.0, max_text_tokens=12)
 model.save_pretrained(out / "snapshots" / "epoch1")
 (out / "snapshots" / "epoch1" / "training.json").write_text(json.dumps({"epoch": 1, "step": 3}))
 model.save_pretrained(out / "bundle")

@@ -51,7 +51,7 @@ def test_librosa_vocoder_plugin(tmp_path, monkeypatch):
 def test_gated_prenet_plugin_drives_the_model(tmp_path, monkeypatch):
     load_example("spectron-kit-gated-prenet", tmp_path, monkeypatch)
     assert registry.get_registry().get("prenet", "gated_prenet").provider == "spectron-kit-gated-prenet"
-    from test_model import SPEC, batch_of, tiny_model
+    from test_model import SPEC, batch_of, scored, tiny_model
 
     from spectron_kit.model import SpectronModel
 
@@ -61,9 +61,8 @@ def test_gated_prenet_plugin_drives_the_model(tmp_path, monkeypatch):
                                                                         out_dim=out_dim, bottleneck=16, dropout=0.0),
                           postnet=lambda in_dim, out_dim: registry.build("postnet", "mlp", in_dim=in_dim,
                                                                          out_dim=out_dim),
-                          loss=registry.build("loss", "spectron"),
                           vocoder=registry.build("vocoder", "griffin_lim", spec=SPEC, n_iter=2), prompt_seconds=1.0)
-    out = model(batch_of())
+    out = scored(model, batch_of())
     assert torch.isfinite(out["loss"]) and type(model.prenet).__name__ == "GatedPrenet"
     prompt = batch_of()["prompt_wav"][0]
     cached = model.generate(prompt, num_frames=6, max_text_tokens=3, vocode=False)
@@ -96,7 +95,7 @@ def test_vocos_plugin_rides_in_a_bundle_and_replaces_a_bundles_vocoder(tmp_path,
     base = tiny_model()
     torch.manual_seed(1)
     model = SpectronModel(frontend=base.frontend, encoder=base.encoder, lm=base.lm, prenet=base.prenet,
-                          postnet=base.postnet, loss=base.loss, prompt_seconds=1.0,
+                          postnet=base.postnet, prompt_seconds=1.0,
                           vocoder=registry.build("vocoder", "vocos", spec=SPEC, **arch)).eval()
     prompt = batch_of()["prompt_wav"][0]
     out = model.generate(prompt, num_frames=6, max_text_tokens=3)

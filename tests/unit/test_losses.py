@@ -449,14 +449,6 @@ def test_composite_errors():
         SpectronLoss({"specc": 1.0})
 
 
-def test_legacy_keywords_of_old_bundles_build_the_same_table():
-    inputs = composite_inputs()
-    old = SpectronLoss(w_ce=0.5, w_spec=1.0, w_freq=1.0, w_time=2.0, w_stop=1.0, time_orders=3, freq_orders=1)
-    new = SpectronLoss({"ce": 0.5, "spec": 1.0, "freq_deriv": 1.0, "time_deriv": 2.0, "stop": 1.0},
-                       {"time_deriv": {"orders": 3}})
-    torch.testing.assert_close(run_composite(old, inputs)[0]["loss"], run_composite(new, inputs)[0]["loss"])
-
-
 def test_adding_a_term_is_one_registered_class_and_one_table_line():
     from spectron_kit.hookspecs import hookimpl
     from spectron_kit.losses import LossTerm

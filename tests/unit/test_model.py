@@ -1,4 +1,5 @@
 """SpectronModel: teacher forcing, cached decoding, overfitting, bundles."""
+import json
 import math
 
 import pytest
@@ -12,7 +13,7 @@ N_MELS = 40
 SPEC = {"n_mels": N_MELS, "n_fft": 512, "win_length": 400, "hop_length": 160}
 
 
-def tiny_model(r=1, stop_head=False, prenet_dropout=0.0, vocoder=True, lm_layers=2, loss_kwargs=None):
+def tiny_model(r=1, stop_head=False, prenet_dropout=0.0, vocoder=True, lm_layers=2):
     torch.manual_seed(0)
     return SpectronModel(
         frontend=build("frontend", "log_mel", spec=SPEC),
@@ -24,9 +25,16 @@ def tiny_model(r=1, stop_head=False, prenet_dropout=0.0, vocoder=True, lm_layers
         prenet=lambda in_dim, out_dim: build("prenet", "mlp", in_dim=in_dim, out_dim=out_dim, bottleneck=32,
                                              dropout=prenet_dropout),
         postnet=lambda in_dim, out_dim: build("postnet", "mlp", in_dim=in_dim, out_dim=out_dim, hidden=64),
-        loss=build("loss", "spectron", **(loss_kwargs or {})),
         vocoder=build("vocoder", "griffin_lim", spec=SPEC, n_iter=4) if vocoder else None,
         reduction_factor=r, stop_head=stop_head, prompt_seconds=1.0)
+
+
+def scored(model, batch, **loss_kwargs):
+    """The model's predictions and the objective's terms on them, as the recipe's compute_objectives does."""
+    objective = build("loss", "spectron", **loss_kwargs)
+    model.check_objective(objective)
+    predictions = model(batch, attention_layers=objective.attention_layers)
+    return {**predictions, **objective(predictions, batch)}
 
 
 def chirp(seconds, rate=16000, f0=200.0, f1=900.0, seed=0):
@@ -51,7 +59,7 @@ def batch_of(lengths_s=(1.0, 0.7), cont_s=(0.6, 0.4), n_tokens=(6, 3)):
 
 def test_forward_shapes_and_terms():
     model = tiny_model()
-    out = model(batch_of())
+    out = scored(model, batch_of())
     assert out["pred_frames"].shape == out["target_frames"].shape == (2, 61, N_MELS)
     assert out["text_logits"].shape == (2, 7, 30)
     assert out["text_targets"][1].tolist()[:4] == batch_of()["tokens"][1, :3].tolist() + [model.lm.eos_id]
@@ -66,7 +74,7 @@ def test_cached_encoder_outputs_give_the_same_forward_as_the_audio():
     hidden, lens = model.encode_speech(batch["prompt_wav"], batch["prompt_lens"])
     cached = {k: v for k, v in batch.items() if not k.startswith("prompt_")}
     cached.update(prompt_encoded=hidden, prompt_encoded_lens=lens)
-    a, b = model(batch), model(cached)
+    a, b = scored(model, batch), scored(model, cached)
     for key in ("pred_frames", "text_logits", "loss"):
         torch.testing.assert_close(a[key], b[key], rtol=0, atol=0)
 
@@ -153,7 +161,7 @@ def test_overfits_one_utterance():
     optimizer = torch.optim.Adam(model.parameters(), lr=3e-3)
     first = None
     for step in range(300):
-        out = model(batch)
+        out = scored(model, batch)
         if first is None:
             first = {k: float(out[k].detach()) for k in ("ce", "spec", "freq_deriv", "time_deriv", "stop")}
         optimizer.zero_grad()
@@ -173,7 +181,7 @@ def test_save_and_load_bundle_gives_identical_outputs(tmp_path):
         assert (path / name).is_file()
     loaded = SpectronModel.from_pretrained(path)
     assert loaded.r == 2 and loaded.stop_head is not None
-    a, b = model(batch), loaded(batch)
+    a, b = scored(model, batch), scored(loaded, batch)
     for key in ("pred_frames", "text_logits", "loss"):
         assert torch.equal(a[key], b[key]), key
     kwargs = dict(num_frames=10, max_text_tokens=3, vocode=True)
@@ -183,12 +191,27 @@ def test_save_and_load_bundle_gives_identical_outputs(tmp_path):
     assert torch.allclose(ga.waveforms[0], gb.waveforms[0])
 
 
+def test_a_bundle_that_still_holds_the_objective_loads(tmp_path):
+    """Bundles written before the objective left the model list a "loss" component (with the old keywords)."""
+    import json
+
+    model = tiny_model(r=2).eval()
+    path = model.save_pretrained(tmp_path / "bundle")
+    config = json.loads((path / "spectron_config.json").read_text())
+    assert "loss" not in config["components"]  # the objective is the recipe's, not the bundle's
+    config["components"]["loss"] = {"kind": "loss", "name": "spectron", "kwargs": {"w_ce": 1.0, "time_orders": 2}}
+    (path / "spectron_config.json").write_text(json.dumps(config))
+    loaded = SpectronModel.from_pretrained(path).eval()
+    batch = batch_of()
+    assert torch.equal(model(batch)["pred_frames"], loaded(batch)["pred_frames"])
+
+
 def test_without_intermediate_text_frames_follow_the_prefix(tmp_path):
     """The "no intermediate text" ablation: no text read or written, frames right after <sos>."""
     model = tiny_model()
     model.intermediate_text = False
     batch = batch_of()
-    out = model(batch)
+    out = scored(model, batch)
     assert torch.isfinite(out["loss"])
     # the only text target is the end of text, at the first step (right after <sos>)
     targets = out["text_targets"]
@@ -278,8 +301,8 @@ def test_teacher_forced_frames_are_the_forward_predictions():
 
 def test_guided_attention_term_teaches_a_head_to_point_at_the_spoken_token():
     """Trained on the guided-attention term alone, head 0 of layer 1 attends to the target token."""
-    model = tiny_model(r=2, loss_kwargs={"terms": {"guided_attention": 1.0},
-                                         "options": {"guided_attention": {"layers": [1], "heads": [0]}}})
+    model = tiny_model(r=2)
+    guided = {"terms": {"guided_attention": 1.0}, "options": {"guided_attention": {"layers": [1], "heads": [0]}}}
     batch = batch_of(lengths_s=(1.0, 0.7), cont_s=(0.6, 0.4), n_tokens=(6, 3))
     steps = [31, 21]                      # ceil(frames / r) frame steps per item
     centres = torch.full((2, 31), float("nan"))
@@ -288,7 +311,7 @@ def test_guided_attention_term_teaches_a_head_to_point_at_the_spoken_token():
     batch.update(attention_centres=centres, attention_sigma=torch.tensor([0.5, 0.5]))
     optimizer = torch.optim.Adam(model.parameters(), lr=3e-3)
     for step in range(300):
-        out = model(batch)
+        out = scored(model, batch, **guided)
         if step == 0:
             first = float(out["guided_attention"].detach())
         optimizer.zero_grad()
@@ -306,13 +329,13 @@ def test_guided_attention_term_teaches_a_head_to_point_at_the_spoken_token():
             total += 1
     assert hits / total > 0.9, (hits, total)
     with pytest.raises(ValueError, match="needs attention_centres"):
-        model({k: v for k, v in batch.items() if k != "attention_centres"})
+        scored(model, {k: v for k, v in batch.items() if k != "attention_centres"}, **guided)
 
 
 def test_frame_positions_start_as_a_no_op_and_keep_cached_decoding_exact():
     base = tiny_model(r=2).eval()
     with_positions = SpectronModel(frontend=base.frontend, encoder=base.encoder, lm=base.lm, prenet=base.prenet,
-                                   postnet=base.postnet, loss=base.loss, vocoder=base.vocoder, reduction_factor=2,
+                                   postnet=base.postnet, vocoder=base.vocoder, reduction_factor=2,
                                    prompt_seconds=1.0, frame_positions=True).eval()
     with_positions.projection.load_state_dict(base.projection.state_dict())
     batch = batch_of()
@@ -325,6 +348,42 @@ def test_frame_positions_start_as_a_no_op_and_keep_cached_decoding_exact():
     torch.testing.assert_close(cached.frames[0], recomputed.frames[0], atol=1e-5, rtol=1e-4)
 
 
-def test_guided_attention_on_a_layer_the_lm_lacks_is_refused_when_the_model_is_built():
+def test_guided_attention_on_a_layer_the_lm_lacks_is_refused_before_training():
+    objective = build("loss", "spectron", terms={"guided_attention": 1.0},
+                      options={"guided_attention": {"layers": [5]}})
     with pytest.raises(ValueError, match=r"decoder layers \[5\], but the LM has 2 layer\(s\)"):
-        tiny_model(loss_kwargs={"terms": {"guided_attention": 1.0}, "options": {"guided_attention": {"layers": [5]}}})
+        tiny_model().check_objective(objective)
+
+
+def test_a_new_model_setting_is_one_field_and_one_yaml_key_and_travels_in_the_bundle(tmp_path):
+    """One config object from the YAML to the bundle (issue 24): a setting added as a dataclass field is read
+    from its YAML key by the recipe's from_hparams, saved whole and loaded back."""
+    import dataclasses
+
+    from spectron_kit.model_config import SpectronConfig
+
+    @dataclasses.dataclass
+    class MyConfig(SpectronConfig):
+        my_setting: float = dataclasses.field(default=0.25, metadata={"yaml": "my_yaml_key"})
+
+    class MyModel(SpectronModel):
+        config_class = MyConfig
+
+    base = tiny_model(r=2)
+    hparams = {"reduction_factor": 2, "prompt_seconds": 1.0, "my_yaml_key": 0.75, "stop_rule": "budget",
+               "unrelated": 3}
+    config = MyConfig.from_hparams(hparams)
+    assert config.my_setting == 0.75 and config.reduction_factor == 2 and config.stop == "budget"
+    model = MyModel(frontend=base.frontend, encoder=base.encoder, lm=base.lm, prenet=base.prenet,
+                    postnet=base.postnet, config=config)
+    path = model.save_pretrained(tmp_path / "bundle")
+    back = MyModel.from_pretrained(path)
+    assert back.config == model.config and back.config.my_setting == 0.75 and back.r == 2
+    assert back.config.to_dict() == json.loads((path / "spectron_config.json").read_text())["model"]
+    with pytest.raises(TypeError, match="settings this spectron-kit version does not know: my_setting"):
+        SpectronModel.from_pretrained(path)  # the plain model does not know the field: said, not dropped
+    with pytest.raises(TypeError, match="unknown settings reduction"):
+        SpectronModel(frontend=base.frontend, encoder=base.encoder, lm=base.lm, prenet=base.prenet,
+                      postnet=base.postnet, reduction=2)
+    with pytest.raises(ValueError, match="self_feeding=2.0; use a fraction"):
+        SpectronConfig(self_feeding=2)

@@ -7,7 +7,7 @@ from spectron_kit.data.manifest import format_phone_times, parse_phone_times
 from spectron_kit.model import SpectronModel
 from spectron_kit.phonemes import PhonemeVocabulary, pad_events, phone_events, vocabulary_from_rows
 
-from test_model import N_MELS, SPEC, batch_of  # noqa: I001  (tests/unit is on sys.path under pytest)
+from test_model import N_MELS, SPEC, batch_of, scored  # noqa: I001  (tests/unit is on sys.path under pytest)
 
 VOCAB = PhonemeVocabulary(["a", "b", "c", "_"])
 STEP = 0.025  # r = 2 frames of 12.5 ms
@@ -71,10 +71,12 @@ def interleaving_model(normalize=True, phone_context=False, phoneme_list=False):
         prenet=lambda in_dim, out_dim: build("prenet", "mlp", in_dim=in_dim, out_dim=out_dim, bottleneck=32,
                                              dropout=0.0),
         postnet=lambda in_dim, out_dim: build("postnet", "mlp", in_dim=in_dim, out_dim=out_dim, hidden=64),
-        loss=build("loss", "spectron", terms={"ce": 1.0, "spec": 1.0, "phone_ce": 1.0, "phone_gate": 1.0}),
         vocoder=build("vocoder", "griffin_lim", spec=SPEC, n_iter=4), reduction_factor=2, prompt_seconds=1.0,
         normalize_frames=normalize, interleave_phonemes=True, phonemes=["a", "b", "c"], phone_context=phone_context,
         phoneme_list=phoneme_list)
+
+
+PHONEME_TERMS = {"ce": 1.0, "spec": 1.0, "phone_ce": 1.0, "phone_gate": 1.0}
 
 
 def phoneme_batch():
@@ -85,7 +87,7 @@ def phoneme_batch():
 
 def test_interleaved_layout_targets_and_terms():
     model = interleaving_model()
-    out = model(phoneme_batch())
+    out = scored(model, phoneme_batch(), terms=PHONEME_TERMS)
     assert out["pred_frames"].shape == out["target_frames"].shape == (2, 61, N_MELS)
     # item 1: [go] c g*5 a g*16, then <end>: 1 + 1 + 5 + 1 + 16 = 24 steps
     assert out["layout"][1, 2] == 24
@@ -121,11 +123,11 @@ def test_normalised_frames_are_what_the_decoder_sees_and_generation_undoes_it():
         model.set_frame_stats(mean[:3], std[:3])
 
 
-def fit(model, batch, steps):
-    """``steps`` Adam steps (lr 3e-3) on one batch; the last step's outputs."""
+def fit(model, batch, steps, terms=PHONEME_TERMS):
+    """``steps`` Adam steps (lr 3e-3) on one batch with the objective ``terms``; the last step's outputs."""
     optimiser = torch.optim.Adam(model.parameters(), 3e-3)
     for _ in range(steps):
-        out = model(batch)
+        out = scored(model, batch, terms=terms)
         optimiser.zero_grad()
         out["loss"].backward()
         optimiser.step()
@@ -136,7 +138,7 @@ def fit(model, batch, steps):
 def test_learning_the_interleaved_section_and_generating_exact_budgets(tmp_path, phone_context, phoneme_list):
     model = interleaving_model(phone_context=phone_context, phoneme_list=phoneme_list)
     batch = phoneme_batch()
-    start = model(batch)
+    start = scored(model, batch, terms=PHONEME_TERMS)
     out = fit(model, batch, steps=120)
     assert out["phone_ce"] < 0.1 * start["phone_ce"] and out["phone_gate"] < 0.5 * start["phone_gate"]
     model.eval()
@@ -193,14 +195,14 @@ def test_a_refining_post_net_trains_both_outputs_and_refines_generation(tmp_path
         prenet=lambda in_dim, out_dim: build("prenet", "mlp", in_dim=in_dim, out_dim=out_dim, dropout=0.0),
         postnet=lambda in_dim, out_dim: build("postnet", "conv_residual", in_dim=in_dim, out_dim=out_dim,
                                               channels=32, layers=3, conv_dropout=0.0),
-        loss=build("loss", "spectron", terms={"spec": 1.0, "spec_coarse": 1.0}),
         vocoder=build("vocoder", "griffin_lim", spec=SPEC, n_iter=2), reduction_factor=2, prompt_seconds=1.0)
     batch = batch_of()
-    out = model(batch)
+    refining = {"spec": 1.0, "spec_coarse": 1.0}
+    out = scored(model, batch, terms=refining)
     # the refiner starts as the identity, so both outputs (and both terms) agree at first
     torch.testing.assert_close(out["pred_frames"], out["coarse_frames"])
     assert float(out["spec"]) == pytest.approx(float(out["spec_coarse"]))
-    out = fit(model, batch, steps=60)
+    out = fit(model, batch, steps=60, terms=refining)
     assert out["spec"] < out["spec_coarse"]  # the refiner improves on the step-by-step frames
     model.eval()
     got = model.generate(batch["prompt_wav"], batch["prompt_lens"], num_frames=torch.tensor([61, 41]),
