@@ -54,6 +54,53 @@ class SpectronOutput:
     phonemes: list = dataclasses.field(default_factory=list)  # interleaved phonemes written, per item
 
 
+TEXT, FRAMES, DONE, LIST = 0, 1, 2, 3  # the phase of an item in decoding: text, speech, finished, phoneme list
+
+
+def _next_listed(sequence, spoken):
+    """The sequence's next phoneme; the last one again when it runs out."""
+    return sequence[len(spoken)] if len(spoken) < len(sequence) else (spoken[-1] if spoken else 1)
+
+
+@dataclasses.dataclass
+class _Decoding:
+    """The state of one batched decoding pass of ``SpectronModel.generate``: per item, its phase and what it
+    has written so far; for the LM, the next step's input, the attention mask and the cache."""
+
+    batch_size: int
+    dtype: torch.dtype
+    width: int                      # the LM's input width
+    budget: torch.Tensor            # frames per item
+    budget_groups: torch.Tensor     # frame groups (steps) per item
+    stop: str
+    max_text_tokens: int
+    sampling: tuple                 # (do_sample, temperature, top_k, top_p)
+    use_cache: bool
+    forced_text: object
+    forced_phonemes: object
+    cache: object
+    all_embeds: torch.Tensor
+    all_mask: torch.Tensor
+    step_input: torch.Tensor
+    step_pos: torch.Tensor
+    times: dict
+    n_steps: int = 0
+    next_embeds: torch.Tensor = None
+    active: torch.Tensor = None
+
+    def __post_init__(self):
+        n = self.batch_size
+        self.phase = [TEXT] * n
+        self.tokens = [[] for _ in range(n)]
+        self.listed = [[] for _ in range(n)]       # the phoneme list written (phoneme_list)
+        self.groups = [[] for _ in range(n)]
+        self.phones = [[] for _ in range(n)]       # interleaved phonemes written so far
+        self.speech_steps = [0] * n                # speech-section steps taken (go = step 0)
+        self.since_phone = [0] * n                 # groups since the last phoneme token
+        self.survival = [1.0] * n                  # probability that the phoneme goes on (the gate)
+        self.stopped_by = ["budget"] * n
+
+
 def _component(value, kind, **dims):
     """Accept a built module, or a partial/callable taking the dims (YAML ``!name:``)."""
     if isinstance(value, nn.Module) or value is None:
@@ -579,6 +626,18 @@ class SpectronModel(nn.Module):
     def _generate(self, prompt_wav, prompt_lens, prompt_feats, prompt_feat_lens, num_frames, max_seconds,
                   stop, max_text_tokens, do_sample, temperature, top_k, top_p, use_cache, vocode, forced_text,
                   forced_phonemes=None):
+        state = self._start_decoding(prompt_wav, prompt_lens, prompt_feats, prompt_feat_lens, num_frames,
+                                     max_seconds, stop, max_text_tokens, (do_sample, temperature, top_k, top_p),
+                                     use_cache, forced_text, forced_phonemes)
+        while self._decode_step(state):
+            pass
+        return self._finish_decoding(state, vocode)
+
+    # -- one decoding pass in steps: start, step (text / phoneme list / phonemes / frames), finish ------------
+    def _start_decoding(self, prompt_wav, prompt_lens, prompt_feats, prompt_feat_lens, num_frames, max_seconds,
+                        stop, max_text_tokens, sampling, use_cache, forced_text, forced_phonemes):
+        """Check the request, encode the prompts and lay out the first LM input: ``[prefix][<sos>]`` per item,
+        left-padded so all items reach ``<sos>`` at the same position. Returns the ``_Decoding`` state."""
         device = self.device
         if stop not in ("budget", "stop_head"):
             raise ValueError(f"stop={stop!r}; use 'budget' or 'stop_head'")
@@ -594,7 +653,7 @@ class SpectronModel(nn.Module):
             if prompt_feats.dim() == 2:
                 prompt_feats = prompt_feats[None]
             prompt_feat_lens = prompt_feat_lens.to(device) if prompt_feat_lens is not None else None
-        t0 = time.perf_counter()
+        started = time.perf_counter()
         prefix, prefix_lens = self.encode_prompt(prompt_wav, prompt_lens, prompt_feats, prompt_feat_lens)
         batch_size, width = prefix.shape[0], prefix.shape[1]
         if not self.intermediate_text and forced_text is None:  # trained without text: frames at once
@@ -605,9 +664,6 @@ class SpectronModel(nn.Module):
                 raise ValueError("forced_phonemes needs a model that interleaves phonemes (interleave_phonemes=True)")
             forced_phonemes = [[int(p) for p in (self.phone_vocab.ids(item) if item and isinstance(item[0], str)
                                                  else item)] for item in forced_phonemes]
-        budget_groups = torch.div(budget + self.r - 1, self.r, rounding_mode="floor")
-
-        # left-pad the prefixes so all items reach <sos> at the same position
         embeds = prefix.new_zeros(batch_size, width + 1, prefix.shape[-1])
         mask = torch.zeros(batch_size, width + 1, dtype=torch.long, device=device)
         for i in range(batch_size):
@@ -617,164 +673,178 @@ class SpectronModel(nn.Module):
         sos = torch.full((batch_size, 1), self.lm.sos_id, dtype=torch.long, device=device)
         embeds[:, width:] = self.lm.embed(sos).to(prefix.dtype)
         positions = (mask.cumsum(-1) - 1).clamp(min=0)
-        t_encode = time.perf_counter() - t0
+        return _Decoding(
+            batch_size=batch_size, dtype=prefix.dtype, width=prefix.shape[-1], budget=budget,
+            budget_groups=torch.div(budget + self.r - 1, self.r, rounding_mode="floor"), stop=stop,
+            max_text_tokens=max_text_tokens, sampling=sampling, use_cache=use_cache, forced_text=forced_text,
+            forced_phonemes=forced_phonemes, cache=self.lm.new_cache() if use_cache else None, all_embeds=embeds,
+            all_mask=mask, step_input=embeds, step_pos=positions,
+            times={"started": started, "encode_s": time.perf_counter() - started, "decoding": time.perf_counter()})
 
-        TEXT, FRAMES, DONE, LIST = 0, 1, 2, 3
-        phase = [TEXT] * batch_size
-        listed = [[] for _ in range(batch_size)]        # the phoneme list written (phoneme_list)
-        tokens = [[] for _ in range(batch_size)]
-        groups = [[] for _ in range(batch_size)]
-        stopped_by = ["budget"] * batch_size
-        phones = [[] for _ in range(batch_size)]       # interleaved phonemes written so far
-        speech_steps = [0] * batch_size                 # speech-section steps taken (go = step 0)
-        since_phone = [0] * batch_size                  # groups since the last phoneme token
-        survival = [1.0] * batch_size                   # probability that the phoneme goes on (the gate)
-        cache = self.lm.new_cache() if use_cache else None
-        all_embeds, all_mask = embeds, mask
-        step_input, step_pos = embeds, positions
-        text_done_at, n_steps = None, 0
-        go = prefix.new_zeros(1, self.n_mels * self.r)
+    def _decode_step(self, state):
+        """One LM step for every item still decoding: each writes a token, a phoneme of its list, a phoneme of
+        its speech or a frame group, by its phase. Returns False once every item is done."""
+        if state.use_cache:
+            hidden, state.cache = self.lm(state.step_input, state.all_mask, state.step_pos,
+                                          past_key_values=state.cache, use_cache=True)
+        else:
+            full_pos = (state.all_mask.cumsum(-1) - 1).clamp(min=0)
+            hidden, _ = self.lm(state.all_embeds, state.all_mask, full_pos)
+        last = hidden[:, -1]                                          # [B, d]
+        state.n_steps += 1
+        state.next_embeds = last.new_zeros(state.batch_size, state.width).to(state.dtype)
+        state.active = torch.zeros(state.batch_size, dtype=torch.long, device=last.device)
+        rows = {phase: [i for i in range(state.batch_size) if state.phase[i] == phase]
+                for phase in (TEXT, LIST, FRAMES)}
+        if rows[TEXT]:
+            self._text_step(state, last, rows[TEXT])
+        if rows[LIST]:
+            self._list_step(state, last, rows[LIST])
+        frame_rows = rows[FRAMES]
+        if frame_rows and self.interleave_phonemes:
+            frame_rows = self._phoneme_step(state, last, frame_rows)
+        if frame_rows:
+            self._frame_step(state, last, frame_rows)
+        if "text_done" not in state.times and all(p != TEXT for p in state.phase):
+            state.times["text_done"] = time.perf_counter()
+        if all(p == DONE for p in state.phase):
+            return False
+        state.step_input = state.next_embeds[:, None]
+        state.all_mask = torch.cat([state.all_mask, state.active[:, None]], dim=1)
+        state.step_pos = (state.all_mask.sum(-1, keepdim=True) - 1).clamp(min=0)
+        if not state.use_cache:
+            state.all_embeds = torch.cat([state.all_embeds, state.step_input], dim=1)
+        return True
 
-        def speech_start():  # the go frame's input (a call each: the pre-net may keep dropout at inference)
-            return self.prenet(go)[0] + self.frame_step_embedding(0)[0]
+    def _feed(self, state, row, embedding):
+        """``embedding`` is item ``row``'s next LM input."""
+        state.next_embeds[row] = embedding.to(state.dtype)
+        state.active[row] = 1
 
-        def phone_input(phone):
-            return self.phone_embedding(torch.tensor([phone], device=device))[0].to(prefix.dtype)
+    def _speech_start(self, state):
+        """The go frame's input (a call each: the pre-net may keep dropout at inference)."""
+        go = state.next_embeds.new_zeros(1, self.n_mels * self.r)
+        return self.prenet(go)[0] + self.frame_step_embedding(0)[0]
 
-        def next_listed(sequence, spoken):  # the sequence's next phoneme; the last one again when it runs out
-            return sequence[len(spoken)] if len(spoken) < len(sequence) else (spoken[-1] if spoken else 1)
-        t1 = time.perf_counter()
-        while True:
-            if use_cache:
-                hidden, cache = self.lm(step_input, all_mask, step_pos,
-                                        past_key_values=cache, use_cache=True)
+    def _phone_input(self, state, phone):
+        return self.phone_embedding(torch.tensor([phone], device=state.active.device))[0]
+
+    def _text_step(self, state, last, rows):
+        """Text rows write a token (or the forced one); ``<eos>`` or the text budget starts the phoneme list
+        (``phoneme_list``) or the speech."""
+        logits = self.lm.logits(last[rows]).float()
+        chosen = self._pick_tokens(logits, *state.sampling)
+        for row, token in zip(rows, chosen.tolist()):
+            if state.forced_text is not None:
+                step = len(state.tokens[row])
+                token = state.forced_text[row][step] if step < len(state.forced_text[row]) else self.lm.eos_id
+            if token == self.lm.eos_id or len(state.tokens[row]) >= state.max_text_tokens:
+                state.phase[row] = (LIST if self.phoneme_list else FRAMES) if state.budget_groups[row] > 0 else DONE
+                if state.phase[row] == LIST:
+                    self._feed(state, row, self.phone_list_start)
+                elif state.phase[row] == FRAMES:
+                    self._feed(state, row, self._speech_start(state))
             else:
-                full_pos = (all_mask.cumsum(-1) - 1).clamp(min=0)
-                hidden, _ = self.lm(all_embeds, all_mask, full_pos)
-            last = hidden[:, -1]                                          # [B, d]
-            n_steps += 1
-            next_embeds = prefix.new_zeros(batch_size, prefix.shape[-1])
-            active = torch.zeros(batch_size, dtype=torch.long, device=device)
-            text_rows = [i for i in range(batch_size) if phase[i] == TEXT]
-            list_rows = [i for i in range(batch_size) if phase[i] == LIST]
-            frame_rows = [i for i in range(batch_size) if phase[i] == FRAMES]
-            if text_rows:
-                logits = self.lm.logits(last[text_rows]).float()
-                chosen = self._pick_tokens(logits, do_sample, temperature, top_k, top_p)
-                for row, token in zip(text_rows, chosen.tolist()):
-                    if forced_text is not None:
-                        step = len(tokens[row])
-                        token = forced_text[row][step] if step < len(forced_text[row]) else self.lm.eos_id
-                    if token == self.lm.eos_id or len(tokens[row]) >= max_text_tokens:
-                        phase[row] = (LIST if self.phoneme_list else FRAMES) if budget_groups[row] > 0 else DONE
-                        if phase[row] == LIST:
-                            next_embeds[row] = self.phone_list_start.to(prefix.dtype)
-                            active[row] = 1
-                        elif phase[row] == FRAMES:
-                            next_embeds[row] = speech_start()
-                            active[row] = 1
-                    else:
-                        tokens[row].append(token)
-                        next_embeds[row] = self.lm.embed(torch.tensor([token], device=device))[0]
-                        active[row] = 1
-            if list_rows:  # the phoneme list, until <end> (or as many phonemes as groups)
-                logits = self.phone_head(last[list_rows]).float()
-                logits[:, 1] = float("-inf")
-                for row, phone in zip(list_rows, logits.argmax(-1).tolist()):
-                    if forced_phonemes is not None:
-                        k = len(listed[row])
-                        phone = forced_phonemes[row][k] if k < len(forced_phonemes[row]) else 0
-                    if phone == 0 or len(listed[row]) >= int(budget_groups[row]):
-                        phase[row] = FRAMES
-                        next_embeds[row] = speech_start()
-                    else:
-                        listed[row].append(phone)
-                        next_embeds[row] = phone_input(phone)
-                    active[row] = 1
-            if frame_rows and self.interleave_phonemes:  # rows about to start a phoneme write its token
-                must = {row for row in frame_rows  # the first speech step, or a phoneme that lasted too long
-                        if speech_steps[row] == 0 or since_phone[row] >= self.max_phone_groups}
-                may = {row for row in frame_rows  # phoneme tokens are capped so the budget is always reached
-                       if speech_steps[row] - len(groups[row]) < int(budget_groups[row]) + 8}
-                if self.phoneme_list:  # the next phoneme is the list's next; a finished list only adds groups
-                    may = {row for row in may if len(phones[row]) < len(listed[row])}
-                phone_rows = self._phoneme_steps(last, frame_rows, must, may, stop, survival)
-                sequence = listed if self.phoneme_list else forced_phonemes  # phonemes decided before the speech
-                if sequence is not None:
-                    phone_rows = {row: next_listed(sequence[row], phones[row]) for row in phone_rows}
-                for row, phone in phone_rows.items():
-                    speech_steps[row] += 1
-                    if phone == 0:  # <end>: the speech is over
-                        phase[row], stopped_by[row] = DONE, "end"
-                        continue
-                    phones[row].append(phone)
-                    since_phone[row] = 0
-                    survival[row] = 1.0
-                    next_embeds[row] = phone_input(phone)
-                    active[row] = 1
-                frame_rows = [row for row in frame_rows if row not in phone_rows]
-            if frame_rows:
-                frame_hidden = last[frame_rows]
-                new_groups = self.postnet(frame_hidden).float()          # [b, F*r]
-                stop_prob = (torch.sigmoid(self.stop_head(frame_hidden).float()).squeeze(-1)
-                             if self.stop_head is not None else None)
-                for k, row in enumerate(frame_rows):
-                    groups[row].append(new_groups[k])
-                    speech_steps[row] += 1
-                    since_phone[row] += 1
-                    if len(groups[row]) >= budget_groups[row]:
-                        phase[row] = DONE
-                    elif stop == "stop_head" and stop_prob[k] > self.stop_threshold:
-                        phase[row], stopped_by[row] = DONE, "stop_head"
-                    else:
-                        next_embeds[row] = (self.prenet(new_groups[k:k + 1].to(prefix.dtype))[0]
-                                            + self.frame_step_embedding(len(groups[row]))[0])
-                        if self.phone_context:
-                            next_embeds[row] += self.phone_step_context(
-                                torch.tensor([phones[row][-1]], device=device),
-                                torch.tensor([since_phone[row] - 1], device=device))[0].to(prefix.dtype)
-                        active[row] = 1
-            if text_done_at is None and all(p != TEXT for p in phase):
-                text_done_at = time.perf_counter()
-            if all(p == DONE for p in phase):
-                break
-            step_input = next_embeds[:, None]
-            all_mask = torch.cat([all_mask, active[:, None]], dim=1)
-            step_pos = (all_mask.sum(-1, keepdim=True) - 1).clamp(min=0)
-            if not use_cache:
-                all_embeds = torch.cat([all_embeds, step_input], dim=1)
-        t_end = time.perf_counter()
-        text_done_at = text_done_at or t_end
+                state.tokens[row].append(token)
+                self._feed(state, row, self.lm.embed(torch.tensor([token], device=last.device))[0])
 
+    def _list_step(self, state, last, rows):
+        """Phoneme-list rows write the next phoneme, until ``<end>`` (or as many phonemes as frame groups)."""
+        logits = self.phone_head(last[rows]).float()
+        logits[:, 1] = float("-inf")
+        for row, phone in zip(rows, logits.argmax(-1).tolist()):
+            if state.forced_phonemes is not None:
+                k = len(state.listed[row])
+                phone = state.forced_phonemes[row][k] if k < len(state.forced_phonemes[row]) else 0
+            if phone == 0 or len(state.listed[row]) >= int(state.budget_groups[row]):
+                state.phase[row] = FRAMES
+                self._feed(state, row, self._speech_start(state))
+            else:
+                state.listed[row].append(phone)
+                self._feed(state, row, self._phone_input(state, phone))
+
+    def _phoneme_step(self, state, last, rows):
+        """Speech rows about to start a phoneme write its token (interleaved phonemes). Returns the rows that
+        write a frame group instead."""
+        must = {row for row in rows  # the first speech step, or a phoneme that lasted too long
+                if state.speech_steps[row] == 0 or state.since_phone[row] >= self.max_phone_groups}
+        may = {row for row in rows  # phoneme tokens are capped so the budget is always reached
+               if state.speech_steps[row] - len(state.groups[row]) < int(state.budget_groups[row]) + 8}
+        if self.phoneme_list:  # the next phoneme is the list's next; a finished list only adds groups
+            may = {row for row in may if len(state.phones[row]) < len(state.listed[row])}
+        phone_rows = self._phoneme_steps(last, rows, must, may, state.stop, state.survival)
+        sequence = state.listed if self.phoneme_list else state.forced_phonemes  # decided before the speech
+        if sequence is not None:
+            phone_rows = {row: _next_listed(sequence[row], state.phones[row]) for row in phone_rows}
+        for row, phone in phone_rows.items():
+            state.speech_steps[row] += 1
+            if phone == 0:  # <end>: the speech is over
+                state.phase[row], state.stopped_by[row] = DONE, "end"
+                continue
+            state.phones[row].append(phone)
+            state.since_phone[row] = 0
+            state.survival[row] = 1.0
+            self._feed(state, row, self._phone_input(state, phone))
+        return [row for row in rows if row not in phone_rows]
+
+    def _frame_step(self, state, last, rows):
+        """Speech rows write a frame group; the budget or the stop head ends an item, else the group (through
+        the pre-net) is its next input."""
+        frame_hidden = last[rows]
+        new_groups = self.postnet(frame_hidden).float()          # [b, F*r]
+        stop_prob = (torch.sigmoid(self.stop_head(frame_hidden).float()).squeeze(-1)
+                     if self.stop_head is not None else None)
+        for k, row in enumerate(rows):
+            state.groups[row].append(new_groups[k])
+            state.speech_steps[row] += 1
+            state.since_phone[row] += 1
+            if len(state.groups[row]) >= state.budget_groups[row]:
+                state.phase[row] = DONE
+            elif state.stop == "stop_head" and stop_prob[k] > self.stop_threshold:
+                state.phase[row], state.stopped_by[row] = DONE, "stop_head"
+            else:
+                embedding = (self.prenet(new_groups[k:k + 1].to(state.dtype))[0]
+                             + self.frame_step_embedding(len(state.groups[row]))[0])
+                if self.phone_context:
+                    device = last.device
+                    embedding = embedding + self.phone_step_context(
+                        torch.tensor([state.phones[row][-1]], device=device),
+                        torch.tensor([state.since_phone[row] - 1], device=device))[0].to(state.dtype)
+                self._feed(state, row, embedding)
+
+    def _finish_decoding(self, state, vocode):
+        """Frames of every item (refined by a refining post-net, in the front end's units, cut to the budget),
+        audio, timing: the ``SpectronOutput``."""
+        decoded = time.perf_counter()
+        text_done = state.times.get("text_done", decoded)
         frames = []
         refine = getattr(self.postnet, "refine", None)
-        for i in range(batch_size):
-            if groups[i]:
-                stacked = torch.stack(groups[i])[None]                 # [1, G, F*r]
+        for i in range(state.batch_size):
+            if state.groups[i]:
+                stacked = torch.stack(state.groups[i])[None]                 # [1, G, F*r]
                 if callable(refine):  # the post-net refines the finished sequence (it reads both sides)
-                    stacked = refine(stacked.to(prefix.dtype)).float()
+                    stacked = refine(stacked.to(state.dtype)).float()
                 item = self.from_decoder_units(self.ungroup_frames(stacked)[0])
             else:
-                item = prefix.new_zeros(0, self.n_mels).float()
-            frames.append(item[: int(budget[i])] if stopped_by[i] == "budget" else item)
+                item = torch.zeros(0, self.n_mels, device=self.device)
+            frames.append(item[: int(state.budget[i])] if state.stopped_by[i] == "budget" else item)
         waveforms, t_vocoder = None, 0.0
         if vocode and self.vocoder is not None:
-            t2 = time.perf_counter()
+            started = time.perf_counter()
             waveforms = self.vocode(frames)
-            t_vocoder = time.perf_counter() - t2
+            t_vocoder = time.perf_counter() - started
         n_frames = sum(len(f) for f in frames)
-        n_tokens = sum(len(t) for t in tokens)
-        total = t_encode + (t_end - t1) + t_vocoder
+        total = state.times["encode_s"] + (decoded - state.times["decoding"]) + t_vocoder
         audio_seconds = n_frames / self.frame_rate
-        timing = {"encode_s": t_encode, "text_s": text_done_at - t1, "frames_s": t_end - text_done_at,
-                  "vocoder_s": t_vocoder, "total_s": total, "decoder_steps": n_steps,
-                  "text_tokens": n_tokens, "frames": n_frames,
-                  "frames_per_second": n_frames / max(t_end - text_done_at, 1e-9),
+        timing = {"encode_s": state.times["encode_s"], "text_s": text_done - state.times["decoding"],
+                  "frames_s": decoded - text_done, "vocoder_s": t_vocoder, "total_s": total,
+                  "decoder_steps": state.n_steps, "text_tokens": sum(len(t) for t in state.tokens),
+                  "frames": n_frames, "frames_per_second": n_frames / max(decoded - text_done, 1e-9),
                   "real_time_factor": total / audio_seconds if audio_seconds else float("nan")}
-        text = [self.lm.decode(t) if self.lm.tokenizer is not None else "" for t in tokens]
+        text = [self.lm.decode(t) if self.lm.tokenizer is not None else "" for t in state.tokens]
         sample_rate = self.vocoder.sample_rate if self.vocoder is not None else self.frontend.spec.sample_rate
-        written = [self.phone_vocab.names(p) for p in phones] if self.phone_vocab is not None else []
-        return SpectronOutput(text, tokens, frames, waveforms, sample_rate, timing, stopped_by, written)
+        written = [self.phone_vocab.names(p) for p in state.phones] if self.phone_vocab is not None else []
+        return SpectronOutput(text, state.tokens, frames, waveforms, sample_rate, timing, state.stopped_by, written)
 
     def _phoneme_steps(self, last, rows, must, may, stop, survival):
         """Rows whose next speech step is a phoneme token, and that token: ``{row: phoneme id}``.
