@@ -33,7 +33,6 @@ import logging
 import sys
 from pathlib import Path
 
-from hyperpyyaml import load_hyperpyyaml
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))  # librilight_prepare lives beside this script
@@ -113,13 +112,14 @@ def main(argv=None):
         report files written.
     """
     recipe.reuse_freed_memory()  # CPU inference otherwise spends much of its time in page faults
-    hparams_file, run_opts, overrides = sb.parse_arguments(sys.argv[1:] if argv is None else argv)
-    parsed = check_overrides(hparams_file, overrides)
-    if parsed.get("model_dir"):
-        check_bundle_source(parsed["model_dir"])  # before the scorers and encoders are loaded
-    overrides = recipe.overrides_to_yaml(parsed)
-    with open(hparams_file, encoding="utf-8") as fin:
-        hparams = load_hyperpyyaml(fin, overrides)
+    def check(hparams_file, overrides, typed, run_opts):  # before the scorers and encoders are loaded
+        check_overrides(hparams_file, overrides)  # the protocol controls' ranges
+        if overrides.get("model_dir"):
+            check_bundle_source(overrides["model_dir"])
+        return overrides, run_opts
+
+    loaded = recipe.load_recipe(sys.argv[1:] if argv is None else argv, adjust=check)
+    hparams_file, run_opts, overrides, hparams = loaded.hparams_file, loaded.run_opts, loaded.overrides, loaded.hparams
     protocol = {k: hparams[k] for k in PROTOCOL_CONTROLS if k in hparams}
     check_protocol(**protocol)
     out_dir = Path(hparams["output_folder"])

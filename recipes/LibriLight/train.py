@@ -26,7 +26,6 @@ from pathlib import Path
 
 import speechbrain as sb
 import torch
-from hyperpyyaml import load_hyperpyyaml
 from rich.console import Console
 from rich.table import Table
 from speechbrain.dataio.dataset import DynamicItemDataset
@@ -50,9 +49,9 @@ from spectron_kit.phonemes import continuation_events, vocabulary_from_rows  # n
 from spectron_kit.plotting import plot_loss_curves  # noqa: E402
 from spectron_kit.progress import progress_bar  # noqa: E402
 from spectron_kit.recipe import (  # noqa: E402
-    INTERRUPTED, RandomState, RecipeConfigError, TrainingClock, TrainingDiverged, check_output_folder, check_overrides,
-    check_resume_settings, declared_keys, exit_on_config_error, lock_run_folder, nonfinite_weights, overrides_to_yaml, parse_overrides,
-    release_run_folder, replace_blocks, resolve_base, reuse_freed_memory, set_aside_broken_checkpoints, yaml_defaults)
+    INTERRUPTED, RandomState, RecipeConfigError, TrainingClock, TrainingDiverged, check_output_folder,
+    check_resume_settings, declared_keys, exit_on_config_error, load_recipe, lock_run_folder, nonfinite_weights,
+    release_run_folder, reuse_freed_memory, set_aside_broken_checkpoints, yaml_defaults)
 
 logger = logging.getLogger(__name__)
 console = Console()
@@ -679,26 +678,23 @@ def load_run(argv):
     training when launched by torchrun, and refuses (one line) a key, a
     value or a component that cannot work, before anything is written.
     """
-    hparams_file, run_opts, overrides = sb.parse_arguments(argv)
-    typed = parse_overrides(overrides)  # what the user typed (resolve_base adds the layers' keys)
-    hparams_file, overrides = resolve_base(hparams_file, overrides)
-    check_overrides(hparams_file, overrides,
-                    "for a run without data, use recipes/LibriLight/hparams/spectron_mini.yaml")
-    if run_opts.debug and {**yaml_defaults(hparams_file), **overrides}.get("mini_corpus"):
-        # tiny sizes win over the setup file's keys; what the user typed still wins over them
-        overrides = {**overrides, **DEBUG_OVERRIDES, **typed}
-        # the sizes are ours, so SpeechBrain's own debug mode (checkpoints in a temporary folder, 2 epochs of
-        # 2 batches) is off: the debug run keeps checkpoints in its output folder, honours --number_of_epochs
-        # and resumes like a real run
-        run_opts = dataclasses.replace(run_opts, debug=False)
-        console.print(f"debug run: tiny corpus and models in {overrides['data_folder']} and "
-                      f"{overrides['output_folder']}")
-    run_opts, world_size = init_distributed(run_opts)
-    hparams_file, overrides = replace_blocks(hparams_file, overrides)  # component blocks of ablation files
-    check_required_keys(set(yaml_defaults(hparams_file)) | set(overrides))  # before a !ref to it fails to load
-    overrides = overrides_to_yaml(overrides)
-    with open(hparams_file) as fin:
-        hparams = load_hyperpyyaml(fin, overrides)
+    def debug_and_distributed(hparams_file, overrides, typed, run_opts):
+        if run_opts.debug and {**yaml_defaults(hparams_file), **overrides}.get("mini_corpus"):
+            # tiny sizes win over the setup file's keys; what the user typed still wins over them
+            overrides = {**overrides, **DEBUG_OVERRIDES, **typed}
+            # the sizes are ours, so SpeechBrain's own debug mode (checkpoints in a temporary folder, 2 epochs
+            # of 2 batches) is off: the debug run keeps checkpoints in its output folder, honours
+            # --number_of_epochs and resumes like a real run
+            run_opts = dataclasses.replace(run_opts, debug=False)
+            console.print(f"debug run: tiny corpus and models in {overrides['data_folder']} and "
+                          f"{overrides['output_folder']}")
+        run_opts, _ = init_distributed(run_opts)
+        return overrides, run_opts
+
+    loaded = load_recipe(argv, hint="for a run without data, use recipes/LibriLight/hparams/spectron_mini.yaml",
+                         adjust=debug_and_distributed, required=check_required_keys)
+    hparams_file, run_opts, overrides, hparams = loaded.hparams_file, loaded.run_opts, loaded.overrides, loaded.hparams
+    world_size = torch.distributed.get_world_size() if torch.distributed.is_initialized() else 1
     validate_run(hparams)  # before anything is written, prepared or pre-trained
     check_output_folder(hparams["output_folder"])
     return hparams_file, run_opts, overrides, hparams, world_size

@@ -17,7 +17,6 @@ import logging
 import sys
 from pathlib import Path
 
-from hyperpyyaml import load_hyperpyyaml
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))  # spokenqa_prepare lives beside this script
@@ -40,18 +39,18 @@ DATASETS = ("llama_questions", "web_questions")
 @recipe.exit_on_config_error
 def main(argv=None):
     """Run the spoken-QA evaluation; returns ``(result, report paths)``."""
-    hparams_file, run_opts, overrides = sb.parse_arguments(sys.argv[1:] if argv is None else argv)
-    parsed = recipe.check_overrides(hparams_file, overrides)
-    if parsed.get("dataset", "llama_questions") not in DATASETS:
-        raise recipe.RecipeConfigError(f"--dataset={parsed['dataset']}: choose one of {', '.join(DATASETS)}")
-    if parsed.get("model_dir"):
-        check_bundle_source(parsed["model_dir"])
-    if parsed.get("data_path") and not Path(parsed["data_path"]).exists():
-        raise recipe.RecipeConfigError(f"--data_path={parsed['data_path']}: no such file or folder; pass the "
-                                       "LLaMA-Questions folder or the WebQuestions JSON")
-    overrides = recipe.overrides_to_yaml(parsed)
-    with open(hparams_file, encoding="utf-8") as fin:
-        hparams = load_hyperpyyaml(fin, overrides)
+    def check(hparams_file, parsed, typed, run_opts):  # before the bundle and the scorers are loaded
+        if parsed.get("dataset", "llama_questions") not in DATASETS:
+            raise recipe.RecipeConfigError(f"--dataset={parsed['dataset']}: choose one of {', '.join(DATASETS)}")
+        if parsed.get("model_dir"):
+            check_bundle_source(parsed["model_dir"])
+        if parsed.get("data_path") and not Path(parsed["data_path"]).exists():
+            raise recipe.RecipeConfigError(f"--data_path={parsed['data_path']}: no such file or folder; pass the "
+                                           "LLaMA-Questions folder or the WebQuestions JSON")
+        return parsed, run_opts
+
+    loaded = recipe.load_recipe(sys.argv[1:] if argv is None else argv, adjust=check)
+    hparams_file, run_opts, overrides, hparams = loaded.hparams_file, loaded.run_opts, loaded.overrides, loaded.hparams
     out_dir = Path(hparams["output_folder"])
     sb.create_experiment_directory(experiment_directory=str(out_dir), hyperparams_to_save=hparams_file,
                                    overrides=overrides)

@@ -36,7 +36,6 @@ import sys
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-from hyperpyyaml import load_hyperpyyaml
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parents[1]
@@ -46,7 +45,6 @@ try:
 except ImportError:  # run from a checkout without installing
     sys.path.insert(0, str(ROOT))
 
-import speechbrain as sb  # noqa: E402
 from rich.console import Console  # noqa: E402
 
 from spectron_kit import recipe  # noqa: E402
@@ -310,10 +308,7 @@ def plot_curve(curve, upper, floor, path):
 # ----------------------------------------------------------------------------- main
 @recipe.exit_on_config_error
 def main(argv=None):
-    hparams_file, run_opts, overrides = sb.parse_arguments(sys.argv[1:] if argv is None else argv)
-    parsed = recipe.check_overrides(hparams_file, overrides)
-    with open(hparams_file, encoding="utf-8") as fin:
-        hparams = load_hyperpyyaml(fin, recipe.overrides_to_yaml(parsed))
+    hparams = recipe.load_recipe(sys.argv[1:] if argv is None else argv).hparams
     for arm, path in hparams["arms"].items():
         if not Path(path).is_file():
             raise recipe.RecipeConfigError(f"arm {arm}: {path} does not exist; give the arm's training YAML")

@@ -1,4 +1,4 @@
-"""Shared recipe command-line checks (spectron_kit/recipe.py)."""
+"""Shared recipe command-line checks (spectron_kit/recipe/)."""
 import os
 import platform
 from pathlib import Path
@@ -239,3 +239,25 @@ def test_declared_keys_cover_the_chain_without_writing(tmp_path):
     assert declared_keys(tmp_path / "abl.yaml") == {"a", "b", "c"}
     path, merged = resolve_base(tmp_path / "abl.yaml", "")
     assert set(yaml_defaults(path)) == {"a", "b", "c"} and merged == {"a": 3, "b": 5}
+
+
+def test_load_recipe_is_the_one_loader_layers_checks_hooks(tmp_path):
+    """``load_recipe``: __base__ layers, checked overrides, the adjust and required hooks, then HyperPyYAML."""
+    from spectron_kit.recipe import RecipeConfigError, load_recipe
+
+    base = tmp_path / "base.yaml"
+    base.write_text("seed: 1\nlr: 0.1\nname: !ref run<seed>\nblock: !new:collections.OrderedDict\n    a: 1\n")
+    layer = tmp_path / "layer.yaml"
+    layer.write_text(f"__base__: {base}\nlr: 0.5\n__add__:\n    extra: 7\n")
+    seen = {}
+
+    def adjust(hparams_file, overrides, typed, run_opts):
+        seen["typed"], seen["overrides"] = dict(typed), dict(overrides)
+        return {**overrides, "seed": 3}, run_opts
+
+    loaded = load_recipe([str(layer), "--lr=0.25"], adjust=adjust, required=lambda keys: seen.update(keys=keys))
+    assert loaded.hparams["lr"] == 0.25 and loaded.hparams["extra"] == 7 and loaded.hparams["name"] == "run3"
+    assert seen["typed"] == {"lr": 0.25} and seen["overrides"]["lr"] == 0.25 and {"extra", "seed"} <= seen["keys"]
+    assert "lr: 0.25" in loaded.overrides and dict(loaded.hparams["block"]) == {"a": 1}
+    with pytest.raises(RecipeConfigError, match="unknown override --lrr; did you mean --lr"):
+        load_recipe([str(layer), "--lrr=1"])

@@ -1,0 +1,145 @@
+"""How a recipe process runs: the one-line error policy, one run per output folder, the output folder
+check and the allocator setting of CPU runs."""
+import ctypes
+import ctypes.util
+import functools
+import os
+import sys
+import time
+from pathlib import Path
+
+from spectron_kit.errors import TRACEBACK_ENV, one_line, traceback_wanted
+from spectron_kit.recipe.config import RecipeConfigError
+
+
+def check_output_folder(folder, key="output_folder"):
+    """Refuse (one line) an output folder that is a file, lies under a file, or under a folder we cannot write.
+
+    Example:
+        >>> check_output_folder("results/some_run")
+    """
+    path = Path(folder)
+    existing = next((p for p in (path, *path.parents) if p.exists()), None)
+    if existing is None:
+        return
+    if not existing.is_dir():
+        what = "is a file" if existing == path else f"lies under the file {existing}"
+        raise RecipeConfigError(f"--{key}={folder} {what}; choose a folder path")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise RecipeConfigError(f"--{key}={folder}: {existing} is not writable; choose a folder you can write to")
+
+
+#: the held lock of this process's run folder (a FileLock is released when it is garbage-collected)
+_RUN_LOCKS = {}
+
+
+def lock_run_folder(folder, key="output_folder"):
+    """One run per output folder: hold ``<folder>/.run.lock`` for the life of this process.
+
+    A second run on the same folder stops at once with one line naming the
+    running process (from ``<folder>/run.pid``). The lock is an OS file lock
+    (``filelock``), so the lock of a killed run is released with its process
+    and the next run takes it over.
+
+    Raises:
+        RecipeConfigError: another live process holds the folder.
+    """
+    from filelock import FileLock, Timeout
+
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    key_path = str(folder.resolve())
+    if key_path in _RUN_LOCKS:  # this process holds it already (a run started twice in one process: tests)
+        return _RUN_LOCKS[key_path]
+    lock = FileLock(str(folder / ".run.lock"))
+    try:
+        lock.acquire(timeout=0)
+    except Timeout:
+        pid_file = folder / "run.pid"
+        owner = pid_file.read_text().strip() if pid_file.is_file() else "another process"
+        raise RecipeConfigError(f"--{key}={folder} is in use by a running training run ({owner}); wait for it "
+                                f"to end or choose another --{key}") from None
+    (folder / "run.pid").write_text(f"pid {os.getpid()} on {os.uname().nodename}, started "
+                                    f"{time.strftime('%Y-%m-%d %H:%M:%S')}\n")
+    _RUN_LOCKS[key_path] = lock
+    return lock
+
+
+def release_run_folder(folder):
+    """Release this process's lock of ``folder`` (end of a run inside a longer-lived process)."""
+    lock = _RUN_LOCKS.pop(str(Path(folder).resolve()), None)
+    if lock is not None:
+        lock.release()
+
+
+#: what a Ctrl-C should tell the user (set by a run once it has a checkpoint folder)
+INTERRUPTED = {"where": None}
+
+
+def exit_on_config_error(func):
+    """Decorator for recipe and tool mains: one error policy.
+
+    Known errors (a bad configuration or override, an unknown component or a
+    broken plugin, a missing file or folder, unreadable audio, a broken bundle,
+    mismatched feature specs, a diverged run, an output path the OS refuses)
+    print one line ``error: ...`` naming the thing and the fix, and exit with
+    code 2. Ctrl-C prints one line (``INTERRUPTED["where"]``: where the last
+    checkpoint is and that a rerun resumes) and exits with 130. Set
+    ``SPECTRON_KIT_TRACEBACK=1`` to get the traceback instead.
+    """
+    from spectron_kit.registry import RegistryError
+
+    known = (RecipeConfigError, RegistryError, OSError, ValueError, TypeError)
+
+    @functools.wraps(func)
+    def wrapper(*args, **kwargs):
+        try:
+            return func(*args, **kwargs)
+        except KeyboardInterrupt:
+            if traceback_wanted():
+                raise
+            where = INTERRUPTED["where"]
+            print(f"interrupted: {where}" if where else "interrupted", file=sys.stderr)
+            sys.exit(130)
+        except known as err:
+            if traceback_wanted():
+                raise
+            hint = "" if isinstance(err, RecipeConfigError) else f" ({TRACEBACK_ENV}=1 shows the traceback)"
+            print(f"error: {one_line(err)}{hint}", file=sys.stderr)
+            sys.exit(2)
+        except KeyError as err:
+            if "Override" in str(err) and not traceback_wanted():
+                print(f"error: {one_line(err)}", file=sys.stderr)
+                sys.exit(2)
+            raise
+    return wrapper
+
+
+_M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD = -1, -3  # mallopt parameters (glibc malloc.h)
+
+
+def reuse_freed_memory(max_block_mb=256):
+    """Ask glibc malloc to keep freed CPU memory for reuse instead of giving it back to the kernel.
+
+    A training step frees and reallocates the same multi-megabyte buffers
+    (STFTs, activations, gradients). By default glibc serves such blocks with
+    ``mmap`` and unmaps them on free, so every step page-faults on fresh,
+    zeroed pages: a third of the CPU time went to the kernel in the mini
+    recipe (``tools/benchmark_allocator.py`` measures it). Blocks up to
+    ``max_block_mb`` now come from the heap, and the heap is not trimmed.
+
+    Linux with glibc only; elsewhere, or when the user set
+    ``MALLOC_MMAP_THRESHOLD_``/``MALLOC_TRIM_THRESHOLD_`` themselves, nothing
+    changes.
+
+    Returns:
+        True when the setting took effect.
+    """
+    if not sys.platform.startswith("linux") or any(k.startswith("MALLOC_") for k in os.environ):
+        return False
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+        mallopt = libc.mallopt
+    except (OSError, AttributeError):  # not glibc (e.g. musl)
+        return False
+    return bool(mallopt(_M_MMAP_THRESHOLD, int(max_block_mb) << 20)) and bool(mallopt(_M_TRIM_THRESHOLD, 1 << 30))
