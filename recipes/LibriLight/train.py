@@ -19,7 +19,6 @@ import dataclasses
 import json
 import logging
 import math
-import os
 import sys
 import time
 from pathlib import Path
@@ -33,7 +32,9 @@ from speechbrain.utils.distributed import run_on_main
 from speechbrain.utils.seed import seed_everything
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+from checks import check_required_keys, validate_run  # noqa: E402
 from librilight_prepare import prepare  # noqa: E402
+from mini_prepare import DEBUG_OVERRIDES, pretrain_if_missing  # noqa: E402,F401  (train.DEBUG_OVERRIDES: tools)
 
 from spectron_kit.alignment import diagonal_centres, step_times, token_centres, token_spans  # noqa: E402
 from spectron_kit.audio import to_samples  # noqa: E402
@@ -41,7 +42,6 @@ from spectron_kit.data.manifest import (  # noqa: E402
     filter_for_continuation, load_segment, parse_phone_times, parse_word_times, read_manifest, to_speechbrain_data,
     validate_manifest)
 from spectron_kit.features import FeatureSpec  # noqa: E402
-from spectron_kit.jsonable import to_jsonable  # noqa: E402
 from spectron_kit.model_config import SpectronConfig  # noqa: E402
 from spectron_kit.losses import lengths_to_mask  # noqa: E402
 from spectron_kit.model import SpectronModel  # noqa: E402
@@ -50,8 +50,9 @@ from spectron_kit.plotting import plot_loss_curves  # noqa: E402
 from spectron_kit.progress import progress_bar  # noqa: E402
 from spectron_kit.recipe import (  # noqa: E402
     INTERRUPTED, RandomState, RecipeConfigError, TrainingClock, TrainingDiverged, check_output_folder,
-    check_resume_settings, declared_keys, exit_on_config_error, load_recipe, lock_run_folder, nonfinite_weights,
+    check_resume_settings, exit_on_config_error, load_recipe, lock_run_folder, nonfinite_weights,
     release_run_folder, reuse_freed_memory, set_aside_broken_checkpoints, yaml_defaults)
+from spectron_kit.recipe.runtime import init_distributed  # noqa: E402
 
 logger = logging.getLogger(__name__)
 console = Console()
@@ -277,107 +278,27 @@ def dataio_prepare(hparams, manifests, tokenizer, encode=None, phone_vocab=None,
     items carry the data fields among them (:data:`ALIGNMENT_FIELDS`: the token
     spoken at each frame step, from word timings or the diagonal prior).
     """
-    rate = hparams["sample_rate"]
-    prompt_samples = to_samples(hparams["prompt_seconds"], rate)
-    max_cont = to_samples(hparams["max_continuation_seconds"], rate)
-
-    def load(names, limit, repeats=1, speakers=None):
-        rows = []
-        for name in names:
-            rows += [dict(row, split=name) for row in read_manifest(manifests[name])]
-        if speakers:  # fewer training voices (a lever): only these speakers' utterances
-            wanted = {str(s) for s in speakers}
-            rows = [row for row in rows if str(row["speaker"]) in wanted]
-            if not rows:
-                raise RecipeConfigError(f"--train_speakers={list(speakers)}: no training utterance of these "
-                                        "speakers; name speakers of the training manifests")
-        rows, _ = validate_manifest(rows, target_sr=rate, progress=False)  # logs its own counts
-        rows, _ = filter_for_continuation(rows, hparams["prompt_seconds"], hparams["min_continuation_seconds"])
-        transcribed = [r for r in rows if r["text"]]
-        if len(transcribed) < len(rows):
-            logger.info("skipped %d of %d utterances without a transcript (pseudo-label them with "
-                        "tools/pseudo_label.py)", len(rows) - len(transcribed), len(rows))
-        rows = transcribed
-        if limit:
-            rows = rows[: int(limit)]
-        # each utterance `repeats` times an epoch (ids <id>#<k>); "utterance" names the audio's own id
-        items = [dict(row, id=f"{row['id']}#{k}" if repeats > 1 else row["id"], utterance=row["id"])
-                 for row in rows for k in range(repeats)]
-        return DynamicItemDataset(to_speechbrain_data(items)), rows
-
-    @sb.utils.data_pipeline.takes("path", "start", "end")
-    @sb.utils.data_pipeline.provides("prompt_wav", "cont_wav")
-    def audio_pipeline(path, start, end):
-        wav = load_segment({"path": path, "start": start, "end": end}, target_sr=rate)
-        yield wav[:prompt_samples]
-        yield wav[prompt_samples: prompt_samples + max_cont]
-
-    @sb.utils.data_pipeline.takes("utterance", "path", "start", "end")
-    @sb.utils.data_pipeline.provides("prompt_encoded", "cont_wav")
-    def encoded_pipeline(utt_id, path, start, end):
-        """With a fixed encoder: the prompt's cached encoding, and only the continuation's audio."""
-        yield prompt_cache[utt_id]
-        cont_start = float(start) + prompt_samples / rate
-        cont_end = cont_start + max_cont / rate if float(end) < 0 else min(float(end), cont_start + max_cont / rate)
-        yield load_segment({"path": path, "start": cont_start, "end": cont_end}, target_sr=rate)[:max_cont]
-
-    @sb.utils.data_pipeline.takes("text")
-    @sb.utils.data_pipeline.provides("tokens")
-    def text_pipeline(text):
-        return torch.LongTensor(tokenizer.encode(text))
-
-    spec = FeatureSpec.from_dict(dict(hparams["feature_spec"]))
-    r = hparams["reduction_factor"]
-
-    @sb.utils.data_pipeline.takes("text", "word_times", "duration")
-    @sb.utils.data_pipeline.provides("attention_centres", "attention_sigma")
-    def alignment_pipeline(text, word_times, duration):
-        """Token spoken at each frame step: from word timings when known, else the diagonal prior."""
-        words = text.split()
-        spans = token_spans(tokenizer, words)
-        n_tokens = spans[-1][1] if spans else 0
-        cont_samples = min(to_samples(duration, rate) - prompt_samples, max_cont)
-        steps = math.ceil(spec.num_frames(max(cont_samples, 0)) / r)
-        times = step_times(steps, r, spec.hop_seconds, hparams["prompt_seconds"])
-        timing = parse_word_times(word_times, n_words=len(words))
-        if timing is not None and n_tokens == len(tokenizer.encode(text)):
-            yield torch.tensor(token_centres(timing, spans, times))
-            yield torch.tensor([float(hparams["guided_attention_sigma"])])
-        else:
-            yield torch.tensor(diagonal_centres(n_tokens, duration, times))
-            yield torch.tensor([float(hparams["guided_attention_g"]) * max(n_tokens, 1)])
-
-    @sb.utils.data_pipeline.takes("phone_times", "duration")
-    @sb.utils.data_pipeline.provides("phones", "phone_groups", "phone_ends")
-    def phone_pipeline(phone_times, duration):
-        """The phonemes of the continuation window and the groups each owns (spectron_kit.phonemes)."""
-        cont_samples = min(to_samples(duration, rate) - prompt_samples, max_cont)
-        ids, groups, ends = continuation_events(parse_phone_times(phone_times), phone_vocab, spec, r,
-                                                hparams["prompt_seconds"], cont_samples)
-        yield torch.LongTensor(ids)
-        yield torch.LongTensor(groups)
-        yield torch.LongTensor([int(ends)])
-
-    loaded = {split: load(names, *more) for split, names, *more in (
+    loaded = {split: load_rows(hparams, manifests, names, *more) for split, names, *more in (
         ("train", hparams["train_splits"], hparams["max_train_utterances"], hparams["train_repeats"],
          hparams["train_speakers"]),
         ("valid", hparams["valid_splits"], hparams["max_valid_utterances"]),
         ("test", hparams["test_splits"], None))}
     prompt_cache = encode(loaded["train"][1] + loaded["valid"][1]) if encode is not None else None
+    pipelines = ContinuationPipelines(hparams, tokenizer, phone_vocab, prompt_cache)
     datasets = {}
     for split, (dataset, rows) in loaded.items():
         if prompt_cache is not None and split != "test":
-            sb.dataio.dataset.add_dynamic_item([dataset], encoded_pipeline)
+            sb.dataio.dataset.add_dynamic_item([dataset], pipelines.encoded())
             keys = ["id", "prompt_encoded", "cont_wav", "tokens"]
         else:
-            sb.dataio.dataset.add_dynamic_item([dataset], audio_pipeline)
+            sb.dataio.dataset.add_dynamic_item([dataset], pipelines.audio())
             keys = ["id", "prompt_wav", "cont_wav", "tokens"]
-        sb.dataio.dataset.add_dynamic_item([dataset], text_pipeline)
+        sb.dataio.dataset.add_dynamic_item([dataset], pipelines.text())
         if set(needs) & set(ALIGNMENT_FIELDS):  # a term reads alignments (guided attention, or a plugin's)
-            sb.dataio.dataset.add_dynamic_item([dataset], alignment_pipeline)
+            sb.dataio.dataset.add_dynamic_item([dataset], pipelines.alignment())
             keys += list(ALIGNMENT_FIELDS)
         if phone_vocab is not None:
-            sb.dataio.dataset.add_dynamic_item([dataset], phone_pipeline)
+            sb.dataio.dataset.add_dynamic_item([dataset], pipelines.phonemes())
             keys += ["phones", "phone_groups", "phone_ends"]
         dataset.set_output_keys(keys)
         if hparams["sorting"] in ("ascending", "descending") and split == "train":
@@ -386,6 +307,113 @@ def dataio_prepare(hparams, manifests, tokenizer, encode=None, phone_vocab=None,
         datasets[split + "_rows"] = rows
         logger.info("%s: %d utterances (%.2f h)", split, len(rows), sum(r["duration"] for r in rows) / 3600)
     return datasets
+
+
+def load_rows(hparams, manifests, names, limit, repeats=1, speakers=None):
+    """One split's items: the rows of manifests ``names`` with valid audio, long enough for a continuation and
+    transcribed (the others counted in the log); the first ``limit``; only ``speakers`` (a lever); each
+    ``repeats`` times an epoch (ids ``<id>#<k>``; ``utterance`` names the audio's own id).
+    Returns ``(DynamicItemDataset, rows)``."""
+    rows = []
+    for name in names:
+        rows += [dict(row, split=name) for row in read_manifest(manifests[name])]
+    if speakers:  # fewer training voices (a lever): only these speakers' utterances
+        wanted = {str(s) for s in speakers}
+        rows = [row for row in rows if str(row["speaker"]) in wanted]
+        if not rows:
+            raise RecipeConfigError(f"--train_speakers={list(speakers)}: no training utterance of these "
+                                    "speakers; name speakers of the training manifests")
+    rows, _ = validate_manifest(rows, target_sr=hparams["sample_rate"], progress=False)  # logs its own counts
+    rows, _ = filter_for_continuation(rows, hparams["prompt_seconds"], hparams["min_continuation_seconds"])
+    transcribed = [r for r in rows if r["text"]]
+    if len(transcribed) < len(rows):
+        logger.info("skipped %d of %d utterances without a transcript (pseudo-label them with "
+                    "tools/pseudo_label.py)", len(rows) - len(transcribed), len(rows))
+    rows = transcribed[: int(limit)] if limit else transcribed
+    items = [dict(row, id=f"{row['id']}#{k}" if repeats > 1 else row["id"], utterance=row["id"])
+             for row in rows for k in range(repeats)]
+    return DynamicItemDataset(to_speechbrain_data(items)), rows
+
+
+class ContinuationPipelines:
+    """The SpeechBrain dynamic-item pipelines of a continuation item: the prompt (audio, or its cached
+    encoding) and the continuation's audio, the transcript's tokens, the alignments, the phoneme events."""
+
+    def __init__(self, hparams, tokenizer, phone_vocab=None, prompt_cache=None):
+        self.hparams, self.tokenizer = hparams, tokenizer
+        self.phone_vocab, self.prompt_cache = phone_vocab, prompt_cache
+        self.rate = hparams["sample_rate"]
+        self.prompt_samples = to_samples(hparams["prompt_seconds"], self.rate)
+        self.max_cont = to_samples(hparams["max_continuation_seconds"], self.rate)
+        self.spec = FeatureSpec.from_dict(dict(hparams["feature_spec"]))
+        self.r = hparams["reduction_factor"]
+
+    def continuation_samples(self, duration):
+        """Samples of an utterance's continuation window (cut at ``max_continuation_seconds``)."""
+        return min(to_samples(duration, self.rate) - self.prompt_samples, self.max_cont)
+
+    def audio(self):
+        @sb.utils.data_pipeline.takes("path", "start", "end")
+        @sb.utils.data_pipeline.provides("prompt_wav", "cont_wav")
+        def audio_pipeline(path, start, end):
+            wav = load_segment({"path": path, "start": start, "end": end}, target_sr=self.rate)
+            yield wav[:self.prompt_samples]
+            yield wav[self.prompt_samples: self.prompt_samples + self.max_cont]
+        return audio_pipeline
+
+    def encoded(self):
+        @sb.utils.data_pipeline.takes("utterance", "path", "start", "end")
+        @sb.utils.data_pipeline.provides("prompt_encoded", "cont_wav")
+        def encoded_pipeline(utt_id, path, start, end):
+            """With a fixed encoder: the prompt's cached encoding, and only the continuation's audio."""
+            yield self.prompt_cache[utt_id]
+            longest = self.max_cont / self.rate
+            cont_start = float(start) + self.prompt_samples / self.rate
+            cont_end = cont_start + longest if float(end) < 0 else min(float(end), cont_start + longest)
+            yield load_segment({"path": path, "start": cont_start, "end": cont_end}, target_sr=self.rate)[
+                :self.max_cont]
+        return encoded_pipeline
+
+    def text(self):
+        @sb.utils.data_pipeline.takes("text")
+        @sb.utils.data_pipeline.provides("tokens")
+        def text_pipeline(text):
+            return torch.LongTensor(self.tokenizer.encode(text))
+        return text_pipeline
+
+    def alignment(self):
+        hparams, tokenizer, spec, r = self.hparams, self.tokenizer, self.spec, self.r
+
+        @sb.utils.data_pipeline.takes("text", "word_times", "duration")
+        @sb.utils.data_pipeline.provides("attention_centres", "attention_sigma")
+        def alignment_pipeline(text, word_times, duration):
+            """Token spoken at each frame step: from word timings when known, else the diagonal prior."""
+            words = text.split()
+            spans = token_spans(tokenizer, words)
+            n_tokens = spans[-1][1] if spans else 0
+            steps = math.ceil(spec.num_frames(max(self.continuation_samples(duration), 0)) / r)
+            times = step_times(steps, r, spec.hop_seconds, hparams["prompt_seconds"])
+            timing = parse_word_times(word_times, n_words=len(words))
+            if timing is not None and n_tokens == len(tokenizer.encode(text)):
+                yield torch.tensor(token_centres(timing, spans, times))
+                yield torch.tensor([float(hparams["guided_attention_sigma"])])
+            else:
+                yield torch.tensor(diagonal_centres(n_tokens, duration, times))
+                yield torch.tensor([float(hparams["guided_attention_g"]) * max(n_tokens, 1)])
+        return alignment_pipeline
+
+    def phonemes(self):
+        @sb.utils.data_pipeline.takes("phone_times", "duration")
+        @sb.utils.data_pipeline.provides("phones", "phone_groups", "phone_ends")
+        def phone_pipeline(phone_times, duration):
+            """The phonemes of the continuation window and the groups each owns (spectron_kit.phonemes)."""
+            ids, groups, ends = continuation_events(parse_phone_times(phone_times), self.phone_vocab, self.spec,
+                                                    self.r, self.hparams["prompt_seconds"],
+                                                    self.continuation_samples(duration))
+            yield torch.LongTensor(ids)
+            yield torch.LongTensor(groups)
+            yield torch.LongTensor([int(ends)])
+        return phone_pipeline
 
 
 # ------------------------------------------------------------------------------- setup
@@ -408,107 +436,6 @@ def prepare_data(hparams):
                   "prompt_seconds": hparams["prompt_seconds"]}
     run_on_main(prepare, kwargs=kwargs)
     return prepare(**kwargs)  # already done: returns the manifest paths
-
-
-def pretrain_if_missing(hparams, manifests):
-    """Mini setup: make the pre-trained text LM and CTC encoder when absent."""
-    if not hparams["mini_corpus"]:
-        return
-    from spectron_kit.data.minicorpus import ensure_text_corpus
-    from spectron_kit.pretrain import pretrain_ctc_encoder, pretrain_text_lm
-
-    lm_dir = Path(hparams["lm_source"])
-    # the made-on-first-use parts (corpus, pre-trained LM and encoder) have their own
-    # seed (default: the run's), so that a seed sweep shares them, as the paper's runs do
-    seed = hparams.get("pretrain_seed", hparams["seed"])
-    hparams = dict(hparams, seed=seed)
-    lm_settings = {key: hparams[key] for key in ("seed", "text_lm_sentences", "text_lm_config", "text_lm_vocab",
-                                                 "text_lm_tokenizer", "text_lm_steps", "text_lm_batch_size",
-                                                 "text_lm_lr")}
-    fact_world = hparams.get("text_lm_fact_world") or None
-    if fact_world and not fact_world.get("repeats"):
-        fact_world = None  # repeats 0: the plain grammar text
-    if fact_world:  # only recorded when used: older caches stay valid
-        lm_settings["text_lm_fact_world"] = fact_world
-    encoder_dir = Path(hparams["encoder_source"])
-    encoder_settings = {key: hparams[key] for key in (
-        "seed", "sample_rate", "n_mels", "feature_spec", "prompt_seconds", "encoder_ctc_config", "encoder_ctc_epochs",
-        "encoder_ctc_batch_size", "encoder_ctc_lr", "encoder_ctc_spec_augment")}
-    check_pretrained_settings(lm_dir, lm_settings, "config.json")
-    if hparams["encoder_name"] == "conformer":
-        check_pretrained_settings(encoder_dir, encoder_settings, "encoder_config.json")
-    if not (lm_dir / "config.json").is_file():
-        extra = None
-        if fact_world:
-            from spectron_kit.data.factworld import fact_world_text
-
-            unknown = sorted(set(fact_world) - {"seed", "repeats"})
-            if unknown:
-                raise RecipeConfigError(f"text_lm_fact_world has keys {unknown}; give only seed and repeats")
-            extra = fact_world_text(fact_world["seed"], fact_world["repeats"], hparams["seed"])
-        text_file = ensure_text_corpus(lm_dir.parent / "text_corpus.txt", hparams["text_lm_sentences"],
-                                       hparams["seed"], extra=extra)
-        sentences = [s.lower() for s in Path(text_file).read_text().splitlines() if s.strip()]
-        valid = [r["text"] for r in read_manifest(manifests[hparams["valid_splits"][0]])]
-        run_on_main(pretrain_text_lm, kwargs={
-            "train_sentences": sentences, "valid_sentences": valid, "out_dir": lm_dir,
-            "lm_config": hparams["text_lm_config"], "vocab_size": hparams["text_lm_vocab"],
-            "tokenizer_type": hparams["text_lm_tokenizer"],
-            "steps": hparams["text_lm_steps"], "batch_size": hparams["text_lm_batch_size"],
-            "lr": hparams["text_lm_lr"], "seed": hparams["seed"]})
-        run_on_main(write_pretrained_settings, args=[lm_dir, lm_settings])
-    if hparams["encoder_name"] == "conformer" and not (encoder_dir / "encoder_config.json").is_file():
-        rate = hparams["sample_rate"]
-        prompt = to_samples(hparams["prompt_seconds"], rate)
-
-        def prompts(names):  # the encoder only ever sees prompts: train it on them
-            items = []
-            for name in names:
-                for row in read_manifest(manifests[name]):
-                    if row["prompt_text"]:
-                        items.append((load_segment(row, rate)[:prompt], row["prompt_text"]))
-            return items
-
-        run_on_main(pretrain_ctc_encoder, kwargs={
-            "train_items": prompts(hparams["train_splits"]), "valid_items": prompts(hparams["valid_splits"]),
-            "out_dir": encoder_dir.parent, "feature_spec": hparams["feature_spec"],
-            "encoder_kwargs": dict(hparams["encoder_ctc_config"], spec=hparams["feature_spec"]),
-            "epochs": hparams["encoder_ctc_epochs"], "batch_size": hparams["encoder_ctc_batch_size"],
-            "lr": hparams["encoder_ctc_lr"], "seed": hparams["seed"],
-            "augment": hparams["prompt_augment"] if hparams["encoder_ctc_spec_augment"] else None})
-        run_on_main(write_pretrained_settings, args=[encoder_dir, encoder_settings])
-
-
-PRETRAIN_SETTINGS = "pretrain_settings.json"
-
-
-def write_pretrained_settings(folder, settings):
-    """Record the settings a cached pre-trained part was made with (next to its weights)."""
-    (Path(folder) / PRETRAIN_SETTINGS).write_text(json.dumps(to_jsonable(settings), indent=2, sort_keys=True))
-
-
-def check_pretrained_settings(folder, settings, marker):
-    """Refuse to reuse a cached pre-trained part made with other settings (the cache is keyed by seed only).
-
-    Arguments:
-        folder: the pre-trained part's folder.
-        settings: the settings this run would pre-train it with.
-        marker: the file whose presence means the part exists.
-    """
-    folder = Path(folder)
-    record = folder / PRETRAIN_SETTINGS
-    if not (folder / marker).is_file():
-        return
-    if not record.is_file():
-        console.print(f"warning: {folder} has no {PRETRAIN_SETTINGS} (made by an older version); reusing it as is")
-        return
-    stored, wanted = json.loads(record.read_text()), to_jsonable(settings)
-    changed = [key for key in sorted(set(stored) | set(wanted)) if stored.get(key) != wanted.get(key)]
-    if changed:
-        shown = ", ".join(f"{key} {stored.get(key)!r} -> {wanted.get(key)!r}" for key in changed[:3])
-        raise RecipeConfigError(
-            f"{folder} was pre-trained with other settings ({shown}); pass --pretrained_folder=<a new folder> "
-            f"to pre-train for these settings, or delete {folder}")
 
 
 def encode_prompts(model, rows, hparams):
@@ -656,21 +583,6 @@ def write_samples(model, rows, hparams):
     return written
 
 
-#: ``--debug`` on the mini setup: every stage (corpus, pre-training, training, bundle, samples) at tiny sizes,
-#: in folders of its own so a real run is never touched; it checkpoints and resumes like a real run
-DEBUG_OVERRIDES = {
-    "mini_corpus_size": "tiny", "mini_corpus_workers": 1, "data_folder": "data/mini_corpus_debug",
-    "output_folder": "results/debug/spectron_mini", "text_lm_sentences": 1500, "text_lm_steps": 20,
-    "text_lm_vocab": 120, "text_lm_batch_size": 16,
-    "text_lm_config": {"model_type": "llama", "hidden_size": 32, "intermediate_size": 64, "num_hidden_layers": 2,
-                       "num_attention_heads": 2, "num_key_value_heads": 2, "max_position_embeddings": 512},
-    "encoder_ctc_epochs": 1, "encoder_ctc_batch_size": 8,
-    "encoder_ctc_config": {"d_model": 32, "num_layers": 1, "nhead": 2, "d_ffn": 64, "kernel_size": 7, "dropout": 0.0},
-    "batch_size": 4, "number_of_epochs": 1, "num_samples": 1, "max_valid_utterances": 4, "griffin_lim_iters": 2,
-    "prenet_bottleneck": 32, "postnet_hidden": 32, "max_continuation_seconds": 1.5,
-}
-
-
 def load_run(argv):
     """Command line -> ``(hparams_file, run_opts, overrides YAML, hparams, world_size)``, checked.
 
@@ -724,38 +636,16 @@ def main(argv=None):
         encode = lambda rows: encode_prompts(model, rows, hparams)  # noqa: E731
     datasets = dataio_prepare(hparams, manifests, model.lm.tokenizer, encode, model.phone_vocab,
                               needs=hparams["loss"]().requires)
-
-    clock = TrainingClock()  # training time, saved in checkpoints so resumed runs add up
-    checkpointer = sb.utils.checkpoints.Checkpointer(
-        checkpoints_dir=hparams["save_folder"],
-        recoverables={"model": model, "counter": hparams["epoch_counter"], "clock": clock, "rng": RandomState()},
-        allow_partial_load=True)  # checkpoints of earlier versions lack the newer recoverables (rng, clock)
-    set_aside_broken_checkpoints(checkpointer, log=lambda text: console.print(f"warning: {text}"))
-    brain = SpectronBrain(modules={"model": model}, hparams=hparams, run_opts=run_opts, checkpointer=checkpointer)
-    # the loader draws its workers' base seed from its own generator, not the global one, so a run resumed
-    # mid-epoch (global RNG restored from the checkpoint, then a new loader iterator) draws what an
-    # uninterrupted run draws
-    train_kwargs = {"batch_size": hparams["batch_size"], "shuffle": hparams["sorting"] == "random",
-                    "generator": torch.Generator().manual_seed(hparams["seed"])}
-    valid_kwargs = {"batch_size": hparams["batch_size"]}
-    # per process: the distributed sampler gives each of world_size processes ceil(N / world_size) items
-    brain.steps_per_epoch = math.ceil(math.ceil(len(datasets["train"]) / world_size) / hparams["batch_size"])
-    brain.valid_steps = math.ceil(len(datasets["valid"]) / hparams["batch_size"])
-
-    out_dir = Path(hparams["output_folder"])
-    step0_file = out_dir / "valid_step0.json"
-    if not step0_file.is_file() and checkpointer.find_checkpoint() is None:
-        step0 = valid_terms(brain, datasets["valid"], valid_kwargs)
+    brain, loaders = make_brain(hparams, model, run_opts, datasets, world_size)
+    step0_file = Path(hparams["output_folder"]) / "valid_step0.json"
+    if not step0_file.is_file() and brain.checkpointer.find_checkpoint() is None:
+        step0 = valid_terms(brain, datasets["valid"], loaders["valid_loader_kwargs"])
         if sb.utils.distributed.if_main_process():
             console.print("valid loss terms at step 0 (before training): " + _fmt(step0))
             step0_file.write_text(json.dumps(step0, indent=2))
-    brain.clock = clock
-    brain.tensorboard = tensorboard_logger(hparams)
-    clock.start()
-    brain.fit(hparams["epoch_counter"], datasets["train"], datasets["valid"],
-              train_loader_kwargs=train_kwargs, valid_loader_kwargs=valid_kwargs)
-    train_seconds = time.time() - started
-    training_minutes = clock.minutes()
+    brain.clock.start()
+    brain.fit(hparams["epoch_counter"], datasets["train"], datasets["valid"], **loaders)
+    train_seconds, training_minutes = time.time() - started, brain.clock.minutes()
 
     # best checkpoint -> bundle, samples, held-out prompt transcripts (the main process only)
     if world_size > 1:  # training is over: the rest runs in the main process alone, without collectives
@@ -763,56 +653,91 @@ def main(argv=None):
         torch.distributed.destroy_process_group()
         if not sb.utils.distributed.if_main_process():
             return None
-    final = valid_terms(brain, datasets["valid"], valid_kwargs,  # the best checkpoint's
+    final = valid_terms(brain, datasets["valid"], loaders["valid_loader_kwargs"],  # the best checkpoint's
                         min_key=hparams.get("best_checkpoint_key", "loss"))
     model.eval()
     model.save_pretrained(hparams["bundle_folder"])
     samples = write_samples(model, datasets["valid_rows"], hparams)
-    measured = {name: prompt_transcript_wer(model, [r for r in datasets["test_rows"] if r["split"] == name], hparams)
-                for name in hparams["test_splits"]}
-    by_split = {name: (wer, ex) for name, (wer, ex, _) in measured.items()}
-    unaligned = sum(skipped for _, _, skipped in measured.values())
-    words = {name: sum(len(e["prompt_words"].split()) for e in ex) for name, (_, ex) in by_split.items()}
-    # None (n/a) when no test utterance has aligned prompt words: nothing was measured
-    test_wer = (sum(wer * words[name] for name, (wer, _) in by_split.items() if wer is not None)
-                / sum(words.values())) if sum(words.values()) else None
-    test_examples = [e for _, ex in by_split.values() for e in ex]
-    if len(by_split) == 1:
-        by_split = {}
+    held_out = held_out_prompt_wer(model, datasets["test_rows"], hparams)
     step0 = json.loads(step0_file.read_text()) if step0_file.is_file() else {}
     summary = {"valid_step0": step0, "valid_final": final,
                "reduction": {k: step0[k] / final[k] for k in logged_terms(brain.objective)
                              if k in step0 and final.get(k)},
-               "test_prompt_transcript_wer": test_wer, "test_examples": test_examples[:10],
-               "test_utterances_without_prompt_alignment": unaligned,
-               "test_prompt_transcript_wer_by_split": {name: wer for name, (wer, _) in by_split.items()},
-               "samples": samples, "seconds": time.time() - started, "train_seconds": train_seconds,
-               "optimizer_steps": int(getattr(brain, "optimizer_step", 0)),
-               "training_minutes": training_minutes,
+               **held_out, "samples": samples, "seconds": time.time() - started, "train_seconds": train_seconds,
+               "optimizer_steps": int(getattr(brain, "optimizer_step", 0)), "training_minutes": training_minutes,
                "parameters": model.num_parameters(), "bundle": str(hparams["bundle_folder"])}
-    (out_dir / "summary.json").write_text(json.dumps(summary, indent=2))
+    (Path(hparams["output_folder"]) / "summary.json").write_text(json.dumps(summary, indent=2))
+    print_summary(summary, logged_terms(brain.objective), hparams)
+    release_run_folder(hparams["output_folder"])
+    return summary
 
+
+def make_brain(hparams, model, run_opts, datasets, world_size):
+    """The Brain with its checkpointer (model, epoch counter, training clock, RNG state) and the loader
+    arguments of ``fit``. Returns ``(brain, {"train_loader_kwargs": ..., "valid_loader_kwargs": ...})``."""
+    clock = TrainingClock()  # training time, saved in checkpoints so resumed runs add up
+    checkpointer = sb.utils.checkpoints.Checkpointer(
+        checkpoints_dir=hparams["save_folder"],
+        recoverables={"model": model, "counter": hparams["epoch_counter"], "clock": clock, "rng": RandomState()},
+        allow_partial_load=True)  # checkpoints of earlier versions lack the newer recoverables (rng, clock)
+    set_aside_broken_checkpoints(checkpointer, log=lambda text: console.print(f"warning: {text}"))
+    brain = SpectronBrain(modules={"model": model}, hparams=hparams, run_opts=run_opts, checkpointer=checkpointer)
+    brain.clock = clock
+    brain.tensorboard = tensorboard_logger(hparams)
+    # per process: the distributed sampler gives each of world_size processes ceil(N / world_size) items
+    brain.steps_per_epoch = math.ceil(math.ceil(len(datasets["train"]) / world_size) / hparams["batch_size"])
+    brain.valid_steps = math.ceil(len(datasets["valid"]) / hparams["batch_size"])
+    # the loader draws its workers' base seed from its own generator, not the global one, so a run resumed
+    # mid-epoch (global RNG restored from the checkpoint, then a new loader iterator) draws what an
+    # uninterrupted run draws
+    train_kwargs = {"batch_size": hparams["batch_size"], "shuffle": hparams["sorting"] == "random",
+                    "generator": torch.Generator().manual_seed(hparams["seed"])}
+    return brain, {"train_loader_kwargs": train_kwargs, "valid_loader_kwargs": {"batch_size": hparams["batch_size"]}}
+
+
+def held_out_prompt_wer(model, test_rows, hparams):
+    """The summary's held-out prompt transcript WER: over all test splits (word-weighted) and per split; None
+    (n/a) where no utterance has aligned prompt words."""
+    measured = {name: prompt_transcript_wer(model, [r for r in test_rows if r["split"] == name], hparams)
+                for name in hparams["test_splits"]}
+    by_split = {name: (wer, ex) for name, (wer, ex, _) in measured.items()}
+    words = {name: sum(len(e["prompt_words"].split()) for e in ex) for name, (_, ex) in by_split.items()}
+    test_wer = (sum(wer * words[name] for name, (wer, _) in by_split.items() if wer is not None)
+                / sum(words.values())) if sum(words.values()) else None
+    examples = [e for _, ex in by_split.values() for e in ex]
+    return {"test_prompt_transcript_wer": test_wer, "test_examples": examples[:10], "test_utterances": len(examples),
+            "test_utterances_without_prompt_alignment": sum(skipped for _, _, skipped in measured.values()),
+            "test_prompt_transcript_wer_by_split": ({name: wer for name, (wer, _) in by_split.items()}
+                                                    if len(by_split) > 1 else {}),
+            "test_utterances_by_split": {name: len(ex) for name, (_, ex) in by_split.items()}}
+
+
+def print_summary(summary, terms, hparams):
+    """The end of a run on the console: the valid loss table, the held-out prompt WER, where things are."""
+    final, step0 = summary["valid_final"], summary["valid_step0"]
     table = Table(title="valid loss terms")
     for column in ("term", "step 0", "final", "step 0 / final"):
         table.add_column(column)
-    for term in logged_terms(brain.objective):
+    for term in terms:
         if term in final:
             before = step0.get(term)
             table.add_row(term, f"{before:.3f}" if before is not None else "-", f"{final[term]:.3f}",
                           f"{before / final[term]:.1f}x" if before and final[term] else "-")
     console.print(table)
+
     def percent(value):
         return "n/a" if value is None else f"{100 * value:.1f}%"
 
-    console.print(f"held-out prompt transcript WER: {percent(test_wer)} ({len(test_examples)} test utterances"
-                  + "".join(f"; {name} {percent(wer)} ({len(ex)})" for name, (wer, ex) in by_split.items())
+    unaligned, counts = summary["test_utterances_without_prompt_alignment"], summary["test_utterances_by_split"]
+    console.print(f"held-out prompt transcript WER: {percent(summary['test_prompt_transcript_wer'])} "
+                  f"({summary['test_utterances']} test utterances"
+                  + "".join(f"; {name} {percent(wer)} ({counts[name]})"
+                            for name, wer in summary["test_prompt_transcript_wer_by_split"].items())
                   + (f"; {unaligned} without word alignments of the prompt, not scored" if unaligned else "") + ")")
-    for example in test_examples[:3]:
+    for example in summary["test_examples"][:3]:
         console.print(f"  prompt words: {example['prompt_words']}\n  model text:   {example['model_text']}")
     console.print(f"bundle: {hparams['bundle_folder']}  samples: {hparams['samples_folder']}  "
                   f"({summary['seconds'] / 60:.1f} min in all)")
-    release_run_folder(hparams["output_folder"])
-    return summary
 
 
 def tensorboard_logger(hparams):
@@ -828,130 +753,6 @@ def tensorboard_logger(hparams):
     from speechbrain.utils.train_logger import TensorboardLogger
 
     return TensorboardLogger(save_dir=str(Path(hparams["output_folder"]) / "tensorboard"))
-
-
-def check_required_keys(keys):
-    """Refuse a YAML that lacks a key the recipe reads, naming it (and a likely misspelling)."""
-    reference, known = _reference_keys()
-    expected = [key for key in reference if key not in keys]
-    if expected:
-        unread = [str(k) for k in keys if k not in known and not str(k).startswith("__")]
-        hint = (f" (it has {', '.join(repr(k) for k in unread[:3])}, which the recipe does not read: "
-                "a misspelling?)" if unread else "")
-        raise RecipeConfigError(f"the YAML has no {', '.join(expected[:5])}{hint}; every recipe YAML needs the keys "
-                                "of hparams/spectron.yaml: add them or start from that file (__base__: spectron.yaml)")
-
-
-def check_encoder_bins(hparams):
-    """A pre-trained Conformer encoder in ``encoder_source`` must read the run's ``n_mels`` (checked before data)."""
-    from spectron_kit.encoders.conformer import CONFORMER_CONFIG_FILE
-
-    source = hparams.get("encoder_source")
-    config = Path(str(source)) / CONFORMER_CONFIG_FILE if source else None
-    if config is None or not config.is_file():
-        return
-    stored = json.loads(config.read_text()).get("n_mels")
-    if stored is not None and hparams.get("n_mels") is not None and int(stored) != int(hparams["n_mels"]):
-        raise RecipeConfigError(
-            f"--n_mels={hparams['n_mels']}: the pre-trained encoder in {source} reads {stored} mel bins; pass "
-            f"--n_mels={stored}, or --encoder_source=<an encoder trained on {hparams['n_mels']} bins>"
-            + (" (the mini setup pre-trains one with --pretrained_folder=<a new folder>)" if hparams.get("mini_corpus")
-               else ""))
-
-
-def validate_run(hparams):
-    """Refuse, before anything is written or computed, a run that would fail later.
-
-    Checks that every component the YAML builds (and every loss term) is
-    registered, that sizes are positive, and that the data paths of a run on
-    real data exist; each failure is one line naming the value and the fix.
-    """
-    import functools
-
-    import spectron_kit
-    from spectron_kit.registry import get_registry
-
-    registry = get_registry()  # (the required keys were checked before loading: check_required_keys)
-    for key, value in hparams.items():
-        if isinstance(value, functools.partial) and value.func is spectron_kit.build:
-            kind, name = value.keywords.get("kind"), value.keywords.get("name")
-            registry.get(kind, name)  # UnknownComponentError names the kind, the name and the choices
-            for term in (value.keywords.get("terms") or {}) if kind == "loss" else ():
-                registry.get("loss", term)
-    frontend, vocoder = hparams.get("frontend"), hparams.get("vocoder")
-    if isinstance(frontend, functools.partial) and isinstance(vocoder, functools.partial):
-        frontend().spec.check_matches(vocoder().spec, "frontend", "vocoder")  # both cheap to build
-    check_encoder_bins(hparams)
-    check_schedule_settings(hparams)
-    for key in ("batch_size", "number_of_epochs", "text_lm_batch_size", "encoder_ctc_batch_size"):
-        value = hparams.get(key)
-        if value is not None and (not isinstance(value, int) or isinstance(value, bool) or value < 1):
-            raise RecipeConfigError(f"--{key}={value!r}: must be a whole number of at least 1")
-    if not hparams["mini_corpus"]:
-        for key in ("data_folder", "librispeech_folder"):
-            if hparams.get(key) and not Path(hparams[key]).is_dir():
-                raise RecipeConfigError(f"--{key}={hparams[key]}: no such folder; pass the folder that holds "
-                                        + ("the Libri-Light subsets" if key == "data_folder" else
-                                           "the LibriSpeech splits"))
-        transcripts = hparams.get("transcripts")
-        if transcripts and not Path(transcripts).exists():
-            raise RecipeConfigError(f"--transcripts={transcripts}: no such file or folder; make it with "
-                                    "tools/pseudo_label.py or pass a folder of *.trans.txt files")
-
-
-def check_schedule_settings(hparams):
-    """``schedule_clock`` and ``best_checkpoint_key``: known values, a time budget for a time schedule."""
-    clock = hparams.get("schedule_clock", "steps")
-    if clock not in ("steps", "minutes"):
-        raise RecipeConfigError(f"--schedule_clock={clock}: use steps (the schedule spans number_of_epochs) or "
-                                "minutes (it spans max_training_minutes)")
-    limit = hparams.get("max_training_minutes")
-    if clock == "minutes" and (limit is None or limit <= 0):
-        raise RecipeConfigError(f"--schedule_clock=minutes needs a time budget: --max_training_minutes={limit}; "
-                                "pass e.g. --max_training_minutes=80")
-    key = hparams.get("best_checkpoint_key", "loss")
-    loss = hparams.get("loss")
-    terms = dict((loss.keywords.get("terms") or {}) if hasattr(loss, "keywords") else {})
-    if key != "loss" and key not in terms:
-        raise RecipeConfigError(f"--best_checkpoint_key={key}: not a logged valid term; use loss or one of "
-                                + ", ".join(sorted(terms)))
-
-
-def _reference_keys():
-    """``(keys every recipe YAML must define, keys the recipe reads)``: those of the paper configuration,
-    and those of the paper and mini configurations together."""
-    folder = Path(__file__).resolve().parent / "hparams"
-    paper = list(yaml_defaults(folder / "spectron.yaml"))
-    return paper, set(paper) | declared_keys(folder / "spectron_mini.yaml")  # the paper's keys + the mini's own
-
-
-def init_distributed(run_opts):
-    """Join the process group when started by ``torchrun`` (it sets RANK and LOCAL_RANK).
-
-    The backend is gloo on a machine without CUDA and nccl with it, unless
-    ``--distributed_backend`` says otherwise; with nccl each process takes the
-    GPU of its local rank.
-
-    Returns:
-        ``(run_opts, world_size)``; world size 1 without torchrun.
-    """
-    if os.environ.get("RANK") is None or os.environ.get("LOCAL_RANK") is None:
-        return run_opts, 1
-    given = run_opts.overridden_args
-    backend = run_opts.distributed_backend
-    if "distributed_backend" not in given:
-        backend = "nccl" if torch.cuda.is_available() else "gloo"
-    device = run_opts.device
-    if "device" not in given or device is None:
-        device = "cpu" if backend == "gloo" else f"cuda:{int(os.environ['LOCAL_RANK'])}"
-    # A term of weight 0 leaves parameters out of the loss (w_ce: 0 leaves the LM head unused), which plain
-    # DDP refuses: look for unused parameters (a graph walk per step). Brain takes a run option from
-    # run_opts only when it is marked as given on the command line.
-    run_opts = dataclasses.replace(run_opts, distributed_backend=backend, device=device, find_unused_parameters=True,
-                                   overridden_args=set(given) | {"distributed_backend", "device",
-                                                                 "find_unused_parameters"})
-    sb.utils.distributed.ddp_init_group(run_opts)
-    return run_opts, torch.distributed.get_world_size()
 
 
 if __name__ == "__main__":

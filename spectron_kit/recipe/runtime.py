@@ -2,6 +2,7 @@
 check and the allocator setting of CPU runs."""
 import ctypes
 import ctypes.util
+import dataclasses
 import functools
 import os
 import sys
@@ -143,3 +144,35 @@ def reuse_freed_memory(max_block_mb=256):
     except (OSError, AttributeError):  # not glibc (e.g. musl)
         return False
     return bool(mallopt(_M_MMAP_THRESHOLD, int(max_block_mb) << 20)) and bool(mallopt(_M_TRIM_THRESHOLD, 1 << 30))
+
+
+def init_distributed(run_opts):
+    """Join the process group when started by ``torchrun`` (it sets RANK and LOCAL_RANK).
+
+    The backend is gloo on a machine without CUDA and nccl with it, unless
+    ``--distributed_backend`` says otherwise; with nccl each process takes the
+    GPU of its local rank.
+
+    Returns:
+        ``(run_opts, world_size)``; world size 1 without torchrun.
+    """
+    if os.environ.get("RANK") is None or os.environ.get("LOCAL_RANK") is None:
+        return run_opts, 1
+    import torch
+    given = run_opts.overridden_args
+    backend = run_opts.distributed_backend
+    if "distributed_backend" not in given:
+        backend = "nccl" if torch.cuda.is_available() else "gloo"
+    device = run_opts.device
+    if "device" not in given or device is None:
+        device = "cpu" if backend == "gloo" else f"cuda:{int(os.environ['LOCAL_RANK'])}"
+    # A term of weight 0 leaves parameters out of the loss (w_ce: 0 leaves the LM head unused), which plain
+    # DDP refuses: look for unused parameters (a graph walk per step). Brain takes a run option from
+    # run_opts only when it is marked as given on the command line.
+    run_opts = dataclasses.replace(run_opts, distributed_backend=backend, device=device, find_unused_parameters=True,
+                                   overridden_args=set(given) | {"distributed_backend", "device",
+                                                                 "find_unused_parameters"})
+    from speechbrain.utils.distributed import ddp_init_group
+
+    ddp_init_group(run_opts)
+    return run_opts, torch.distributed.get_world_size()
