@@ -483,18 +483,13 @@ def evaluate_continuation(model, rows, *, scorers, prompt_seconds=3.0, length_ru
         (every scorer on every condition, see
         :func:`~spectron_kit.evaluation.scorers.aggregate_scores`) and ``counts``.
     """
-    check_protocol(prompt_seconds=prompt_seconds, length_rule=length_rule, fixed_seconds=fixed_seconds,
-                   max_continuation_seconds=max_continuation_seconds, num_utterances=num_utterances,
-                   num_samples=num_samples, seed=seed, do_sample=do_sample, temperature=temperature,
-                   top_k=top_k, top_p=top_p, batch_size=batch_size, n_resamples=n_resamples)
-    if length_rule == "stop" and getattr(model, "stop_head", None) is None:
-        raise ValueError("length_rule='stop' needs a model trained with a stop head; "
-                         "use length_rule='reference' or 'fixed'")
-    if model.vocoder is None:
-        raise ValueError("the model has no vocoder, so no audio can be evaluated; load it with "
-                         "SpectronModel.from_pretrained(dir, vocoder=build('vocoder', ...))")
-    out_dir = Path(out_dir)
-    samples_dir = out_dir / "samples"
+    protocol = dict(prompt_seconds=prompt_seconds, length_rule=length_rule, fixed_seconds=fixed_seconds,
+                    max_continuation_seconds=max_continuation_seconds, num_utterances=num_utterances,
+                    num_samples=num_samples, seed=seed, do_sample=do_sample, temperature=temperature,
+                    top_k=top_k, top_p=top_p, batch_size=batch_size, n_resamples=n_resamples)
+    scorers = list(scorers)
+    _check_request(model, scorers, protocol)
+    samples_dir = Path(out_dir) / "samples"
     samples_dir.mkdir(parents=True, exist_ok=True)
     rows = list(rows)
     selected, n_short = select_rows(rows, prompt_seconds, num_utterances, seed)
@@ -504,13 +499,7 @@ def evaluate_continuation(model, rows, *, scorers, prompt_seconds=3.0, length_ru
     if not selected:
         raise ValueError(f"no utterance is at least {prompt_seconds + MIN_CONTINUATION_SECONDS:g} s long "
                          f"({len(rows)} given); use longer utterances or a shorter prompt_seconds")
-
     sr = model.frontend.spec.sample_rate
-    if int(model.vocoder.sample_rate) != sr:
-        raise ValueError(f"the vocoder makes {model.vocoder.sample_rate} Hz audio but the features are "
-                         f"{sr} Hz; use a vocoder built for the model's feature spec")
-    scorers = list(scorers)
-    check_scorers(scorers)
     frame_rate = float(model.frame_rate)
     stop = "stop_head" if length_rule == "stop" else "budget"
     cap_seconds = fixed_seconds if fixed_seconds is not None else model.max_seconds
@@ -529,27 +518,11 @@ def evaluate_continuation(model, rows, *, scorers, prompt_seconds=3.0, length_ru
             chunk = selected[start:start + batch_size]
             got = _batch_material(model, chunk, sr, n_prompt, limit_seconds, frame_rate, stop, length_rule,
                                   cap_seconds, sampling, seed + b, need_audio)
-            out = got["out"]
-            timing = dict(out.timing)
+            timing = dict(got["out"].timing)
             timing.update(batch=b, items=len(chunk), wall_s=got["wall"],
-                          audio_s=sum(len(f) for f in out.frames) / frame_rate)
+                          audio_s=sum(len(f) for f in got["out"].frames) / frame_rate)
             batches.append(timing)
-            ref_words, model_words, prompt_parts = [], [], []
-            for i, row in enumerate(chunk):
-                ref_prompt, ref_source = reference_prompt_words(row, prompt_seconds)
-                hyp_prompt, model_cont = split_model_text(out.text[i], len(ref_prompt))
-                end = prompt_seconds + len(got["refs"][i]) / sr
-                ref_words.append(continuation_words(row, prompt_seconds, end)[0])
-                model_words.append(model_cont)
-                prompt_parts.append((ref_prompt, ref_source, hyp_prompt))
-            texts = {cond: (model_words if CONDITION_TEXT[cond] == "model" else ref_words) for cond in CONDITIONS}
-            batch = ScoringBatch(sample_rate=sr, conditions=tuple(got["audio"] or got["frames"]), audio=got["audio"],
-                                 frames=got["frames"], reference_frames=got["ref_frames"],
-                                 prompts=[_np(p) for p in got["prompts"]], texts=texts, rows=list(chunk),
-                                 model_text=list(out.text))
-            fresh = [_record(row, i, b, got, texts, prompt_parts[i], sr) for i, row in enumerate(chunk)]
-            for scorer in scorers:
-                _merge(fresh, scorer, scorer.score(batch), "score(batch)")
+            fresh = _score_batch(chunk, b, got, scorers, prompt_seconds, sr)
             for i, (row, record) in enumerate(zip(chunk, fresh)):
                 if num_samples is None or len(records) < num_samples:
                     record["samples"] = _save_samples(samples_dir, row["id"], got, i, sr, frame_rate)
@@ -566,26 +539,9 @@ def evaluate_continuation(model, rows, *, scorers, prompt_seconds=3.0, length_ru
     if n_no_other:
         logger.warning("%d utterances have no utterance of a different (known) speaker to compare with; "
                        "their other-speaker baseline is left out", n_no_other)
-    infos = [scorer_info(sc) for sc in scorers]
-    mos_label = next((i["label"] for i in infos if i["key"] == "mos"), "predicted MOS")
-    used = {}
-    for scorer in scorers:
-        for name in EVALUATION_COMPONENTS:
-            if getattr(scorer, name, None) is not None:
-                used.setdefault(name, component_description(getattr(scorer, name)))
-    config = {"prompt_seconds": prompt_seconds, "length_rule": length_rule, "fixed_seconds": fixed_seconds,
-              "max_continuation_seconds": max_continuation_seconds, "continuation_limit_seconds": limit_seconds,
-              "model_max_seconds": model.max_seconds, "lm_context": lm_context_length(model),
-              "num_utterances": num_utterances, "num_samples": num_samples, "seed": seed,
-              "do_sample": do_sample, "temperature": temperature, "top_k": top_k, "top_p": top_p,
-              "batch_size": batch_size, "n_resamples": n_resamples, "stop": stop,
-              "frame_budget_seconds": None if length_rule == "reference" else cap_seconds,
-              "min_continuation_seconds": MIN_CONTINUATION_SECONDS,
-              "components": dict(used, vocoder=component_description(model.vocoder),
-                                 scorers=[component_description(sc) for sc in scorers]),
-              "scorers": infos, "mos_label": mos_label,
-              "model": {"sample_rate": sr, "frame_rate": frame_rate, "reduction_factor": model.r,
-                        "parameters": model.num_parameters()}}
+    config = _run_config(model, scorers, protocol, stop=stop, continuation_limit_seconds=limit_seconds,
+                         frame_budget_seconds=None if length_rule == "reference" else cap_seconds)
+    mos_label = config["mos_label"]
     counts = {"rows": len(rows), "too_short": n_short, "evaluated": len(records),
               "truncated": sum(r["reference_truncated"] for r in records),
               "prompt_text_from_alignments": sum(r["reference_prompt_source"] == "prompt_text" for r in records),
@@ -595,6 +551,63 @@ def evaluate_continuation(model, rows, *, scorers, prompt_seconds=3.0, length_ru
     aggregates = aggregate_records(records, batches, speech, seed=seed, n_resamples=n_resamples, mos_label=mos_label)
     return {"config": config, "records": records, "batches": batches, "aggregates": aggregates,
             "speech": speech, "counts": counts}
+
+
+def _check_request(model, scorers, protocol):
+    """One ``ValueError`` naming what cannot work: the protocol's values, a stop rule without a stop head, a
+    model without a vocoder or with one for other audio, a scorer without ``score``."""
+    check_protocol(**protocol)
+    if protocol["length_rule"] == "stop" and getattr(model, "stop_head", None) is None:
+        raise ValueError("length_rule='stop' needs a model trained with a stop head; "
+                         "use length_rule='reference' or 'fixed'")
+    if model.vocoder is None:
+        raise ValueError("the model has no vocoder, so no audio can be evaluated; load it with "
+                         "SpectronModel.from_pretrained(dir, vocoder=build('vocoder', ...))")
+    sr = model.frontend.spec.sample_rate
+    if int(model.vocoder.sample_rate) != sr:
+        raise ValueError(f"the vocoder makes {model.vocoder.sample_rate} Hz audio but the features are "
+                         f"{sr} Hz; use a vocoder built for the model's feature spec")
+    check_scorers(scorers)
+
+
+def _score_batch(chunk, b, got, scorers, prompt_seconds, sr):
+    """The records of one batch: the texts each condition should say (the model's own continuation for the
+    generated audio, the reference's words for the rest), then every scorer on every condition."""
+    out = got["out"]
+    ref_words, model_words, prompt_parts = [], [], []
+    for i, row in enumerate(chunk):
+        ref_prompt, ref_source = reference_prompt_words(row, prompt_seconds)
+        hyp_prompt, model_cont = split_model_text(out.text[i], len(ref_prompt))
+        end = prompt_seconds + len(got["refs"][i]) / sr
+        ref_words.append(continuation_words(row, prompt_seconds, end)[0])
+        model_words.append(model_cont)
+        prompt_parts.append((ref_prompt, ref_source, hyp_prompt))
+    texts = {cond: (model_words if CONDITION_TEXT[cond] == "model" else ref_words) for cond in CONDITIONS}
+    batch = ScoringBatch(sample_rate=sr, conditions=tuple(got["audio"] or got["frames"]), audio=got["audio"],
+                         frames=got["frames"], reference_frames=got["ref_frames"],
+                         prompts=[_np(p) for p in got["prompts"]], texts=texts, rows=list(chunk),
+                         model_text=list(out.text))
+    fresh = [_record(row, i, b, got, texts, prompt_parts[i], sr) for i, row in enumerate(chunk)]
+    for scorer in scorers:
+        _merge(fresh, scorer, scorer.score(batch), "score(batch)")
+    return fresh
+
+
+def _run_config(model, scorers, protocol, **derived):
+    """The ``config`` of a result: the protocol, what it derived, the components used, the model's shape."""
+    infos = [scorer_info(sc) for sc in scorers]
+    used = {}
+    for scorer in scorers:
+        for name in EVALUATION_COMPONENTS:
+            if getattr(scorer, name, None) is not None:
+                used.setdefault(name, component_description(getattr(scorer, name)))
+    return {**protocol, **derived, "model_max_seconds": model.max_seconds, "lm_context": lm_context_length(model),
+            "min_continuation_seconds": MIN_CONTINUATION_SECONDS,
+            "components": dict(used, vocoder=component_description(model.vocoder),
+                               scorers=[component_description(sc) for sc in scorers]),
+            "scorers": infos, "mos_label": next((i["label"] for i in infos if i["key"] == "mos"), "predicted MOS"),
+            "model": {"sample_rate": model.frontend.spec.sample_rate, "frame_rate": float(model.frame_rate),
+                      "reduction_factor": model.r, "parameters": model.num_parameters()}}
 
 
 def _record(row, i, b, got, texts, prompt_part, sr):
