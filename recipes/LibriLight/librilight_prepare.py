@@ -202,6 +202,54 @@ def _speaker_book(meta, speaker_dir, book_dir):
     return speaker, book
 
 
+def _librilight_file_rows(audio, texts, require_text, min_seconds, max_seconds, prompt_seconds, skipped):
+    """The manifest rows of one Libri-Light file, cut along its voice activity: ``(rows, whether its JSON
+    speaker differs from its folder)``, or None when the file is skipped (counted in ``skipped``)."""
+    speaker_dir, book_dir, name = audio.parent.parent.name, audio.parent.name, audio.stem
+    json_path = audio.with_suffix(".json")
+    if not json_path.is_file():
+        skipped["no_vad_json"] += 1
+        return None
+    try:
+        meta = json.loads(json_path.read_text(encoding="utf-8"))
+        if not isinstance(meta, dict):
+            raise ValueError("not a JSON object")
+    except (OSError, ValueError) as err:
+        logger.debug("cannot parse %s: %s", json_path, err)
+        skipped["bad_json"] += 1
+        return None
+    try:
+        file_seconds = audio_seconds(audio)
+    except Exception as err:  # libsndfile raises several types
+        logger.debug("cannot read %s: %s", audio, err)
+        skipped["unreadable_audio"] += 1
+        return None
+    try:
+        segments = _vad_segments(meta, file_seconds, skipped)
+    except ValueError:
+        skipped["bad_json"] += 1
+        return None
+    speaker, book = _speaker_book(meta, speaker_dir, book_dir)
+    spans, n_short = cut_voice_activity(segments, min_seconds, max_seconds)
+    skipped["too_short"] += n_short
+    rows = []
+    for k, start, end in spans:
+        # files already named <speaker>-<book>-<n> (LibriSpeech style) keep their name: no doubled prefix
+        stem = name if name.startswith(f"{speaker_dir}-{book_dir}-") else f"{speaker_dir}-{book_dir}-{name}"
+        utt_id = f"{stem}-{k:04d}"
+        text = ""
+        if texts is not None:
+            text = texts.get(utt_id, "")
+            if not text and require_text:
+                skipped["no_transcript"] += 1
+                continue
+        rows.append({"id": utt_id, "path": str(audio.resolve()), "start": round(start, 6),
+                     "end": round(end, 6), "duration": round(end - start, 6),
+                     "speaker": speaker, "book": book, "prompt_seconds": prompt_seconds,
+                     "text": text, "prompt_text": ""})
+    return rows, speaker != speaker_dir
+
+
 def prepare_librilight(data_folder, save_folder, subsets=("small",), min_seconds=4.0,
                        max_seconds=20.0, transcripts=None, require_text=True,
                        prompt_seconds=DEFAULT_PROMPT_SECONDS, skip_prep=False, progress=True):
@@ -272,48 +320,11 @@ def prepare_librilight(data_folder, save_folder, subsets=("small",), min_seconds
         mismatched_speaker = 0
         rows = []
         for audio in track(audio_files, f"cutting Libri-Light {subset}", enabled=progress):
-            speaker_dir, book_dir, name = audio.parent.parent.name, audio.parent.name, audio.stem
-            json_path = audio.with_suffix(".json")
-            if not json_path.is_file():
-                skipped["no_vad_json"] += 1
-                continue
-            try:
-                meta = json.loads(json_path.read_text(encoding="utf-8"))
-                if not isinstance(meta, dict):
-                    raise ValueError("not a JSON object")
-            except (OSError, ValueError) as err:
-                logger.debug("cannot parse %s: %s", json_path, err)
-                skipped["bad_json"] += 1
-                continue
-            try:
-                file_seconds = audio_seconds(audio)
-            except Exception as err:  # libsndfile raises several types
-                logger.debug("cannot read %s: %s", audio, err)
-                skipped["unreadable_audio"] += 1
-                continue
-            try:
-                segments = _vad_segments(meta, file_seconds, skipped)
-            except ValueError:
-                skipped["bad_json"] += 1
-                continue
-            speaker, book = _speaker_book(meta, speaker_dir, book_dir)
-            mismatched_speaker += speaker != speaker_dir
-            spans, n_short = cut_voice_activity(segments, min_seconds, max_seconds)
-            skipped["too_short"] += n_short
-            for k, start, end in spans:
-                # files already named <speaker>-<book>-<n> (LibriSpeech style) keep their name: no doubled prefix
-                stem = name if name.startswith(f"{speaker_dir}-{book_dir}-") else f"{speaker_dir}-{book_dir}-{name}"
-                utt_id = f"{stem}-{k:04d}"
-                text = ""
-                if texts is not None:
-                    text = texts.get(utt_id, "")
-                    if not text and require_text:
-                        skipped["no_transcript"] += 1
-                        continue
-                rows.append({"id": utt_id, "path": str(audio.resolve()), "start": round(start, 6),
-                             "end": round(end, 6), "duration": round(end - start, 6),
-                             "speaker": speaker, "book": book, "prompt_seconds": prompt_seconds,
-                             "text": text, "prompt_text": ""})
+            found = _librilight_file_rows(audio, texts, require_text, min_seconds, max_seconds, prompt_seconds,
+                                          skipped)
+            if found is not None:
+                rows += found[0]
+                mismatched_speaker += found[1]
         if mismatched_speaker:
             logger.warning("%d Libri-Light files have a JSON speaker differing from their folder "
                            "name; the manifest's speaker column uses the JSON value", mismatched_speaker)
@@ -353,6 +364,36 @@ def alignment_word_times(alignment, text):
     if " ".join(words).split() != text.split() or len(words) != len(text.split()):
         return ""
     return format_word_times([(float(item[1]), float(item[2])) for item in alignment])
+
+
+def _librispeech_row(audio, utt_id, split_dir, seconds, text, words, phones, prompt_seconds, skipped):
+    """The manifest row of one LibriSpeech utterance: speaker and chapter from its name (else its folders),
+    the prompt's words and the word and phoneme timings from its alignments when it has them (a broken
+    alignment is counted in ``skipped`` and left out)."""
+    parts = utt_id.split("-")
+    if len(parts) == 3:
+        speaker, chapter = parts[0], parts[1]
+    else:  # not a LibriSpeech name: fall back on the folders
+        rel = audio.relative_to(split_dir).parts
+        speaker = rel[0] if len(rel) > 1 else ""
+        chapter = rel[1] if len(rel) > 2 else ""
+    prompt_text = word_times = phone_times = ""
+    if phones is not None:
+        try:
+            phone_times = format_phone_times(phones)
+        except (TypeError, ValueError) as err:
+            logger.debug("phoneme alignment of %s: %s", utt_id, err)
+            skipped["bad_phone_alignment"] += 1
+    if words is not None:
+        try:
+            prompt_text = prompt_words(words, prompt_seconds)
+            word_times = alignment_word_times(words, text)
+        except (TypeError, ValueError) as err:
+            logger.debug("alignment of %s: %s", utt_id, err)
+            skipped["bad_alignment"] += 1
+    return {"id": utt_id, "path": str(audio.resolve()), "start": 0.0, "end": round(seconds, 6),
+            "duration": round(seconds, 6), "speaker": speaker, "book": chapter, "prompt_seconds": prompt_seconds,
+            "text": text, "prompt_text": prompt_text, "word_times": word_times, "phone_times": phone_times}
 
 
 def prepare_librispeech(data_folder, save_folder, splits=("test-clean",), alignments=True,
@@ -436,32 +477,8 @@ def prepare_librispeech(data_folder, save_folder, splits=("test-clean",), alignm
                 logger.debug("cannot read %s: %s", audio, err)
                 skipped["unreadable_audio"] += 1
                 continue
-            parts = utt_id.split("-")
-            if len(parts) == 3:
-                speaker, chapter = parts[0], parts[1]
-            else:  # not a LibriSpeech name: fall back on the folders
-                rel = audio.relative_to(split_dir).parts
-                speaker = rel[0] if len(rel) > 1 else ""
-                chapter = rel[1] if len(rel) > 2 else ""
-            prompt_text = word_times = phone_times = ""
-            if utt_id in phones:
-                try:
-                    phone_times = format_phone_times(phones[utt_id])
-                except (TypeError, ValueError) as err:
-                    logger.debug("phoneme alignment of %s: %s", utt_id, err)
-                    skipped["bad_phone_alignment"] += 1
-            if utt_id in words:
-                try:
-                    prompt_text = prompt_words(words[utt_id], prompt_seconds)
-                    word_times = alignment_word_times(words[utt_id], text)
-                except (TypeError, ValueError) as err:
-                    logger.debug("alignment of %s: %s", utt_id, err)
-                    skipped["bad_alignment"] += 1
-            rows.append({"id": utt_id, "path": str(audio.resolve()), "start": 0.0,
-                         "end": round(seconds, 6), "duration": round(seconds, 6),
-                         "speaker": speaker, "book": chapter, "prompt_seconds": prompt_seconds,
-                         "text": text, "prompt_text": prompt_text, "word_times": word_times,
-                         "phone_times": phone_times})
+            rows.append(_librispeech_row(audio, utt_id, split_dir, seconds, text, words.get(utt_id),
+                                         phones.get(utt_id), prompt_seconds, skipped))
         orphans = len(set(texts) - seen)
         if orphans:
             logger.info("LibriSpeech %s: %d transcripts have no audio file (ignored)", split, orphans)
