@@ -2,7 +2,7 @@
 
 Spectron's decoder reads the transcript and then writes frames; to speak, its
 frame positions must attend to the token being spoken. The guided-attention
-loss (``spectron_kit.losses.GuidedAttentionLoss``) pulls chosen attention heads
+loss (``spectron_kit.losses.guided_attention_loss``) pulls chosen attention heads
 towards a *centre* per decoder frame step: the index (into the transcript
 tokens y_1..y_n, 0-based) of the token spoken during that step.
 

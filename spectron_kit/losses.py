@@ -1,13 +1,16 @@
 """Spectron training losses (SPECTRON.md section 3).
 
-- ``TranscriptCrossEntropy``: L_CE over the transcript tokens.
-- ``SpectrogramLoss``: L_s = L_1+2(X, X^) over valid frames.
-- ``DerivativeLoss``: L_t and L_f, L_1+2 of finite differences along time
-  and frequency, computed only where every frame involved is valid.
-- ``StopGateLoss``: optional Tacotron-style stop gate (binary cross-entropy).
-- ``GuidedAttentionLoss``: attention of chosen heads from frame steps to the
+Loss functions, one per quantity:
+
+- ``transcript_cross_entropy``: L_CE over the transcript tokens.
+- ``spectrogram_loss``: L_s = L_1+2(X, X^) over valid frames.
+- ``time_derivative_loss``, ``frequency_derivative_loss``: L_t and L_f, L_1+2
+  of finite differences along time and frequency, computed only where every
+  frame involved is valid.
+- ``stop_gate_loss``: optional Tacotron-style stop gate (binary cross-entropy).
+- ``guided_attention_loss``: attention of chosen heads from frame steps to the
   token being spoken (an addition to the paper, default off).
-- ``FluxLoss``: bounded reward for moving away from the previous frame
+- ``flux_loss``: bounded reward for moving away from the previous frame
   (MELLE's spectrogram flux; an addition to the paper, default off).
 
 The objective is a table of *terms*: each term is a ``loss`` component
@@ -47,12 +50,13 @@ __all__ = [
     "finite_difference",
     "difference_mask",
     "lengths_to_mask",
-    "SpectrogramLoss",
-    "DerivativeLoss",
-    "TranscriptCrossEntropy",
-    "StopGateLoss",
-    "GuidedAttentionLoss",
-    "FluxLoss",
+    "spectrogram_loss",
+    "time_derivative_loss",
+    "frequency_derivative_loss",
+    "transcript_cross_entropy",
+    "stop_gate_loss",
+    "guided_attention_loss",
+    "flux_loss",
     "LossTerm",
     "SpectronLoss",
     "PAPER_TERMS",
@@ -254,393 +258,270 @@ def _check_frames(pred, target, where):
 
 
 # -- components --------------------------------------------------------------
-class SpectrogramLoss(nn.Module):
-    """L_s: L_1+2 between predicted and reference frames over valid frames.
+# -- loss functions: one per quantity (the terms below apply them to the model's outputs) -----------------------
+def spectrogram_loss(pred, target, lengths):
+    """L_s: L_1+2(target, pred) over frames ``t < lengths[b]`` (float32 scalar; 0.0 when no frame is valid).
+
+    Arguments:
+        pred: predicted frames [B, T, F].
+        target: reference frames [B, T, F].
+        lengths: valid frames per item, long [B].
 
     Example:
-        >>> loss = SpectrogramLoss()
-        >>> pred = torch.ones(2, 3, 4)
-        >>> target = torch.zeros(2, 3, 4)
+        >>> pred, target = torch.ones(2, 3, 4), torch.zeros(2, 3, 4)
         >>> target[1, 2] = float("nan")  # padding of item 1
-        >>> loss(pred, target, torch.tensor([3, 2]))
+        >>> spectrogram_loss(pred, target, torch.tensor([3, 2]))
         tensor(2.)
     """
-
-    def __init__(self):
-        super().__init__()
-
-    def forward(self, pred, target, lengths):
-        """Scalar L_1+2(target, pred) over frames t < lengths[b].
-
-        Arguments:
-            pred: predicted frames [B, T, F].
-            target: reference frames [B, T, F].
-            lengths: valid frames per item, long [B].
-
-        Returns:
-            float32 scalar (0.0 when no frame is valid).
-        """
-        _check_frames(pred, target, "SpectrogramLoss")
-        B, T, _ = pred.shape
-        lengths = _check_lengths(lengths, B, T, "lengths", "pred", _shape(pred), pred.device)
-        mask = lengths_to_mask(lengths, T).unsqueeze(-1)
-        return l1_l2(target, pred, mask)
+    _check_frames(pred, target, "spectrogram_loss")
+    B, T, _ = pred.shape
+    lengths = _check_lengths(lengths, B, T, "lengths", "pred", _shape(pred), pred.device)
+    mask = lengths_to_mask(lengths, T).unsqueeze(-1)
+    return l1_l2(target, pred, mask)
 
 
-class DerivativeLoss(nn.Module):
-    """L_t and L_f: L_1+2 of k-th order finite differences along time / frequency.
-
-    ``time_deriv = sum_{k=1..K_t} L_1+2(D_time^k X, D_time^k X^)`` where a
-    difference position is used only when all k+1 frames it spans are valid,
-    and ``freq_deriv = sum_{k=1..K_f} L_1+2(D_freq^k X, D_freq^k X^)`` over
-    valid frames. An item shorter than k+1 frames adds nothing to order k; an
-    order with no valid position in the whole batch adds 0.0.
-
-    Arguments:
-        time_orders: K_t >= 0 (default 2; 0 switches L_t off).
-        freq_orders: K_f >= 0 (default 1, the paper; 0 switches L_f off).
+def time_derivative_loss(pred, target, lengths, orders=2):
+    """L_t: ``sum_{k=1..orders} L_1+2(D_time^k X, D_time^k X^)``, a difference position used only when all
+    k+1 frames it spans are valid (an order with no valid position adds 0.0; ``orders=0``: 0.0).
 
     Example:
-        >>> loss = DerivativeLoss(time_orders=2, freq_orders=1)
-        >>> pred = torch.zeros(1, 4, 3)
-        >>> target = torch.arange(4.0).view(1, 4, 1).expand(1, 4, 3)  # ramp in time
-        >>> {k: v.item() for k, v in loss(pred, target, torch.tensor([4])).items()}
-        {'time_deriv': 2.0, 'freq_deriv': 0.0}
+        >>> pred, target = torch.zeros(1, 4, 3), torch.arange(4.0).view(1, 4, 1).expand(1, 4, 3)  # a ramp
+        >>> time_derivative_loss(pred, target, torch.tensor([4])).item()  # order 1: 1 + 1; order 2: 0
+        2.0
     """
-
-    def __init__(self, time_orders=2, freq_orders=1):
-        super().__init__()
-        self.time_orders = _check_order(time_orders, "time_orders")
-        self.freq_orders = _check_order(freq_orders, "freq_orders")
-
-    def extra_repr(self):
-        return f"time_orders={self.time_orders}, freq_orders={self.freq_orders}"
-
-    def _prepare(self, pred, target, lengths):
-        _check_frames(pred, target, "DerivativeLoss")
-        B, T, _ = pred.shape
-        lengths = _check_lengths(lengths, B, T, "lengths", "pred", _shape(pred), pred.device)
-        return lengths_to_mask(lengths, T)
-
-    def time_loss(self, pred, target, lengths):
-        """L_t alone (float32 scalar); arguments as in ``forward``."""
-        mask = self._prepare(pred, target, lengths)
-        return self._time(pred, target, mask)
-
-    def freq_loss(self, pred, target, lengths):
-        """L_f alone (float32 scalar); arguments as in ``forward``."""
-        mask = self._prepare(pred, target, lengths)
-        return self._freq(pred, target, mask)
-
-    def _time(self, pred, target, mask):
-        total = _zero(pred.device)
-        for k in range(1, self.time_orders + 1):
-            valid = difference_mask(mask, k, dim=1).unsqueeze(-1)
-            total = total + l1_l2(finite_difference(target, k, dim=1),
-                                  finite_difference(pred, k, dim=1), valid)
-        return total
-
-    def _freq(self, pred, target, mask):
-        total = _zero(pred.device)
-        n_bins = pred.shape[-1]
-        if self.freq_orders >= n_bins:
-            raise ValueError(f"DerivativeLoss: freq_orders={self.freq_orders} needs more than "
-                             f"{self.freq_orders} frequency bins, but frames have shape "
-                             f"{_shape(pred)}; lower freq_orders")
-        valid = mask.unsqueeze(-1)
-        for k in range(1, self.freq_orders + 1):
-            total = total + l1_l2(finite_difference(target, k, dim=2),
-                                  finite_difference(pred, k, dim=2), valid)
-        return total
-
-    def forward(self, pred, target, lengths):
-        """Both derivative terms.
-
-        Arguments:
-            pred: predicted frames [B, T, F].
-            target: reference frames [B, T, F].
-            lengths: valid frames per item, long [B].
-
-        Returns:
-            dict ``{"time_deriv": L_t, "freq_deriv": L_f}`` of float32 scalars.
-        """
-        mask = self._prepare(pred, target, lengths)
-        return {"time_deriv": self._time(pred, target, mask),
-                "freq_deriv": self._freq(pred, target, mask)}
+    orders = _check_order(orders, "orders")
+    mask = _frame_mask(pred, target, lengths, "time_derivative_loss")
+    total = _zero(pred.device)
+    for k in range(1, orders + 1):
+        valid = difference_mask(mask, k, dim=1).unsqueeze(-1)
+        total = total + l1_l2(finite_difference(target, k, dim=1), finite_difference(pred, k, dim=1), valid)
+    return total
 
 
-class TranscriptCrossEntropy(nn.Module):
-    """L_CE: mean token cross-entropy over targets that are not ``ignore_index``.
-
-    Targets are aligned with logits (``logits[:, i]`` scores ``targets[:, i]``):
-    shift before calling. Speech-prefix and frame positions carry
-    ``ignore_index``. Ignored positions never affect value or gradient; with
-    no counted token the result is 0.0.
-
-    Arguments:
-        ignore_index: target value to skip (default -100).
+def frequency_derivative_loss(pred, target, lengths, orders=1):
+    """L_f: ``sum_{k=1..orders} L_1+2(D_freq^k X, D_freq^k X^)`` over valid frames (paper: orders 1).
 
     Example:
-        >>> ce = TranscriptCrossEntropy()
-        >>> logits = torch.zeros(1, 3, 4)
-        >>> round(ce(logits, torch.tensor([[2, -100, 0]])).item(), 4)  # log(4)
+        >>> pred, target = torch.zeros(1, 4, 3), torch.arange(4.0).view(1, 4, 1).expand(1, 4, 3)  # flat in frequency
+        >>> frequency_derivative_loss(pred, target, torch.tensor([4])).item()
+        0.0
+    """
+    orders = _check_order(orders, "orders")
+    mask = _frame_mask(pred, target, lengths, "frequency_derivative_loss")
+    total = _zero(pred.device)
+    if orders >= pred.shape[-1]:
+        raise ValueError(f"frequency_derivative_loss: orders={orders} needs more than {orders} frequency bins, "
+                         f"but frames have shape {_shape(pred)}; lower freq_orders")
+    valid = mask.unsqueeze(-1)
+    for k in range(1, orders + 1):
+        total = total + l1_l2(finite_difference(target, k, dim=2), finite_difference(pred, k, dim=2), valid)
+    return total
+
+
+def transcript_cross_entropy(logits, targets, ignore_index=-100):
+    """L_CE: mean token cross-entropy (natural log, float32) over targets that are not ``ignore_index``.
+
+    Targets are aligned with logits (``logits[:, i]`` scores ``targets[:, i]``): shift before calling.
+    Ignored positions never affect value or gradient; with no counted token the result is 0.0.
+
+    Arguments:
+        logits: [B, N, V] (any float dtype; computed in float32).
+        targets: long [B, N], class ids in [0, V) or ``ignore_index``.
+
+    Example:
+        >>> round(transcript_cross_entropy(torch.zeros(1, 3, 4), torch.tensor([[2, -100, 0]])).item(), 4)  # log(4)
         1.3863
     """
-
-    def __init__(self, ignore_index=-100):
-        super().__init__()
-        self.ignore_index = int(ignore_index)
-
-    def extra_repr(self):
-        return f"ignore_index={self.ignore_index}"
-
-    def forward(self, logits, targets):
-        """Mean cross-entropy (natural log) over counted tokens.
-
-        Arguments:
-            logits: [B, N, V] (any float dtype; computed in float32).
-            targets: long [B, N], class ids in [0, V) or ``ignore_index``.
-
-        Returns:
-            float32 scalar.
-        """
-        if not isinstance(logits, torch.Tensor) or not isinstance(targets, torch.Tensor):
-            raise TypeError("TranscriptCrossEntropy takes tensors logits [B, N, V] and "
-                            f"targets [B, N], got {type(logits).__name__} and "
-                            f"{type(targets).__name__}")
-        if logits.dim() != 3 or targets.shape != logits.shape[:2]:
-            raise ValueError(f"TranscriptCrossEntropy: logits shape {_shape(logits)} and targets "
-                             f"shape {_shape(targets)} do not match; expected [B, N, V] and [B, N]")
-        if targets.is_floating_point() or targets.dtype == torch.bool:
-            raise TypeError(f"TranscriptCrossEntropy: targets have dtype {targets.dtype}; "
-                            "pass token ids as torch.long")
-        V = logits.shape[-1]
-        targets = targets.to(logits.device).long().reshape(-1)
-        counted = targets != self.ignore_index
-        bad = counted & ((targets < 0) | (targets >= V))
-        if bool(bad.any()):
-            value = int(targets[bad][0])
-            raise ValueError(f"TranscriptCrossEntropy: target id {value} is outside the "
-                             f"vocabulary [0, {V}) of logits {_shape(logits)}; use ids < {V} "
-                             f"or ignore_index={self.ignore_index} for skipped positions")
-        index = counted.nonzero().squeeze(-1)
-        with _no_autocast(logits.device):
-            rows = _upcast(logits.reshape(-1, V).index_select(0, index))
-            total = F.cross_entropy(rows, targets.index_select(0, index), reduction="sum")
-            return total / max(index.numel(), 1)
+    if not isinstance(logits, torch.Tensor) or not isinstance(targets, torch.Tensor):
+        raise TypeError("transcript_cross_entropy takes tensors logits [B, N, V] and targets [B, N], got "
+                        f"{type(logits).__name__} and {type(targets).__name__}")
+    if logits.dim() != 3 or targets.shape != logits.shape[:2]:
+        raise ValueError(f"transcript_cross_entropy: logits shape {_shape(logits)} and targets shape "
+                         f"{_shape(targets)} do not match; expected [B, N, V] and [B, N]")
+    if targets.is_floating_point() or targets.dtype == torch.bool:
+        raise TypeError(f"transcript_cross_entropy: targets have dtype {targets.dtype}; pass token ids as torch.long")
+    ignore_index = int(ignore_index)
+    V = logits.shape[-1]
+    targets = targets.to(logits.device).long().reshape(-1)
+    counted = targets != ignore_index
+    bad = counted & ((targets < 0) | (targets >= V))
+    if bool(bad.any()):
+        raise ValueError(f"transcript_cross_entropy: target id {int(targets[bad][0])} is outside the vocabulary "
+                         f"[0, {V}) of logits {_shape(logits)}; use ids < {V} or ignore_index={ignore_index} "
+                         "for skipped positions")
+    index = counted.nonzero().squeeze(-1)
+    with _no_autocast(logits.device):
+        rows = _upcast(logits.reshape(-1, V).index_select(0, index))
+        total = F.cross_entropy(rows, targets.index_select(0, index), reduction="sum")
+        return total / max(index.numel(), 1)
 
 
-class StopGateLoss(nn.Module):
-    """L_stop: binary cross-entropy with logits for a learned stop gate.
+def stop_gate_loss(stop_logits, lengths_in_groups, pos_weight=1.0):
+    """L_stop: binary cross-entropy with logits of a learned stop gate, mean over valid positions.
 
-    For an item with ``L`` valid groups (decoder steps) the target is 0 at
-    positions 0..L-2 and 1 at L-1; positions >= L are ignored. The value is
-    the mean over all valid positions of the batch (0.0 when there are none).
+    For an item with ``L`` valid groups (decoder steps) the target is 0 at positions 0..L-2 and 1 at
+    L-1; positions >= L are ignored (0.0 when there are none).
 
     Arguments:
-        pos_weight: weight of the positive (stop) term, > 0 (default 1.0);
-            raise it to counter the 1-in-L class imbalance.
+        stop_logits: [B, G] gate logits (one per decoder step / group of r frames).
+        lengths_in_groups: valid groups per item, long [B] (with reduction factor r: ceil(frames / r)).
+        pos_weight: weight of the positive (stop) term, > 0; raise it against the 1-in-L imbalance.
 
     Example:
-        >>> gate = StopGateLoss()
         >>> logits = torch.tensor([[0.0, 0.0, float("nan")]])  # position 2 is padding
-        >>> round(gate(logits, torch.tensor([2])).item(), 4)  # log(2)
+        >>> round(stop_gate_loss(logits, torch.tensor([2])).item(), 4)  # log(2)
         0.6931
     """
-
-    def __init__(self, pos_weight=1.0):
-        super().__init__()
-        pos_weight = float(pos_weight)
-        if not pos_weight > 0:
-            raise ValueError(f"StopGateLoss: pos_weight={pos_weight} must be > 0")
-        self.pos_weight = pos_weight
-
-    def extra_repr(self):
-        return f"pos_weight={self.pos_weight}"
-
-    def forward(self, stop_logits, lengths_in_groups):
-        """Mean BCE over valid positions.
-
-        Arguments:
-            stop_logits: [B, G] gate logits (one per decoder step / group of r frames).
-            lengths_in_groups: valid groups per item, long [B]
-                (with reduction factor r: ceil(frame_lengths / r)).
-
-        Returns:
-            float32 scalar.
-        """
-        if not isinstance(stop_logits, torch.Tensor):
-            raise TypeError(f"StopGateLoss: stop_logits is {type(stop_logits).__name__}; "
-                            "pass a tensor [B, G]")
-        if stop_logits.dim() == 3 and stop_logits.shape[-1] == 1:
-            stop_logits = stop_logits.squeeze(-1)
-        if stop_logits.dim() != 2:
-            raise ValueError(f"StopGateLoss: stop_logits has shape {_shape(stop_logits)}; "
-                             "expected [B, G]")
-        B, G = stop_logits.shape
-        lengths = _check_lengths(lengths_in_groups, B, G, "lengths_in_groups", "stop_logits",
-                                 _shape(stop_logits), stop_logits.device)
-        positions = torch.arange(G, device=stop_logits.device).unsqueeze(0)
-        valid = positions < lengths.unsqueeze(-1)
-        with _no_autocast(stop_logits.device):
-            x = _upcast(stop_logits)
-            x = torch.where(valid, x, x.new_zeros(()))
-            target = (positions == (lengths - 1).unsqueeze(-1)).to(x.dtype)
-            weight = torch.tensor(self.pos_weight, dtype=x.dtype, device=x.device)
-            bce = F.binary_cross_entropy_with_logits(x, target, pos_weight=weight,
-                                                     reduction="none")
-            bce = torch.where(valid, bce, bce.new_zeros(()))
-            return bce.sum() / valid.sum().clamp(min=1).to(x.dtype)
+    pos_weight = _check_pos_weight(pos_weight)
+    if not isinstance(stop_logits, torch.Tensor):
+        raise TypeError(f"stop_gate_loss: stop_logits is {type(stop_logits).__name__}; pass a tensor [B, G]")
+    if stop_logits.dim() == 3 and stop_logits.shape[-1] == 1:
+        stop_logits = stop_logits.squeeze(-1)
+    if stop_logits.dim() != 2:
+        raise ValueError(f"stop_gate_loss: stop_logits has shape {_shape(stop_logits)}; expected [B, G]")
+    B, G = stop_logits.shape
+    lengths = _check_lengths(lengths_in_groups, B, G, "lengths_in_groups", "stop_logits", _shape(stop_logits),
+                             stop_logits.device)
+    positions = torch.arange(G, device=stop_logits.device).unsqueeze(0)
+    valid = positions < lengths.unsqueeze(-1)
+    with _no_autocast(stop_logits.device):
+        x = _upcast(stop_logits)
+        x = torch.where(valid, x, x.new_zeros(()))
+        target = (positions == (lengths - 1).unsqueeze(-1)).to(x.dtype)
+        weight = torch.tensor(pos_weight, dtype=x.dtype, device=x.device)
+        bce = F.binary_cross_entropy_with_logits(x, target, pos_weight=weight, reduction="none")
+        bce = torch.where(valid, bce, bce.new_zeros(()))
+        return bce.sum() / valid.sum().clamp(min=1).to(x.dtype)
 
 
-class GuidedAttentionLoss(nn.Module):
-    """Pull chosen attention heads of frame steps onto the token being spoken.
+GUIDED_FORMS = ("nll", "penalty")
 
-    For frame step j of item b, ``centres[b, j]`` is the index (into the
-    transcript tokens) of the token spoken then (``spectron_kit.alignment``).
-    Key position k gets the band weight ``G = exp(-(k - c)^2 / (2 sigma_b^2))``
-    when it holds a transcript token (c = the centre's key position) and 0
-    otherwise (prefix, <sos>, frames). Two forms, averaged over heads and
-    valid frame steps:
 
-    - ``"nll"`` (default): ``-log(sum_k A_k G_k)``, the negative log of the
-      attention mass inside the band. Its gradient stays large while the head
-      still looks elsewhere, which matters in a decoder-only layout where a
-      fresh head spreads its mass over hundreds of positions (prefix, text,
-      frames), so the band starts with ~1/L of it.
-    - ``"penalty"``: ``sum_k A_k (1 - G_k)``, DC-TTS's guided attention
-      (Tachibana et al., 2018); measured here to barely move such a head in
-      hundreds of steps (its gradient on the target scales with the tiny mass
-      already there). SpeechBrain's ``GuidedAttentionLoss`` is this form for
-      attention that lives only on the text; in a decoder-only layout the mass
-      outside the text must count too, hence this implementation.
+def guided_attention_loss(attention, layout, centres, sigma, layers=(1,), heads=(0,), form="nll"):
+    """Pull chosen attention heads of frame steps onto the token being spoken (an addition to the paper).
+
+    For frame step j of item b, ``centres[b, j]`` is the index (into the transcript tokens) of the token
+    spoken then (``spectron_kit.alignment``). Key position k gets the band weight
+    ``G = exp(-(k - c)^2 / (2 sigma_b^2))`` when it holds a transcript token (c = the centre's key
+    position) and 0 otherwise (prefix, <sos>, frames). Two forms, averaged over heads and valid steps:
+
+    - ``"nll"`` (default): ``-log(sum_k A_k G_k)``, the negative log of the attention mass inside the
+      band. Its gradient stays large while the head still looks elsewhere, which matters in a
+      decoder-only layout where a fresh head spreads its mass over hundreds of positions.
+    - ``"penalty"``: ``sum_k A_k (1 - G_k)``, DC-TTS's guided attention (Tachibana et al., 2018);
+      measured here to barely move such a head in hundreds of steps. SpeechBrain's
+      ``GuidedAttentionLoss`` is this form for attention that lives only on the text.
 
     Arguments:
-        layers: decoder layers whose attention is guided (0-based).
-        heads: heads guided in each of those layers.
+        attention: ``{layer: probabilities [B, H, L, L]}`` (query, key), for (at least) ``layers``.
+        layout: long [B, 3]: prefix length p, token count n, frame steps g per item; tokens sit at keys
+            p+1..p+n, frame step j queries from position p+n+1+j.
+        centres: float [B, G]: token index per frame step (NaN = no target).
+        sigma: float [B]: width of the allowed band, in tokens.
+        layers, heads: the decoder layers (0-based) and the heads in each that are guided.
         form: "nll" or "penalty".
 
     Example:
         >>> attn = torch.zeros(1, 1, 4, 4)
         >>> attn[0, 0, 3, 1] = 1.0          # the frame step at position 3 looks at key 1
-        >>> loss = GuidedAttentionLoss(layers=[0], heads=[0])
         >>> layout = torch.tensor([[0, 2, 1]])  # prefix 0, 2 tokens (keys 1-2), 1 frame step (query 3)
-        >>> loss({0: attn}, layout, torch.tensor([[0.0]]), torch.tensor([0.5])).item()  # key 1 = token 0
+        >>> guided_attention_loss({0: attn}, layout, torch.tensor([[0.0]]), torch.tensor([0.5]), [0], [0]).item()
         0.0
-        >>> round(loss({0: attn}, layout, torch.tensor([[1.0]]), torch.tensor([0.5])).item(), 4)  # -log G
+        >>> round(guided_attention_loss({0: attn}, layout, torch.tensor([[1.0]]), torch.tensor([0.5]), [0], [0]).item(), 4)
         2.0
-        >>> penalty = GuidedAttentionLoss(layers=[0], heads=[0], form="penalty")
-        >>> round(penalty({0: attn}, layout, torch.tensor([[1.0]]), torch.tensor([0.5])).item(), 4)  # 1 - G
+        >>> round(guided_attention_loss({0: attn}, layout, torch.tensor([[1.0]]), torch.tensor([0.5]), [0], [0],
+        ...                             form="penalty").item(), 4)  # 1 - G
         0.8647
     """
-
-    FORMS = ("nll", "penalty")
-
-    def __init__(self, layers=(1,), heads=(0,), form="nll"):
-        super().__init__()
-        self.layers = [int(i) for i in layers]
-        self.heads = [int(h) for h in heads]
-        if not self.layers or not self.heads:
-            raise ValueError(f"GuidedAttentionLoss needs at least one layer and one head, got layers="
-                             f"{list(layers)} heads={list(heads)}")
-        if form not in self.FORMS:
-            raise ValueError(f"GuidedAttentionLoss: form={form!r}; use one of {', '.join(self.FORMS)}")
-        self.form = form
-
-    def extra_repr(self):
-        return f"layers={self.layers}, heads={self.heads}, form={self.form!r}"
-
-    def forward(self, attention, layout, centres, sigma):
-        """Mean penalised attention mass.
-
-        Arguments:
-            attention: ``{layer: probabilities [B, H, L, L]}`` (query, key) of the
-                whole sequence, for (at least) ``layers``.
-            layout: long [B, 3]: prefix length p, token count n, frame steps g per
-                item; tokens y_1..y_n sit at keys p+1..p+n, frame step j queries
-                from position p+n+1+j.
-            centres: float [B, G]: token index per frame step (NaN = no target).
-            sigma: float [B]: width of the allowed band, in tokens.
-
-        Returns:
-            float32 scalar (0.0 without any valid step).
-        """
-        device = centres.device
-        layout = layout.to(device)
-        batch, steps = centres.shape
-        p, n, g = layout[:, 0:1], layout[:, 1:2], layout[:, 2:3]
-        j = torch.arange(steps, device=device)[None]
-        valid = (j < g) & torch.isfinite(centres)                            # [B, G]
-        total, count = _zero(device), 0
-        for layer in self.layers:
-            if layer not in attention:
-                raise ValueError(f"GuidedAttentionLoss: no attention recorded for layer {layer} "
-                                 f"(recorded: {sorted(attention)})")
-            probs = _upcast(attention[layer])
-            if max(self.heads) >= probs.shape[1]:
-                raise ValueError(f"GuidedAttentionLoss: head {max(self.heads)} does not exist; layer "
-                                 f"{layer} has {probs.shape[1]} heads")
-            length = probs.shape[-1]
-            queries = (p + n + 1 + j).clamp(max=length - 1)                  # [B, G]
-            index = queries[:, None, :, None].expand(batch, len(self.heads), steps, length)
-            rows = probs[:, self.heads].gather(2, index)                     # [B, H', G, L]
-            keys = torch.arange(length, device=device)[None, None]           # [1, 1, L]
-            text = (keys >= p[:, :, None] + 1) & (keys <= (p + n)[:, :, None])  # [B, 1, L]
-            centre_key = (p + 1 + torch.nan_to_num(centres))[:, :, None]     # [B, G, 1]
-            width = sigma.to(device).float().clamp(min=1e-3)[:, None, None]
-            band = torch.where(text, torch.exp(-(keys - centre_key) ** 2 / (2 * width ** 2)), 0.0)  # [B, G, L]
-            if self.form == "nll":
-                mass = -torch.log((rows * band[:, None]).sum(-1).clamp(min=1e-8))       # [B, H', G]
-            else:
-                mass = (rows * (1.0 - band)[:, None]).sum(-1)
-            mask = valid[:, None].expand_as(mass)
-            total = total + torch.where(mask, mass, torch.zeros_like(mass)).sum()
-            count += int(mask.sum())
-        return total / max(count, 1)
+    layers, heads, form = _check_guided(layers, heads, form)
+    device = centres.device
+    layout = layout.to(device)
+    batch, steps = centres.shape
+    p, n, g = layout[:, 0:1], layout[:, 1:2], layout[:, 2:3]
+    j = torch.arange(steps, device=device)[None]
+    valid = (j < g) & torch.isfinite(centres)                            # [B, G]
+    total, count = _zero(device), 0
+    for layer in layers:
+        if layer not in attention:
+            raise ValueError(f"guided_attention_loss: no attention recorded for layer {layer} "
+                             f"(recorded: {sorted(attention)})")
+        probs = _upcast(attention[layer])
+        if max(heads) >= probs.shape[1]:
+            raise ValueError(f"guided_attention_loss: head {max(heads)} does not exist; layer {layer} has "
+                             f"{probs.shape[1]} heads")
+        length = probs.shape[-1]
+        queries = (p + n + 1 + j).clamp(max=length - 1)                  # [B, G]
+        index = queries[:, None, :, None].expand(batch, len(heads), steps, length)
+        rows = probs[:, heads].gather(2, index)                          # [B, H', G, L]
+        keys = torch.arange(length, device=device)[None, None]           # [1, 1, L]
+        text = (keys >= p[:, :, None] + 1) & (keys <= (p + n)[:, :, None])  # [B, 1, L]
+        centre_key = (p + 1 + torch.nan_to_num(centres))[:, :, None]     # [B, G, 1]
+        width = sigma.to(device).float().clamp(min=1e-3)[:, None, None]
+        band = torch.where(text, torch.exp(-(keys - centre_key) ** 2 / (2 * width ** 2)), 0.0)  # [B, G, L]
+        if form == "nll":
+            mass = -torch.log((rows * band[:, None]).sum(-1).clamp(min=1e-8))       # [B, H', G]
+        else:
+            mass = (rows * (1.0 - band)[:, None]).sum(-1)
+        mask = valid[:, None].expand_as(mass)
+        total = total + torch.where(mask, mass, torch.zeros_like(mass)).sum()
+        count += int(mask.sum())
+    return total / max(count, 1)
 
 
-class FluxLoss(nn.Module):
+def flux_loss(pred, target, lengths, bound=1.0):
     """MELLE's spectrogram flux, bounded: reward predictions that move away from the previous true frame.
 
-    ``-mean(min(|X^_t - X_{t-1}|, bound))`` over valid frames t >= 1 and bins
-    (negative: minimising it pushes each predicted frame away from the true
-    frame before it, against the flat, copy-the-last-frame output of an
-    unaligned model; the bound keeps the reward finite). Meng et al., MELLE
-    (arXiv 2407.08551), use it with a small weight.
-
-    Arguments:
-        bound: largest per-bin distance rewarded (log-mel units).
+    ``-mean(min(|X^_t - X_{t-1}|, bound))`` over valid frames t >= 1 and bins (negative: minimising it
+    pushes each predicted frame away from the true frame before it, against the flat output of an
+    unaligned model; the bound keeps the reward finite). Meng et al., MELLE (arXiv 2407.08551).
 
     Example:
-        >>> flux = FluxLoss(bound=1.0)
         >>> target = torch.zeros(1, 3, 2)
         >>> pred = torch.tensor([[[0.0, 0.0], [0.5, 0.5], [3.0, 3.0]]])
-        >>> flux(pred, target, torch.tensor([3])).item()  # frames 1 and 2: -(0.5 + 1.0) / 2
+        >>> flux_loss(pred, target, torch.tensor([3])).item()  # frames 1 and 2: -(0.5 + 1.0) / 2
         -0.75
     """
+    bound = _check_bound(bound)
+    _check_frames(pred, target, "flux_loss")
+    B, T, _ = pred.shape
+    lengths = _check_lengths(lengths, B, T, "lengths", "pred", _shape(pred), pred.device)
+    if T < 2:
+        return _zero(pred.device)
+    valid = difference_mask(lengths_to_mask(lengths, T), 1, dim=1).unsqueeze(-1)  # frame t and t-1 valid
+    with _no_autocast(pred.device):
+        distance = (_upcast(pred[:, 1:]) - _upcast(target[:, :-1])).abs().clamp(max=bound)
+        distance = torch.where(valid, distance, distance.new_zeros(()))
+        count = valid.expand(distance.shape).sum().clamp(min=1)
+        return -distance.sum() / count
 
-    def __init__(self, bound=1.0):
-        super().__init__()
-        bound = float(bound)
-        if not bound > 0:
-            raise ValueError(f"FluxLoss: bound={bound} must be > 0")
-        self.bound = bound
 
-    def extra_repr(self):
-        return f"bound={self.bound}"
+def _frame_mask(pred, target, lengths, where):
+    _check_frames(pred, target, where)
+    B, T, _ = pred.shape
+    return lengths_to_mask(_check_lengths(lengths, B, T, "lengths", "pred", _shape(pred), pred.device), T)
 
-    def forward(self, pred, target, lengths):
-        _check_frames(pred, target, "FluxLoss")
-        B, T, _ = pred.shape
-        lengths = _check_lengths(lengths, B, T, "lengths", "pred", _shape(pred), pred.device)
-        if T < 2:
-            return _zero(pred.device)
-        valid = difference_mask(lengths_to_mask(lengths, T), 1, dim=1).unsqueeze(-1)  # frame t and t-1 valid
-        with _no_autocast(pred.device):
-            distance = (_upcast(pred[:, 1:]) - _upcast(target[:, :-1])).abs().clamp(max=self.bound)
-            distance = torch.where(valid, distance, distance.new_zeros(()))
-            count = valid.expand(distance.shape).sum().clamp(min=1)
-            return -distance.sum() / count
+
+def _check_pos_weight(value):
+    value = float(value)
+    if not value > 0:
+        raise ValueError(f"stop gate: pos_weight={value} must be > 0")
+    return value
+
+
+def _check_bound(value):
+    value = float(value)
+    if not value > 0:
+        raise ValueError(f"flux: bound={value} must be > 0")
+    return value
+
+
+def _check_guided(layers, heads, form):
+    layers, heads = [int(i) for i in layers], [int(h) for h in heads]
+    if not layers or not heads:
+        raise ValueError(f"guided attention needs at least one layer and one head, got layers={layers} heads={heads}")
+    if form not in GUIDED_FORMS:
+        raise ValueError(f"guided attention: form={form!r}; use one of {', '.join(GUIDED_FORMS)}")
+    return layers, heads, form
 
 
 # -- terms: the objective as a table -------------------------------------------
@@ -680,29 +561,25 @@ class LossTerm(nn.Module):
 
 
 class TranscriptCETerm(LossTerm):
-    """``ce``: L_CE over the transcript tokens and <eos> (see ``TranscriptCrossEntropy``)."""
+    """``ce``: L_CE over the transcript tokens and <eos> (:func:`transcript_cross_entropy`)."""
 
     requires = ("text_logits", "text_targets")
 
     def __init__(self, ignore_index=-100):
         super().__init__()
-        self.loss = TranscriptCrossEntropy(ignore_index=ignore_index)
+        self.ignore_index = int(ignore_index)
 
     def compute(self, outputs):
-        return self.loss(outputs["text_logits"], outputs["text_targets"])
+        return transcript_cross_entropy(outputs["text_logits"], outputs["text_targets"], self.ignore_index)
 
 
 class SpectrogramTerm(LossTerm):
-    """``spec``: L_s = L_1+2(X, X^) over valid frames."""
+    """``spec``: L_s = L_1+2(X, X^) over valid frames (:func:`spectrogram_loss`)."""
 
     requires = ("pred_frames", "target_frames", "frame_lens")
 
-    def __init__(self):
-        super().__init__()
-        self.loss = SpectrogramLoss()
-
     def compute(self, outputs):
-        return self.loss(outputs["pred_frames"], outputs["target_frames"], outputs["frame_lens"])
+        return spectrogram_loss(outputs["pred_frames"], outputs["target_frames"], outputs["frame_lens"])
 
 
 class CoarseSpectrogramTerm(LossTerm):
@@ -714,12 +591,8 @@ class CoarseSpectrogramTerm(LossTerm):
     requires = ("coarse_frames", "target_frames", "frame_lens")
     optional = True
 
-    def __init__(self):
-        super().__init__()
-        self.loss = SpectrogramLoss()
-
     def compute(self, outputs):
-        return self.loss(outputs["coarse_frames"], outputs["target_frames"], outputs["frame_lens"])
+        return spectrogram_loss(outputs["coarse_frames"], outputs["target_frames"], outputs["frame_lens"])
 
 
 class FrequencyDerivativeTerm(LossTerm):
@@ -729,10 +602,11 @@ class FrequencyDerivativeTerm(LossTerm):
 
     def __init__(self, orders=1):
         super().__init__()
-        self.loss = DerivativeLoss(time_orders=0, freq_orders=orders)
+        self.orders = _check_order(orders, "freq_orders")
 
     def compute(self, outputs):
-        return self.loss.freq_loss(outputs["pred_frames"], outputs["target_frames"], outputs["frame_lens"])
+        return frequency_derivative_loss(outputs["pred_frames"], outputs["target_frames"], outputs["frame_lens"],
+                                         self.orders)
 
 
 class TimeDerivativeTerm(LossTerm):
@@ -742,10 +616,11 @@ class TimeDerivativeTerm(LossTerm):
 
     def __init__(self, orders=2):
         super().__init__()
-        self.loss = DerivativeLoss(time_orders=orders, freq_orders=0)
+        self.orders = _check_order(orders, "time_orders")
 
     def compute(self, outputs):
-        return self.loss.time_loss(outputs["pred_frames"], outputs["target_frames"], outputs["frame_lens"])
+        return time_derivative_loss(outputs["pred_frames"], outputs["target_frames"], outputs["frame_lens"],
+                                    self.orders)
 
 
 class StopTerm(LossTerm):
@@ -756,41 +631,41 @@ class StopTerm(LossTerm):
 
     def __init__(self, pos_weight=1.0):
         super().__init__()
-        self.loss = StopGateLoss(pos_weight=pos_weight)
+        self.pos_weight = _check_pos_weight(pos_weight)
 
     def available(self, outputs):
         return outputs.get("stop_logits") is not None
 
     def compute(self, outputs):
-        return self.loss(outputs["stop_logits"], outputs["stop_lengths"])
+        return stop_gate_loss(outputs["stop_logits"], outputs["stop_lengths"], self.pos_weight)
 
 
 class GuidedAttentionTerm(LossTerm):
-    """``guided_attention``: see ``GuidedAttentionLoss``; the model records ``layers``."""
+    """``guided_attention``: :func:`guided_attention_loss`; the model records ``layers``."""
 
     requires = ("attention", "layout", "attention_centres", "attention_sigma")
 
     def __init__(self, layers=(1,), heads=(0,), form="nll"):
         super().__init__()
-        self.loss = GuidedAttentionLoss(layers=layers, heads=heads, form=form)
-        self.attention_layers = tuple(self.loss.layers)
+        self.layers, self.heads, self.form = _check_guided(layers, heads, form)
+        self.attention_layers = tuple(self.layers)
 
     def compute(self, outputs):
-        return self.loss(outputs["attention"], outputs["layout"], outputs["attention_centres"],
-                         outputs["attention_sigma"])
+        return guided_attention_loss(outputs["attention"], outputs["layout"], outputs["attention_centres"],
+                                     outputs["attention_sigma"], self.layers, self.heads, self.form)
 
 
 class FluxTerm(LossTerm):
-    """``flux``: see ``FluxLoss``."""
+    """``flux``: :func:`flux_loss`."""
 
     requires = ("pred_frames", "target_frames", "frame_lens")
 
     def __init__(self, bound=1.0):
         super().__init__()
-        self.loss = FluxLoss(bound=bound)
+        self.bound = _check_bound(bound)
 
     def compute(self, outputs):
-        return self.loss(outputs["pred_frames"], outputs["target_frames"], outputs["frame_lens"])
+        return flux_loss(outputs["pred_frames"], outputs["target_frames"], outputs["frame_lens"], self.bound)
 
 
 class PhonemeCETerm(LossTerm):

@@ -120,7 +120,7 @@ def repeat_previous_loss(bundle, folder, prompt_seconds, max_seconds):
     import torch
 
     from spectron_kit.audio import load_audio, to_samples
-    from spectron_kit.losses import SpectrogramLoss
+    from spectron_kit.losses import spectrogram_loss
     from spectron_kit.model import SpectronModel
 
     model = SpectronModel.from_pretrained(bundle)
@@ -134,7 +134,7 @@ def repeat_previous_loss(bundle, folder, prompt_seconds, max_seconds):
         preds.append(frames[:-1])
         lengths.append(len(frames) - 1)
     pad = torch.nn.utils.rnn.pad_sequence
-    loss = SpectrogramLoss()(pad(preds, batch_first=True), pad(targets, batch_first=True), torch.tensor(lengths))
+    loss = spectrogram_loss(pad(preds, batch_first=True), pad(targets, batch_first=True), torch.tensor(lengths))
     return float(loss)
 
 

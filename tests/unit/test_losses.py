@@ -6,16 +6,17 @@ import pytest
 import torch
 
 from spectron_kit.losses import (
-    DerivativeLoss,
-    SpectrogramLoss,
     SpectronLoss,
-    StopGateLoss,
-    TranscriptCrossEntropy,
     difference_mask,
     finite_difference,
+    frequency_derivative_loss,
     l1_l2,
     lengths_to_mask,
     register_losses,
+    spectrogram_loss,
+    stop_gate_loss,
+    time_derivative_loss,
+    transcript_cross_entropy,
 )
 
 
@@ -162,7 +163,7 @@ def test_difference_mask_requires_all_frames_valid(order):
 @pytest.mark.parametrize("garbage", ["random", "nan"])
 def test_spectrogram_loss_matches_reference_and_ignores_padding(garbage):
     pred, target = padded_batch(0, garbage)
-    got = SpectrogramLoss()(torch.from_numpy(pred), torch.from_numpy(target), torch.tensor(LENGTHS))
+    got = spectrogram_loss(torch.from_numpy(pred), torch.from_numpy(target), torch.tensor(LENGTHS))
     close(got, ref_spec(pred, target, LENGTHS))
 
 
@@ -170,11 +171,9 @@ def test_spectrogram_loss_matches_reference_and_ignores_padding(garbage):
 @pytest.mark.parametrize("garbage", ["random", "nan"])
 def test_derivative_loss_matches_reference(time_orders, freq_orders, garbage):
     pred, target = padded_batch(1, garbage)
-    loss = DerivativeLoss(time_orders=time_orders, freq_orders=freq_orders)
-    out = loss(torch.from_numpy(pred), torch.from_numpy(target), torch.tensor(LENGTHS))
-    assert set(out) == {"time_deriv", "freq_deriv"}
-    close(out["time_deriv"], ref_time(pred, target, LENGTHS, time_orders))
-    close(out["freq_deriv"], ref_freq(pred, target, LENGTHS, freq_orders))
+    args = (torch.from_numpy(pred), torch.from_numpy(target), torch.tensor(LENGTHS))
+    close(time_derivative_loss(*args, orders=time_orders), ref_time(pred, target, LENGTHS, time_orders))
+    close(frequency_derivative_loss(*args, orders=freq_orders), ref_freq(pred, target, LENGTHS, freq_orders))
 
 
 def frame_loss():
@@ -206,17 +205,15 @@ def test_padding_garbage_does_not_change_results():
 def test_short_items_give_no_nan():
     pred = torch.randn(2, 4, 5, requires_grad=True)
     target = torch.randn(2, 4, 5)
-    loss = DerivativeLoss(time_orders=2, freq_orders=1)
     # item lengths 1 and 2: order 2 has no valid position at all
-    out = loss(pred, target, torch.tensor([1, 2]))
+    out = time_derivative_loss(pred, target, torch.tensor([1, 2]), orders=2)
     expected = ref_time(pred.detach().numpy(), target.numpy(), [1, 2], 2)
-    close(out["time_deriv"], expected)
-    out["time_deriv"].backward()
+    close(out, expected)
+    out.backward()
     assert torch.isfinite(pred.grad).all()
     # no item has even two frames: every order contributes 0.0
-    out = loss(pred, target, torch.tensor([1, 0]))
-    close(out["time_deriv"], 0.0)
-    close(SpectrogramLoss()(pred, target, torch.tensor([0, 0])), 0.0)
+    close(time_derivative_loss(pred, target, torch.tensor([1, 0]), orders=2), 0.0)
+    close(spectrogram_loss(pred, target, torch.tensor([0, 0])), 0.0)
 
 
 def test_gradient_flows_to_pred_and_not_to_padding():
@@ -250,15 +247,15 @@ def test_half_precision_inputs_give_float32_results(dtype):
 
 def test_frame_errors_name_the_shapes():
     with pytest.raises(ValueError, match=r"\[2, 3, 4\].*\[2, 3, 5\]"):
-        SpectrogramLoss()(torch.zeros(2, 3, 4), torch.zeros(2, 3, 5), torch.tensor([3, 3]))
+        spectrogram_loss(torch.zeros(2, 3, 4), torch.zeros(2, 3, 5), torch.tensor([3, 3]))
     with pytest.raises(ValueError, match=r"contains 4.*\[0, 3\]"):
-        SpectrogramLoss()(torch.zeros(2, 3, 4), torch.zeros(2, 3, 4), torch.tensor([4, 3]))
+        spectrogram_loss(torch.zeros(2, 3, 4), torch.zeros(2, 3, 4), torch.tensor([4, 3]))
     with pytest.raises(ValueError, match=r"shape \[3\].*\[2, 3, 4\]"):
-        DerivativeLoss()(torch.zeros(2, 3, 4), torch.zeros(2, 3, 4), torch.tensor([1, 2, 3]))
-    with pytest.raises(ValueError, match="freq_orders=2"):
-        DerivativeLoss(freq_orders=2)(torch.zeros(1, 3, 2), torch.zeros(1, 3, 2), torch.tensor([3]))
+        time_derivative_loss(torch.zeros(2, 3, 4), torch.zeros(2, 3, 4), torch.tensor([1, 2, 3]))
+    with pytest.raises(ValueError, match="orders=2 needs more than 2 frequency bins.*lower freq_orders"):
+        frequency_derivative_loss(torch.zeros(1, 3, 2), torch.zeros(1, 3, 2), torch.tensor([3]), orders=2)
     with pytest.raises(ValueError, match="time_orders=-1"):
-        DerivativeLoss(time_orders=-1)
+        SpectronLoss({"time_deriv": 1.0}, {"time_deriv": {"orders": -1}})
 
 
 # -- transcript CE and stop gate -------------------------------------------------
@@ -274,7 +271,7 @@ def ce_batch(seed=5, V=11):
 
 def test_transcript_ce_matches_log_softmax_reference():
     logits, targets = ce_batch()
-    got = TranscriptCrossEntropy()(torch.from_numpy(logits), torch.from_numpy(targets))
+    got = transcript_cross_entropy(torch.from_numpy(logits), torch.from_numpy(targets))
     close(got, ref_ce(logits, targets))
 
 
@@ -282,7 +279,7 @@ def test_transcript_ce_ignored_rows_do_not_matter():
     logits, targets = ce_batch()
     logits[targets == -100] = np.nan
     x = torch.from_numpy(logits).requires_grad_(True)
-    got = TranscriptCrossEntropy()(x, torch.from_numpy(targets))
+    got = transcript_cross_entropy(x, torch.from_numpy(targets))
     close(got, ref_ce(np.nan_to_num(logits), targets))
     got.backward()
     assert torch.isfinite(x.grad).all()
@@ -293,19 +290,20 @@ def test_transcript_ce_custom_ignore_index_all_ignored_and_bf16():
     logits, targets = ce_batch()
     targets[targets == -100] = 0
     targets[targets == 3] = 0
-    ce = TranscriptCrossEntropy(ignore_index=0)
-    close(ce(torch.from_numpy(logits), torch.from_numpy(targets)), ref_ce(logits, targets, 0))
-    close(ce(torch.from_numpy(logits), torch.zeros(3, 6, dtype=torch.long)), 0.0)
-    low = TranscriptCrossEntropy()(torch.from_numpy(logits).bfloat16(), torch.from_numpy(targets))
+    close(transcript_cross_entropy(torch.from_numpy(logits), torch.from_numpy(targets), ignore_index=0),
+          ref_ce(logits, targets, 0))
+    close(transcript_cross_entropy(torch.from_numpy(logits), torch.zeros(3, 6, dtype=torch.long), ignore_index=0),
+          0.0)
+    low = transcript_cross_entropy(torch.from_numpy(logits).bfloat16(), torch.from_numpy(targets))
     rounded = torch.from_numpy(logits).bfloat16().float().numpy()
     close(low, ref_ce(rounded, targets), tol=1e-4)
 
 
 def test_transcript_ce_errors():
     with pytest.raises(ValueError, match=r"target id 11.*\[0, 11\)"):
-        TranscriptCrossEntropy()(torch.zeros(1, 2, 11), torch.tensor([[1, 11]]))
+        transcript_cross_entropy(torch.zeros(1, 2, 11), torch.tensor([[1, 11]]))
     with pytest.raises(ValueError, match=r"\[1, 2, 11\].*\[1, 3\]"):
-        TranscriptCrossEntropy()(torch.zeros(1, 2, 11), torch.tensor([[1, 2, 3]]))
+        transcript_cross_entropy(torch.zeros(1, 2, 11), torch.tensor([[1, 2, 3]]))
 
 
 @pytest.mark.parametrize("pos_weight", [1.0, 4.0])
@@ -316,20 +314,20 @@ def test_stop_gate_matches_numpy_bce(pos_weight):
     logits[1, 3:] = np.nan
     logits[3, :] = np.inf
     x = torch.from_numpy(logits).requires_grad_(True)
-    got = StopGateLoss(pos_weight=pos_weight)(x, torch.tensor(lengths))
+    got = stop_gate_loss(x, torch.tensor(lengths), pos_weight=pos_weight)
     close(got, ref_stop(logits, lengths, pos_weight))
     got.backward()
     assert torch.isfinite(x.grad).all()
     assert torch.all(x.grad[1, 3:] == 0) and torch.all(x.grad[3] == 0)
-    close(StopGateLoss()(x, torch.zeros(4, dtype=torch.long)), 0.0)
-    assert StopGateLoss()(x.detach().bfloat16(), torch.tensor(lengths)).dtype == torch.float32
+    close(stop_gate_loss(x, torch.zeros(4, dtype=torch.long)), 0.0)
+    assert stop_gate_loss(x.detach().bfloat16(), torch.tensor(lengths)).dtype == torch.float32
 
 
 def test_stop_gate_errors():
     with pytest.raises(ValueError, match="pos_weight"):
-        StopGateLoss(pos_weight=0)
+        stop_gate_loss(torch.zeros(2, 5), torch.tensor([1, 1]), pos_weight=0)
     with pytest.raises(ValueError, match=r"contains 6.*\[0, 5\]"):
-        StopGateLoss()(torch.zeros(2, 5), torch.tensor([6, 1]))
+        stop_gate_loss(torch.zeros(2, 5), torch.tensor([6, 1]))
 
 
 # -- composite ---------------------------------------------------------------------
@@ -473,7 +471,7 @@ def test_adding_a_term_is_one_registered_class_and_one_table_line():
 
 
 def ref_guided(attn, layout, centres, sigma, heads, form):
-    """Loop reference of GuidedAttentionLoss for one layer."""
+    """Loop reference of guided_attention_loss for one layer."""
     total, count = 0.0, 0
     for b, (p, n, g) in enumerate(layout):
         for j in range(g):
@@ -495,7 +493,7 @@ def ref_guided(attn, layout, centres, sigma, heads, form):
 
 @pytest.mark.parametrize("form", ["nll", "penalty"])
 def test_guided_attention_matches_loop_reference(form):
-    from spectron_kit.losses import GuidedAttentionLoss
+    from spectron_kit.losses import guided_attention_loss
 
     rng = np.random.default_rng(3)
     L = 12
@@ -504,13 +502,13 @@ def test_guided_attention_matches_loop_reference(form):
     layout = [(2, 4, 5), (3, 2, 3)]            # item 1: 3 frame steps, padded to 5
     centres = np.array([[0, 1, 1, 2, np.nan], [0, 1, 1, np.nan, np.nan]], dtype=np.float32)
     sigma = np.array([0.5, 2.0], dtype=np.float32)
-    loss = GuidedAttentionLoss(layers=[0], heads=[0, 2], form=form)
-    got = loss({0: torch.from_numpy(attn)}, torch.tensor(layout), torch.from_numpy(centres), torch.from_numpy(sigma))
+    got = guided_attention_loss({0: torch.from_numpy(attn)}, torch.tensor(layout), torch.from_numpy(centres),
+                                torch.from_numpy(sigma), layers=[0], heads=[0, 2], form=form)
     close(got, ref_guided(attn, layout, centres, sigma, [0, 2], form))
 
 
 def test_guided_attention_is_zero_on_the_target_and_rewards_moving_there():
-    from spectron_kit.losses import GuidedAttentionLoss
+    from spectron_kit.losses import GuidedAttentionTerm, guided_attention_loss
 
     L = 8
     layout = torch.tensor([[1, 3, 3]])         # prefix 1, tokens at keys 2-4, frame queries 5-7
@@ -520,25 +518,26 @@ def test_guided_attention_is_zero_on_the_target_and_rewards_moving_there():
         on_target[0, 0, 5 + j, 2 + j] = 1.0
     on_prefix = torch.zeros(1, 1, L, L)
     on_prefix[0, 0, 5:, 0] = 1.0
-    loss = GuidedAttentionLoss(layers=[0], heads=[0])
-    assert loss({0: on_target}, layout, centres, torch.tensor([0.5])).item() == 0.0
-    assert loss({0: on_prefix}, layout, centres, torch.tensor([0.5])).item() > 18  # -log(1e-8)
-    penalty = GuidedAttentionLoss(layers=[0], heads=[0], form="penalty")
-    assert penalty({0: on_target}, layout, centres, torch.tensor([0.5])).item() == 0.0
-    assert penalty({0: on_prefix}, layout, centres, torch.tensor([0.5])).item() == 1.0
+    def loss(attention, layers=(0,), heads=(0,), form="nll"):
+        return guided_attention_loss({0: attention}, layout, centres, torch.tensor([0.5]), layers, heads, form)
+
+    assert loss(on_target).item() == 0.0
+    assert loss(on_prefix).item() > 18  # -log(1e-8)
+    assert loss(on_target, form="penalty").item() == 0.0
+    assert loss(on_prefix, form="penalty").item() == 1.0
     with pytest.raises(ValueError, match="form='ctc'"):
-        GuidedAttentionLoss(form="ctc")
+        GuidedAttentionTerm(form="ctc")
     with pytest.raises(ValueError, match="head 1 does not exist"):
-        GuidedAttentionLoss(layers=[0], heads=[1])({0: on_target}, layout, centres, torch.tensor([0.5]))
+        loss(on_target, heads=[1])
     with pytest.raises(ValueError, match="no attention recorded for layer 2"):
-        GuidedAttentionLoss(layers=[2], heads=[0])({0: on_target}, layout, centres, torch.tensor([0.5]))
+        loss(on_target, layers=[2])
 
 
 def test_flux_matches_reference():
-    from spectron_kit.losses import FluxLoss
+    from spectron_kit.losses import flux_loss
 
     pred, target = padded_batch(5, "nan")
-    got = FluxLoss(bound=1.5)(torch.from_numpy(pred), torch.from_numpy(target), torch.tensor(LENGTHS))
+    got = flux_loss(torch.from_numpy(pred), torch.from_numpy(target), torch.tensor(LENGTHS), bound=1.5)
     values = []
     for b, n in enumerate(LENGTHS):
         for t in range(1, n):
