@@ -49,24 +49,48 @@ def load_bundle(model_class, source, map_location="cpu", overrides=None):
     """A ``model_class`` (``SpectronModel`` or a subclass, whose ``config_class`` reads the settings) from a
     bundle folder or hub repo id; ``overrides`` replace components or settings (see ``from_pretrained``)."""
     overrides = dict(overrides or {})
-    from safetensors.torch import load_model
-
-    directory = Path(str(source))
-    if not directory.is_dir():
-        if os.path.exists(str(source)):
-            raise ValueError(f"{source} is not a directory; pass the bundle folder written by save_pretrained")
-        text = str(source)
-        check_bundle_source(text)
-        from huggingface_hub import snapshot_download
-
-        try:
-            directory = Path(snapshot_download(text))
-        except Exception as err:  # noqa: BLE001 - offline, unknown repo, bad id: one line for all
-            raise FileNotFoundError(f"{source} is neither a local bundle folder nor a hub repo that could be "
-                                    f"downloaded ({one_line(err)}); pass the bundle folder written by training") from err
+    directory = _bundle_folder(source)
     config_path = directory / CONFIG_FILE
+    config = read_bundle_config(config_path)
+    parts = {kind: _build_component(directory, kind, record) for kind, record in config["components"].items()
+             if kind not in overrides and kind in COMPONENTS}  # older bundles also held the objective ("loss")
+    settings = dict(config["model"])
+    for key in list(overrides):
+        if key in model_class.config_class.fields():
+            settings[key] = overrides.pop(key)
+    vocoder_override = overrides.pop("vocoder", None)
+    parts.update(overrides)
+    model = model_class(**parts, config=model_class.config_class.from_dict(settings, what=f"bundle {config_path}"))
+    _load_weights(model, directory / WEIGHTS_FILE, map_location, keep_vocoder=vocoder_override is None)
+    if vocoder_override is not None:
+        model.frontend.spec.check_matches(vocoder_override.spec, "frontend", "vocoder")
+        model.vocoder = vocoder_override
+    model.to(map_location)
+    model.eval()
+    return model
+
+
+def _bundle_folder(source):
+    """The local folder of a bundle: ``source`` itself, or the hub snapshot of a repo id (one line if neither)."""
+    directory = Path(str(source))
+    if directory.is_dir():
+        return directory
+    if os.path.exists(str(source)):
+        raise ValueError(f"{source} is not a directory; pass the bundle folder written by save_pretrained")
+    check_bundle_source(str(source))
+    from huggingface_hub import snapshot_download
+
+    try:
+        return Path(snapshot_download(str(source)))
+    except Exception as err:  # noqa: BLE001 - offline, unknown repo, bad id: one line for all
+        raise FileNotFoundError(f"{source} is neither a local bundle folder nor a hub repo that could be "
+                                f"downloaded ({one_line(err)}); pass the bundle folder written by training") from err
+
+
+def read_bundle_config(config_path):
+    """A bundle's ``spectron_config.json``, checked: a missing, damaged or foreign file is one line naming it."""
     if not config_path.is_file():
-        raise FileNotFoundError(f"{directory} has no {CONFIG_FILE}; is it a spectron-kit bundle "
+        raise FileNotFoundError(f"{config_path.parent} has no {CONFIG_FILE}; is it a spectron-kit bundle "
                                 "(written by SpectronModel.save_pretrained)?")
     try:
         with open(config_path) as f:
@@ -78,35 +102,34 @@ def load_bundle(model_class, source, map_location="cpu", overrides=None):
     if missing:
         raise ValueError(f"{config_path} has no {' or '.join(repr(k) for k in missing)} entry: it is not a "
                          "spectron-kit bundle config (written by SpectronModel.save_pretrained); save it again")
-    registry = get_registry()
-    parts = {}
-    for kind, record in config["components"].items():
-        if kind in overrides or kind not in COMPONENTS:  # older bundles also held the objective ("loss")
-            continue
-        kwargs = _resolve_bundle_paths(record["kwargs"], directory)
-        for value in record["kwargs"].values():
-            if isinstance(value, str) and value.startswith(BUNDLE_MARK):
-                if not (directory / value[len(BUNDLE_MARK):]).exists():
-                    raise FileNotFoundError(f"bundle {directory} has no {value[len(BUNDLE_MARK):]}/ (the files "
-                                            f"of its {kind}); copy the whole bundle folder")
-        try:
-            parts[kind] = registry.build(record["kind"], record["name"], **kwargs)
-        except (OSError, ValueError) as err:
-            raise ValueError(f"bundle {directory}: its {kind} ({record['kind']} {record['name']!r}) does not "
-                             f"load: {one_line(err)}; the bundle is incomplete, save it again with save_pretrained"
-                             ) from err
-    settings = dict(config["model"])
-    for key in list(overrides):
-        if key in model_class.config_class.fields():
-            settings[key] = overrides.pop(key)
-    vocoder_override = overrides.pop("vocoder", None)
-    parts.update(overrides)
-    model = model_class(**parts, config=model_class.config_class.from_dict(settings, what=f"bundle {config_path}"))
-    weights = directory / WEIGHTS_FILE
-    if not weights.is_file():
-        raise FileNotFoundError(f"bundle {directory} has no {WEIGHTS_FILE}; save it again with save_pretrained")
+    return config
+
+
+def _build_component(directory, kind, record):
+    """One component of a bundle, built through the registry with its files inside the bundle."""
+    kwargs = _resolve_bundle_paths(record["kwargs"], directory)
+    for value in record["kwargs"].values():
+        if isinstance(value, str) and value.startswith(BUNDLE_MARK):
+            if not (directory / value[len(BUNDLE_MARK):]).exists():
+                raise FileNotFoundError(f"bundle {directory} has no {value[len(BUNDLE_MARK):]}/ (the files "
+                                        f"of its {kind}); copy the whole bundle folder")
     try:
-        if vocoder_override is None:
+        return get_registry().build(record["kind"], record["name"], **kwargs)
+    except (OSError, ValueError) as err:
+        raise ValueError(f"bundle {directory}: its {kind} ({record['kind']} {record['name']!r}) does not "
+                         f"load: {one_line(err)}; the bundle is incomplete, save it again with save_pretrained"
+                         ) from err
+
+
+def _load_weights(model, weights, map_location, keep_vocoder=True):
+    """The bundle's weights into ``model`` (strict; without ``keep_vocoder`` the vocoder's own are skipped)."""
+    from safetensors.torch import load_model
+
+    if not weights.is_file():
+        raise FileNotFoundError(f"bundle {weights.parent} has no {WEIGHTS_FILE}; save it again with "
+                                "save_pretrained")
+    try:
+        if keep_vocoder:
             load_model(model, str(weights), strict=True, device=str(map_location))
         else:  # the bundle's own vocoder (and its weights, if it had any) is replaced
             missing, unexpected = load_model(model, str(weights), strict=False, device=str(map_location))
@@ -118,12 +141,6 @@ def load_bundle(model_class, source, map_location="cpu", overrides=None):
             raise
         raise ValueError(f"{weights} cannot be read ({one_line(err)[:160]}): the file is damaged or truncated; "
                          "copy the bundle again or save it again with save_pretrained") from err
-    if vocoder_override is not None:
-        model.frontend.spec.check_matches(vocoder_override.spec, "frontend", "vocoder")
-        model.vocoder = vocoder_override
-    model.to(map_location)
-    model.eval()
-    return model
 
 
 def check_bundle_source(source):
@@ -149,7 +166,8 @@ def _component_record(kind, module, directory):
     if hasattr(module, "bundle_kwargs"):
         subdir = directory / kind
         kwargs = module.bundle_kwargs(str(subdir))
-        kwargs = {k: (BUNDLE_MARK + kind + v[len(str(subdir)):] if isinstance(v, str) and v.startswith(str(subdir)) else v)
+        inside = str(subdir)
+        kwargs = {k: (BUNDLE_MARK + kind + v[len(inside):] if isinstance(v, str) and v.startswith(inside) else v)
                   for k, v in kwargs.items()}
     return {"kind": spec.kind, "name": spec.name, "kwargs": to_jsonable(kwargs, where=f"{kind} argument")}
 
