@@ -112,6 +112,7 @@ def main(argv=None):
         report files written.
     """
     recipe.reuse_freed_memory()  # CPU inference otherwise spends much of its time in page faults
+
     def check(hparams_file, overrides, typed, run_opts):  # before the scorers and encoders are loaded
         check_overrides(hparams_file, overrides)  # the protocol controls' ranges
         if overrides.get("model_dir"):
@@ -126,21 +127,7 @@ def main(argv=None):
     sb.create_experiment_directory(experiment_directory=str(out_dir), hyperparams_to_save=hparams_file,
                                    overrides=overrides)
 
-    folders = hparams["test_folder"] if isinstance(hparams["test_folder"], (list, tuple)) else [hparams["test_folder"]]
-    manifests = [prepare_test_manifest(folder, hparams["save_folder"], hparams["prompt_seconds"])
-                 for folder in folders]
-    for folder, manifest in zip(folders, manifests):
-        if not read_manifest(manifest):  # say why, instead of a later "no utterance is long enough"
-            audio = sum(1 for p in Path(folder).rglob("*") if p.suffix.lower() in (".flac", ".wav"))
-            raise recipe.RecipeConfigError(
-                f"--test_folder={folder}: none of its {audio} audio files has a transcript; the evaluation needs "
-                "<speaker>-<chapter>.trans.txt files beside the audio (LibriSpeech layout: one '<id> <TEXT>' line "
-                "per utterance)")
-    names = [Path(folder).resolve().name for folder in folders]
-    if len(set(names)) != len(names):
-        raise recipe.RecipeConfigError(f"--test_folder names two splits with the same folder name ({names}); "
-                                       "give folders with different names")
-
+    folders, manifests, names = prepare_splits(hparams)
     device = run_opts["device"] if run_opts.get("device") else "cpu"
     if str(device).startswith("cuda"):
         import torch
@@ -148,19 +135,7 @@ def main(argv=None):
         if not torch.cuda.is_available():
             logger.warning("--device=%s but no GPU is available; using the CPU", device)
             device = "cpu"
-    overrides = {}
-    if hparams.get("vocoder_name"):  # another vocoder than the bundle's (e.g. a plugin's neural vocoder)
-        from spectron_kit import build
-        from spectron_kit.features import FeatureSpec
-        from spectron_kit.model import FEATURE_SPEC_FILE
-
-        spec = FeatureSpec.load(Path(hparams["model_dir"]) / FEATURE_SPEC_FILE)
-        kwargs = {"source": hparams["vocoder_source"]} if hparams.get("vocoder_source") else {}
-        overrides["vocoder"] = build("vocoder", hparams["vocoder_name"], spec=spec, **kwargs)
-    model = SpectronModel.from_pretrained(hparams["model_dir"], map_location=device, **overrides)
-    if abs(model.prompt_seconds - float(hparams["prompt_seconds"])) > 1e-6:
-        logger.warning("the model was trained with %.1f s prompts but is evaluated with %.1f s",
-                       model.prompt_seconds, hparams["prompt_seconds"])
+    model = load_model(hparams, device)
 
     scorer_names = list(hparams.get("scorers") or ())
     if hparams.get("frame_ctc_source") and "frame_ctc_wer" not in scorer_names:
@@ -189,6 +164,45 @@ def main(argv=None):
                                       f"`{command}`", "", *split_comparison(results)]), encoding="utf-8")
     logger.info("splits side by side: %s", comparison)
     return results, {**reports, "splits": comparison}
+
+
+def prepare_splits(hparams):
+    """``(folders, manifests, names)`` of ``--test_folder`` (one folder or a list), each prepared and checked:
+    a folder without transcripts, or two splits with the same name, is one line."""
+    folders = hparams["test_folder"] if isinstance(hparams["test_folder"], (list, tuple)) else [hparams["test_folder"]]
+    manifests = [prepare_test_manifest(folder, hparams["save_folder"], hparams["prompt_seconds"])
+                 for folder in folders]
+    for folder, manifest in zip(folders, manifests):
+        if not read_manifest(manifest):  # say why, instead of a later "no utterance is long enough"
+            audio = sum(1 for p in Path(folder).rglob("*") if p.suffix.lower() in (".flac", ".wav"))
+            raise recipe.RecipeConfigError(
+                f"--test_folder={folder}: none of its {audio} audio files has a transcript; the evaluation needs "
+                "<speaker>-<chapter>.trans.txt files beside the audio (LibriSpeech layout: one '<id> <TEXT>' line "
+                "per utterance)")
+    names = [Path(folder).resolve().name for folder in folders]
+    if len(set(names)) != len(names):
+        raise recipe.RecipeConfigError(f"--test_folder names two splits with the same folder name ({names}); "
+                                       "give folders with different names")
+    return folders, manifests, names
+
+
+def load_model(hparams, device):
+    """The bundle of ``--model_dir`` on ``device``, with ``--vocoder_name`` (e.g. a plugin's neural vocoder)
+    instead of its own vocoder when given."""
+    overrides = {}
+    if hparams.get("vocoder_name"):
+        from spectron_kit import build
+        from spectron_kit.features import FeatureSpec
+        from spectron_kit.model import FEATURE_SPEC_FILE
+
+        spec = FeatureSpec.load(Path(hparams["model_dir"]) / FEATURE_SPEC_FILE)
+        kwargs = {"source": hparams["vocoder_source"]} if hparams.get("vocoder_source") else {}
+        overrides["vocoder"] = build("vocoder", hparams["vocoder_name"], spec=spec, **kwargs)
+    model = SpectronModel.from_pretrained(hparams["model_dir"], map_location=device, **overrides)
+    if abs(model.prompt_seconds - float(hparams["prompt_seconds"])) > 1e-6:
+        logger.warning("the model was trained with %.1f s prompts but is evaluated with %.1f s",
+                       model.prompt_seconds, hparams["prompt_seconds"])
+    return model
 
 
 if __name__ == "__main__":
