@@ -273,10 +273,7 @@ def spectrogram_loss(pred, target, lengths):
         >>> spectrogram_loss(pred, target, torch.tensor([3, 2]))
         tensor(2.)
     """
-    _check_frames(pred, target, "spectrogram_loss")
-    B, T, _ = pred.shape
-    lengths = _check_lengths(lengths, B, T, "lengths", "pred", _shape(pred), pred.device)
-    mask = lengths_to_mask(lengths, T).unsqueeze(-1)
+    mask = _frame_mask(pred, target, lengths, "spectrogram_loss").unsqueeze(-1)
     return l1_l2(target, pred, mask)
 
 
@@ -482,12 +479,10 @@ def flux_loss(pred, target, lengths, bound=1.0):
         -0.75
     """
     bound = _check_bound(bound)
-    _check_frames(pred, target, "flux_loss")
-    B, T, _ = pred.shape
-    lengths = _check_lengths(lengths, B, T, "lengths", "pred", _shape(pred), pred.device)
-    if T < 2:
+    mask = _frame_mask(pred, target, lengths, "flux_loss")
+    if pred.shape[1] < 2:
         return _zero(pred.device)
-    valid = difference_mask(lengths_to_mask(lengths, T), 1, dim=1).unsqueeze(-1)  # frame t and t-1 valid
+    valid = difference_mask(mask, 1, dim=1).unsqueeze(-1)  # frame t and t-1 valid
     with _no_autocast(pred.device):
         distance = (_upcast(pred[:, 1:]) - _upcast(target[:, :-1])).abs().clamp(max=bound)
         distance = torch.where(valid, distance, distance.new_zeros(()))
@@ -496,6 +491,7 @@ def flux_loss(pred, target, lengths, bound=1.0):
 
 
 def _frame_mask(pred, target, lengths, where):
+    """The checked frames' validity mask [B, T] (``where`` names the loss in the errors)."""
     _check_frames(pred, target, where)
     B, T, _ = pred.shape
     return lengths_to_mask(_check_lengths(lengths, B, T, "lengths", "pred", _shape(pred), pred.device), T)

@@ -48,11 +48,12 @@ def measure(yaml_file, overrides, steps, warmup):
     encode = None
     if hparams["cache_prompt_encodings"] and model.encoder_is_fixed:
         encode = lambda rows: recipe_train.encode_prompts(model, rows, hparams)  # noqa: E731
+    objective = hparams["loss"]()
     datasets = recipe_train.dataio_prepare(hparams, manifests, model.lm.tokenizer, encode, model.phone_vocab,
-                                           needs=hparams["loss"]().requires)
+                                           needs=objective.requires)
     brain = recipe_train.SpectronBrain(modules={"model": model}, hparams=hparams,
                                        run_opts={"noprogressbar": True, "precision": hparams["precision"]},
-                                       checkpointer=None)
+                                       checkpointer=None, objective=objective)
     brain.steps_per_epoch = 1
     brain.init_optimizers()
     loader = sb.dataio.dataloader.make_dataloader(

@@ -69,11 +69,16 @@ def check_overrides(hparams_file, overrides):
         dict of the parsed overrides.
     """
     parsed = recipe.check_overrides(hparams_file, overrides)
+    check_protocol_overrides(parsed)
+    return parsed
+
+
+def check_protocol_overrides(parsed):
+    """The protocol controls among parsed overrides, in range (one line naming the override)."""
     try:
         check_protocol(**{k: v for k, v in parsed.items() if k in PROTOCOL_CONTROLS})
     except ValueError as err:
         raise recipe.RecipeConfigError(f"--{err}") from None
-    return parsed
 
 
 def prepare_test_manifest(test_folder, save_folder, prompt_seconds):
@@ -114,7 +119,7 @@ def main(argv=None):
     recipe.reuse_freed_memory()  # CPU inference otherwise spends much of its time in page faults
 
     def check(hparams_file, overrides, typed, run_opts):  # before the scorers and encoders are loaded
-        check_overrides(hparams_file, overrides)  # the protocol controls' ranges
+        check_protocol_overrides(overrides)  # (load_recipe has run the shared checks: keys, types)
         if overrides.get("model_dir"):
             check_bundle_source(overrides["model_dir"])
         return overrides, run_opts

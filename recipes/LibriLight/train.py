@@ -66,9 +66,10 @@ def absolute_lengths(padded):
 class SpectronBrain(sb.Brain):
     """Trains SpectronModel on the YAML's objective (``loss``: a ``SpectronLoss`` table), every term logged."""
 
-    def __init__(self, *args, **kwargs):
+    def __init__(self, *args, objective=None, **kwargs):
         super().__init__(*args, **kwargs)
-        self.objective = self.hparams.loss()  # the YAML's !name:spectron_kit.build block
+        # the YAML's !name:spectron_kit.build block, unless the caller built it already (for the data's needs)
+        self.objective = objective if objective is not None else self.hparams.loss()
         self.model.check_objective(self.objective)
 
     def compute_forward(self, batch, stage):
@@ -634,9 +635,10 @@ def main(argv=None):
     encode = None
     if hparams["cache_prompt_encodings"] and model.encoder_is_fixed and model.encoder.input_kind != "waveform":
         encode = lambda rows: encode_prompts(model, rows, hparams)  # noqa: E731
+    objective = hparams["loss"]()  # the YAML's objective: its terms say what the data must carry
     datasets = dataio_prepare(hparams, manifests, model.lm.tokenizer, encode, model.phone_vocab,
-                              needs=hparams["loss"]().requires)
-    brain, loaders = make_brain(hparams, model, run_opts, datasets, world_size)
+                              needs=objective.requires)
+    brain, loaders = make_brain(hparams, model, run_opts, datasets, world_size, objective)
     step0_file = Path(hparams["output_folder"]) / "valid_step0.json"
     if not step0_file.is_file() and brain.checkpointer.find_checkpoint() is None:
         step0 = valid_terms(brain, datasets["valid"], loaders["valid_loader_kwargs"])
@@ -672,7 +674,7 @@ def main(argv=None):
     return summary
 
 
-def make_brain(hparams, model, run_opts, datasets, world_size):
+def make_brain(hparams, model, run_opts, datasets, world_size, objective=None):
     """The Brain with its checkpointer (model, epoch counter, training clock, RNG state) and the loader
     arguments of ``fit``. Returns ``(brain, {"train_loader_kwargs": ..., "valid_loader_kwargs": ...})``."""
     clock = TrainingClock()  # training time, saved in checkpoints so resumed runs add up
@@ -681,7 +683,8 @@ def make_brain(hparams, model, run_opts, datasets, world_size):
         recoverables={"model": model, "counter": hparams["epoch_counter"], "clock": clock, "rng": RandomState()},
         allow_partial_load=True)  # checkpoints of earlier versions lack the newer recoverables (rng, clock)
     set_aside_broken_checkpoints(checkpointer, log=lambda text: console.print(f"warning: {text}"))
-    brain = SpectronBrain(modules={"model": model}, hparams=hparams, run_opts=run_opts, checkpointer=checkpointer)
+    brain = SpectronBrain(modules={"model": model}, hparams=hparams, run_opts=run_opts, checkpointer=checkpointer,
+                          objective=objective)
     brain.clock = clock
     brain.tensorboard = tensorboard_logger(hparams)
     # per process: the distributed sampler gives each of world_size processes ceil(N / world_size) items
