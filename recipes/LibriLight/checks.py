@@ -88,9 +88,9 @@ def check_schedule_settings(hparams):
     key = hparams.get("best_checkpoint_key", "loss")
     loss = hparams.get("loss")
     terms = dict((loss.keywords.get("terms") or {}) if hasattr(loss, "keywords") else {})
-    if key != "loss" and key not in terms:
-        raise RecipeConfigError(f"--best_checkpoint_key={key}: not a logged valid term; use loss or one of "
-                                + ", ".join(sorted(terms)))
+    if key not in ("loss", "last") and key not in terms:
+        raise RecipeConfigError(f"--best_checkpoint_key={key}: not a logged valid term; use loss, last (the "
+                                "newest checkpoint: a fine-tune) or one of " + ", ".join(sorted(terms)))
 
 
 def _reference_keys():

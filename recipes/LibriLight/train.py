@@ -166,11 +166,22 @@ class SpectronBrain(sb.Brain):
             raise self._diverged(f"the loss was not finite {self.nonfinite_count} times", self.stage_means(),
                                  "the last good checkpoint") from None
 
+    def on_fit_start(self):
+        super().on_fit_start()  # recovers the last checkpoint, and with it the training clock
+        self.resumed_minutes = self.clock.seconds / 60.0  # what earlier runs trained (0.0 for a fresh run)
+        passed = [m for m in self.hparams.snapshot_minutes or () if m < self.resumed_minutes
+                  and not (Path(self.hparams.output_folder) / "snapshots" / f"{m:g}min").is_dir()]
+        if passed:
+            logger.info("snapshot minutes %s passed before this run resumed at %.1f training minutes: not written "
+                        "(a snapshot holds the weights of its minute)", ", ".join(f"{m:g}" for m in passed),
+                        self.resumed_minutes)
+
     def save_due_snapshots(self):
-        """Write a bundle at each of ``snapshot_minutes`` of training (for the training-time curve)."""
-        minutes = self.clock.minutes()
+        """Write a bundle at each of ``snapshot_minutes`` of training (for the training-time curve), those
+        reached in this run (a resumed run does not label its weights with a minute it started after)."""
+        minutes, since = self.clock.minutes(), getattr(self, "resumed_minutes", 0.0)
         for mark in self.hparams.snapshot_minutes or ():
-            if minutes >= mark:
+            if since <= mark <= minutes:
                 self.save_snapshot(f"{mark:g}min")
 
     def save_snapshot(self, name):
@@ -240,9 +251,9 @@ class SpectronBrain(sb.Brain):
                 plot_loss_curves(self.hparams.train_log, Path(self.hparams.output_folder) / "loss_curves.png",
                                  title=f"{self.hparams.experiment}: loss terms per epoch")
             self.refuse_nonfinite_weights(means)
+            key = selection_key(vars(self.hparams))
             self.checkpointer.save_and_keep_only(meta={**means, "epoch": epoch},
-                                                 min_keys=[getattr(self.hparams, "best_checkpoint_key", "loss")],
-                                                 num_to_keep=2)
+                                                 min_keys=[key] if key else None, num_to_keep=2)
             if epoch in (getattr(self.hparams, "snapshot_epochs", None) or ()):
                 self.save_snapshot(f"epoch{epoch}")
             limit = self.hparams.max_training_minutes
@@ -513,6 +524,13 @@ def build_model(hparams, phonemes=None):
 
 
 # ------------------------------------------------------------------------------- after training
+def selection_key(hparams):
+    """The valid term that picks the best checkpoint and the bundle (``best_checkpoint_key``); None for
+    ``last``: the newest checkpoint (a fine-tune whose teacher-forced terms may rise on purpose)."""
+    key = hparams.get("best_checkpoint_key", "loss")
+    return None if key == "last" else key
+
+
 def valid_terms(brain, dataset, loader_kwargs, min_key=None):
     """Mean loss terms on a dataset through ``Brain.evaluate`` (``min_key``: from the best checkpoint first)."""
     kwargs = {k: v for k, v in loader_kwargs.items() if k != "ckpt_prefix"}  # fit() leaves one in its dict
@@ -656,7 +674,7 @@ def main(argv=None):
         if not sb.utils.distributed.if_main_process():
             return None
     final = valid_terms(brain, datasets["valid"], loaders["valid_loader_kwargs"],  # the best checkpoint's
-                        min_key=hparams.get("best_checkpoint_key", "loss"))
+                        min_key=selection_key(hparams))
     model.eval()
     model.save_pretrained(hparams["bundle_folder"])
     samples = write_samples(model, datasets["valid_rows"], hparams)

@@ -490,6 +490,28 @@ def synthesize(text: str, voice: str = "en-us", rate: int = 175, pitch: int = 50
     return Synthesis(wav, int(sample_rate), words, _phoneme_spans(phoneme_events, duration))
 
 
+def phonemes_per_word(text: str, voice: str = "en-us") -> list:
+    """How many phonemes espeak-ng speaks for each word of ``text`` (pauses not counted).
+
+    Each word is read on its own (espeak-ng's word events drift by a phoneme
+    from its phoneme events, so cutting a sentence's reading at word times
+    misplaces boundaries); linking sounds between words are not counted.
+
+    Returns:
+        ``[(word, n_phonemes), ...]``, one pair per word of :func:`tokenize`.
+
+    Example:
+        >>> phonemes_per_word("the cat")  # doctest: +SKIP
+        [('the', 2), ('cat', 3)]
+    """
+    return [(word, _phoneme_count(word.lower(), voice)) for word, _, _ in tokenize(text)]
+
+
+@functools.lru_cache(maxsize=4096)
+def _phoneme_count(word, voice):
+    return sum(1 for p in synthesize(word, voice=voice).phonemes if not p.phoneme.startswith("_"))
+
+
 def _phoneme_spans(events, duration):
     """espeak-ng's phoneme events ``(name, ms)`` -> :class:`PhonemeTiming` list (each ends where the next starts)."""
     starts = [min(max(ms / 1000.0, 0.0), duration) for _, ms in events]

@@ -365,6 +365,47 @@ def continuation_words(row, prompt_seconds, end_seconds=None):
     return rest[: int(round(len(rest) * max(share, 0.0)))], "proportional"
 
 
+def spoken_words(words, written, counts=None):
+    """The words of a cut generation that were spoken before the cut: the rule :func:`continuation_words`
+    applies to a cut reference (a word counts when its middle lies before the cut), in phonemes.
+
+    A model that writes its speech as phonemes (``interleave_phonemes``) records the phonemes it spoke
+    before its frame budget ran out (``written``); word ``k`` counts when the phonemes spoken reach the
+    middle of its phonemes in espeak-ng's reading of the text (:func:`~spectron_kit.data.espeak.
+    phonemes_per_word`).
+
+    Arguments:
+        words: the model's continuation words.
+        written: the phonemes it spoke (pauses, names starting with ``_``, are not counted).
+        counts: phonemes per word (None: read the words with espeak-ng).
+
+    Returns:
+        ``(words, source)``: the words spoken and ``"phonemes"``, or all the words and ``"whole"`` when the
+        counts do not match the words (espeak-ng split them differently).
+
+    Example:
+        >>> spoken_words(["a", "big", "cat"], ["@", "b", "I", "g", "k"], counts=[1, 3, 3])
+        (['a', 'big'], 'phonemes')
+    """
+    if not words:
+        return [], "phonemes"
+    if counts is None:
+        from spectron_kit.data.espeak import phonemes_per_word
+
+        read = phonemes_per_word(" ".join(words))
+        if len(read) != len(words):
+            return list(words), "whole"
+        counts = [n for _, n in read]
+    spoken = sum(1 for p in written if not str(p).startswith("_"))
+    kept, before = [], 0
+    for word, n in zip(words, counts):
+        if before + n / 2 >= spoken:
+            break
+        kept.append(word)
+        before += n
+    return kept, "phonemes"
+
+
 def _flat_frames(frames):
     """The mean frame repeated: what a model that ignores time would say."""
     if len(frames) == 0:
@@ -544,6 +585,8 @@ def evaluate_continuation(model, rows, *, scorers, prompt_seconds=3.0, length_ru
     mos_label = config["mos_label"]
     counts = {"rows": len(rows), "too_short": n_short, "evaluated": len(records),
               "truncated": sum(r["reference_truncated"] for r in records),
+              "generation_cut": sum(r.get("model_spoken_source") == "phonemes"
+                                    and r["model_spoken_text"] != r["model_continuation_text"] for r in records),
               "prompt_text_from_alignments": sum(r["reference_prompt_source"] == "prompt_text" for r in records),
               "no_other_speaker": n_no_other,
               "empty_generation": sum(r["generated_seconds"] < MIN_SCORED_SECONDS for r in records)}
@@ -574,22 +617,31 @@ def _score_batch(chunk, b, got, scorers, prompt_seconds, sr):
     """The records of one batch: the texts each condition should say (the model's own continuation for the
     generated audio, the reference's words for the rest), then every scorer on every condition."""
     out = got["out"]
-    ref_words, model_words, prompt_parts = [], [], []
+    ref_words, model_words, prompt_parts, whole = [], [], [], []
     for i, row in enumerate(chunk):
         ref_prompt, ref_source = reference_prompt_words(row, prompt_seconds)
         hyp_prompt, model_cont = split_model_text(out.text[i], len(ref_prompt))
         end = prompt_seconds + len(got["refs"][i]) / sr
         ref_words.append(continuation_words(row, prompt_seconds, end)[0])
-        model_words.append(model_cont)
-        prompt_parts.append((ref_prompt, ref_source, hyp_prompt))
+        whole.append(model_cont)
+        spoken, source = model_cont, "whole"  # a generation cut by its budget says the words before the cut
+        if out.stopped_by[i] == "budget" and out.phonemes:
+            spoken, source = spoken_words(model_cont, out.phonemes[i])
+        model_words.append(spoken)
+        prompt_parts.append((ref_prompt, ref_source, hyp_prompt, source))
     texts = {cond: (model_words if CONDITION_TEXT[cond] == "model" else ref_words) for cond in CONDITIONS}
     batch = ScoringBatch(sample_rate=sr, conditions=tuple(got["audio"] or got["frames"]), audio=got["audio"],
                          frames=got["frames"], reference_frames=got["ref_frames"],
                          prompts=[_np(p) for p in got["prompts"]], texts=texts, rows=list(chunk),
                          model_text=list(out.text))
-    fresh = [_record(row, i, b, got, texts, prompt_parts[i], sr) for i, row in enumerate(chunk)]
+    fresh = [_record(row, i, b, got, texts, prompt_parts[i], sr, whole[i]) for i, row in enumerate(chunk)]
     for scorer in scorers:
         _merge(fresh, scorer, scorer.score(batch), "score(batch)")
+    for record in fresh:  # the generation also against the model's whole continuation (cut or not)
+        gen = record["speech"].get("generated", {})
+        if "asr" in gen:
+            edits, n = M.word_errors(record["model_continuation_text"], gen["asr"])
+            gen.update(wer_whole_edits=edits, wer_whole_ref_words=n, wer_whole=edits / n if n else None)
     return fresh
 
 
@@ -610,9 +662,9 @@ def _run_config(model, scorers, protocol, **derived):
                       "reduction_factor": model.r, "parameters": model.num_parameters()}}
 
 
-def _record(row, i, b, got, texts, prompt_part, sr):
+def _record(row, i, b, got, texts, prompt_part, sr, whole):
     """One utterance's record: lengths, texts and the prompt WER (the scorers add ``speech``)."""
-    ref_prompt, ref_source, hyp_prompt = prompt_part
+    ref_prompt, ref_source, hyp_prompt, spoken_source = prompt_part
     out = got["out"]
     p_edits, p_ref = M.word_errors(ref_prompt, hyp_prompt, normalize=False)
     return {
@@ -628,7 +680,8 @@ def _record(row, i, b, got, texts, prompt_part, sr):
         "reference_prompt_text": " ".join(ref_prompt), "reference_prompt_source": ref_source,
         "reference_continuation_text": " ".join(texts["reference"][i]),
         "model_text": out.text[i], "model_prompt_transcript": " ".join(hyp_prompt),
-        "model_continuation_text": " ".join(texts["generated"][i]),
+        "model_continuation_text": " ".join(whole),
+        "model_spoken_text": " ".join(texts["generated"][i]), "model_spoken_source": spoken_source,
         "prompt_wer_edits": p_edits, "prompt_wer_ref_words": p_ref,
         "prompt_wer": p_edits / p_ref if p_ref else None,
         "speech": ({cond: {"seconds": wavs[i].size / sr} for cond, wavs in got["audio"].items()}
@@ -696,8 +749,8 @@ PAPER_VIEW = {
                                   "baseline: prompt vs another speaker's continuation", ""),
     "mos_generated": ("generated", "mos", "{mos}: generated", "higher"),
     "mos_reference": ("reference", "mos", "{mos}: reference continuation", ""),
-    "text_speech_wer": ("generated", "wer", "WER of ASR(generated speech) vs the model's text continuation",
-                        "lower"),
+    "text_speech_wer": ("generated", "wer", "WER of ASR(generated speech) vs the model's text continuation "
+                        "(spoken before the cut)", "lower"),
 }
 
 
@@ -764,6 +817,21 @@ def aggregate_records(records, batches=(), speech=None, seed=0, n_resamples=1000
                                             note)
     if "text_speech_wer" in view:
         out["text_speech_wer"] = view["text_speech_wer"]
+        cut = [r for r in records if r.get("model_spoken_source") == "phonemes"
+               and r["model_spoken_text"] != r["model_continuation_text"]]
+        if cut:
+            note = (f"{len(cut)} generations cut by their budget: the words spoken before the cut (as for a "
+                    "cut reference)")
+            out["text_speech_wer"] = dict(out["text_speech_wer"], note="; ".join(
+                n for n in (out["text_speech_wer"].get("note"), note) if n))
+        whole = [r["speech"]["generated"] for r in records
+                 if (r["speech"].get("generated") or {}).get("wer_whole_ref_words")]
+        if whole:
+            est, lo, hi = M.bootstrap_ratio_ci([g["wer_whole_edits"] for g in whole],
+                                               [g["wer_whole_ref_words"] for g in whole], **kw)
+            out["text_speech_wer_whole"] = aggregate_entry(
+                "WER of ASR(generated speech) vs the model's whole text continuation (words past a cut count "
+                "as deleted)", est, lo, hi, len(whole), "lower")
     timed = [b for b in batches if b.get("frames") and b.get("frames_s", 0) > 0]
     if timed:
         est, lo, hi = M.bootstrap_ratio_ci([b["frames"] for b in timed], [b["frames_s"] for b in timed], **kw)

@@ -201,7 +201,10 @@ def speech_table(result):
         lines += ["", f"Continuations are cut at {limit:g} s"
                   + (" (the length the model was trained to speak)"
                      if cfg.get("max_continuation_seconds") is None else "")
-                  + "; a cut reference keeps the words spoken before the cut."]
+                  + "; a cut reference keeps the words spoken before the cut (a word counts when its middle "
+                  "lies before it), and so does a generation cut by its frame budget when the model wrote its "
+                  "speech as phonemes (a word counts when the phonemes it spoke reach the middle of the word's "
+                  "phonemes). The WER against the model's whole text is in the results table."]
     return lines + [""]
 
 
@@ -276,6 +279,10 @@ def markdown_report(result, setup=None, title="Speech continuation evaluation"):
                      f"in the LM context of {cfg.get('lm_context')} positions after the prompt and a full text "
                      "budget, and were cut there, so reference and generated audio have the same length; the "
                      "words spoken before the cut are their reference text.")
+    if counts.get("generation_cut"):
+        notes.append(f"{counts['generation_cut']} generations were cut by their frame budget before the model "
+                     "had spoken its whole text; their WER is measured against the words spoken before the cut "
+                     "(from the phonemes the model wrote), and against the whole text in its own row.")
     if counts.get("no_other_speaker"):
         notes.append(f"{counts['no_other_speaker']} utterances had no other speaker to draw the "
                      "other-speaker baseline from.")

@@ -24,7 +24,8 @@ import torch
 
 from spectron_kit import build
 from spectron_kit.evaluation.continuation import (aggregate_records, check_protocol, frames_that_fit,
-                                                  reference_prompt_words, select_rows, split_model_text)
+                                                  reference_prompt_words, select_rows, split_model_text,
+                                                  spoken_words)
 from spectron_kit.evaluation.scorers import choose_other_speaker
 from spectron_kit.evaluation.metrics import normalize_text
 from spectron_kit.model import SpectronModel
@@ -470,6 +471,36 @@ def test_aggregates_match_hand_computed_values():
     assert agg["text_speech_wer"]["note"] == "1 with no reference words left out"
     assert agg["frames_per_second"]["value"] == 50.0 and agg["real_time_factor"]["value"] == 3.0
     assert "mos_generated" not in agg
+
+
+def test_a_cut_generation_is_scored_on_the_words_it_spoke_before_the_cut():
+    espeak = pytest.importorskip("spectron_kit.data.espeak")
+    try:
+        said = [p.phoneme for p in espeak.synthesize("saw the white snow and").phonemes]
+    except espeak.EspeakError as err:
+        pytest.skip(f"espeak-ng unavailable: {err}")
+    words = "saw the white snow and then it told its mother".split()
+    # the model spoke exactly the phonemes of its first five words (pauses included) when the budget ran out
+    assert spoken_words(words, said) == (words[:5], "phonemes")
+    s_n = [p for p in said if not p.startswith("_")][:9]  # "saw the white" (7 phonemes) + "s n" of "snow" (3)
+    assert spoken_words(words, s_n[:8]) == (words[:3], "phonemes")  # 1 of 3: the middle of "snow" not reached
+    assert spoken_words(words, s_n[:9]) == (words[:4], "phonemes")  # 2 of 3: past its middle
+    assert spoken_words(words, ["_:"] * 40) == ([], "phonemes")  # pauses say no word
+    assert spoken_words([], said) == ([], "phonemes")
+
+    # the aggregate names the cut generations and keeps the WER against the whole text in its own row
+    records = [{"model_spoken_source": "phonemes", "model_spoken_text": "a b", "model_continuation_text": "a b c d",
+                "speech": {"generated": {"wer": 0.5, "wer_edits": 1, "wer_ref_words": 2, "wer_whole": 0.75,
+                                         "wer_whole_edits": 3, "wer_whole_ref_words": 4}}},
+               {"model_spoken_source": "whole", "model_spoken_text": "e f", "model_continuation_text": "e f",
+                "speech": {"generated": {"wer": 0.0, "wer_edits": 0, "wer_ref_words": 2, "wer_whole": 0.0,
+                                         "wer_whole_edits": 0, "wer_whole_ref_words": 2}}}]
+    from spectron_kit.evaluation.scorers import AsrWer, aggregate_scores
+
+    agg = aggregate_records(records, speech=aggregate_scores(records, [AsrWer(None)]))
+    assert agg["text_speech_wer"]["value"] == pytest.approx(1 / 4)
+    assert agg["text_speech_wer"]["note"].startswith("1 generations cut by their budget")
+    assert agg["text_speech_wer_whole"]["value"] == pytest.approx(3 / 6) and agg["text_speech_wer_whole"]["n"] == 2
 
 
 def test_check_protocol_names_the_bad_value():

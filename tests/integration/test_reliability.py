@@ -30,8 +30,8 @@ def run_train(args, capsys):
     ([MINI, "--schedule_clock=minutes"], "error: --schedule_clock=minutes needs a time budget: "
                                          "--max_training_minutes=None; pass e.g. --max_training_minutes=80"),
     ([MINI, "--schedule_clock=hours"], "error: --schedule_clock=hours: use steps"),
-    ([MINI, "--best_checkpoint_key=spek"], "error: --best_checkpoint_key=spek: not a logged valid term; use loss "
-                                           "or one of ce,"),
+    ([MINI, "--best_checkpoint_key=spek"], "error: --best_checkpoint_key=spek: not a logged valid term; use loss, last "
+                                           "(the newest checkpoint: a fine-tune) or one of ce,"),
     ([PAPER, "--data_folder=/no/such/librilight", "--transcripts=t.tsv", "--librispeech_folder=/x"],
      "error: --data_folder=/no/such/librilight: no such folder"),
 ])
@@ -318,3 +318,26 @@ def test_a_real_sigint_to_a_training_process_ends_in_one_line_and_the_rerun_resu
     epochs = [line.split(",")[0] for line in (run / "train_log.txt").read_text().splitlines()]
     assert epochs[:done] == [f"epoch: {i}" for i in range(1, done + 1)] and epochs[-1] == f"epoch: {done + 1}"
     assert len(epochs) <= done + 2
+
+
+def test_a_resumed_run_writes_only_the_snapshots_it_reaches_itself():
+    """A run resumed at 94 training minutes must not label its weights "20min" (the minute it started after)."""
+    from types import SimpleNamespace
+
+    import train
+    from spectron_kit.recipe.checkpoints import TrainingClock
+
+    written = []
+    clock = TrainingClock()
+    clock.seconds = 94 * 60.0
+    brain = SimpleNamespace(clock=clock, hparams=SimpleNamespace(snapshot_minutes=[20, 40, 100]),
+                            resumed_minutes=94.0, save_snapshot=written.append)
+    train.SpectronBrain.save_due_snapshots(brain)
+    assert written == []
+    clock.seconds = 100.5 * 60.0
+    train.SpectronBrain.save_due_snapshots(brain)
+    assert written == ["100min"]
+    fresh = SimpleNamespace(clock=clock, hparams=SimpleNamespace(snapshot_minutes=[0, 20]), resumed_minutes=0.0,
+                            save_snapshot=written.append)
+    train.SpectronBrain.save_due_snapshots(fresh)  # a fresh run writes every minute it passes
+    assert written == ["100min", "0min", "20min"]
