@@ -26,32 +26,22 @@ from pathlib import Path
 import speechbrain as sb
 import torch
 from rich.console import Console
-from rich.table import Table
-from speechbrain.dataio.dataset import DynamicItemDataset
-from speechbrain.utils.distributed import run_on_main
 from speechbrain.utils.seed import seed_everything
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from checks import check_required_keys, validate_run  # noqa: E402
-from librilight_prepare import prepare  # noqa: E402
+from data_pipelines import ContinuationPipelines, load_rows  # noqa: E402
 from mini_prepare import DEBUG_OVERRIDES, pretrain_if_missing  # noqa: E402,F401  (train.DEBUG_OVERRIDES: tools)
+from model_setup import build_model_for_data, encode_prompts, prepare_data  # noqa: E402  (tools use train.*)
+from run_summary import held_out_prompt_wer, print_summary, write_samples  # noqa: E402
 
-from spectron_kit.alignment import diagonal_centres, step_times, token_centres, token_spans  # noqa: E402
-from spectron_kit.audio import to_samples  # noqa: E402
-from spectron_kit.data.manifest import (  # noqa: E402
-    filter_for_continuation, load_segment, parse_phone_times, parse_word_times, read_manifest, to_speechbrain_data,
-    validate_manifest)
-from spectron_kit.features import FeatureSpec  # noqa: E402
-from spectron_kit.model_config import SpectronConfig  # noqa: E402
 from spectron_kit.losses import lengths_to_mask  # noqa: E402
-from spectron_kit.model import SpectronModel  # noqa: E402
-from spectron_kit.phonemes import continuation_events, vocabulary_from_rows  # noqa: E402
 from spectron_kit.plotting import plot_loss_curves  # noqa: E402
 from spectron_kit.progress import progress_bar  # noqa: E402
 from spectron_kit.recipe import (  # noqa: E402
-    INTERRUPTED, RandomState, RecipeConfigError, TrainingClock, TrainingDiverged, check_output_folder,
-    check_resume_settings, exit_on_config_error, load_recipe, lock_run_folder, nonfinite_weights,
-    release_run_folder, reuse_freed_memory, set_aside_broken_checkpoints, yaml_defaults)
+    INTERRUPTED, RandomState, TrainingClock, TrainingDiverged, check_output_folder, check_resume_settings,
+    exit_on_config_error, load_recipe, lock_run_folder, nonfinite_weights, release_run_folder, reuse_freed_memory,
+    set_aside_broken_checkpoints, yaml_defaults)
 from spectron_kit.recipe.runtime import init_distributed  # noqa: E402
 
 logger = logging.getLogger(__name__)
@@ -321,206 +311,7 @@ def dataio_prepare(hparams, manifests, tokenizer, encode=None, phone_vocab=None,
     return datasets
 
 
-def load_rows(hparams, manifests, names, limit, repeats=1, speakers=None):
-    """One split's items: the rows of manifests ``names`` with valid audio, long enough for a continuation and
-    transcribed (the others counted in the log); the first ``limit``; only ``speakers`` (a lever); each
-    ``repeats`` times an epoch (ids ``<id>#<k>``; ``utterance`` names the audio's own id).
-    Returns ``(DynamicItemDataset, rows)``."""
-    rows = []
-    for name in names:
-        rows += [dict(row, split=name) for row in read_manifest(manifests[name])]
-    if speakers:  # fewer training voices (a lever): only these speakers' utterances
-        wanted = {str(s) for s in speakers}
-        rows = [row for row in rows if str(row["speaker"]) in wanted]
-        if not rows:
-            raise RecipeConfigError(f"--train_speakers={list(speakers)}: no training utterance of these "
-                                    "speakers; name speakers of the training manifests")
-    rows, _ = validate_manifest(rows, target_sr=hparams["sample_rate"], progress=False)  # logs its own counts
-    rows, _ = filter_for_continuation(rows, hparams["prompt_seconds"], hparams["min_continuation_seconds"])
-    transcribed = [r for r in rows if r["text"]]
-    if len(transcribed) < len(rows):
-        logger.info("skipped %d of %d utterances without a transcript (pseudo-label them with "
-                    "tools/pseudo_label.py)", len(rows) - len(transcribed), len(rows))
-    rows = transcribed[: int(limit)] if limit else transcribed
-    items = [dict(row, id=f"{row['id']}#{k}" if repeats > 1 else row["id"], utterance=row["id"])
-             for row in rows for k in range(repeats)]
-    return DynamicItemDataset(to_speechbrain_data(items)), rows
-
-
-class ContinuationPipelines:
-    """The SpeechBrain dynamic-item pipelines of a continuation item: the prompt (audio, or its cached
-    encoding) and the continuation's audio, the transcript's tokens, the alignments, the phoneme events."""
-
-    def __init__(self, hparams, tokenizer, phone_vocab=None, prompt_cache=None):
-        self.hparams, self.tokenizer = hparams, tokenizer
-        self.phone_vocab, self.prompt_cache = phone_vocab, prompt_cache
-        self.rate = hparams["sample_rate"]
-        self.prompt_samples = to_samples(hparams["prompt_seconds"], self.rate)
-        self.max_cont = to_samples(hparams["max_continuation_seconds"], self.rate)
-        self.spec = FeatureSpec.from_dict(dict(hparams["feature_spec"]))
-        self.r = hparams["reduction_factor"]
-
-    def continuation_samples(self, duration):
-        """Samples of an utterance's continuation window (cut at ``max_continuation_seconds``)."""
-        return min(to_samples(duration, self.rate) - self.prompt_samples, self.max_cont)
-
-    def audio(self):
-        @sb.utils.data_pipeline.takes("path", "start", "end")
-        @sb.utils.data_pipeline.provides("prompt_wav", "cont_wav")
-        def audio_pipeline(path, start, end):
-            wav = load_segment({"path": path, "start": start, "end": end}, target_sr=self.rate)
-            yield wav[:self.prompt_samples]
-            yield wav[self.prompt_samples: self.prompt_samples + self.max_cont]
-        return audio_pipeline
-
-    def encoded(self):
-        @sb.utils.data_pipeline.takes("utterance", "path", "start", "end")
-        @sb.utils.data_pipeline.provides("prompt_encoded", "cont_wav")
-        def encoded_pipeline(utt_id, path, start, end):
-            """With a fixed encoder: the prompt's cached encoding, and only the continuation's audio."""
-            yield self.prompt_cache[utt_id]
-            longest = self.max_cont / self.rate
-            cont_start = float(start) + self.prompt_samples / self.rate
-            cont_end = cont_start + longest if float(end) < 0 else min(float(end), cont_start + longest)
-            yield load_segment({"path": path, "start": cont_start, "end": cont_end}, target_sr=self.rate)[
-                :self.max_cont]
-        return encoded_pipeline
-
-    def text(self):
-        @sb.utils.data_pipeline.takes("text")
-        @sb.utils.data_pipeline.provides("tokens")
-        def text_pipeline(text):
-            return torch.LongTensor(self.tokenizer.encode(text))
-        return text_pipeline
-
-    def alignment(self):
-        hparams, tokenizer, spec, r = self.hparams, self.tokenizer, self.spec, self.r
-
-        @sb.utils.data_pipeline.takes("text", "word_times", "duration")
-        @sb.utils.data_pipeline.provides("attention_centres", "attention_sigma")
-        def alignment_pipeline(text, word_times, duration):
-            """Token spoken at each frame step: from word timings when known, else the diagonal prior."""
-            words = text.split()
-            spans = token_spans(tokenizer, words)
-            n_tokens = spans[-1][1] if spans else 0
-            steps = math.ceil(spec.num_frames(max(self.continuation_samples(duration), 0)) / r)
-            times = step_times(steps, r, spec.hop_seconds, hparams["prompt_seconds"])
-            timing = parse_word_times(word_times, n_words=len(words))
-            if timing is not None and n_tokens == len(tokenizer.encode(text)):
-                yield torch.tensor(token_centres(timing, spans, times))
-                yield torch.tensor([float(hparams["guided_attention_sigma"])])
-            else:
-                yield torch.tensor(diagonal_centres(n_tokens, duration, times))
-                yield torch.tensor([float(hparams["guided_attention_g"]) * max(n_tokens, 1)])
-        return alignment_pipeline
-
-    def phonemes(self):
-        @sb.utils.data_pipeline.takes("phone_times", "duration")
-        @sb.utils.data_pipeline.provides("phones", "phone_groups", "phone_ends")
-        def phone_pipeline(phone_times, duration):
-            """The phonemes of the continuation window and the groups each owns (spectron_kit.phonemes)."""
-            ids, groups, ends = continuation_events(parse_phone_times(phone_times), self.phone_vocab, self.spec,
-                                                    self.r, self.hparams["prompt_seconds"],
-                                                    self.continuation_samples(duration))
-            yield torch.LongTensor(ids)
-            yield torch.LongTensor(groups)
-            yield torch.LongTensor([int(ends)])
-        return phone_pipeline
-
-
 # ------------------------------------------------------------------------------- setup
-def prepare_data(hparams):
-    """Make the mini corpus if asked, then write manifests. Returns {split: csv}."""
-    splits = list(hparams["train_splits"]) + list(hparams["valid_splits"]) + list(hparams["test_splits"])
-    if hparams["mini_corpus"]:
-        from spectron_kit.data.minicorpus import ensure_mini_corpus
-
-        run_on_main(ensure_mini_corpus, kwargs={"root": hparams["data_folder"], "size": hparams["mini_corpus_size"],
-                                                "seed": hparams.get("pretrain_seed", hparams["seed"]),
-                                                "workers": hparams["mini_corpus_workers"]})
-        kwargs = {"save_folder": hparams["manifest_folder"], "librispeech_folder": hparams["data_folder"],
-                  "librispeech_splits": splits, "prompt_seconds": hparams["prompt_seconds"]}
-    else:
-        librispeech = [s for s in splits if s not in hparams["librilight_subsets"]]
-        kwargs = {"save_folder": hparams["manifest_folder"], "librilight_folder": hparams["data_folder"],
-                  "librilight_subsets": hparams["librilight_subsets"], "transcripts": hparams["transcripts"],
-                  "librispeech_folder": hparams["librispeech_folder"], "librispeech_splits": librispeech,
-                  "prompt_seconds": hparams["prompt_seconds"]}
-    run_on_main(prepare, kwargs=kwargs)
-    return prepare(**kwargs)  # already done: returns the manifest paths
-
-
-def encode_prompts(model, rows, hparams):
-    """Encoder output of the prompt of every row, computed once: ``{id: [T', D]}``.
-
-    Only valid for a fixed encoder (frozen, no prompt augmentation), whose
-    output does not change during training; reading it back saves the
-    encoder pass and the prompt audio of every step.
-    """
-    rate = hparams["sample_rate"]
-    prompt = to_samples(hparams["prompt_seconds"], rate)
-    cache = {}
-    model.eval()
-    with torch.no_grad(), progress_bar(console=console) as progress:
-        task = progress.add_task("encoding prompts (fixed encoder)", total=len(rows))
-        for start in range(0, len(rows), 32):
-            chunk = rows[start:start + 32]
-            wavs = [load_segment(r, rate)[:prompt] for r in chunk]
-            wav = torch.nn.utils.rnn.pad_sequence(wavs, batch_first=True).to(model.device)
-            lens = torch.tensor([len(w) for w in wavs], device=model.device)
-            hidden, out_lens = model.encode_speech(wav, lens)
-            for row, h, n in zip(chunk, hidden, out_lens):
-                cache[row["id"]] = h[: int(n)].float().cpu()
-            progress.update(task, advance=len(chunk))
-    model.train()
-    return cache
-
-
-def phoneme_inventory(hparams, rows):
-    """The phoneme names of the training rows (``interleave_phonemes``), else None."""
-    if not hparams.get("interleave_phonemes"):
-        return None
-    try:
-        return vocabulary_from_rows(rows).symbols[2:]
-    except ValueError as err:
-        raise RecipeConfigError(f"--interleave_phonemes=True: {err}") from None
-
-
-def frame_statistics(model, rows, hparams, limit=256):
-    """Per-bin mean and standard deviation of the continuation frames of ``limit`` rows spread over ``rows``."""
-    rate = hparams["sample_rate"]
-    prompt = to_samples(hparams["prompt_seconds"], rate)
-    frames = []
-    with torch.no_grad():
-        for row in rows[:: max(1, len(rows) // limit)][:limit]:  # spread over the speakers
-            wav = load_segment(row, rate)[prompt:]
-            if len(wav):
-                frames.append(model.frontend(wav[None].to(model.device))[0][0].double())
-    if not frames:
-        raise RecipeConfigError("--normalize_frames=True: no training continuation to take frame statistics from")
-    frames = torch.cat(frames)                                   # [T, F]: a few hundred thousand values
-    return frames.mean(0).float(), frames.std(0, correction=0).clamp(min=1e-3).float()
-
-
-def build_model_for_data(hparams, manifests):
-    """:func:`build_model` with what it reads from the training manifests: the phoneme vocabulary
-    (``interleave_phonemes``) and the per-bin frame statistics (``normalize_frames``; a resumed run gets
-    the same from its checkpoint)."""
-    rows = ([row for name in hparams["train_splits"] for row in read_manifest(manifests[name])]
-            if hparams.get("interleave_phonemes") or hparams.get("normalize_frames") else [])
-    model = build_model(hparams, phoneme_inventory(hparams, rows))
-    if model.normalize_frames:
-        model.set_frame_stats(*frame_statistics(model, rows, hparams))
-    return model
-
-
-def build_model(hparams, phonemes=None):
-    """Build every component from the YAML and assemble the model (validated before training); every model
-    setting comes from its YAML key (``SpectronConfig.fields()``)."""
-    return SpectronModel(
-        frontend=hparams["frontend"](), encoder=hparams["encoder"](), lm=hparams["lm"](),
-        prenet=hparams["prenet"], postnet=hparams["postnet"], vocoder=hparams["vocoder"](),
-        config=SpectronConfig.from_hparams(hparams, phonemes=phonemes), prompt_augment=hparams["prompt_augment"])
 
 
 # ------------------------------------------------------------------------------- after training
@@ -536,70 +327,6 @@ def valid_terms(brain, dataset, loader_kwargs, min_key=None):
     kwargs = {k: v for k, v in loader_kwargs.items() if k != "ckpt_prefix"}  # fit() leaves one in its dict
     brain.evaluate(dataset, min_key=min_key, progressbar=False, test_loader_kwargs=kwargs)
     return brain.last_stats
-
-
-def prompt_transcript_wer(model, rows, hparams, limit=None):
-    """WER of the model's transcript of each prompt against the aligned prompt words.
-
-    Returns ``(wer or None, examples, skipped)``: None when no row has aligned
-    prompt words (nothing was measured), ``skipped`` the rows without them.
-    """
-    from spectron_kit.evaluation.metrics import word_errors
-
-    rate = hparams["sample_rate"]
-    prompt = to_samples(hparams["prompt_seconds"], rate)
-    edits = words = 0
-    examples = []
-    skipped = sum(1 for r in rows if not r["prompt_text"])
-    rows = [r for r in rows if r["prompt_text"]][:limit]
-    for start in range(0, len(rows), 8):
-        chunk = rows[start:start + 8]
-        wavs = [load_segment(r, rate)[:prompt] for r in chunk]
-        out = model.generate(torch.nn.utils.rnn.pad_sequence(wavs, batch_first=True).to(model.device),
-                             torch.tensor([len(w) for w in wavs]), num_frames=0, vocode=False)
-        for row, text in zip(chunk, out.text):
-            ref = row["prompt_text"].split()
-            hyp = text.split()[: len(ref)]
-            e, n = word_errors(" ".join(ref), " ".join(hyp))
-            edits, words = edits + e, words + n
-            examples.append({"id": row["id"], "prompt_words": " ".join(ref), "model_text": text,
-                             "reference_text": row["text"]})
-    return (edits / words if words else None), examples, skipped
-
-
-def write_samples(model, rows, hparams):
-    """Prompt / reference / teacher-forced / generated audio, spectrogram PNG and text for a few utterances.
-
-    The reference is cut at ``max_continuation_seconds``, the length the model
-    was trained to speak; the PNG draws every panel on one colour scale.
-    """
-    from spectron_kit.evaluation.samples import write_sample
-
-    folder = Path(hparams["samples_folder"])
-    rate = hparams["sample_rate"]
-    prompt = to_samples(hparams["prompt_seconds"], rate)
-    longest = to_samples(hparams["max_continuation_seconds"], rate)
-    written = []
-    for row in rows[: hparams["num_samples"]]:
-        wav = load_segment(row, rate)
-        prompt_wav, reference = wav[:prompt], wav[prompt: prompt + longest]
-        ref_feats, _ = model.frontend(reference[None].to(model.device))
-        torch.manual_seed(hparams["seed"])
-        out = model.generate(prompt_wav.to(model.device), num_frames=ref_feats.shape[1])
-        forced = model.teacher_forced_frames(prompt_wav[None], torch.tensor([len(prompt_wav)]), [row["text"]],
-                                             reference[None], torch.tensor([len(reference)]),
-                                             phone_times=[row.get("phone_times", "")])[0]
-        prompt_feats, _ = model.frontend(prompt_wav[None].to(model.device))
-        audio = {"prompt": prompt_wav, "reference": reference, "teacher_forced": model.vocode([forced])[0],
-                 "generated": out.waveforms[0]}  # the frontend's rate is the vocoder's (checked when built)
-        write_sample(folder, row["id"], audio, out.sample_rate,
-                     [("prompt", prompt_feats[0]), ("reference continuation", ref_feats[0]),
-                      ("teacher-forced (true text and previous frames)", forced),
-                      ("generated continuation", out.frames[0])],
-                     frame_rate=model.frame_rate, title=out.text[0][:110])
-        (folder / f"{row['id']}_text.txt").write_text(f"reference: {row['text']}\nmodel:     {out.text[0]}\n")
-        written.append({"id": row["id"], "reference": row["text"], "model_text": out.text[0]})
-    return written
 
 
 def load_run(argv):
@@ -714,51 +441,6 @@ def make_brain(hparams, model, run_opts, datasets, world_size, objective=None):
     train_kwargs = {"batch_size": hparams["batch_size"], "shuffle": hparams["sorting"] == "random",
                     "generator": torch.Generator().manual_seed(hparams["seed"])}
     return brain, {"train_loader_kwargs": train_kwargs, "valid_loader_kwargs": {"batch_size": hparams["batch_size"]}}
-
-
-def held_out_prompt_wer(model, test_rows, hparams):
-    """The summary's held-out prompt transcript WER: over all test splits (word-weighted) and per split; None
-    (n/a) where no utterance has aligned prompt words."""
-    measured = {name: prompt_transcript_wer(model, [r for r in test_rows if r["split"] == name], hparams)
-                for name in hparams["test_splits"]}
-    by_split = {name: (wer, ex) for name, (wer, ex, _) in measured.items()}
-    words = {name: sum(len(e["prompt_words"].split()) for e in ex) for name, (_, ex) in by_split.items()}
-    test_wer = (sum(wer * words[name] for name, (wer, _) in by_split.items() if wer is not None)
-                / sum(words.values())) if sum(words.values()) else None
-    examples = [e for _, ex in by_split.values() for e in ex]
-    return {"test_prompt_transcript_wer": test_wer, "test_examples": examples[:10], "test_utterances": len(examples),
-            "test_utterances_without_prompt_alignment": sum(skipped for _, _, skipped in measured.values()),
-            "test_prompt_transcript_wer_by_split": ({name: wer for name, (wer, _) in by_split.items()}
-                                                    if len(by_split) > 1 else {}),
-            "test_utterances_by_split": {name: len(ex) for name, (_, ex) in by_split.items()}}
-
-
-def print_summary(summary, terms, hparams):
-    """The end of a run on the console: the valid loss table, the held-out prompt WER, where things are."""
-    final, step0 = summary["valid_final"], summary["valid_step0"]
-    table = Table(title="valid loss terms")
-    for column in ("term", "step 0", "final", "step 0 / final"):
-        table.add_column(column)
-    for term in terms:
-        if term in final:
-            before = step0.get(term)
-            table.add_row(term, f"{before:.3f}" if before is not None else "-", f"{final[term]:.3f}",
-                          f"{before / final[term]:.1f}x" if before and final[term] else "-")
-    console.print(table)
-
-    def percent(value):
-        return "n/a" if value is None else f"{100 * value:.1f}%"
-
-    unaligned, counts = summary["test_utterances_without_prompt_alignment"], summary["test_utterances_by_split"]
-    console.print(f"held-out prompt transcript WER: {percent(summary['test_prompt_transcript_wer'])} "
-                  f"({summary['test_utterances']} test utterances"
-                  + "".join(f"; {name} {percent(wer)} ({counts[name]})"
-                            for name, wer in summary["test_prompt_transcript_wer_by_split"].items())
-                  + (f"; {unaligned} without word alignments of the prompt, not scored" if unaligned else "") + ")")
-    for example in summary["test_examples"][:3]:
-        console.print(f"  prompt words: {example['prompt_words']}\n  model text:   {example['model_text']}")
-    console.print(f"bundle: {hparams['bundle_folder']}  samples: {hparams['samples_folder']}  "
-                  f"({summary['seconds'] / 60:.1f} min in all)")
 
 
 def tensorboard_logger(hparams):

@@ -205,10 +205,10 @@ def test_duplicate_ids_are_named_with_both_places(tmp_path):
 
 
 def test_prompt_wer_over_no_aligned_utterance_is_not_a_number():
-    import train
+    import run_summary
 
     rows = [{"id": f"u{i}", "prompt_text": ""} for i in range(77)]
-    assert train.prompt_transcript_wer(None, rows, {"sample_rate": 16000, "prompt_seconds": 3.0}) == (None, [], 77)
+    assert run_summary.prompt_transcript_wer(None, rows, {"sample_rate": 16000, "prompt_seconds": 3.0}) == (None, [], 77)
 
 
 def test_evaluating_audio_without_transcripts_says_so(tmp_path, capsys):

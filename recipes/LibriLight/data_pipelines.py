@@ -1,0 +1,126 @@
+"""The data side of the LibriLight recipe: one split's rows, and the SpeechBrain pipelines of a
+continuation item (prompt audio or its cached encoding, continuation audio, tokens, alignments, phoneme
+events). ``train.dataio_prepare`` puts them together by what the loss terms require."""
+import logging
+import math
+
+import speechbrain as sb
+import torch
+from speechbrain.dataio.dataset import DynamicItemDataset
+
+from spectron_kit.alignment import diagonal_centres, step_times, token_centres, token_spans
+from spectron_kit.audio import to_samples
+from spectron_kit.data.manifest import (filter_for_continuation, load_segment, parse_phone_times, parse_word_times,
+                                        read_manifest, to_speechbrain_data, validate_manifest)
+from spectron_kit.features import FeatureSpec
+from spectron_kit.phonemes import continuation_events
+from spectron_kit.recipe import RecipeConfigError
+
+logger = logging.getLogger(__name__)
+
+
+def load_rows(hparams, manifests, names, limit, repeats=1, speakers=None):
+    """One split's items: the rows of manifests ``names`` with valid audio, long enough for a continuation and
+    transcribed (the others counted in the log); the first ``limit``; only ``speakers`` (a lever); each
+    ``repeats`` times an epoch (ids ``<id>#<k>``; ``utterance`` names the audio's own id).
+    Returns ``(DynamicItemDataset, rows)``."""
+    rows = []
+    for name in names:
+        rows += [dict(row, split=name) for row in read_manifest(manifests[name])]
+    if speakers:  # fewer training voices (a lever): only these speakers' utterances
+        wanted = {str(s) for s in speakers}
+        rows = [row for row in rows if str(row["speaker"]) in wanted]
+        if not rows:
+            raise RecipeConfigError(f"--train_speakers={list(speakers)}: no training utterance of these "
+                                    "speakers; name speakers of the training manifests")
+    rows, _ = validate_manifest(rows, target_sr=hparams["sample_rate"], progress=False)  # logs its own counts
+    rows, _ = filter_for_continuation(rows, hparams["prompt_seconds"], hparams["min_continuation_seconds"])
+    transcribed = [r for r in rows if r["text"]]
+    if len(transcribed) < len(rows):
+        logger.info("skipped %d of %d utterances without a transcript (pseudo-label them with "
+                    "tools/pseudo_label.py)", len(rows) - len(transcribed), len(rows))
+    rows = transcribed[: int(limit)] if limit else transcribed
+    items = [dict(row, id=f"{row['id']}#{k}" if repeats > 1 else row["id"], utterance=row["id"])
+             for row in rows for k in range(repeats)]
+    return DynamicItemDataset(to_speechbrain_data(items)), rows
+
+
+class ContinuationPipelines:
+    """The SpeechBrain dynamic-item pipelines of a continuation item: the prompt (audio, or its cached
+    encoding) and the continuation's audio, the transcript's tokens, the alignments, the phoneme events."""
+
+    def __init__(self, hparams, tokenizer, phone_vocab=None, prompt_cache=None):
+        self.hparams, self.tokenizer = hparams, tokenizer
+        self.phone_vocab, self.prompt_cache = phone_vocab, prompt_cache
+        self.rate = hparams["sample_rate"]
+        self.prompt_samples = to_samples(hparams["prompt_seconds"], self.rate)
+        self.max_cont = to_samples(hparams["max_continuation_seconds"], self.rate)
+        self.spec = FeatureSpec.from_dict(dict(hparams["feature_spec"]))
+        self.r = hparams["reduction_factor"]
+
+    def continuation_samples(self, duration):
+        """Samples of an utterance's continuation window (cut at ``max_continuation_seconds``)."""
+        return min(to_samples(duration, self.rate) - self.prompt_samples, self.max_cont)
+
+    def audio(self):
+        @sb.utils.data_pipeline.takes("path", "start", "end")
+        @sb.utils.data_pipeline.provides("prompt_wav", "cont_wav")
+        def audio_pipeline(path, start, end):
+            wav = load_segment({"path": path, "start": start, "end": end}, target_sr=self.rate)
+            yield wav[:self.prompt_samples]
+            yield wav[self.prompt_samples: self.prompt_samples + self.max_cont]
+        return audio_pipeline
+
+    def encoded(self):
+        @sb.utils.data_pipeline.takes("utterance", "path", "start", "end")
+        @sb.utils.data_pipeline.provides("prompt_encoded", "cont_wav")
+        def encoded_pipeline(utt_id, path, start, end):
+            """With a fixed encoder: the prompt's cached encoding, and only the continuation's audio."""
+            yield self.prompt_cache[utt_id]
+            longest = self.max_cont / self.rate
+            cont_start = float(start) + self.prompt_samples / self.rate
+            cont_end = cont_start + longest if float(end) < 0 else min(float(end), cont_start + longest)
+            yield load_segment({"path": path, "start": cont_start, "end": cont_end}, target_sr=self.rate)[
+                :self.max_cont]
+        return encoded_pipeline
+
+    def text(self):
+        @sb.utils.data_pipeline.takes("text")
+        @sb.utils.data_pipeline.provides("tokens")
+        def text_pipeline(text):
+            return torch.LongTensor(self.tokenizer.encode(text))
+        return text_pipeline
+
+    def alignment(self):
+        hparams, tokenizer, spec, r = self.hparams, self.tokenizer, self.spec, self.r
+
+        @sb.utils.data_pipeline.takes("text", "word_times", "duration")
+        @sb.utils.data_pipeline.provides("attention_centres", "attention_sigma")
+        def alignment_pipeline(text, word_times, duration):
+            """Token spoken at each frame step: from word timings when known, else the diagonal prior."""
+            words = text.split()
+            spans = token_spans(tokenizer, words)
+            n_tokens = spans[-1][1] if spans else 0
+            steps = math.ceil(spec.num_frames(max(self.continuation_samples(duration), 0)) / r)
+            times = step_times(steps, r, spec.hop_seconds, hparams["prompt_seconds"])
+            timing = parse_word_times(word_times, n_words=len(words))
+            if timing is not None and n_tokens == len(tokenizer.encode(text)):
+                yield torch.tensor(token_centres(timing, spans, times))
+                yield torch.tensor([float(hparams["guided_attention_sigma"])])
+            else:
+                yield torch.tensor(diagonal_centres(n_tokens, duration, times))
+                yield torch.tensor([float(hparams["guided_attention_g"]) * max(n_tokens, 1)])
+        return alignment_pipeline
+
+    def phonemes(self):
+        @sb.utils.data_pipeline.takes("phone_times", "duration")
+        @sb.utils.data_pipeline.provides("phones", "phone_groups", "phone_ends")
+        def phone_pipeline(phone_times, duration):
+            """The phonemes of the continuation window and the groups each owns (spectron_kit.phonemes)."""
+            ids, groups, ends = continuation_events(parse_phone_times(phone_times), self.phone_vocab, self.spec,
+                                                    self.r, self.hparams["prompt_seconds"],
+                                                    self.continuation_samples(duration))
+            yield torch.LongTensor(ids)
+            yield torch.LongTensor(groups)
+            yield torch.LongTensor([int(ends)])
+        return phone_pipeline
