@@ -341,23 +341,44 @@ class SpectronModel(nn.Module):
         ``attention_layers``: decoder layers whose attention probabilities are
         recorded in ``outputs["attention"]`` (``SpectronLoss.attention_layers``).
         """
-        device = self.device
         prefix, prefix_lens = self.encode_prompt(
             batch.get("prompt_wav"), batch.get("prompt_lens"), batch.get("prompt_feats"),
             batch.get("prompt_feat_lens"), batch.get("prompt_encoded"), batch.get("prompt_encoded_lens"))
-        if batch.get("cont_feats") is not None:
-            target, target_lens = batch["cont_feats"].to(device), batch["cont_feat_lens"].to(device)
-        else:
-            with torch.no_grad():
-                target, target_lens = self.frontend(batch["cont_wav"].to(device), batch["cont_lens"].to(device))
-        target = self.to_decoder_units(target.float())          # [B, T, F] in decoder units
-        tokens, token_lens = batch["tokens"].to(device), batch["token_lens"].to(device)
+        target, target_lens = self._target_frames(batch)          # [B, T, F] in decoder units
+        tokens, token_lens = batch["tokens"].to(self.device), batch["token_lens"].to(self.device)
         if not self.intermediate_text:  # frames right after <sos>: no text is read or written
             token_lens = torch.zeros_like(token_lens)
-        batch_size = tokens.shape[0]
-
         grouped = self.group_frames(target)                     # [B, G, F*r]
         group_lens = torch.div(target_lens + self.r - 1, self.r, rounding_mode="floor")
+        embeds, mask, layout, speech = self._teacher_forced_sequence(batch, prefix, prefix_lens, tokens, token_lens,
+                                                                     grouped, group_lens)
+        positions = (mask.cumsum(-1) - 1).clamp(min=0)
+        record = list(attention_layers or ())
+        recording = self.lm.record_attention(record) if record else contextlib.nullcontext({})
+        with recording as attention:
+            hidden, _ = self.lm(embeds, mask, positions)
+        out = self._teacher_forced_outputs(hidden, layout, speech, tokens, grouped, group_lens)
+        pred, coarse = out.pop("pred"), out.pop("coarse")
+        out.update({"pred_frames": pred[:, : target.shape[1]],
+                    "coarse_frames": coarse[:, : target.shape[1]] if coarse is not None else None,
+                    "target_frames": target, "frame_lens": target_lens,
+                    "attention": {layer: probs[0] for layer, probs in attention.items() if probs}})
+        return out
+
+    def _target_frames(self, batch):
+        """The continuation's frames in decoder units and their lengths (from ``cont_feats`` or the audio)."""
+        if batch.get("cont_feats") is not None:
+            target, target_lens = batch["cont_feats"].to(self.device), batch["cont_feat_lens"].to(self.device)
+        else:
+            with torch.no_grad():
+                target, target_lens = self.frontend(batch["cont_wav"].to(self.device),
+                                                    batch["cont_lens"].to(self.device))
+        return self.to_decoder_units(target.float()), target_lens
+
+    def _teacher_forced_sequence(self, batch, prefix, prefix_lens, tokens, token_lens, grouped, group_lens):
+        """Each item's LM input: [prefix][<sos> tokens][speech section], padded. Returns ``(embeds [B, L, d],
+        mask [B, L], layout [(prefix, tokens, speech steps)], interleaved sections or [])``."""
+        device, batch_size = self.device, tokens.shape[0]
         go = torch.zeros_like(grouped[:, :1])
         fed = grouped
         if self.training and self.self_feeding:
@@ -367,7 +388,6 @@ class SpectronModel(nn.Module):
         frame_inputs = frame_inputs + self.frame_step_embedding(torch.arange(frame_inputs.shape[1], device=device))
         sos = torch.full((batch_size, 1), self.lm.sos_id, dtype=torch.long, device=device)
         text_inputs = self.lm.embed(torch.cat([sos, tokens], dim=1)).to(prefix.dtype)  # [B, N+1, d]
-
         pieces, layout, speech = [], [], []
         for i in range(batch_size):
             p, n, g = int(prefix_lens[i]), int(token_lens[i]), int(group_lens[i])
@@ -382,12 +402,13 @@ class SpectronModel(nn.Module):
         embeds = nn.utils.rnn.pad_sequence(pieces, batch_first=True)   # [B, L, d]
         lengths = torch.tensor([len(x) for x in pieces], device=device)
         mask = (torch.arange(embeds.shape[1], device=device)[None] < lengths[:, None]).long()
-        positions = (mask.cumsum(-1) - 1).clamp(min=0)
-        record = list(attention_layers or ())
-        recording = self.lm.record_attention(record) if record else contextlib.nullcontext({})
-        with recording as attention:
-            hidden, _ = self.lm(embeds, mask, positions)
+        return embeds, mask, layout, speech
 
+    def _teacher_forced_outputs(self, hidden, layout, speech, tokens, grouped, group_lens):
+        """The predictions read off the LM's hidden states: text logits and targets, frame groups through the
+        post-net (``pred``, and ``coarse`` before a refining post-net, both ungrouped), stop logits, layout,
+        and the interleaved phonemes' outputs."""
+        batch_size, device = tokens.shape[0], self.device
         max_n, max_g = tokens.shape[1] + 1, grouped.shape[1]
         text_hidden = hidden.new_zeros(batch_size, max_n, hidden.shape[-1])
         frame_hidden = hidden.new_zeros(batch_size, max_g, hidden.shape[-1])
@@ -405,16 +426,13 @@ class SpectronModel(nn.Module):
         groups_out = self.postnet(frame_hidden)                       # [B, G, F*r]
         coarse = None
         if callable(getattr(self.postnet, "refine", None)):  # a post-net that refines the whole sequence
-            coarse = self.ungroup_frames(groups_out)[:, : target.shape[1]]
+            coarse = self.ungroup_frames(groups_out)
             groups_out = self.postnet.refine(groups_out, group_lens)
-        pred = self.ungroup_frames(groups_out)[:, : target.shape[1]]
         stop_logits = self.stop_head(frame_hidden).squeeze(-1) if self.stop_head is not None else None
-
-        out = {"pred_frames": pred, "coarse_frames": coarse, "target_frames": target, "frame_lens": target_lens,
+        out = {"pred": self.ungroup_frames(groups_out), "coarse": coarse,
                "text_logits": text_logits, "text_targets": text_targets,
                "stop_logits": stop_logits, "stop_lengths": group_lens if stop_logits is not None else None,
-               "layout": torch.tensor(layout, dtype=torch.long, device=device),
-               "attention": {layer: probs[0] for layer, probs in attention.items() if probs}}
+               "layout": torch.tensor(layout, dtype=torch.long, device=device)}
         if self.interleave_phonemes:
             out.update(self._interleaved_outputs(hidden, layout, speech))
         return out
