@@ -533,13 +533,7 @@ def evaluate_continuation(model, rows, *, scorers, prompt_seconds=3.0, length_ru
     samples_dir = Path(out_dir) / "samples"
     samples_dir.mkdir(parents=True, exist_ok=True)
     rows = list(rows)
-    selected, n_short = select_rows(rows, prompt_seconds, num_utterances, seed)
-    if n_short:
-        logger.info("skipped %d of %d utterances shorter than the %.1f s prompt + %.1f s",
-                    n_short, len(rows), prompt_seconds, MIN_CONTINUATION_SECONDS)
-    if not selected:
-        raise ValueError(f"no utterance is at least {prompt_seconds + MIN_CONTINUATION_SECONDS:g} s long "
-                         f"({len(rows)} given); use longer utterances or a shorter prompt_seconds")
+    selected, n_short = _usable_rows(rows, prompt_seconds, num_utterances, seed)
     sr = model.frontend.spec.sample_rate
     frame_rate = float(model.frame_rate)
     stop = "stop_head" if length_rule == "stop" else "budget"
@@ -570,16 +564,7 @@ def evaluate_continuation(model, rows, *, scorers, prompt_seconds=3.0, length_ru
                 records.append(record)
             bar.advance(task, len(chunk))
 
-    for scorer in scorers:  # baselines drawn over the whole test set (e.g. the other-speaker floor)
-        if callable(getattr(scorer, "finish", None)):
-            _merge(records, scorer, scorer.finish(seed), "finish(seed)")
-    for record in records:
-        _paper_view(record)
-    n_no_other = sum(r["speaker_sim_other_speaker"] is None for r in records) \
-        if any(scorer_key(sc) == "speaker_sim" for sc in scorers) else 0
-    if n_no_other:
-        logger.warning("%d utterances have no utterance of a different (known) speaker to compare with; "
-                       "their other-speaker baseline is left out", n_no_other)
+    n_no_other = _finish_records(records, scorers, seed)
     config = _run_config(model, scorers, protocol, stop=stop, continuation_limit_seconds=limit_seconds,
                          frame_budget_seconds=None if length_rule == "reference" else cap_seconds)
     mos_label = config["mos_label"]
@@ -594,6 +579,34 @@ def evaluate_continuation(model, rows, *, scorers, prompt_seconds=3.0, length_ru
     aggregates = aggregate_records(records, batches, speech, seed=seed, n_resamples=n_resamples, mos_label=mos_label)
     return {"config": config, "records": records, "batches": batches, "aggregates": aggregates,
             "speech": speech, "counts": counts}
+
+
+def _usable_rows(rows, prompt_seconds, num_utterances, seed):
+    """:func:`select_rows` with the skipped count in the log; a ValueError when no row is long enough."""
+    selected, n_short = select_rows(rows, prompt_seconds, num_utterances, seed)
+    if n_short:
+        logger.info("skipped %d of %d utterances shorter than the %.1f s prompt + %.1f s",
+                    n_short, len(rows), prompt_seconds, MIN_CONTINUATION_SECONDS)
+    if not selected:
+        raise ValueError(f"no utterance is at least {prompt_seconds + MIN_CONTINUATION_SECONDS:g} s long "
+                         f"({len(rows)} given); use longer utterances or a shorter prompt_seconds")
+    return selected, n_short
+
+
+def _finish_records(records, scorers, seed):
+    """The scorers' baselines drawn over the whole test set (e.g. the other-speaker floor), then the paper's
+    view of every record. Returns how many utterances had no other speaker to compare with."""
+    for scorer in scorers:
+        if callable(getattr(scorer, "finish", None)):
+            _merge(records, scorer, scorer.finish(seed), "finish(seed)")
+    for record in records:
+        _paper_view(record)
+    n_no_other = sum(r["speaker_sim_other_speaker"] is None for r in records) \
+        if any(scorer_key(sc) == "speaker_sim" for sc in scorers) else 0
+    if n_no_other:
+        logger.warning("%d utterances have no utterance of a different (known) speaker to compare with; "
+                       "their other-speaker baseline is left out", n_no_other)
+    return n_no_other
 
 
 def _check_request(model, scorers, protocol):

@@ -242,6 +242,17 @@ def markdown_report(result, setup=None, title="Speech continuation evaluation"):
               f"{cfg.get('n_resamples', 1000)} resamples, seed {cfg.get('seed')}.", ""]
     lines += speech_table(result)
 
+    lines += _paper_comparison(result, setup, agg, cfg)
+    notes = _notes(counts, cfg)
+    if notes:
+        lines += ["## Notes", ""] + [f"- {n}" for n in notes] + [""]
+    lines += [f"Samples: [{SAMPLES_HTML}]({SAMPLES_HTML}); every number: [{RESULTS_JSON}]({RESULTS_JSON}).", ""]
+    return "\n".join(lines)
+
+
+def _paper_comparison(result, setup, agg, cfg):
+    """The report's paper comparison: this run's Table 1 values beside the paper's, and the setup difference."""
+    lines = []
     lines += ["## Paper comparison", "",
               "| metric | this run | paper: Spectron | paper: other systems |", "| --- | ---: | ---: | --- |"]
     rows = (("perplexity", "perplexity of the ASR transcript (the paper's \"log-perplexity\" column)"),
@@ -264,6 +275,11 @@ def markdown_report(result, setup=None, title="Speech continuation evaluation"):
               "they are set against this run's corpus perplexity; the mean NLL per token is in the table above.",
               "", _setup_difference(result, setup), ""]
 
+    return lines
+
+
+def _notes(counts, cfg):
+    """The report's notes: what was approximated, cut, skipped or left out, with counts."""
     notes = []
     n_align = counts.get("prompt_text_from_alignments", 0)
     n_eval = counts.get("evaluated", 0)
@@ -289,10 +305,7 @@ def markdown_report(result, setup=None, title="Speech continuation evaluation"):
     if counts.get("empty_generation"):
         notes.append(f"{counts['empty_generation']} generations were shorter than 0.1 s; their speaker "
                      "similarity and MOS are left out.")
-    if notes:
-        lines += ["## Notes", ""] + [f"- {n}" for n in notes] + [""]
-    lines += [f"Samples: [{SAMPLES_HTML}]({SAMPLES_HTML}); every number: [{RESULTS_JSON}]({RESULTS_JSON}).", ""]
-    return "\n".join(lines)
+    return notes
 
 
 # ---------------------------------------------------------------------------
