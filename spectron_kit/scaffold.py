@@ -174,7 +174,15 @@ def new_plugin(kind, name, folder="."):
         raise FileExistsError(f"{root} already exists; choose another name or folder (nothing was written)")
     hook, source, test = _TEMPLATES[kind]
     (root / "tests").mkdir(parents=True)
-    (root / "pyproject.toml").write_text(f'''[build-system]
+    (root / "pyproject.toml").write_text(_pyproject(kind, name, module, dist))
+    (root / f"{module}.py").write_text(_plugin_module(kind, name, cls, hook, source))
+    (root / "tests" / f"test_{name}.py").write_text(_plugin_test(kind, name, module, dist, test))
+    (root / "README.md").write_text(_plugin_readme(kind, name, dist))
+    return root
+
+
+def _pyproject(kind, name, module, dist):
+    return f'''[build-system]
 requires = ["setuptools>=61"]
 build-backend = "setuptools.build_meta"
 
@@ -193,8 +201,11 @@ test = ["pytest"]
 
 [tool.setuptools]
 py-modules = ["{module}"]
-''')
-    (root / f"{module}.py").write_text(f'''"""spectron-kit plugin: the {kind} ``{name}``.
+'''
+
+
+def _plugin_module(kind, name, cls, hook, source):
+    return f'''"""spectron-kit plugin: the {kind} ``{name}``.
 
 Installed (``pip install -e .``), it is listed by ``spectron-kit plugins`` and built by
 name: ``spectron_kit.build("{kind}", "{name}", ...)``, or from a recipe (docs/PLUGINS.md).
@@ -204,8 +215,11 @@ name: ``spectron_kit.build("{kind}", "{name}", ...)``, or from a recipe (docs/PL
 @hookimpl
 def {hook}(register):
     register("{name}", {cls}, description="{kind} {name} (plugin)")
-''''')
-    (root / "tests" / f"test_{name}.py").write_text(f'''"""The plugin registers through its hook and keeps the {kind} contract."""
+'''
+
+
+def _plugin_test(kind, name, module, dist, test):
+    return f'''"""The plugin registers through its hook and keeps the {kind} contract."""
 import sys
 from pathlib import Path
 
@@ -229,8 +243,11 @@ def built():
     return lambda **kwargs: build("{kind}", "{name}", **kwargs)
 
 
-{test.format(name=name)}''')
-    (root / "README.md").write_text(f'''# {dist}
+{test.format(name=name)}'''
+
+
+def _plugin_readme(kind, name, dist):
+    return f'''# {dist}
 
 A spectron-kit plugin providing the {kind} `{name}`.
 
@@ -242,5 +259,4 @@ pip install pytest && pytest tests     # its contract tests
 
 Select it in a recipe with `--{kind}_name={name}` where the recipe has that key, or with a
 block in an ablation YAML (docs/PLUGINS.md in spectron-kit).
-''')
-    return root
+'''
