@@ -83,6 +83,40 @@ class ConvSubsampling(nn.Module):
         return self.dropout(self.proj(h)), len2
 
 
+def _conformer_settings(given, spec, source, config_dir):
+    """The architecture of a ``ConformerEncoder``: the keyword arguments, or what a ``source`` /
+    ``config_dir`` folder stored (which wins), checked against ``n_mels`` and ``spec``. Returns
+    ``(config, spec)``."""
+    n_mels, hop_seconds = given["n_mels"], given["hop_seconds"]
+    if spec is not None:  # the FeatureSpec of the frames it reads gives n_mels and the hop
+        from spectron_kit.features import as_spec
+
+        spec = as_spec(spec)
+        if n_mels is not None and int(n_mels) != spec.n_mels:
+            raise ValueError(f"n_mels={n_mels} but spec has n_mels={spec.n_mels}; give one of them")
+        n_mels, hop_seconds = spec.n_mels, spec.hop_seconds
+    if source is not None and config_dir is not None:
+        raise ValueError(f"give source= (weights) or config_dir= (architecture only), not both "
+                         f"(source={source!r}, config_dir={config_dir!r})")
+    cfg = dict(given, n_mels=128 if n_mels is None else n_mels, hop_seconds=hop_seconds)
+    stored_from = source if source is not None else config_dir
+    if stored_from is not None:
+        stored = _read_conformer_config(stored_from)
+        if n_mels is not None and int(n_mels) != int(stored["n_mels"]):
+            raise ValueError(f"n_mels={n_mels} does not match n_mels={stored['n_mels']} "
+                             f"stored in {stored_from!r}; use features with "
+                             f"{stored['n_mels']} mel bins or drop n_mels")
+        cfg = {k: stored.get(k, _CONFORMER_DEFAULTS[k]) for k in _CONFORMER_FIELDS}
+        if stored.get("feature_spec"):  # saved by newer versions: the spec it was trained on
+            from spectron_kit.features import as_spec
+
+            stored_spec = as_spec(stored["feature_spec"])
+            if spec is not None:
+                stored_spec.check_matches(spec, f"encoder in {stored_from}", "requested spec")
+            spec = stored_spec
+    return cfg, spec
+
+
 class ConformerEncoder(Freezable, nn.Module):
     """Conformer speech encoder over log-mel features (4x time subsampling).
 
@@ -132,34 +166,10 @@ class ConformerEncoder(Freezable, nn.Module):
                  kernel_size=15, dropout=0.1, hop_seconds=0.0125, subsampling_channels=None,
                  freeze=False, source=None, config_dir=None, spec=None):
         super().__init__()
-        if spec is not None:  # the FeatureSpec of the frames it reads gives n_mels and the hop
-            from spectron_kit.features import as_spec
-
-            spec = as_spec(spec)
-            if n_mels is not None and int(n_mels) != spec.n_mels:
-                raise ValueError(f"n_mels={n_mels} but spec has n_mels={spec.n_mels}; give one of them")
-            n_mels, hop_seconds = spec.n_mels, spec.hop_seconds
-        if source is not None and config_dir is not None:
-            raise ValueError(f"give source= (weights) or config_dir= (architecture only), not both "
-                             f"(source={source!r}, config_dir={config_dir!r})")
-        cfg = dict(n_mels=128 if n_mels is None else n_mels, d_model=d_model,
-                   num_layers=num_layers, nhead=nhead, d_ffn=d_ffn, kernel_size=kernel_size,
-                   dropout=dropout, hop_seconds=hop_seconds, subsampling_channels=subsampling_channels)
-        stored_from = source if source is not None else config_dir
-        if stored_from is not None:
-            stored = _read_conformer_config(stored_from)
-            if n_mels is not None and int(n_mels) != int(stored["n_mels"]):
-                raise ValueError(f"n_mels={n_mels} does not match n_mels={stored['n_mels']} "
-                                 f"stored in {stored_from!r}; use features with "
-                                 f"{stored['n_mels']} mel bins or drop n_mels")
-            cfg = {k: stored.get(k, _CONFORMER_DEFAULTS[k]) for k in _CONFORMER_FIELDS}
-            if stored.get("feature_spec"):  # saved by newer versions: the spec it was trained on
-                from spectron_kit.features import as_spec
-
-                stored_spec = as_spec(stored["feature_spec"])
-                if spec is not None:
-                    stored_spec.check_matches(spec, f"encoder in {stored_from}", "requested spec")
-                spec = stored_spec
+        cfg, spec = _conformer_settings(dict(n_mels=n_mels, d_model=d_model, num_layers=num_layers, nhead=nhead,
+                                             d_ffn=d_ffn, kernel_size=kernel_size, dropout=dropout,
+                                             hop_seconds=hop_seconds, subsampling_channels=subsampling_channels),
+                                        spec, source, config_dir)
         _validate_conformer_config(cfg)
         self.config = cfg
         self.spec = spec  # None when built from loose n_mels/hop_seconds or a source folder

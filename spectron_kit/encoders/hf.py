@@ -19,6 +19,15 @@ logger = logging.getLogger(__name__)
 # ---------------------------------------------------------------------------
 # Hugging Face audio encoders
 # ---------------------------------------------------------------------------
+def _load_model_and_extractor(source, config, config_dir):
+    """``(model, feature extractor or None)`` from a hub id or folder, a config dict, or a config folder."""
+    if source is not None:
+        return _load_hf_encoder(str(source))
+    hf_config = _config_from_dict(config) if config is not None else _config_from_dir(str(config_dir))
+    model = _model_from_config(hf_config)
+    return model, (_maybe_feature_extractor(str(config_dir)) if config_dir is not None else None)
+
+
 class HFAudioEncoder(Freezable, nn.Module):
     """Hugging Face audio encoder (wav2vec2 / HuBERT / WavLM family or Whisper) on waveforms.
 
@@ -78,15 +87,7 @@ class HFAudioEncoder(Freezable, nn.Module):
 
         self.frozen = bool(freeze)
         self.layer = int(layer)
-        self.feature_extractor = None
-        if source is not None:
-            self.model, self.feature_extractor = _load_hf_encoder(str(source))
-        else:
-            hf_config = (_config_from_dict(config) if config is not None
-                         else _config_from_dir(str(config_dir)))
-            self.model = _model_from_config(hf_config)
-            if config_dir is not None:
-                self.feature_extractor = _maybe_feature_extractor(str(config_dir))
+        self.model, self.feature_extractor = _load_model_and_extractor(source, config, config_dir)
         cfg = self.model.config
         self.model_type = cfg.model_type
         self.is_whisper = self.model_type == "whisper"
@@ -105,6 +106,21 @@ class HFAudioEncoder(Freezable, nn.Module):
                                  f"{self.sample_rate} Hz waveforms; use sample_rate: {self.sample_rate} "
                                  "or an encoder trained at that rate")
 
+        default_norm = self._read_geometry(cfg, fe)
+        if normalize_waveform is None:
+            normalize_waveform = bool(getattr(fe, "do_normalize", default_norm)) \
+                if fe is not None else default_norm
+        self.normalize_waveform = bool(normalize_waveform)
+        if not -(self.num_layers + 1) <= self.layer <= self.num_layers:
+            raise ValueError(f"layer={layer} is out of range for a {self.num_layers}-layer "
+                             f"{self.model_type} encoder; use -1 or 0..{self.num_layers}")
+        if self.frozen:
+            freeze_module(self)
+
+    def _read_geometry(self, cfg, fe):
+        """Output size, layer count, frame rate and input handling of the loaded model (Whisper reads log-mel
+        windows it computes itself; wav2vec 2.0-style models read waveforms). Returns the default of
+        ``normalize_waveform`` for this family."""
         if self.is_whisper:
             self.output_size = int(cfg.d_model)
             self.num_layers = int(cfg.encoder_layers)
@@ -129,15 +145,7 @@ class HFAudioEncoder(Freezable, nn.Module):
             else:
                 self.use_attention_mask = getattr(cfg, "feat_extract_norm", "group") == "layer"
             default_norm = True
-        if normalize_waveform is None:
-            normalize_waveform = bool(getattr(fe, "do_normalize", default_norm)) \
-                if fe is not None else default_norm
-        self.normalize_waveform = bool(normalize_waveform)
-        if not -(self.num_layers + 1) <= self.layer <= self.num_layers:
-            raise ValueError(f"layer={layer} is out of range for a {self.num_layers}-layer "
-                             f"{self.model_type} encoder; use -1 or 0..{self.num_layers}")
-        if self.frozen:
-            freeze_module(self)
+        return default_norm
 
     # -- forward -------------------------------------------------------------
     def output_lengths(self, lengths):
