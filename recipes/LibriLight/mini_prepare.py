@@ -34,9 +34,6 @@ def pretrain_if_missing(hparams, manifests):
     """Mini setup: make the pre-trained text LM and CTC encoder when absent."""
     if not hparams["mini_corpus"]:
         return
-    from spectron_kit.data.minicorpus import ensure_text_corpus
-    from spectron_kit.pretrain import pretrain_ctc_encoder, pretrain_text_lm
-
     lm_dir = Path(hparams["lm_source"])
     # the made-on-first-use parts (corpus, pre-trained LM and encoder) have their own
     # seed (default: the run's), so that a seed sweep shares them, as the paper's runs do
@@ -58,45 +55,61 @@ def pretrain_if_missing(hparams, manifests):
     if hparams["encoder_name"] == "conformer":
         check_pretrained_settings(encoder_dir, encoder_settings, "encoder_config.json")
     if not (lm_dir / "config.json").is_file():
-        extra = None
-        if fact_world:
-            from spectron_kit.data.factworld import fact_world_text
-
-            unknown = sorted(set(fact_world) - {"seed", "repeats"})
-            if unknown:
-                raise RecipeConfigError(f"text_lm_fact_world has keys {unknown}; give only seed and repeats")
-            extra = fact_world_text(fact_world["seed"], fact_world["repeats"], hparams["seed"])
-        text_file = ensure_text_corpus(lm_dir.parent / "text_corpus.txt", hparams["text_lm_sentences"],
-                                       hparams["seed"], extra=extra)
-        sentences = [s.lower() for s in Path(text_file).read_text().splitlines() if s.strip()]
-        valid = [r["text"] for r in read_manifest(manifests[hparams["valid_splits"][0]])]
-        run_on_main(pretrain_text_lm, kwargs={
-            "train_sentences": sentences, "valid_sentences": valid, "out_dir": lm_dir,
-            "lm_config": hparams["text_lm_config"], "vocab_size": hparams["text_lm_vocab"],
-            "tokenizer_type": hparams["text_lm_tokenizer"],
-            "steps": hparams["text_lm_steps"], "batch_size": hparams["text_lm_batch_size"],
-            "lr": hparams["text_lm_lr"], "seed": hparams["seed"]})
-        run_on_main(write_pretrained_settings, args=[lm_dir, lm_settings])
+        _pretrain_text_lm(hparams, manifests, lm_dir, lm_settings, fact_world)
     if hparams["encoder_name"] == "conformer" and not (encoder_dir / "encoder_config.json").is_file():
-        rate = hparams["sample_rate"]
-        prompt = to_samples(hparams["prompt_seconds"], rate)
+        _pretrain_encoder(hparams, manifests, encoder_dir, encoder_settings)
 
-        def prompts(names):  # the encoder only ever sees prompts: train it on them
-            items = []
-            for name in names:
-                for row in read_manifest(manifests[name]):
-                    if row["prompt_text"]:
-                        items.append((load_segment(row, rate)[:prompt], row["prompt_text"]))
-            return items
 
-        run_on_main(pretrain_ctc_encoder, kwargs={
-            "train_items": prompts(hparams["train_splits"]), "valid_items": prompts(hparams["valid_splits"]),
-            "out_dir": encoder_dir.parent, "feature_spec": hparams["feature_spec"],
-            "encoder_kwargs": dict(hparams["encoder_ctc_config"], spec=hparams["feature_spec"]),
-            "epochs": hparams["encoder_ctc_epochs"], "batch_size": hparams["encoder_ctc_batch_size"],
-            "lr": hparams["encoder_ctc_lr"], "seed": hparams["seed"],
-            "augment": hparams["prompt_augment"] if hparams["encoder_ctc_spec_augment"] else None})
-        run_on_main(write_pretrained_settings, args=[encoder_dir, encoder_settings])
+def _pretrain_text_lm(hparams, manifests, lm_dir, lm_settings, fact_world):
+    """The mini setup's text LM: a tokenizer and a small causal LM trained on the grammar's text (and the
+    fact world's, when asked), validated on the valid transcripts."""
+    from spectron_kit.data.minicorpus import ensure_text_corpus
+    from spectron_kit.pretrain import pretrain_text_lm
+
+    extra = None
+    if fact_world:
+        from spectron_kit.data.factworld import fact_world_text
+
+        unknown = sorted(set(fact_world) - {"seed", "repeats"})
+        if unknown:
+            raise RecipeConfigError(f"text_lm_fact_world has keys {unknown}; give only seed and repeats")
+        extra = fact_world_text(fact_world["seed"], fact_world["repeats"], hparams["seed"])
+    text_file = ensure_text_corpus(lm_dir.parent / "text_corpus.txt", hparams["text_lm_sentences"],
+                                   hparams["seed"], extra=extra)
+    sentences = [s.lower() for s in Path(text_file).read_text().splitlines() if s.strip()]
+    valid = [r["text"] for r in read_manifest(manifests[hparams["valid_splits"][0]])]
+    run_on_main(pretrain_text_lm, kwargs={
+        "train_sentences": sentences, "valid_sentences": valid, "out_dir": lm_dir,
+        "lm_config": hparams["text_lm_config"], "vocab_size": hparams["text_lm_vocab"],
+        "tokenizer_type": hparams["text_lm_tokenizer"],
+        "steps": hparams["text_lm_steps"], "batch_size": hparams["text_lm_batch_size"],
+        "lr": hparams["text_lm_lr"], "seed": hparams["seed"]})
+    run_on_main(write_pretrained_settings, args=[lm_dir, lm_settings])
+
+
+def _pretrain_encoder(hparams, manifests, encoder_dir, encoder_settings):
+    """The mini setup's speech encoder: a Conformer trained with CTC on the prompts' transcripts."""
+    from spectron_kit.pretrain import pretrain_ctc_encoder
+
+    rate = hparams["sample_rate"]
+    prompt = to_samples(hparams["prompt_seconds"], rate)
+
+    def prompts(names):  # the encoder only ever sees prompts: train it on them
+        items = []
+        for name in names:
+            for row in read_manifest(manifests[name]):
+                if row["prompt_text"]:
+                    items.append((load_segment(row, rate)[:prompt], row["prompt_text"]))
+        return items
+
+    run_on_main(pretrain_ctc_encoder, kwargs={
+        "train_items": prompts(hparams["train_splits"]), "valid_items": prompts(hparams["valid_splits"]),
+        "out_dir": encoder_dir.parent, "feature_spec": hparams["feature_spec"],
+        "encoder_kwargs": dict(hparams["encoder_ctc_config"], spec=hparams["feature_spec"]),
+        "epochs": hparams["encoder_ctc_epochs"], "batch_size": hparams["encoder_ctc_batch_size"],
+        "lr": hparams["encoder_ctc_lr"], "seed": hparams["seed"],
+        "augment": hparams["prompt_augment"] if hparams["encoder_ctc_spec_augment"] else None})
+    run_on_main(write_pretrained_settings, args=[encoder_dir, encoder_settings])
 
 
 PRETRAIN_SETTINGS = "pretrain_settings.json"

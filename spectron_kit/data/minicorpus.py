@@ -276,6 +276,36 @@ def _speakers_txt(seconds):
     return "\n".join(lines) + "\n"
 
 
+def _already_built(root, config, digest):
+    """True when ``root`` holds this finished corpus. An older generator's corpus with the same audio is
+    upgraded in place (its markers go; the build adds what is new); another corpus is a ValueError."""
+    marker, partial = root / MARKER, root / PARTIAL_MARKER
+    for path in (marker, partial):
+        if path.exists():
+            found = json.loads(path.read_text())
+            if _upgradable(found.get("config", {}), config):
+                # same corpus from an older generator with the same audio: its files are kept and
+                # what this version adds (test_seen, phoneme timings) is written beside them
+                logger.warning("%s was built by mini-corpus generator version %s; upgrading it in place to "
+                               "version %s (adds the test_seen split and phoneme timings; the audio is the same)",
+                               root, found["config"].get("version"), GENERATOR_VERSION)
+                path.unlink()
+                continue
+            version = found.get("config", {}).get("version")
+            if version != GENERATOR_VERSION:
+                raise ValueError(f"{root} holds a mini corpus of generator version {version} (now "
+                                 f"{GENERATOR_VERSION}, whose audio differs); delete that folder to rebuild it, "
+                                 "or pick another data_folder")
+            if found.get("config_hash") != digest:
+                raise ValueError(
+                    f"{root} already holds a mini corpus built with size={found['config']['size']!r}, "
+                    f"seed={found['config']['seed']!r} (config {found.get('config_hash')}); "
+                    f"pick another root or delete that folder")
+            if path == marker:
+                return True
+    return False
+
+
 def ensure_mini_corpus(root, size: str = "default", seed: int = 1234, workers: int = 1,
                        progress: bool = True) -> Path:
     """Generate the mini corpus under ``root`` unless it is already complete.
@@ -302,29 +332,8 @@ def ensure_mini_corpus(root, size: str = "default", seed: int = 1234, workers: i
         raise ValueError(f"workers={workers!r} must be an integer >= 1")
     root = Path(root)
     marker, partial = root / MARKER, root / PARTIAL_MARKER
-    for path in (marker, partial):
-        if path.exists():
-            found = json.loads(path.read_text())
-            if _upgradable(found.get("config", {}), config):
-                # same corpus from an older generator with the same audio: its files are kept and
-                # what this version adds (test_seen, phoneme timings) is written beside them
-                logger.warning("%s was built by mini-corpus generator version %s; upgrading it in place to "
-                               "version %s (adds the test_seen split and phoneme timings; the audio is the same)",
-                               root, found["config"].get("version"), GENERATOR_VERSION)
-                path.unlink()
-                continue
-            version = found.get("config", {}).get("version")
-            if version != GENERATOR_VERSION:
-                raise ValueError(f"{root} holds a mini corpus of generator version {version} (now "
-                                 f"{GENERATOR_VERSION}, whose audio differs); delete that folder to rebuild it, "
-                                 "or pick another data_folder")
-            if found.get("config_hash") != digest:
-                raise ValueError(
-                    f"{root} already holds a mini corpus built with size={found['config']['size']!r}, "
-                    f"seed={found['config']['seed']!r} (config {found.get('config_hash')}); "
-                    f"pick another root or delete that folder")
-            if path == marker:
-                return root
+    if _already_built(root, config, digest):
+        return root
     root.mkdir(parents=True, exist_ok=True)
     _write_atomic(partial, json.dumps({"config_hash": digest, "config": config}, indent=1) + "\n")
     jobs = _chapter_jobs(size)

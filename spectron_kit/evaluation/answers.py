@@ -128,6 +128,9 @@ class _NumberParser:
 
     def _run(self, tokens, i):
         """Parse number words from ``tokens[i]``; returns ([(value, kind, ordinal)], next i)."""
+        # Long on purpose: one state machine over the words of a number (total, current, the kind of the last
+        # word, whether a value started); every case reads and updates all four, so helpers would only pass
+        # that state back and forth. Each case is one word kind; tests/unit/test_metrics.py covers each.
         numbers = []
         total = current = 0
         last = None  # kind of the previous word in the current number
