@@ -77,3 +77,41 @@ def save_audio(path, wav, sample_rate):
         wav = wav.detach().cpu().float().numpy()
     wav = np.clip(np.asarray(wav, dtype=np.float32).reshape(-1), -1.0, 1.0)
     soundfile.write(str(path), wav, int(sample_rate), subtype="PCM_16")
+
+
+class ProgressiveWav:
+    """A 16-bit WAV file written chunk by chunk that is a valid file after every chunk (its header is
+    rewritten at each :meth:`write`), so a player or another process can read it while it grows.
+
+    Example:
+        >>> import tempfile, os
+        >>> path = os.path.join(tempfile.mkdtemp(), "a.wav")
+        >>> with ProgressiveWav(path, 16000) as out:
+        ...     out.write(np.zeros(800)); soundfile.info(path).frames
+        800
+    """
+
+    def __init__(self, path, sample_rate):
+        self.path = str(path)
+        self.file = soundfile.SoundFile(self.path, "w", samplerate=int(sample_rate), channels=1, subtype="PCM_16",
+                                        format="WAV")
+        self.samples = 0
+
+    def write(self, wav):
+        if isinstance(wav, torch.Tensor):
+            wav = wav.detach().cpu().float().numpy()
+        wav = np.clip(np.asarray(wav, dtype=np.float32).reshape(-1), -1.0, 1.0)
+        if wav.size:
+            self.file.write(wav)
+            self.file.flush()  # libsndfile rewrites the header: the file is complete up to here
+            self.samples += wav.size
+
+    def close(self):
+        self.file.close()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+

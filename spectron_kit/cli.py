@@ -100,6 +100,8 @@ def cmd_continue(args):
     prompt = wav[: to_samples(prompt_seconds, rate)]
     _check_length(prompt, rate, args.prompt, "prompt")
     _warn(prompt_warnings(args.prompt, prompt, rate, prompt_seconds))
+    if args.stream:
+        return _continue_streaming(model, prompt, args)
     out = _generate(model, prompt, args, max_seconds=args.seconds, stop=args.stop, temperature=args.temperature,
                     top_k=args.top_k, top_p=args.top_p)
     audio = out.waveforms[0]
@@ -111,6 +113,48 @@ def cmd_continue(args):
     console.print(f"wrote {args.output}: {len(out.waveforms[0]) / out.sample_rate:.2f} s of continuation "
                   f"({t['frames']} frames, stopped by {out.stopped_by[0]}, "
                   f"{t['frames_per_second']:.0f} frames/s, real-time factor {t['real_time_factor']:.3f})")
+    if args.plot:
+        _plot(model, prompt, "prompt", out, "generated continuation", args.plot)
+    return 0
+
+
+def _continue_streaming(model, prompt, args):
+    """``continue --stream``: the text as it is written, the WAV growing chunk by chunk (a valid file at every
+    moment), then the time to first audio."""
+    import time
+
+    import torch
+
+    from spectron_kit.audio import ProgressiveWav
+
+    if args.seed is not None:
+        torch.manual_seed(args.seed)
+    started = time.perf_counter()
+    first_audio = speech_start = None
+    with ProgressiveWav(args.output, model.frontend.spec.sample_rate) as wav:
+        if args.with_prompt:
+            wav.write(prompt)
+        console.print("[bold]text[/bold] (prompt transcript + continuation): ", end="")
+        for event in model.stream(prompt, max_seconds=args.seconds, stop=args.stop, do_sample=args.sample,
+                                  temperature=args.temperature, top_k=args.top_k, top_p=args.top_p):
+            if event.kind == "text":
+                console.print(event.text, end="", markup=False, highlight=False)
+            elif event.kind == "speech":
+                speech_start = time.perf_counter() - started
+                console.print("")
+            elif event.kind == "audio" and len(event.audio):
+                wav.write(event.audio)
+                if first_audio is None:
+                    first_audio = time.perf_counter() - started
+            elif event.kind == "end":
+                out = event.output
+    total = time.perf_counter() - started
+    seconds = len(out.waveforms[0]) / out.sample_rate
+    console.print(f"wrote {args.output} as it was generated: {seconds:.2f} s of continuation "
+                  f"({len(out.frames[0])} frames, stopped by {out.stopped_by[0]}); first audio after "
+                  f"{first_audio if first_audio is not None else float('nan'):.2f} s "
+                  f"({(first_audio or 0) - (speech_start or 0):.2f} s after the text), all in {total:.2f} s",
+                  soft_wrap=True)
     if args.plot:
         _plot(model, prompt, "prompt", out, "generated continuation", args.plot)
     return 0
@@ -197,6 +241,8 @@ def build_parser():
     p.add_argument("--top-k", type=int, default=0)
     p.add_argument("--top-p", type=float, default=1.0)
     p.add_argument("--with-prompt", action="store_true", help="write prompt + continuation")
+    p.add_argument("--stream", action="store_true",
+                   help="print the text as it is written and write the WAV as the audio is made")
     p.set_defaults(func=cmd_continue)
 
     p = sub.add_parser("new-plugin", help="write a plugin package (pyproject, module, README, tests) to start from")

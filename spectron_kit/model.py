@@ -25,6 +25,7 @@ from spectron_kit.audio import to_samples
 from spectron_kit.bundle import (BUNDLE_MARK, COMPONENTS, CONFIG_FILE, FEATURE_SPEC_FILE,  # noqa: F401
                                   WEIGHTS_FILE, check_bundle_source, load_bundle, save_bundle)
 from spectron_kit.model_config import SpectronConfig
+from spectron_kit.vocoder_stream import open_stream
 
 logger = logging.getLogger(__name__)
 
@@ -50,6 +51,17 @@ TEXT, FRAMES, DONE, LIST = 0, 1, 2, 3  # the phase of an item in decoding: text,
 def _next_listed(sequence, spoken):
     """The sequence's next phoneme; the last one again when it runs out."""
     return sequence[len(spoken)] if len(spoken) < len(sequence) else (spoken[-1] if spoken else 1)
+
+
+@dataclasses.dataclass
+class StreamEvent:
+    """One event of :meth:`SpectronModel.stream`: ``kind`` is "text", "speech", "audio" or "end"."""
+
+    kind: str
+    text: str = ""
+    frames: torch.Tensor = None
+    audio: torch.Tensor = None
+    output: object = None
 
 
 @dataclasses.dataclass
@@ -640,6 +652,95 @@ class SpectronModel(nn.Module):
         while self._decode_step(state):
             pass
         return self._finish_decoding(state, vocode)
+
+    def stream(self, prompt_wav, prompt_lens=None, num_frames=None, max_seconds=None, stop=None,
+               max_text_tokens=None, do_sample=False, temperature=1.0, top_k=0, top_p=1.0, chunk_frames=16,
+               vocoder_stream=None):
+        """Generate one continuation as events, as they happen (the KV cache throughout).
+
+        Yields :class:`StreamEvent`: ``"text"`` for every text token written (``text``: the piece it adds),
+        ``"speech"`` when the text is done and the speech starts, ``"audio"`` every ``chunk_frames`` new
+        frames (``frames`` [T, F] and ``audio``: their waveform, from the vocoder's stream, see
+        :mod:`spectron_kit.vocoder_stream`), and ``"end"`` with the whole :class:`SpectronOutput`
+        (its waveform is the streamed audio joined). The frames are those of :meth:`generate` with the same
+        arguments and seed: a refining post-net's frames are sent once the groups it reads after them exist
+        (``postnet.lookahead_groups``).
+
+        Arguments:
+            prompt_wav: one prompt [S] (or [1, S]); the other arguments as for :meth:`generate`.
+            chunk_frames: frames per audio event (fewer: earlier first audio, more vocoder calls).
+            vocoder_stream: a stream object (``push`` / ``flush``); default ``open_stream(self.vocoder)``.
+        """
+        wav = torch.as_tensor(prompt_wav)
+        if wav.dim() == 1:
+            wav = wav[None]
+        if wav.shape[0] != 1:
+            raise ValueError(f"stream() continues one prompt at a time, got a batch of {wav.shape[0]}; "
+                             "use generate() for batches")
+        if self.vocoder is None:
+            raise ValueError("stream() needs a vocoder; load the model with vocoder=build('vocoder', ...)")
+        was_training = self.training
+        self.eval()
+        try:
+            with torch.no_grad():
+                yield from self._stream(wav, prompt_lens, num_frames, max_seconds, stop or self.stop,
+                                        max_text_tokens or self.max_text_tokens, (do_sample, temperature, top_k,
+                                                                                  top_p), int(chunk_frames),
+                                        vocoder_stream)
+        finally:
+            self.train(was_training)
+
+    def _stream(self, wav, prompt_lens, num_frames, max_seconds, stop, max_text_tokens, sampling, chunk_frames,
+                vocoder_stream):
+        state = self._start_decoding(wav, prompt_lens, None, None, num_frames, max_seconds, stop, max_text_tokens,
+                                     sampling, True, None, None)
+        voice = vocoder_stream or open_stream(self.vocoder, self.frontend.spec.hop_length)
+        lookahead = int(getattr(self.postnet, "lookahead_groups", 0)) if callable(
+            getattr(self.postnet, "refine", None)) else 0
+        written, sent, audio, in_text = "", 0, [], True
+        going = True
+        while going:
+            going = self._decode_step(state)
+            if in_text:
+                text = self.lm.decode(state.tokens[0]) if self.lm.tokenizer is not None else ""
+                if len(text) > len(written):
+                    yield StreamEvent("text", text=text[len(written):])
+                    written = text
+                if state.phase[0] != TEXT:
+                    in_text = False
+                    yield StreamEvent("speech", text=text)
+            ready = (len(state.groups[0]) - lookahead) * self.r if going else None
+            if going and ready - sent < chunk_frames:
+                continue
+            frames = self._streamed_frames(state, ready)
+            if frames is not None and len(frames) > sent:
+                new = frames[sent:]
+                chunk = voice.push(new.float())
+                sent = len(frames)
+                audio.append(chunk)
+                yield StreamEvent("audio", frames=new, audio=chunk)
+        tail = voice.flush()
+        if len(tail):
+            audio.append(tail)
+            yield StreamEvent("audio", frames=torch.zeros(0, self.n_mels), audio=tail)
+        out = self._finish_decoding(state, vocode=False)
+        out.waveforms = [torch.cat(audio) if audio else torch.zeros(0)]
+        yield StreamEvent("end", output=out)
+
+    def _streamed_frames(self, state, ready):
+        """Item 0's frames so far in the front end's units, the first ``ready`` of them (None: all, cut to the
+        budget, as :meth:`_finish_decoding` gives them); None when there are none yet."""
+        groups = state.groups[0]
+        if not groups or (ready is not None and ready <= 0):
+            return None
+        stacked = torch.stack(groups)[None]
+        refine = getattr(self.postnet, "refine", None)
+        if callable(refine):
+            stacked = refine(stacked.to(state.dtype)).float()
+        frames = self.from_decoder_units(self.ungroup_frames(stacked)[0])
+        if state.stopped_by[0] == "budget":
+            frames = frames[: int(state.budget[0])]
+        return frames if ready is None else frames[:ready]
 
     # -- one decoding pass in steps: start, step (text / phoneme list / phonemes / frames), finish ------------
     def _start_decoding(self, prompt_wav, prompt_lens, prompt_feats, prompt_feat_lens, num_frames, max_seconds,

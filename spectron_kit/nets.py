@@ -155,6 +155,8 @@ class ConvResidualPostNet(PostNet):
         self.convs = nn.ModuleList(nn.Conv1d(a, b, int(kernel_size), padding=int(kernel_size) // 2)
                                    for a, b in zip(widths[:-1], widths[1:]))
         self.conv_drop = nn.Dropout(conv_dropout)
+        # a refined group depends on this many groups after it (streaming waits for them)
+        self.lookahead_groups = len(self.convs) * (int(kernel_size) // 2)
         nn.init.zeros_(self.convs[-1].weight)  # starts as the MLP alone
         nn.init.zeros_(self.convs[-1].bias)
 

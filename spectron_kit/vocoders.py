@@ -14,6 +14,7 @@ import torchaudio
 
 from spectron_kit.features import as_spec, mel_filterbank, normalisation_stats
 from spectron_kit.hookspecs import hookimpl
+from spectron_kit.vocoder_stream import ChunkedVocoderStream
 
 
 class GriffinLimVocoder(torch.nn.Module):
@@ -70,6 +71,14 @@ class GriffinLimVocoder(torch.nn.Module):
         peak = wav.abs().amax(dim=1, keepdim=True).clamp(min=1e-8)
         wav = torch.where(peak > 0.99, wav / peak * 0.99, wav)
         return wav, sample_lengths
+
+
+    def stream(self, context_frames=24, lookahead_frames=8, crossfade_frames=2):
+        """The streaming contract (:mod:`spectron_kit.vocoder_stream`): Griffin-Lim estimates each chunk's
+        phase with ``context_frames`` spoken frames before it and ``lookahead_frames`` after, and chunks meet
+        in a ``crossfade_frames`` cross-fade (its phase is only consistent within a window, so a chunk's border
+        audio is blended, not cut)."""
+        return ChunkedVocoderStream(self, self.spec.hop_length, context_frames, lookahead_frames, crossfade_frames)
 
 
 @hookimpl

@@ -126,6 +126,14 @@ def test_mini_recipe_prepare_train_resume_bundle(tmp_path, monkeypatch, capsys):
     audio, rate = soundfile.read(out)
     assert rate == 16000 and len(audio) == (40 - 1) * 200
     assert (tmp_path / "c.png").stat().st_size > 1000
+    # streamed: the text as it is written, the file as it grows, the time to first audio
+    capsys.readouterr()
+    streamed = tmp_path / "streamed.wav"
+    assert cli(["continue", "--model", str(run / "bundle"), str(prompt), "-o", str(streamed), "--seconds", "0.5",
+                "--stream"]) == 0
+    printed = " ".join(capsys.readouterr().out.split())
+    assert "first audio after" in printed and "as it was generated" in printed
+    assert len(soundfile.read(streamed)[0]) == (40 - 1) * 200
 
 
 def test_paper_config_without_data_says_what_to_pass(capsys):
