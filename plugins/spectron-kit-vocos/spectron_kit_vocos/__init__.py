@@ -12,7 +12,10 @@ It implements spectron-kit's vocoder contract (docs/PLUGINS.md):
   it inverts (the model refuses a vocoder whose spec differs from its frontend's);
 - ``vocoder(feats [B, T, n_mels], lengths [B]) -> (wav [B, S], sample_lengths [B])``
   with ``sample_lengths = spec.num_samples(lengths)``;
-- ``vocoder.sample_rate``.
+- ``vocoder.sample_rate``;
+- ``vocoder.stream()`` (optional, the streaming contract): here exact, since each
+  STFT frame reads a bounded number of mel frames and the inverse STFT is an
+  overlap-add (no cross-fade needed).
 
 Build it by name once the package is installed::
 
@@ -124,6 +127,18 @@ class VocosVocoder(nn.Module):
         sample_lengths = spec.num_samples(lengths)
         keep = torch.arange(total, device=wav.device)[None, :] < sample_lengths[:, None]
         return wav * keep, sample_lengths
+
+    def stream(self):
+        """The streaming contract (``spectron_kit.vocoder_stream``), exact: a predicted STFT frame depends on
+        ``(1 + num_layers) * (kernel_size // 2)`` mel frames on each side and an output sample on the STFT frames
+        within half a window, so chunks vocoded with that much context and lookahead give the very samples
+        of the whole utterance and need no cross-fade."""
+        from spectron_kit.vocoder_stream import ChunkedVocoderStream
+
+        reach = (1 + int(self.arch["num_layers"])) * (int(self.arch["kernel_size"]) // 2)
+        window = -(-self.spec.n_fft // (2 * self.spec.hop_length)) + 1
+        return ChunkedVocoderStream(self, self.spec.hop_length, context_frames=reach + window,
+                                    lookahead_frames=reach + window, crossfade_frames=0)
 
     # -- saving ---------------------------------------------------------------
     def save_pretrained(self, directory):
