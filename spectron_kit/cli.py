@@ -160,6 +160,13 @@ def _continue_streaming(model, prompt, args):
     return 0
 
 
+def cmd_serve(args):
+    """A local web page: record or upload a prompt, read the text and hear the continuation as it is made."""
+    from spectron_kit.serve import serve
+
+    return serve(args.model, host=args.host, port=args.port, seconds=args.seconds, device=args.device)
+
+
 def cmd_new_plugin(args):
     """Write a plugin package that passes its own tests."""
     from spectron_kit.scaffold import new_plugin
@@ -256,6 +263,14 @@ def build_parser():
     _generation_arguments(p, "spoken answer audio file (.wav/.flac)")
     p.add_argument("--seconds", type=float, default=3.0, help="length of the spoken answer (default 3 s)")
     p.set_defaults(func=cmd_qa)
+
+    p = sub.add_parser("serve", help="a local demo page: record or upload a prompt, hear the continuation stream")
+    p.add_argument("--model", required=True, help="bundle directory (save_pretrained) or hub id")
+    p.add_argument("--host", default="127.0.0.1", help="address to listen on (default: this machine only)")
+    p.add_argument("--port", type=int, default=7860)
+    p.add_argument("--seconds", type=float, help="continuation length in seconds (default: the model's)")
+    p.add_argument("--device", default="cpu")
+    p.set_defaults(func=cmd_serve)
     return parser
 
 

@@ -655,20 +655,22 @@ class SpectronModel(nn.Module):
 
     def stream(self, prompt_wav, prompt_lens=None, num_frames=None, max_seconds=None, stop=None,
                max_text_tokens=None, do_sample=False, temperature=1.0, top_k=0, top_p=1.0, chunk_frames=16,
-               vocoder_stream=None):
+               max_chunk_frames=64, vocoder_stream=None):
         """Generate one continuation as events, as they happen (the KV cache throughout).
 
         Yields :class:`StreamEvent`: ``"text"`` for every text token written (``text``: the piece it adds),
-        ``"speech"`` when the text is done and the speech starts, ``"audio"`` every ``chunk_frames`` new
-        frames (``frames`` [T, F] and ``audio``: their waveform, from the vocoder's stream, see
-        :mod:`spectron_kit.vocoder_stream`), and ``"end"`` with the whole :class:`SpectronOutput`
+        ``"speech"`` when the text is done and the speech starts, ``"audio"`` after ``chunk_frames`` new
+        frames, then twice as many each time up to ``max_chunk_frames`` (``frames`` [T, F] and ``audio``:
+        their waveform, from the vocoder's stream, see :mod:`spectron_kit.vocoder_stream`), and ``"end"``
+        with the whole :class:`SpectronOutput`
         (its waveform is the streamed audio joined). The frames are those of :meth:`generate` with the same
         arguments and seed: a refining post-net's frames are sent once the groups it reads after them exist
         (``postnet.lookahead_groups``).
 
         Arguments:
             prompt_wav: one prompt [S] (or [1, S]); the other arguments as for :meth:`generate`.
-            chunk_frames: frames per audio event (fewer: earlier first audio, more vocoder calls).
+            chunk_frames: frames of the first audio event (fewer: earlier first audio).
+            max_chunk_frames: the most frames per later event (more: fewer vocoder calls, less overhead).
             vocoder_stream: a stream object (``push`` / ``flush``); default ``open_stream(self.vocoder)``.
         """
         wav = torch.as_tensor(prompt_wav)
@@ -686,12 +688,12 @@ class SpectronModel(nn.Module):
                 yield from self._stream(wav, prompt_lens, num_frames, max_seconds, stop or self.stop,
                                         max_text_tokens or self.max_text_tokens, (do_sample, temperature, top_k,
                                                                                   top_p), int(chunk_frames),
-                                        vocoder_stream)
+                                        max(int(max_chunk_frames), int(chunk_frames)), vocoder_stream)
         finally:
             self.train(was_training)
 
     def _stream(self, wav, prompt_lens, num_frames, max_seconds, stop, max_text_tokens, sampling, chunk_frames,
-                vocoder_stream):
+                max_chunk_frames, vocoder_stream):
         state = self._start_decoding(wav, prompt_lens, None, None, num_frames, max_seconds, stop, max_text_tokens,
                                      sampling, True, None, None)
         voice = vocoder_stream or open_stream(self.vocoder, self.frontend.spec.hop_length)
@@ -717,6 +719,7 @@ class SpectronModel(nn.Module):
                 new = frames[sent:]
                 chunk = voice.push(new.float())
                 sent = len(frames)
+                chunk_frames = min(2 * chunk_frames, max_chunk_frames)  # the first soon, then fewer vocoder calls
                 audio.append(chunk)
                 yield StreamEvent("audio", frames=new, audio=chunk)
         tail = voice.flush()
@@ -903,6 +906,7 @@ class SpectronModel(nn.Module):
         new_groups = self.postnet(frame_hidden).float()          # [b, F*r]
         stop_prob = (torch.sigmoid(self.stop_head(frame_hidden).float()).squeeze(-1)
                      if self.stop_head is not None else None)
+        going = []  # (k, row) of the rows whose group is their next input
         for k, row in enumerate(rows):
             state.groups[row].append(new_groups[k])
             state.speech_steps[row] += 1
@@ -912,14 +916,19 @@ class SpectronModel(nn.Module):
             elif state.stop == "stop_head" and stop_prob[k] > self.stop_threshold:
                 state.phase[row], state.stopped_by[row] = DONE, "stop_head"
             else:
-                embedding = (self.prenet(new_groups[k:k + 1].to(state.dtype))[0]
-                             + self.frame_step_embedding(len(state.groups[row]))[0])
-                if self.phone_context:
-                    device = last.device
-                    embedding = embedding + self.phone_step_context(
-                        torch.tensor([state.phones[row][-1]], device=device),
-                        torch.tensor([state.since_phone[row] - 1], device=device))[0].to(state.dtype)
-                self._feed(state, row, embedding)
+                going.append((k, row))
+        if not going:
+            return
+        device = last.device
+        ks, feed = [k for k, _ in going], [row for _, row in going]  # one batched call each, not one per row
+        embedding = (self.prenet(new_groups[ks].to(state.dtype))
+                     + self.frame_step_embedding([len(state.groups[row]) for row in feed]))
+        if self.phone_context:
+            embedding = embedding + self.phone_step_context(
+                torch.tensor([state.phones[row][-1] for row in feed], device=device),
+                torch.tensor([state.since_phone[row] - 1 for row in feed], device=device)).to(state.dtype)
+        state.next_embeds[feed] = embedding.to(state.dtype)
+        state.active[feed] = 1
 
     def _finish_decoding(self, state, vocode):
         """Frames of every item (refined by a refining post-net, in the front end's units, cut to the budget),

@@ -1,11 +1,18 @@
 #!/usr/bin/env python3
-"""Decoding speed: KV-cached vs uncached generation, and cost per step along the sequence.
+"""Decoding speed: KV-cached vs uncached generation, cost per step along the sequence, and (with a bundle)
+streaming latency and batched throughput.
 
     python tools/benchmark.py [--frames 500] [--d-model 256] [--layers 4] [--device cpu]
+    python tools/benchmark.py --bundle results/spectron_mini/1234/bundle --prompts data/mini_corpus/test_seen
 
 Prints one table measured in a single run: seconds for N frames with and
 without the cache, their ratio, and the cached step time at frame ~10 vs the
 last frames (a cached step should cost about the same at frame 10 and 500).
+With ``--bundle``, a second table: time to the first text token after the
+prompt is read, time to the first audio after the text (``SpectronModel.stream``),
+streaming vs non-streaming total time (``generate`` + vocoder), and the
+real-time factor (compute seconds per second of audio, vocoding included) at
+batch 1 and ``--batch``, each with its target beside it.
 """
 import argparse
 import time
@@ -57,6 +64,11 @@ def main():
     parser.add_argument("--d-model", type=int, default=256)
     parser.add_argument("--layers", type=int, default=4)
     parser.add_argument("--device", default="cpu")
+    parser.add_argument("--long-frames", type=int, default=1000, help="frames of the cached vs full-recompute row")
+    parser.add_argument("--bundle", help="a trained bundle: streaming latency and batched throughput")
+    parser.add_argument("--prompts", default="data/mini_corpus/test_seen", help="audio files for --bundle")
+    parser.add_argument("--batch", type=int, default=16)
+    parser.add_argument("--repeats", type=int, default=5, help="prompts averaged for the streaming rows")
     args = parser.parse_args()
     model = tiny_model(args.d_model, args.layers, args.device)
     prompt = torch.randn(3 * 16000) * 0.1
@@ -84,7 +96,105 @@ def main():
     table.add_row("late / early cached step", f"{late_ms / early_ms:.2f}x")
     table.add_row("uncached step, last 20 frames (ms)", f"{1000 * sum(uncached_steps[-20:]) / 20:.2f}")
     table.add_row("frames per second (cached)", f"{out.timing['frames_per_second']:.0f}")
-    Console().print(table)
+    cached_step, full = full_recompute_ratio(model, args.long_frames)
+    table.add_row(f"cached step at {args.long_frames} frames (ms)", f"{1000 * cached_step:.2f}")
+    table.add_row(f"full recompute at {args.long_frames} frames (ms)", f"{1000 * full:.2f}")
+    table.add_row(f"full recompute / cached step at {args.long_frames} frames (target >= 10)",
+                  f"{full / cached_step:.1f}x")
+    console = Console()
+    console.print(table)
+    if args.bundle:
+        threads = torch.get_num_threads()
+        rows = stream_and_batch(args.bundle, args.prompts, args.batch, args.repeats)
+        table = Table(title=f"{args.bundle} on {args.prompts}, {args.device}, {threads} threads")
+        for column, justify in (("measure", "left"), ("value", "right"), ("target", "right")):
+            table.add_column(column, justify=justify)
+        for measure, value, target in rows:
+            table.add_row(measure, f"{value:.3f}", target)
+        console.print(table)
+
+
+def prompts_from(folder, n, rate, seconds):
+    """The first ``seconds`` of ``n`` audio files under ``folder`` (sorted; FLAC or WAV)."""
+    from pathlib import Path
+
+    from spectron_kit.audio import load_audio, to_samples
+
+    files = sorted(p for p in Path(folder).rglob("*") if p.suffix.lower() in (".flac", ".wav"))[:n]
+    if not files:
+        raise SystemExit(f"--prompts={folder}: no .flac or .wav file there")
+    return [load_audio(f, rate)[: to_samples(seconds, rate)] for f in files]
+
+
+def stream_and_batch(bundle, folder, batch, repeats):
+    """Streaming latency and batched throughput of a bundle on real prompts: rows of (measure, value, target)."""
+    model = SpectronModel.from_pretrained(bundle).eval()
+    rate = model.frontend.spec.sample_rate
+    prompts = prompts_from(folder, max(batch, repeats), rate, model.prompt_seconds)
+    first_text, first_audio, streamed, whole = [], [], [], []
+    for prompt in prompts[:repeats]:
+        torch.manual_seed(0)
+        start = time.perf_counter()
+        out = model.generate(prompt, torch.tensor([len(prompt)]))
+        whole.append(time.perf_counter() - start)
+        encoded = out.timing["encode_s"]
+        torch.manual_seed(0)
+        start, text_at, speech_at, audio_at = time.perf_counter(), None, None, None
+        for event in model.stream(prompt):
+            now = time.perf_counter() - start
+            if event.kind == "text" and text_at is None:
+                text_at = now
+            elif event.kind == "speech":
+                speech_at = now
+            elif event.kind == "audio" and audio_at is None and len(event.audio):
+                audio_at = now
+        streamed.append(time.perf_counter() - start)
+        first_text.append(text_at - encoded)
+        first_audio.append(audio_at - speech_at)
+    rows = [("time to first text token after the prompt is read (s)", _mean(first_text), ""),
+            ("time to first audio after the text (s)", _mean(first_audio), "<= 0.3"),
+            ("non-streaming total: generate + vocoder (s)", _mean(whole), ""),
+            ("streaming total (s)", _mean(streamed), ""),
+            ("streaming / non-streaming", _mean(streamed) / _mean(whole), "<= 1.1")]
+    for size in sorted({1, batch}):
+        wav = torch.nn.utils.rnn.pad_sequence(prompts[:size], batch_first=True)
+        lens = torch.tensor([len(p) for p in prompts[:size]])
+        model.generate(wav, lens)  # warm-up
+        start = time.perf_counter()
+        out = model.generate(wav, lens)
+        seconds = time.perf_counter() - start
+        audio = sum(len(w) for w in out.waveforms) / out.sample_rate
+        t = out.timing
+        rows.append((f"batch {size}: real-time factor, vocoder included (LM {t['text_s'] + t['frames_s']:.2f} s, "
+                     f"vocoder {t['vocoder_s']:.2f} s, {audio:.1f} s of audio)", seconds / audio,
+                     "<= 0.05" if size == batch else ""))
+    return rows
+
+
+def _mean(values):
+    return sum(values) / len(values)
+
+
+def full_recompute_ratio(model, frames, repeats=3):
+    """Cached step time at ``frames`` frames vs recomputing the whole sequence once (the uncached step there)."""
+    timer = StepTimer(model.lm)
+    prompt = torch.randn(3 * 16000) * 0.1
+    torch.manual_seed(1)
+    out = model.generate(prompt, num_frames=frames, vocode=False)
+    cached = sum(timer.times[-20:]) / 20
+    timer.restore()
+    with torch.no_grad():
+        _, prefix_lens = model.encode_prompt(prompt[None], torch.tensor([len(prompt)]))
+    length = int(prefix_lens[0]) + out.timing["decoder_steps"]  # the sequence the last step reads
+    embeds = torch.randn(1, length, model.lm.d_model) * 0.02
+    mask = torch.ones(1, length, dtype=torch.long)
+    positions = torch.arange(length)[None]
+    with torch.no_grad():
+        model.lm(embeds, mask, positions)
+        start = time.perf_counter()
+        for _ in range(repeats):
+            model.lm(embeds, mask, positions)
+    return cached, (time.perf_counter() - start) / repeats
 
 
 if __name__ == "__main__":

@@ -108,7 +108,7 @@ def test_vocos_plugin_rides_in_a_bundle_and_replaces_a_bundles_vocoder(tmp_path,
                                                                                         spec=SPEC, n_iter=2))
     assert type(swapped.vocoder).__name__ == "GriffinLimVocoder"
     # it streams exactly: chunks with its context and lookahead give the whole utterance's samples
-    events = list(model.stream(prompt, num_frames=60, max_text_tokens=3, chunk_frames=7))
+    events = list(model.stream(prompt, num_frames=60, max_text_tokens=3, chunk_frames=7, max_chunk_frames=11))
     streamed = torch.cat([e.audio for e in events if e.kind == "audio"])
     whole = model.vocode([events[-1].output.frames[0]])[0]
     assert sum(e.kind == "audio" for e in events) >= 3 and streamed.shape == whole.shape

@@ -34,7 +34,7 @@ def test_streamed_frames_and_text_are_those_of_generate_and_events_come_in_order
     prompt = chirp(1.2)
     torch.manual_seed(0)
     whole = model.generate(prompt, torch.tensor([len(prompt)]), max_seconds=0.6)
-    events = stream_all(model, prompt, max_seconds=0.6, chunk_frames=8)
+    events = stream_all(model, prompt, max_seconds=0.6, chunk_frames=8, max_chunk_frames=8)
     kinds = [e.kind for e in events]
     assert kinds[-1] == "end" and kinds.count("speech") == 1 and kinds.count("end") == 1
     assert kinds.index("speech") < kinds.index("audio")        # text first, then speech

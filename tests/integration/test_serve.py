@@ -1,0 +1,240 @@
+"""spectron-kit serve: a real server on a free port, bad uploads answered on the same connection, concurrent
+visitors queued, and the page driven in a real headless Chromium (upload, text, streamed audio, player)."""
+import base64
+import io
+import json
+import os
+import socket
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile
+
+pytest.importorskip("fastapi")
+pytest.importorskip("uvicorn")
+websockets_sync = pytest.importorskip("websockets.sync.client")
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "unit"))
+from test_model import chirp, tiny_model  # noqa: E402
+from test_report import find_chromium  # noqa: E402
+
+from spectron_kit.serve import DemoServer  # noqa: E402
+
+
+def wav_bytes(audio, rate=16000, channels=1, fmt="WAV"):
+    data = np.asarray(audio, dtype=np.float32)
+    if channels > 1:
+        data = np.stack([data] * channels, axis=1)
+    buffer = io.BytesIO()
+    soundfile.write(buffer, data, rate, format=fmt, subtype="PCM_16")
+    return buffer.getvalue()
+
+
+def speech_like(seconds=2.0, rate=16000):
+    return chirp(seconds, rate=rate).numpy() * 0.5
+
+
+@pytest.fixture(scope="module")
+def server():
+    import uvicorn
+
+    bundle = os.environ.get("SPECTRON_KIT_SERVE_BUNDLE")  # the README screenshot: a trained bundle
+    if bundle:
+        from spectron_kit.model import SpectronModel
+
+        app = DemoServer(SpectronModel.from_pretrained(bundle)).app()
+    else:
+        model = tiny_model(r=2)
+        model.prompt_seconds = 1.0
+        app = DemoServer(model, seconds=0.6, chunk_frames=8).app()
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    srv = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
+    thread = threading.Thread(target=srv.run, daemon=True)
+    thread.start()
+    for _ in range(200):
+        if srv.started:
+            break
+        time.sleep(0.05)
+    assert srv.started, "the demo server did not start"
+    yield f"127.0.0.1:{port}"
+    srv.should_exit = True
+    thread.join(timeout=10)
+
+
+def request(ws, data, timeout=60):
+    """Send one upload; return the JSON messages and the binary audio chunks until the answer ends."""
+    ws.send(data)
+    messages, chunks = [], []
+    while True:
+        got = ws.recv(timeout=timeout)
+        if isinstance(got, bytes):
+            chunks.append(np.frombuffer(got, dtype="<f4"))
+            continue
+        message = json.loads(got)
+        messages.append(message)
+        if message["type"] in ("end", "error"):
+            return messages, chunks
+
+
+@pytest.mark.parametrize("data, expected", [
+    (b"this is not audio at all", "not audio that can be read"),
+    (b"", "the upload is empty"),
+    (wav_bytes(speech_like(0.2)), "give at least 0.5 s"),
+    (wav_bytes(np.zeros(32000)), "are silent"),
+    (wav_bytes(np.zeros(8000 * 61) + 0.1, rate=8000), "give at most 60 s"),
+], ids=["not-audio", "empty", "too-short", "silent", "too-long"])
+def test_bad_uploads_get_one_message_and_the_connection_keeps_serving(server, data, expected):
+    with websockets_sync.connect(f"ws://{server}/ws") as ws:
+        messages, chunks = request(ws, data)
+        assert messages[-1]["type"] == "error" and expected in messages[-1]["message"], messages
+        assert not chunks
+        # the same connection then continues a good prompt, in another rate and two channels (notes, not errors)
+        messages, chunks = request(ws, wav_bytes(speech_like(2.0, rate=22050), rate=22050, channels=2))
+    notes = [m["message"] for m in messages if m["type"] == "note"]
+    assert any("22050 Hz; resampled" in n for n in notes) and any("mixed down" in n for n in notes)
+    end = messages[-1]
+    assert end["type"] == "end", messages
+    audio = np.concatenate(chunks)
+    whole, rate = soundfile.read(io.BytesIO(base64.b64decode(end["wav"])), dtype="float32")
+    assert rate == 16000 and len(whole) == len(audio) == int(round(end["seconds"] * 16000))
+    np.testing.assert_allclose(whole, np.clip(audio, -1, 1), atol=1 / 16000 + 1e-4)  # 16-bit rounding
+    assert base64.b64decode(end["spectrogram"])[:4] == b"\x89PNG"
+    audio_at = [m["t"] for m in messages if m["type"] == "audio"]
+    assert len(audio_at) >= 2 and audio_at[0] < end["total_s"]
+
+
+def test_visitors_at_once_are_queued_not_crashed(server):
+    results = {}
+
+    def visit(name):
+        with websockets_sync.connect(f"ws://{server}/ws") as ws:
+            results[name] = request(ws, wav_bytes(speech_like(1.5)))[0]
+
+    threads = [threading.Thread(target=visit, args=(n,)) for n in range(3)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=120)
+    assert sorted(results) == [0, 1, 2]
+    assert all(m[-1]["type"] == "end" for m in results.values())
+    assert any(any(x["type"] == "queued" for x in m) for m in results.values())  # someone waited for the model
+
+
+def cdp_page(chromium, profile):
+    """A headless Chromium with its DevTools endpoint: ``(process, websocket URL of a blank page)``."""
+    proc = subprocess.Popen([chromium, "--headless", "--no-sandbox", "--disable-gpu", "--no-first-run",
+                             "--autoplay-policy=no-user-gesture-required", "--remote-debugging-port=0",
+                             f"--user-data-dir={profile}", "about:blank"],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    port_file = Path(profile) / "DevToolsActivePort"
+    for _ in range(200):
+        if port_file.is_file() and port_file.read_text().strip():
+            break
+        time.sleep(0.05)
+    port = port_file.read_text().split()[0]
+    import urllib.request
+
+    for _ in range(100):
+        try:
+            targets = json.loads(urllib.request.urlopen(f"http://127.0.0.1:{port}/json/list").read())
+            page = next(t for t in targets if t["type"] == "page")
+            return proc, page["webSocketDebuggerUrl"]
+        except (OSError, StopIteration):
+            time.sleep(0.1)
+    raise RuntimeError("Chromium's DevTools endpoint did not answer")
+
+
+class Devtools:
+    """Chrome DevTools Protocol calls over one WebSocket (``with Devtools(url) as tools: tools("Page.enable")``)."""
+
+    def __init__(self, url):
+        self.url, self.n = url, 0
+
+    def __enter__(self):
+        self.ws = websockets_sync.connect(self.url, max_size=None).__enter__()
+        return self
+
+    def __exit__(self, *exc):
+        self.ws.__exit__(*exc)
+
+    def __call__(self, method, **params):
+        self.n += 1
+        self.ws.send(json.dumps({"id": self.n, "method": method, "params": params}))
+        while True:
+            reply = json.loads(self.ws.recv(timeout=30))
+            if reply.get("id") == self.n:
+                if "error" in reply:
+                    raise RuntimeError(f"{method}: {reply['error']}")
+                return reply["result"]
+
+    def js(self, expression):
+        return self("Runtime.evaluate", expression=expression, returnByValue=True)["result"].get("value")
+
+
+def test_the_page_in_a_real_browser_streams_text_and_audio_before_the_end(server, tmp_path):
+    chromium = find_chromium()
+    if chromium is None:
+        pytest.skip("no Chromium: sh tools/install_browser.sh")
+    prompt = tmp_path / "prompt.wav"
+    prompt.write_bytes(wav_bytes(speech_like(2.0)))
+    if os.environ.get("SPECTRON_KIT_SERVE_PROMPT"):  # the README screenshot: a spoken prompt
+        prompt = Path(os.environ["SPECTRON_KIT_SERVE_PROMPT"]).resolve()
+    proc, url = cdp_page(chromium, tmp_path / "profile")
+    try:
+        with Devtools(url) as tools:
+            drive_the_page(tools, server, tmp_path, prompt)
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
+
+
+def drive_the_page(tools, server, tmp_path, prompt):
+    """Upload a bad file, then the prompt, through the page's own controls; check what a visitor sees."""
+    tools("Page.enable")
+    tools("Page.navigate", url=f"http://{server}/")
+    for _ in range(100):
+        if tools.js("document.readyState") == "complete" and tools.js("!!window.demoState"):
+            break
+        time.sleep(0.05)
+    # a bad upload first: the page shows the message and stays usable
+    bad = tmp_path / "notes.txt"
+    bad.write_text("not audio")
+    root = tools("DOM.getDocument")["root"]["nodeId"]
+    node = tools("DOM.querySelector", nodeId=root, selector="#file")["nodeId"]
+    tools("DOM.setFileInputFiles", nodeId=node, files=[str(bad)])
+    tools.js("document.getElementById('go').click()")
+    for _ in range(200):
+        if tools.js("window.demoState.phase") == "error":
+            break
+        time.sleep(0.05)
+    assert "not audio that can be read" in tools.js("window.demoState.error")
+    assert "not audio" in tools.js("document.getElementById('messages').textContent")
+    # then the prompt: text, streamed audio before the end, the player and the spectrogram
+    tools("DOM.setFileInputFiles", nodeId=node, files=[str(prompt)])
+    tools.js("document.getElementById('go').click()")
+    for _ in range(600):
+        if tools.js("window.demoState.phase") in ("done", "error"):
+            break
+        time.sleep(0.05)
+    state = tools.js("JSON.parse(JSON.stringify(window.demoState))")
+    assert state["phase"] == "done", state
+    assert state["chunks"] >= 2 and state["firstAudioAt"] is not None and state["firstAudioAt"] < state["endAt"]
+    assert tools.js("document.getElementById('text').textContent") == state["text"]
+    assert tools.js("document.getElementById('player').src").startswith("data:audio/wav;base64,")
+    assert not tools.js("document.getElementById('player').hidden")
+    for _ in range(100):  # the spectrogram image decodes
+        if tools.js("document.getElementById('spectrogram').naturalWidth") > 100:
+            break
+        time.sleep(0.05)
+    assert tools.js("document.getElementById('spectrogram').naturalWidth") > 100
+    shot = os.environ.get("SPECTRON_KIT_SERVE_SCREENSHOT")
+    if shot:  # the README's screenshot comes from this very test
+        tools("Emulation.setDeviceMetricsOverride", width=1000, height=1100, deviceScaleFactor=1, mobile=False)
+        Path(shot).write_bytes(base64.b64decode(tools("Page.captureScreenshot", format="png")["data"]))
