@@ -28,3 +28,72 @@ def freeze(module: nn.Module) -> nn.Module:
     module.requires_grad_(False)
     module.eval()
     return module
+
+
+#: the components a model's parameters are grouped by (``parameter_groups`` in a recipe); "heads" is every
+#: other trainable part (stop, gate and phoneme heads, phoneme and position embeddings)
+COMPONENT_GROUPS = ("encoder", "projection", "lm", "prenet", "postnet", "heads")
+_NOT_TRAINED = ("frontend", "vocoder")  # fixed feature extraction; the vocoder is trained on its own
+
+
+def component_groups(model, lr, settings=None, weight_decay=None):
+    """The optimiser's parameter groups of a model, one per component, each with its learning-rate scale and
+    weight decay; a scale of 0 freezes the component (``requires_grad`` off, left out of the optimiser).
+
+    Arguments:
+        model: a module whose top-level children are named as in :data:`COMPONENT_GROUPS` (a SpectronModel).
+        lr: the base learning rate.
+        settings: ``{group: {"lr_scale": float, "weight_decay": float}}`` for the groups that differ (others:
+            scale 1, the optimiser's weight decay).
+        weight_decay: the optimiser's weight decay (reported for groups that do not set their own).
+
+    Returns:
+        ``(groups for torch.optim, report rows [(group, parameters, trainable, lr, weight decay)])``.
+
+    Raises:
+        ValueError: a group name not in :data:`COMPONENT_GROUPS`, a group with no parameters in this model, a
+            negative scale or an unknown setting (one line naming it and the choices).
+
+    Example:
+        >>> import torch
+        >>> model = torch.nn.Module()
+        >>> model.lm, model.prenet = torch.nn.Linear(2, 2), torch.nn.Linear(2, 1)
+        >>> groups, rows = component_groups(model, 1e-3, {"lm": {"lr_scale": 0}})
+        >>> [g["name"] for g in groups], model.lm.weight.requires_grad, rows[0]
+        (['prenet'], False, ('lm', 6, 0, 0.0, None))
+    """
+    settings = dict(settings or {})
+    unknown = sorted(set(settings) - set(COMPONENT_GROUPS))
+    if unknown:
+        raise ValueError(f"parameter_groups names {unknown}; the groups are {', '.join(COMPONENT_GROUPS)}")
+    members = {name: [] for name in COMPONENT_GROUPS}
+    for child, module in model.named_children():
+        if child in _NOT_TRAINED:
+            continue
+        members[child if child in members else "heads"] += list(module.parameters(recurse=True))
+    for name, param in model.named_parameters(recurse=False):  # parameters held by the model itself
+        members["heads"].append(param)
+    groups, rows = [], []
+    for name in COMPONENT_GROUPS:
+        params, wanted = members[name], settings.get(name) or {}
+        if name in settings and not params:
+            raise ValueError(f"parameter_groups.{name}: this model has no {name} parameters; drop the entry")
+        extra = sorted(set(wanted) - {"lr_scale", "weight_decay"})
+        if extra:
+            raise ValueError(f"parameter_groups.{name} has {extra}; give lr_scale and/or weight_decay")
+        scale = float(wanted.get("lr_scale", 1.0))
+        if scale < 0:
+            raise ValueError(f"parameter_groups.{name}.lr_scale={scale}; use 0 (frozen) or a positive scale")
+        if scale == 0:
+            for param in params:
+                param.requires_grad_(False)
+        trainable = [p for p in params if p.requires_grad]
+        decay = wanted.get("weight_decay", weight_decay)
+        if params:
+            rows.append((name, sum(p.numel() for p in params), sum(p.numel() for p in trainable), lr * scale, decay))
+        if trainable:
+            group = {"name": name, "params": trainable, "lr": lr * scale}
+            if "weight_decay" in wanted:
+                group["weight_decay"] = float(wanted["weight_decay"])
+            groups.append(group)
+    return groups, rows

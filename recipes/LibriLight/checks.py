@@ -59,6 +59,7 @@ def validate_run(hparams):
         frontend().spec.check_matches(vocoder().spec, "frontend", "vocoder")  # both cheap to build
     check_encoder_bins(hparams)
     check_schedule_settings(hparams)
+    check_parameter_groups(hparams)
     for key in ("batch_size", "number_of_epochs", "text_lm_batch_size", "encoder_ctc_batch_size"):
         value = hparams.get(key)
         if value is not None and (not isinstance(value, int) or isinstance(value, bool) or value < 1):
@@ -73,6 +74,27 @@ def validate_run(hparams):
         if transcripts and not Path(transcripts).exists():
             raise RecipeConfigError(f"--transcripts={transcripts}: no such file or folder; make it with "
                                     "tools/pseudo_label.py or pass a folder of *.trans.txt files")
+
+
+def check_parameter_groups(hparams):
+    """``parameter_groups``: known group names, only ``lr_scale`` / ``weight_decay``, scales of at least 0."""
+    from spectron_kit.freezing import COMPONENT_GROUPS
+
+    groups = hparams.get("parameter_groups") or {}
+    if not isinstance(groups, dict):
+        raise RecipeConfigError(f"--parameter_groups={groups!r}: give a mapping, e.g. "
+                                '"{lm: {lr_scale: 0.1}, encoder: {lr_scale: 0}}"')
+    for name, setting in groups.items():
+        if name not in COMPONENT_GROUPS:
+            raise RecipeConfigError(f"--parameter_groups: no group {name!r}; the groups are "
+                                    + ", ".join(COMPONENT_GROUPS))
+        if not isinstance(setting, dict) or set(setting) - {"lr_scale", "weight_decay"}:
+            raise RecipeConfigError(f"--parameter_groups: {name}={setting!r}; give lr_scale and/or weight_decay, "
+                                    f'e.g. "{{{name}: {{lr_scale: 0.1}}}}"')
+        scale = setting.get("lr_scale", 1.0)
+        if isinstance(scale, bool) or not isinstance(scale, (int, float)) or scale < 0:
+            raise RecipeConfigError(f"--parameter_groups: {name}.lr_scale={scale!r}; use 0 (frozen) or a "
+                                    "positive number")
 
 
 def check_schedule_settings(hparams):

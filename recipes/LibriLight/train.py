@@ -26,6 +26,7 @@ from pathlib import Path
 import speechbrain as sb
 import torch
 from rich.console import Console
+from rich.table import Table
 from speechbrain.utils.seed import seed_everything
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -35,6 +36,7 @@ from mini_prepare import DEBUG_OVERRIDES, pretrain_if_missing  # noqa: E402,F401
 from model_setup import build_model_for_data, encode_prompts, prepare_data  # noqa: E402  (tools use train.*)
 from run_summary import held_out_prompt_wer, print_summary, write_samples  # noqa: E402
 
+from spectron_kit.freezing import component_groups  # noqa: E402
 from spectron_kit.losses import lengths_to_mask  # noqa: E402
 from spectron_kit.plotting import plot_loss_curves  # noqa: E402
 from spectron_kit.progress import progress_bar  # noqa: E402
@@ -99,14 +101,12 @@ class SpectronBrain(sb.Brain):
 
     # -- optimiser and schedule -------------------------------------------------
     def init_optimizers(self):
-        model = self.model
-        encoder_ids = {id(p) for p in model.encoder.parameters()}
-        encoder = [p for p in model.encoder.parameters() if p.requires_grad]
-        rest = [p for p in model.parameters() if p.requires_grad and id(p) not in encoder_ids]
-        lr = self.hparams.lr
-        groups = [{"params": rest, "lr": lr}]
-        if encoder:
-            groups.append({"params": encoder, "lr": lr * self.hparams.encoder_lr_scale})
+        settings = getattr(self.hparams, "parameter_groups", None)
+        if settings is None:  # recipes written before parameter_groups: the encoder's scale alone
+            settings = {"encoder": {"lr_scale": self.hparams.encoder_lr_scale}}
+        groups, rows = component_groups(self.model, self.hparams.lr, settings,
+                                        getattr(self.hparams, "weight_decay", None))
+        report_parameter_groups(rows, self.hparams.output_folder)
         # the YAML's optimiser (!name:torch.optim.AdamW ...) and schedule (!new:...WarmupCosine)
         self.optimizer = self.hparams.optimizer(groups)
         if getattr(self.hparams, "schedule_clock", "steps") == "minutes":  # the budget is max_training_minutes
@@ -253,6 +253,23 @@ class SpectronBrain(sb.Brain):
                               f">= max_training_minutes {limit:g}")
                 counter.current = counter.limit
         self.last_stats = means
+
+
+def report_parameter_groups(rows, output_folder):
+    """The learning rate and trainable parameters of every component, on the console and in
+    ``<output_folder>/parameter_groups.json`` (saved with the run)."""
+    if not sb.utils.distributed.if_main_process():
+        return
+    table = Table(title="parameter groups (parameter_groups)")
+    for column in ("group", "parameters", "trainable", "lr", "weight decay"):
+        table.add_column(column, justify="left" if column == "group" else "right")
+    for name, total, trainable, lr, decay in rows:
+        table.add_row(name, f"{total:,}", f"{trainable:,}", f"{lr:.2e}" if trainable else "frozen",
+                      "-" if decay is None else f"{decay:g}")
+    console.print(table)
+    (Path(output_folder) / "parameter_groups.json").write_text(json.dumps(
+        [{"group": n, "parameters": t, "trainable": tr, "lr": lr if tr else 0.0, "weight_decay": d}
+         for n, t, tr, lr, d in rows], indent=1))
 
 
 def logged_terms(objective):

@@ -272,3 +272,23 @@ def test_a_plugin_loss_term_that_needs_alignments_gets_them_without_recipe_edits
     assert summary["optimizer_steps"] > 0 and seen  # w_guided_attention is 0: only the term asked for them
     centres = torch.cat([c.flatten() for c in seen])
     assert torch.isfinite(centres).any() and centres[torch.isfinite(centres)].min() >= 0
+
+
+def test_a_frozen_component_does_not_move_and_the_groups_are_saved_with_the_run(tmp_path):
+    """parameter_groups: lm frozen (lr_scale 0), the pre-net at twice the lr; the rest learns at lr."""
+    from transformers import AutoModelForCausalLM
+
+    from spectron_kit.model import SpectronModel
+
+    summary = train.main([str(RECIPE / "hparams" / "spectron_mini.yaml"), "--debug", f"--data_folder={tmp_path}/corpus",
+                          f"--output_folder={tmp_path}/run", "--parameter_groups={lm: {lr_scale: 0}, "
+                          "prenet: {lr_scale: 2.0, weight_decay: 0.0}}"])
+    assert summary["optimizer_steps"] > 0
+    groups = {g["group"]: g for g in json.loads((tmp_path / "run" / "parameter_groups.json").read_text())}
+    assert groups["lm"]["trainable"] == 0 and groups["lm"]["parameters"] > 0 and groups["lm"]["lr"] == 0.0
+    assert groups["prenet"]["lr"] == pytest.approx(2 * groups["postnet"]["lr"]) and groups["prenet"]["weight_decay"] == 0
+    trained = SpectronModel.from_pretrained(tmp_path / "run" / "bundle").lm.model.state_dict()
+    original = AutoModelForCausalLM.from_pretrained(tmp_path / "corpus" / "pretrained" / "1234" / "text_lm").state_dict()
+    layers = [k for k in original if ".layers." in k]
+    assert layers and all(torch.equal(trained[k], original[k]) for k in layers)  # the frozen LM did not move
+    assert summary["valid_final"]["spec"] < summary["valid_step0"]["spec"]  # the rest learned

@@ -32,6 +32,10 @@ def run_train(args, capsys):
     ([MINI, "--schedule_clock=hours"], "error: --schedule_clock=hours: use steps"),
     ([MINI, "--best_checkpoint_key=spek"], "error: --best_checkpoint_key=spek: not a logged valid term; use loss, last "
                                            "(the newest checkpoint: a fine-tune) or one of ce,"),
+    ([MINI, "--parameter_groups={lmm: {lr_scale: 0}}"], "error: --parameter_groups: no group 'lmm'; the groups are "
+                                                       "encoder, projection, lm, prenet, postnet, heads"),
+    ([MINI, "--parameter_groups={lm: {lr_scale: -1}}"], "error: --parameter_groups: lm.lr_scale=-1; use 0 (frozen)"),
+    ([MINI, "--parameter_groups={lm: {lr: 0.1}}"], "error: --parameter_groups: lm={'lr': 0.1}; give lr_scale"),
     ([PAPER, "--data_folder=/no/such/librilight", "--transcripts=t.tsv", "--librispeech_folder=/x"],
      "error: --data_folder=/no/such/librilight: no such folder"),
 ])
