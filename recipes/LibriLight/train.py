@@ -117,7 +117,7 @@ class SpectronBrain(sb.Brain):
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, multiplier)
         self.optimizers_dict = {"opt_class": self.optimizer}
         if self.checkpointer is not None:
-            self.checkpointer.add_recoverable("optimizer", self.optimizer)
+            self.checkpointer.add_recoverable("optimizer", self.optimizer, custom_load_hook=load_optimizer_state)
             self.checkpointer.add_recoverable("scheduler", self.scheduler)
 
     def on_fit_batch_end(self, batch, outputs, loss, should_step):
@@ -253,6 +253,20 @@ class SpectronBrain(sb.Brain):
                               f">= max_training_minutes {limit:g}")
                 counter.current = counter.limit
         self.last_stats = means
+
+
+def load_optimizer_state(optimizer, path, end_of_epoch=False):
+    """Resume the optimiser's moments; a checkpoint whose parameter groups differ (written before
+    ``parameter_groups``, or with other groups) resumes with fresh moments and a warning: its weights,
+    schedule and clock still load, nothing is lost."""
+    state = torch.load(path, map_location="cpu", weights_only=True)
+    if len(state.get("param_groups", [])) != len(optimizer.param_groups) or any(
+            len(a["params"]) != len(b["params"]) for a, b in zip(state["param_groups"], optimizer.param_groups)):
+        console.print(f"warning: the checkpoint's optimiser has {len(state.get('param_groups', []))} parameter "
+                      f"groups, this run {len(optimizer.param_groups)} (parameter_groups); its Adam moments start "
+                      "afresh, the weights, schedule and clock resume")
+        return
+    optimizer.load_state_dict(state)
 
 
 def report_parameter_groups(rows, output_folder):

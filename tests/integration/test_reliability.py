@@ -345,3 +345,22 @@ def test_a_resumed_run_writes_only_the_snapshots_it_reaches_itself():
                             save_snapshot=written.append)
     train.SpectronBrain.save_due_snapshots(fresh)  # a fresh run writes every minute it passes
     assert written == ["100min", "0min", "20min"]
+
+
+def test_a_checkpoint_with_other_parameter_groups_resumes_with_fresh_moments(tmp_path, capsys):
+    """Runs from before parameter_groups (two groups) still resume: weights and schedule load, moments restart."""
+    import torch
+
+    import train
+
+    params = [torch.nn.Parameter(torch.ones(3)) for _ in range(3)]
+    old = torch.optim.AdamW([{"params": params[:2]}, {"params": params[2:]}])
+    sum(p.sum() for p in params).backward()
+    old.step()
+    torch.save(old.state_dict(), tmp_path / "optimizer.ckpt")
+    new = torch.optim.AdamW([{"params": [p]} for p in params])
+    train.load_optimizer_state(new, tmp_path / "optimizer.ckpt")
+    assert "2 parameter groups, this run 3" in capsys.readouterr().out and not new.state
+    same = torch.optim.AdamW([{"params": params[:2]}, {"params": params[2:]}])
+    train.load_optimizer_state(same, tmp_path / "optimizer.ckpt")
+    assert torch.equal(same.state[params[0]]["exp_avg"], old.state[params[0]]["exp_avg"])
