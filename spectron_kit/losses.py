@@ -569,6 +569,18 @@ class TranscriptCETerm(LossTerm):
         return transcript_cross_entropy(outputs["text_logits"], outputs["text_targets"], self.ignore_index)
 
 
+class TextRehearsalTerm(LossTerm):
+    """``text_rehearsal``: the LM's own next-token cross-entropy on text-only batches mixed into training (so it
+    keeps its language modelling while it learns speech; an addition to the paper). The recipe serves the batches
+    (``rehearsal_tokens``, from ``rehearsal_text``) because the term requires them; the model writes
+    ``rehearsal_logits`` / ``rehearsal_targets`` for them."""
+
+    requires = ("rehearsal_tokens", "rehearsal_logits", "rehearsal_targets")  # the data field, the predictions
+
+    def compute(self, outputs):
+        return transcript_cross_entropy(outputs["rehearsal_logits"], outputs["rehearsal_targets"])
+
+
 class SpectrogramTerm(LossTerm):
     """``spec``: L_s = L_1+2(X, X^) over valid frames (:func:`spectrogram_loss`)."""
 
@@ -820,5 +832,7 @@ def register_losses(register):
              description="cross-entropy of the interleaved phoneme tokens (interleave_phonemes; addition)")
     register("phone_gate", PhonemeGateTerm,
              description="'a phoneme comes next' gate of the interleaved speech steps (interleave_phonemes; addition)")
+    register("text_rehearsal", TextRehearsalTerm,
+             description="the LM's next-token cross-entropy on text-only batches of its own text (addition)")
     register("flux", FluxTerm,
              description="bounded reward for moving away from the previous true frame (MELLE; addition)")

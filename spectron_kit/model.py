@@ -370,12 +370,30 @@ class SpectronModel(nn.Module):
         with recording as attention:
             hidden, _ = self.lm(embeds, mask, positions)
         out = self._teacher_forced_outputs(hidden, layout, speech, tokens, grouped, group_lens)
+        if batch.get("rehearsal_tokens") is not None:  # text-only batches: the LM's own language modelling
+            out.update(self.rehearsal_outputs(batch["rehearsal_tokens"], batch["rehearsal_lens"]))
         pred, coarse = out.pop("pred"), out.pop("coarse")
         out.update({"pred_frames": pred[:, : target.shape[1]],
                     "coarse_frames": coarse[:, : target.shape[1]] if coarse is not None else None,
                     "target_frames": target, "frame_lens": target_lens,
                     "attention": {layer: probs[0] for layer, probs in attention.items() if probs}})
         return out
+
+    def rehearsal_outputs(self, tokens, lengths):
+        """The LM alone on text: ``[<sos>] + tokens`` in, ``tokens + [<eos>]`` as targets (-100 on padding).
+        Returns ``{"rehearsal_logits": [B, N + 1, V], "rehearsal_targets": [B, N + 1]}``."""
+        tokens, lengths = tokens.to(self.device).long(), lengths.to(self.device).long()
+        batch_size, width = tokens.shape
+        sos = torch.full((batch_size, 1), self.lm.sos_id, dtype=torch.long, device=self.device)
+        inputs = torch.cat([sos, tokens.clamp(min=0)], dim=1)
+        mask = (torch.arange(width + 1, device=self.device)[None] <= lengths[:, None]).long()
+        positions = (mask.cumsum(-1) - 1).clamp(min=0)
+        hidden, _ = self.lm(self.lm.embed(inputs), mask, positions)
+        targets = torch.full((batch_size, width + 1), -100, dtype=torch.long, device=self.device)
+        for i, n in enumerate(lengths.tolist()):
+            targets[i, :n] = tokens[i, :n]
+            targets[i, n] = self.lm.eos_id
+        return {"rehearsal_logits": self.lm.logits(hidden), "rehearsal_targets": targets}
 
     def _target_frames(self, batch):
         """The continuation's frames in decoder units and their lengths (from ``cont_feats`` or the audio)."""

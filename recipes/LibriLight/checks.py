@@ -60,6 +60,9 @@ def validate_run(hparams):
     check_encoder_bins(hparams)
     check_schedule_settings(hparams)
     check_parameter_groups(hparams)
+    if (hparams.get("w_text_rehearsal") or 0) > 0 and not hparams.get("rehearsal_text"):
+        raise RecipeConfigError(f"--w_text_rehearsal={hparams['w_text_rehearsal']} needs its text: "
+                                "--rehearsal_text=<a text file, one sentence per line>")
     for key in ("batch_size", "number_of_epochs", "text_lm_batch_size", "encoder_ctc_batch_size"):
         value = hparams.get(key)
         if value is not None and (not isinstance(value, int) or isinstance(value, bool) or value < 1):

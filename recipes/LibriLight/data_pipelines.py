@@ -3,6 +3,7 @@ continuation item (prompt audio or its cached encoding, continuation audio, toke
 events). ``train.dataio_prepare`` puts them together by what the loss terms require."""
 import logging
 import math
+from pathlib import Path
 
 import speechbrain as sb
 import torch
@@ -17,6 +18,45 @@ from spectron_kit.phonemes import continuation_events
 from spectron_kit.recipe import RecipeConfigError
 
 logger = logging.getLogger(__name__)
+
+#: data fields a loss term may require that are not per utterance: text-only batches (``text_rehearsal``)
+REHEARSAL_FIELDS = ("rehearsal_tokens",)
+
+
+class TextRehearsal:
+    """Text-only batches for the ``text_rehearsal`` term: random lines of a text file (the LM's own text),
+    tokenised with the model's tokenizer, drawn with their own seeded generator.
+
+    Arguments:
+        path: a text file, one sentence per line (the mini setup: the LM's pre-training text).
+        tokenizer: the model's LM tokenizer (``encode(text) -> ids``).
+        batch_size: sentences per batch.
+        seed: the generator's seed.
+        max_tokens: longer sentences are cut.
+    """
+
+    def __init__(self, path, tokenizer, batch_size, seed, max_tokens=64):
+        try:
+            lines = [line.strip().lower() for line in Path(path).read_text().splitlines() if line.strip()]
+        except OSError as err:
+            raise RecipeConfigError(f"--rehearsal_text={path}: cannot read it ({err.strerror}); give a text file, "
+                                    "one sentence per line") from None
+        if not lines:
+            raise RecipeConfigError(f"--rehearsal_text={path}: no sentence in it; give a text file, one per line")
+        self.lines, self.tokenizer = lines, tokenizer
+        self.batch_size, self.max_tokens = int(batch_size), int(max_tokens)
+        self.generator = torch.Generator().manual_seed(int(seed))
+        logger.info("text rehearsal: %d sentences from %s, %d per batch", len(lines), path, self.batch_size)
+
+    def batch(self):
+        """``(tokens [B, N] padded with 0, lengths [B])``."""
+        picks = torch.randint(len(self.lines), (self.batch_size,), generator=self.generator).tolist()
+        ids = [list(self.tokenizer.encode(self.lines[i]))[: self.max_tokens] for i in picks]
+        lengths = torch.tensor([len(x) for x in ids], dtype=torch.long)
+        tokens = torch.zeros(len(ids), max(1, int(lengths.max())), dtype=torch.long)
+        for row, x in enumerate(ids):
+            tokens[row, : len(x)] = torch.tensor(x, dtype=torch.long)
+        return tokens, lengths
 
 
 def load_rows(hparams, manifests, names, limit, repeats=1, speakers=None):

@@ -31,7 +31,7 @@ from speechbrain.utils.seed import seed_everything
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from checks import check_required_keys, validate_run  # noqa: E402
-from data_pipelines import ContinuationPipelines, load_rows  # noqa: E402
+from data_pipelines import REHEARSAL_FIELDS, ContinuationPipelines, TextRehearsal, load_rows  # noqa: E402
 from mini_prepare import DEBUG_OVERRIDES, pretrain_if_missing  # noqa: E402,F401  (train.DEBUG_OVERRIDES: tools)
 from model_setup import build_model_for_data, encode_prompts, prepare_data  # noqa: E402  (tools use train.*)
 from run_summary import held_out_prompt_wer, print_summary, write_samples  # noqa: E402
@@ -81,6 +81,8 @@ class SpectronBrain(sb.Brain):
             valid = lengths_to_mask(absolute_lengths(centres), centres.data.shape[1])
             inputs["attention_centres"] = torch.where(valid, centres.data, torch.nan)
             inputs["attention_sigma"] = batch.attention_sigma.data[:, 0]
+        if getattr(self, "rehearsal", None) is not None:  # a term asked for text-only batches
+            inputs["rehearsal_tokens"], inputs["rehearsal_lens"] = self.rehearsal.batch()
         predictions = self.modules.model(inputs, attention_layers=self.objective.attention_layers)
         return predictions, inputs
 
@@ -463,6 +465,10 @@ def make_brain(hparams, model, run_opts, datasets, world_size, objective=None):
                           objective=objective)
     brain.clock = clock
     brain.tensorboard = tensorboard_logger(hparams)
+    brain.rehearsal = None
+    if objective is not None and set(objective.requires) & set(REHEARSAL_FIELDS):  # text_rehearsal
+        brain.rehearsal = TextRehearsal(hparams["rehearsal_text"], model.lm.tokenizer,
+                                        hparams["rehearsal_batch_size"], hparams["seed"])
     # per process: the distributed sampler gives each of world_size processes ceil(N / world_size) items
     brain.steps_per_epoch = math.ceil(math.ceil(len(datasets["train"]) / world_size) / hparams["batch_size"])
     brain.valid_steps = math.ceil(len(datasets["valid"]) / hparams["batch_size"])

@@ -274,6 +274,15 @@ def test_a_plugin_loss_term_that_needs_alignments_gets_them_without_recipe_edits
     assert torch.isfinite(centres).any() and centres[torch.isfinite(centres)].min() >= 0
 
 
+def test_text_rehearsal_mixes_the_lm_s_own_text_into_training(tmp_path):
+    """w_text_rehearsal > 0: text-only batches of the LM's pre-training text reach the LM every step."""
+    summary = train.main([str(RECIPE / "hparams" / "spectron_mini.yaml"), "--debug", f"--data_folder={tmp_path}/corpus",
+                          f"--output_folder={tmp_path}/run", "--w_text_rehearsal=1.0"])
+    assert "text_rehearsal" in summary["valid_step0"] and "text_rehearsal" in summary["valid_final"]
+    assert 0 < summary["valid_final"]["text_rehearsal"] < 20
+    assert "train text_rehearsal" in (tmp_path / "run" / "train_log.txt").read_text()
+
+
 def test_a_frozen_component_does_not_move_and_the_groups_are_saved_with_the_run(tmp_path):
     """parameter_groups: lm frozen (lr_scale 0), the pre-net at twice the lr; the rest learns at lr."""
     from transformers import AutoModelForCausalLM

@@ -32,6 +32,8 @@ def run_train(args, capsys):
     ([MINI, "--schedule_clock=hours"], "error: --schedule_clock=hours: use steps"),
     ([MINI, "--best_checkpoint_key=spek"], "error: --best_checkpoint_key=spek: not a logged valid term; use loss, last "
                                            "(the newest checkpoint: a fine-tune) or one of ce,"),
+    ([MINI, "--w_text_rehearsal=1.0", "--rehearsal_text=null"], "error: --w_text_rehearsal=1.0 needs its text: "
+                                                                 "--rehearsal_text=<a text file"),
     ([MINI, "--parameter_groups={lmm: {lr_scale: 0}}"], "error: --parameter_groups: no group 'lmm'; the groups are "
                                                        "encoder, projection, lm, prenet, postnet, heads"),
     ([MINI, "--parameter_groups={lm: {lr_scale: -1}}"], "error: --parameter_groups: lm.lr_scale=-1; use 0 (frozen)"),

@@ -387,3 +387,23 @@ def test_a_new_model_setting_is_one_field_and_one_yaml_key_and_travels_in_the_bu
                       postnet=base.postnet, reduction=2)
     with pytest.raises(ValueError, match="self_feeding=2.0; use a fraction"):
         SpectronConfig(self_feeding=2)
+
+
+def test_rehearsal_batches_reach_the_lm_and_score_as_the_lm_s_own_loss():
+    """text_rehearsal: the model's rehearsal outputs give the HF LM's own next-token loss on the same text."""
+    from spectron_kit.losses import TextRehearsalTerm
+
+    model = tiny_model().eval()
+    tokens = torch.tensor([[5, 9, 3, 7, 0, 0], [4, 4, 8, 11, 12, 6]])
+    lengths = torch.tensor([4, 6])
+    with torch.no_grad():
+        out = model.rehearsal_outputs(tokens, lengths)
+        ours = TextRehearsalTerm()({**out, "rehearsal_tokens": tokens})
+        sos, eos = model.lm.sos_id, model.lm.eos_id
+        losses, counts = [], []
+        for row, n in zip(tokens, lengths.tolist()):  # the HF model's own loss, one unpadded sequence at a time
+            ids = torch.tensor([[sos, *row[:n].tolist(), eos]])
+            losses.append(model.lm.model(input_ids=ids, labels=ids).loss * (n + 1))
+            counts.append(n + 1)
+    assert out["rehearsal_targets"].shape == (2, 7) and (out["rehearsal_targets"][0, 5:] == -100).all()
+    torch.testing.assert_close(ours, sum(losses) / sum(counts), atol=1e-5, rtol=1e-5)
