@@ -717,7 +717,7 @@ class SpectronModel(nn.Module):
         voice = vocoder_stream or open_stream(self.vocoder, self.frontend.spec.hop_length)
         lookahead = int(getattr(self.postnet, "lookahead_groups", 0)) if callable(
             getattr(self.postnet, "refine", None)) else 0
-        written, sent, audio, in_text = "", 0, [], True
+        written, sent, audio, in_text, ended = "", 0, [], True, False
         going = True
         while going:
             going = self._decode_step(state)
@@ -735,12 +735,18 @@ class SpectronModel(nn.Module):
             frames = self._streamed_frames(state, ready)
             if frames is not None and len(frames) > sent:
                 new = frames[sent:]
-                chunk = voice.push(new.float())
+                if going:
+                    chunk = voice.push(new.float())
+                else:  # the last frames and the end in one vocoder call where the stream can
+                    finish = getattr(voice, "finish", None)
+                    chunk = finish(new.float()) if callable(finish) else torch.cat([voice.push(new.float()),
+                                                                                       voice.flush()])
+                    ended = True
                 sent = len(frames)
                 chunk_frames = min(2 * chunk_frames, max_chunk_frames)  # the first soon, then fewer vocoder calls
                 audio.append(chunk)
                 yield StreamEvent("audio", frames=new, audio=chunk)
-        tail = voice.flush()
+        tail = torch.zeros(0) if ended else voice.flush()
         if len(tail):
             audio.append(tail)
             yield StreamEvent("audio", frames=torch.zeros(0, self.n_mels), audio=tail)

@@ -3,7 +3,8 @@
 The streaming contract of the ``vocoder`` kind (docs/PLUGINS.md): a vocoder
 may define ``stream()`` returning an object with ``push(frames) -> audio``
 and ``flush() -> audio`` (1-D float tensors, possibly empty), whose
-concatenated output is the audio of every frame pushed. A vocoder that
+concatenated output is the audio of every frame pushed (``finish(frames)``,
+the last push and the flush in one call, is optional). A vocoder that
 defines nothing is streamed by :class:`ChunkedVocoderStream`: each chunk is
 vocoded together with ``context_frames`` already-spoken frames before it,
 the last ``lookahead_frames`` wait for the frames after them (a vocoder reads
@@ -63,6 +64,14 @@ class ChunkedVocoderStream:
 
     def flush(self):
         """The audio of every frame still held back (the end of the utterance)."""
+        return self._emit(final=True)
+
+    def finish(self, frames):
+        """The last frames and the end at once: ``push(frames)`` + ``flush()`` in one vocoder call (optional in
+        the contract; callers fall back to push + flush)."""
+        frames = torch.as_tensor(frames).float()
+        if len(frames):
+            self.frames = frames if self.frames is None else torch.cat([self.frames, frames.to(self.frames)])
         return self._emit(final=True)
 
     def _emit(self, final):

@@ -50,7 +50,7 @@ PAPER_SETUP = ("LibriSpeech test-clean, 3 s prompts, ASR transcripts scored with
 
 RESULTS_JSON, RESULTS_MD, SAMPLES_HTML = "results.json", "results.md", "samples.html"
 
-_PERCENT = ("prompt_wer", "text_speech_wer")
+_PERCENT = ("prompt_wer", "text_speech_wer", "text_speech_wer_whole")
 _DECIMALS = {"perplexity": 2, "mean_perplexity": 2, "log_perplexity": 3, "mean_log_perplexity": 3,
              "frames_per_second": 1, "real_time_factor": 3}
 
