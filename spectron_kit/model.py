@@ -862,8 +862,13 @@ class SpectronModel(nn.Module):
         go = state.next_embeds.new_zeros(1, self.n_mels * self.r)
         return self.prenet(go)[0] + self.frame_step_embedding(0)[0]
 
-    def _phone_input(self, state, phone):
-        return self.phone_embedding(torch.tensor([phone], device=state.active.device))[0]
+    def _feed_phones(self, state, phones):
+        """``{row: phoneme id}``: each row's next input is its phoneme's embedding (one lookup for all)."""
+        if phones:
+            rows = list(phones)
+            ids = torch.tensor([phones[row] for row in rows], device=state.active.device)
+            state.next_embeds[rows] = self.phone_embedding(ids).to(state.dtype)
+            state.active[rows] = 1
 
     def _text_step(self, state, last, rows):
         """Text rows write a token (or the forced one); ``<eos>`` or the text budget starts the phoneme list
@@ -888,6 +893,7 @@ class SpectronModel(nn.Module):
         """Phoneme-list rows write the next phoneme, until ``<end>`` (or as many phonemes as frame groups)."""
         logits = self.phone_head(last[rows]).float()
         logits[:, 1] = float("-inf")
+        listed = {}
         for row, phone in zip(rows, logits.argmax(-1).tolist()):
             if state.forced_phonemes is not None:
                 k = len(state.listed[row])
@@ -897,7 +903,8 @@ class SpectronModel(nn.Module):
                 self._feed(state, row, self._speech_start(state))
             else:
                 state.listed[row].append(phone)
-                self._feed(state, row, self._phone_input(state, phone))
+                listed[row] = phone
+        self._feed_phones(state, listed)
 
     def _phoneme_step(self, state, last, rows):
         """Speech rows about to start a phoneme write its token (interleaved phonemes). Returns the rows that
@@ -912,6 +919,7 @@ class SpectronModel(nn.Module):
         sequence = state.listed if self.phoneme_list else state.forced_phonemes  # decided before the speech
         if sequence is not None:
             phone_rows = {row: _next_listed(sequence[row], state.phones[row]) for row in phone_rows}
+        spoken = {}
         for row, phone in phone_rows.items():
             state.speech_steps[row] += 1
             if phone == 0:  # <end>: the speech is over
@@ -920,7 +928,8 @@ class SpectronModel(nn.Module):
             state.phones[row].append(phone)
             state.since_phone[row] = 0
             state.survival[row] = 1.0
-            self._feed(state, row, self._phone_input(state, phone))
+            spoken[row] = phone
+        self._feed_phones(state, spoken)
         return [row for row in rows if row not in phone_rows]
 
     def _frame_step(self, state, last, rows):
