@@ -27,8 +27,9 @@ EXTRAS = {
     "test": ["pytest==9.0.3", "jiwer==4.0.0", "import-linter==2.17"],  # jiwer: independent WER reference; import-linter: .importlinter
     "tensorboard": ["tensorboard==2.21.0"],
     "serve": ["fastapi==0.165.0", "uvicorn==0.55.0", "websockets==17.4"],  # spectron-kit serve (the demo page)
+    "adapters": ["peft==0.21.2"],  # lm_adapter: LoRA on the LM
 }
-EXTRAS["test"] = EXTRAS["test"] + EXTRAS["eval"] + EXTRAS["tensorboard"] + EXTRAS["serve"]
+EXTRAS["test"] = EXTRAS["test"] + EXTRAS["eval"] + EXTRAS["tensorboard"] + EXTRAS["serve"] + EXTRAS["adapters"]
 EXTRAS["all"] = sorted(set(sum(EXTRAS.values(), [])))
 
 setup(

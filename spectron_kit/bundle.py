@@ -27,6 +27,7 @@ def save_bundle(model, directory):
 
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
+    model = model.for_bundle() if callable(getattr(model, "for_bundle", None)) else model  # adapter merged?
     components = {}
     for kind in COMPONENTS:
         module = getattr(model, kind)

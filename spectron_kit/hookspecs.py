@@ -50,6 +50,11 @@ def register_losses(register):
 
 
 @hookspec
+def register_adapters(register):
+    """Register LM adapters (``apply(lm)`` adds trainable weights and freezes the LM's, ``merge(lm)``)."""
+
+
+@hookspec
 def register_vocoders(register):
     """Register vocoders (features -> waveform, each with a FeatureSpec)."""
 

@@ -219,6 +219,26 @@ class SpectronModel(nn.Module):
         if c.phone_context:  # index of a step within its phoneme (the last index is shared by longer ones)
             self.within_phone = nn.Embedding(c.max_phone_groups + 1, lm.d_model)
             nn.init.normal_(self.within_phone.weight, std=0.1)
+        self.adapter = None
+        if c.lm_adapter:  # the LM trains an adapter instead of its own weights (spectron_kit.adapters)
+            from spectron_kit.registry import build
+
+            options = dict(c.lm_adapter)
+            self.adapter = build("adapter", options.pop("name"), **options)
+            self.adapter.apply(lm)
+
+    def for_bundle(self):
+        """What a bundle saves: this model, or with ``merge_adapter`` a copy whose adapter is folded into the
+        LM's weights (a plain model, ``lm_adapter`` None)."""
+        if self.adapter is None or not self.config.merge_adapter:
+            return self
+        import copy
+
+        merged = copy.deepcopy(self)
+        merged.adapter.merge(merged.lm)
+        merged.adapter = None
+        merged.config = dataclasses.replace(merged.config, lm_adapter=None)
+        return merged
 
     def check_objective(self, objective):
         """Refuse an objective (``SpectronLoss``) this model cannot feed: the attention of decoder layers

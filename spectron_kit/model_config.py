@@ -53,6 +53,11 @@ class SpectronConfig:
             text (prefix -> words -> phonemes -> frames), and the speech section
             speaks that list in order (an addition).
         gate_rule: how the gate ends a phoneme in generation, "median" or "threshold".
+        lm_adapter: an adapter the LM trains instead of its own weights, ``{"name": "lora", **its
+            arguments}`` (a registered ``adapter``; ``spectron_kit.adapters``), or None (the paper: the LM
+            is fine-tuned whole). An addition.
+        merge_adapter: bundles fold the adapter into the LM's weights (a plain bundle) instead of keeping it
+            separate (the bundle then re-applies it when loaded).
     """
 
     reduction_factor: int = 1
@@ -72,6 +77,8 @@ class SpectronConfig:
     phone_context: bool = False
     phoneme_list: bool = False
     gate_rule: str = "median"
+    lm_adapter: Optional[dict] = None
+    merge_adapter: bool = True
 
     def __post_init__(self):
         self.reduction_factor = int(self.reduction_factor)
@@ -82,6 +89,8 @@ class SpectronConfig:
             setattr(self, name, bool(getattr(self, name)))
         self.max_text_tokens, self.max_phone_groups = int(self.max_text_tokens), int(self.max_phone_groups)
         self.phonemes = list(self.phonemes) if self.phonemes is not None else None
+        self.lm_adapter = dict(self.lm_adapter) if self.lm_adapter else None
+        self.merge_adapter = bool(self.merge_adapter)
         self.check()
 
     def check(self):
@@ -102,6 +111,8 @@ class SpectronConfig:
                                  "reads it from the training manifests' phone_times")
             if not self.intermediate_text:
                 raise ValueError("interleave_phonemes needs the intermediate text (intermediate_text=True)")
+        if self.lm_adapter is not None and not self.lm_adapter.get("name"):
+            raise ValueError(f"lm_adapter={self.lm_adapter!r}; name the adapter, e.g. {{name: lora, r: 8}}")
         for name in ("phone_context", "phoneme_list"):
             if getattr(self, name) and not self.interleave_phonemes:
                 raise ValueError(f"{name} needs interleave_phonemes=True")

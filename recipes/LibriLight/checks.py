@@ -60,6 +60,11 @@ def validate_run(hparams):
     check_encoder_bins(hparams)
     check_schedule_settings(hparams)
     check_parameter_groups(hparams)
+    adapter = hparams.get("lm_adapter") or {}
+    if adapter:
+        if not isinstance(adapter, dict) or not adapter.get("name"):
+            raise RecipeConfigError(f"--lm_adapter={adapter!r}: name the adapter, e.g. \"{{name: lora, r: 8}}\"")
+        registry.get("adapter", adapter["name"])  # names the registered adapters when unknown
     if (hparams.get("w_text_rehearsal") or 0) > 0 and not hparams.get("rehearsal_text"):
         raise RecipeConfigError(f"--w_text_rehearsal={hparams['w_text_rehearsal']} needs its text: "
                                 "--rehearsal_text=<a text file, one sentence per line>")

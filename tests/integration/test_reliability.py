@@ -34,6 +34,8 @@ def run_train(args, capsys):
                                            "(the newest checkpoint: a fine-tune) or one of ce,"),
     ([MINI, "--w_text_rehearsal=1.0", "--rehearsal_text=null"], "error: --w_text_rehearsal=1.0 needs its text: "
                                                                  "--rehearsal_text=<a text file"),
+    ([MINI, "--lm_adapter={name: lorra, r: 4}"], "error: no adapter named 'lorra'"),
+    ([MINI, "--lm_adapter={r: 4}"], "error: --lm_adapter={'r': 4}: name the adapter"),
     ([MINI, "--parameter_groups={lmm: {lr_scale: 0}}"], "error: --parameter_groups: no group 'lmm'; the groups are "
                                                        "encoder, projection, lm, prenet, postnet, heads"),
     ([MINI, "--parameter_groups={lm: {lr_scale: -1}}"], "error: --parameter_groups: lm.lr_scale=-1; use 0 (frozen)"),
