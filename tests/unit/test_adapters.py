@@ -5,27 +5,13 @@ import torch
 from spectron_kit import build
 from spectron_kit.registry import get_registry
 
-from test_model import SPEC, N_MELS, batch_of, chirp, scored  # noqa: I001  (tests/unit is on sys.path under pytest)
+from test_model import batch_of, chirp, scored, tiny_model  # noqa: I001  (tests/unit is on sys.path under pytest)
 
 pytest.importorskip("peft")
 
 
 def lora_model(merge=True, r=4):
-    from spectron_kit.model import SpectronModel
-
-    torch.manual_seed(0)
-    model = SpectronModel(
-        frontend=build("frontend", "log_mel", spec=SPEC),
-        encoder=build("encoder", "conformer", n_mels=N_MELS, d_model=32, num_layers=1, nhead=2, d_ffn=64,
-                      kernel_size=7, dropout=0.0, hop_seconds=0.01),
-        lm=build("lm", "hf", config={"model_type": "gpt2", "n_embd": 48, "n_layer": 2, "n_head": 2,
-                                     "n_positions": 1024, "resid_pdrop": 0.0, "embd_pdrop": 0.0,
-                                     "attn_pdrop": 0.0}, vocab_size=30),
-        prenet=lambda in_dim, out_dim: build("prenet", "mlp", in_dim=in_dim, out_dim=out_dim, bottleneck=32,
-                                             dropout=0.0),
-        postnet=lambda in_dim, out_dim: build("postnet", "mlp", in_dim=in_dim, out_dim=out_dim, hidden=64),
-        vocoder=build("vocoder", "griffin_lim", spec=SPEC, n_iter=4), prompt_seconds=1.0, max_text_tokens=6,
-        lm_adapter={"name": "lora", "r": r}, merge_adapter=merge)
+    model = tiny_model(max_text_tokens=6, lm_adapter={"name": "lora", "r": r}, merge_adapter=merge)
     with torch.no_grad():  # LoRA starts as a zero update; a trained one is not
         for name, param in model.lm.model.named_parameters():
             if "lora_B" in name:

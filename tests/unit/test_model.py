@@ -13,7 +13,7 @@ N_MELS = 40
 SPEC = {"n_mels": N_MELS, "n_fft": 512, "win_length": 400, "hop_length": 160}
 
 
-def tiny_model(r=1, stop_head=False, prenet_dropout=0.0, vocoder=True, lm_layers=2):
+def tiny_model(r=1, stop_head=False, prenet_dropout=0.0, vocoder=True, lm_layers=2, **settings):
     torch.manual_seed(0)
     return SpectronModel(
         frontend=build("frontend", "log_mel", spec=SPEC),
@@ -26,7 +26,7 @@ def tiny_model(r=1, stop_head=False, prenet_dropout=0.0, vocoder=True, lm_layers
                                              dropout=prenet_dropout),
         postnet=lambda in_dim, out_dim: build("postnet", "mlp", in_dim=in_dim, out_dim=out_dim, hidden=64),
         vocoder=build("vocoder", "griffin_lim", spec=SPEC, n_iter=4) if vocoder else None,
-        reduction_factor=r, stop_head=stop_head, prompt_seconds=1.0)
+        reduction_factor=r, stop_head=stop_head, prompt_seconds=1.0, **settings)
 
 
 def scored(model, batch, **loss_kwargs):
