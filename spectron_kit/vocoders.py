@@ -73,7 +73,7 @@ class GriffinLimVocoder(torch.nn.Module):
         return wav, sample_lengths
 
 
-    def stream(self, context_frames=24, lookahead_frames=8, crossfade_frames=2):
+    def stream(self, context_frames=12, lookahead_frames=4, crossfade_frames=2):
         """The streaming contract (:mod:`spectron_kit.vocoder_stream`): Griffin-Lim estimates each chunk's
         phase with ``context_frames`` spoken frames before it and ``lookahead_frames`` after, and chunks meet
         in a ``crossfade_frames`` cross-fade (its phase is only consistent within a window, so a chunk's border
