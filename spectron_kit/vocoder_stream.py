@@ -80,9 +80,7 @@ class ChunkedVocoderStream:
         if end <= self.done and not (final and self.tail is not None):
             return torch.zeros(0)
         first = max(0, self.done - self.context)
-        window = self.frames[first:total]
-        wav, lengths = self.vocoder(window[None], torch.tensor([len(window)]))
-        wav = wav[0, : int(lengths[0])].detach().float().cpu()
+        wav = self._vocode(self.frames[first:total], first)
         offset = first * self.hop                                 # absolute sample of wav[0]
         start = self.done * self.hop - (len(self.tail) if self.tail is not None else 0)
         stop = offset + len(wav) if final else end * self.hop - self.fade
@@ -94,6 +92,13 @@ class ChunkedVocoderStream:
         self.tail = None if final else wav[stop - offset: end * self.hop - offset].clone()
         self.done = end
         return chunk
+
+
+    def _vocode(self, window, first):
+        """The audio of frames ``window`` [T, F] (frame ``first`` of the utterance onwards), 1-D on the CPU;
+        a vocoder's own stream may override this (e.g. to carry state from the previous window)."""
+        wav, lengths = self.vocoder(window[None], torch.tensor([len(window)]))
+        return wav[0, : int(lengths[0])].detach().float().cpu()
 
 
 def open_stream(vocoder, hop_length):

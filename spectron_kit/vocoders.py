@@ -6,9 +6,11 @@ Example:
     >>> frontend, vocoder = LogMelFrontend(), GriffinLimVocoder(n_iter=4)
     >>> feats, lens = frontend(torch.randn(1, 8000) * 0.1)
     >>> wav, wav_lens = vocoder(feats, lens)
-    >>> wav.shape[1] == wav_lens[0] == 8000
+    >>> wav.shape[1] == int(wav_lens[0]) == 8000
     True
 """
+import math
+
 import torch
 import torchaudio
 
@@ -51,9 +53,7 @@ class GriffinLimVocoder(torch.nn.Module):
             raise ValueError(f"features have {feats.shape[-1]} bins but the vocoder expects "
                              f"n_mels={self.spec.n_mels}")
         spec = self.spec
-        mel = torch.exp(feats.float() * self.std + self.mean)  # [B, T, n_mels]
-        mag = torch.clamp(torch.matmul(mel, self.inverse_fbank), min=0.0)  # [B, T, n_freq]
-        mag = mag.pow(1.0 / spec.power).pow(self.sharpen).transpose(1, 2)
+        mag = self.magnitude(feats)
         if lengths is None:
             lengths = torch.full((feats.shape[0],), feats.shape[1], dtype=torch.long)
         # zero the padding so it does not leak into valid samples
@@ -72,13 +72,56 @@ class GriffinLimVocoder(torch.nn.Module):
         wav = torch.where(peak > 0.99, wav / peak * 0.99, wav)
         return wav, sample_lengths
 
+    def magnitude(self, feats):
+        """Linear STFT magnitude [B, n_freq, T] of normalised log-mel frames [B, T, n_mels]."""
+        mel = torch.exp(feats.float() * self.std + self.mean)  # [B, T, n_mels]
+        mag = torch.clamp(torch.matmul(mel, self.inverse_fbank), min=0.0)  # [B, T, n_freq]
+        return mag.pow(1.0 / self.spec.power).pow(self.sharpen).transpose(1, 2)
 
-    def stream(self, context_frames=12, lookahead_frames=4, crossfade_frames=2):
-        """The streaming contract (:mod:`spectron_kit.vocoder_stream`): Griffin-Lim estimates each chunk's
-        phase with ``context_frames`` spoken frames before it and ``lookahead_frames`` after, and chunks meet
-        in a ``crossfade_frames`` cross-fade (its phase is only consistent within a window, so a chunk's border
-        audio is blended, not cut)."""
-        return ChunkedVocoderStream(self, self.spec.hop_length, context_frames, lookahead_frames, crossfade_frames)
+    def stream(self, context_frames=12, lookahead_frames=4, crossfade_frames=2, n_iter=None):
+        """The streaming contract (:mod:`spectron_kit.vocoder_stream`): each chunk is vocoded with
+        ``context_frames`` spoken frames before it and ``lookahead_frames`` after, and the phase the previous
+        window found for the frames they share starts this window's iterations (``n_iter``, default half of
+        the vocoder's, as the shared frames start near their answer); chunks meet in a ``crossfade_frames``
+        cross-fade."""
+        return GriffinLimStream(self, context_frames, lookahead_frames, crossfade_frames,
+                                n_iter=n_iter if n_iter is not None else max(1, self.n_iter // 2))
+
+
+class GriffinLimStream(ChunkedVocoderStream):
+    """Streamed Griffin-Lim whose windows carry their phase over: a frame the previous window vocoded starts
+    from the phase found there (fast Griffin-Lim with the vocoder's momentum; the other frames start from a
+    seeded random phase)."""
+
+    def __init__(self, vocoder, context_frames, lookahead_frames, crossfade_frames, n_iter):
+        super().__init__(vocoder, vocoder.spec.hop_length, context_frames, lookahead_frames, crossfade_frames)
+        self.n_iter = int(n_iter)
+        self.phase, self.phase_first = None, 0       # the last window's phase [n_freq, T] and its first frame
+        self.generator = torch.Generator().manual_seed(int(vocoder.seed))
+
+    @torch.no_grad()
+    def _vocode(self, window, first):
+        vocoder, spec = self.vocoder, self.vocoder.spec
+        mag = vocoder.magnitude(window[None].to(vocoder.mean.device))[0]       # [n_freq, T]
+        angles = torch.polar(torch.ones_like(mag), 2 * math.pi * torch.rand(mag.shape, generator=self.generator)
+                             .to(mag.device))
+        if self.phase is not None:  # frames the previous window shared with this one start where it ended
+            lo, hi = max(first, self.phase_first), min(first + mag.shape[1], self.phase_first + self.phase.shape[1])
+            if hi > lo:
+                angles[:, lo - first: hi - first] = self.phase[:, lo - self.phase_first: hi - self.phase_first]
+        kwargs = {"n_fft": spec.n_fft, "hop_length": spec.hop_length, "win_length": spec.win_length,
+                  "window": torch.hann_window(spec.win_length, device=mag.device)}
+        length = (mag.shape[1] - 1) * spec.hop_length
+        previous = torch.zeros_like(angles)
+        for _ in range(self.n_iter):  # fast Griffin-Lim (Perraudin et al. 2013), as torchaudio's
+            rebuilt = torch.stft(torch.istft(mag * angles, length=length, **kwargs), return_complex=True, **kwargs)
+            angles = rebuilt - previous * (vocoder.momentum / (1 + vocoder.momentum))
+            angles = angles / angles.abs().clamp(min=1e-16)
+            previous = rebuilt
+        self.phase, self.phase_first = angles, first
+        wav = torch.istft(mag * angles, length=length, **kwargs).float().cpu()
+        peak = float(wav.abs().max()) if len(wav) else 0.0
+        return wav / peak * 0.99 if peak > 0.99 else wav
 
 
 @hookimpl
