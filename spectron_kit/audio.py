@@ -73,10 +73,14 @@ def resample(wav, orig_rate, new_rate):
 
 def save_audio(path, wav, sample_rate):
     """Write a mono waveform (tensor or array) as a 16-bit file (format from the suffix)."""
+    soundfile.write(str(path), pcm_samples(wav), int(sample_rate), subtype="PCM_16")
+
+
+def pcm_samples(wav):
+    """A mono waveform (tensor or array) as float32 samples in [-1, 1], ready for a 16-bit file."""
     if isinstance(wav, torch.Tensor):
         wav = wav.detach().cpu().float().numpy()
-    wav = np.clip(np.asarray(wav, dtype=np.float32).reshape(-1), -1.0, 1.0)
-    soundfile.write(str(path), wav, int(sample_rate), subtype="PCM_16")
+    return np.clip(np.asarray(wav, dtype=np.float32).reshape(-1), -1.0, 1.0)
 
 
 class ProgressiveWav:
@@ -98,9 +102,7 @@ class ProgressiveWav:
         self.samples = 0
 
     def write(self, wav):
-        if isinstance(wav, torch.Tensor):
-            wav = wav.detach().cpu().float().numpy()
-        wav = np.clip(np.asarray(wav, dtype=np.float32).reshape(-1), -1.0, 1.0)
+        wav = pcm_samples(wav)
         if wav.size:
             self.file.write(wav)
             self.file.flush()  # libsndfile rewrites the header: the file is complete up to here

@@ -14,6 +14,8 @@ from rich.console import Console
 from rich.table import Table
 
 console = Console()
+MIN_PROMPT_SECONDS = 0.5   # shorter input is refused (CLI and the demo server)
+SILENT_PEAK = 1e-3         # a prompt whose peak amplitude is below this has no speech to continue
 
 
 def cmd_plugins(args):
@@ -55,9 +57,10 @@ def _load_model_and_audio(args, path):
 
 
 def _check_length(audio, rate, path, what):
-    """At least 0.5 s of input, or one line (exit 2)."""
-    if len(audio) < int(0.5 * rate):
-        raise ValueError(f"{what} {path} is {len(audio) / rate:.2f} s long; give at least 0.5 s of speech")
+    """At least ``MIN_PROMPT_SECONDS`` of input, or one line (exit 2)."""
+    if len(audio) < int(MIN_PROMPT_SECONDS * rate):
+        raise ValueError(f"{what} {path} is {len(audio) / rate:.2f} s long; give at least {MIN_PROMPT_SECONDS:g} s "
+                         "of speech")
 
 
 
@@ -196,24 +199,26 @@ def cmd_qa(args):
     return 0
 
 
-def prompt_warnings(path, prompt, rate, prompt_seconds=None):
+def prompt_warnings(path, prompt, rate, prompt_seconds=None, name=None):
     """What about a prompt may surprise the user: resampled, mixed down, silent, and (with
-    ``prompt_seconds``, the length trained on) shorter than trained on."""
+    ``prompt_seconds``, the length trained on) shorter than trained on. ``name``: how the notes call the file
+    (default its path)."""
     import soundfile
 
     from spectron_kit.audio import to_samples
 
     info = soundfile.info(str(path))
+    name = path if name is None else name
     notes = []
     if info.samplerate != rate:
-        notes.append(f"{path} is {info.samplerate} Hz; resampled to the model's {rate} Hz")
+        notes.append(f"{name} is {info.samplerate} Hz; resampled to the model's {rate} Hz")
     if info.channels > 1:
-        notes.append(f"{path} has {info.channels} channels; mixed down to mono")
+        notes.append(f"{name} has {info.channels} channels; mixed down to mono")
     if prompt_seconds is not None and len(prompt) < to_samples(prompt_seconds, rate):
         notes.append(f"the prompt is {len(prompt) / rate:.2f} s, shorter than the {prompt_seconds:g} s the model "
                      "was trained on: expect a worse transcript and continuation")
     peak = float(prompt.abs().max()) if len(prompt) else 0.0
-    if peak < 1e-3:
+    if peak < SILENT_PEAK:
         notes.append(f"the prompt is silent (peak amplitude {peak:.1e}): the model has no speech to continue")
     return notes
 

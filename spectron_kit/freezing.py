@@ -36,6 +36,26 @@ COMPONENT_GROUPS = ("encoder", "projection", "lm", "prenet", "postnet", "heads")
 _NOT_TRAINED = ("frontend", "vocoder")  # fixed feature extraction; the vocoder is trained on its own
 
 
+def check_group_settings(settings):
+    """``parameter_groups`` as a recipe gives it: a mapping of known group names to ``lr_scale`` (a number of
+    at least 0) and/or ``weight_decay``. Returns it as a dict; a ValueError (one line naming the value and
+    the fix) otherwise. Needs no model, so a recipe checks it before anything is written."""
+    settings = {} if settings is None else settings
+    if not isinstance(settings, dict):
+        raise ValueError(f"parameter_groups={settings!r}: give a mapping, e.g. "
+                         '"{lm: {lr_scale: 0.1}, encoder: {lr_scale: 0}}"')
+    for name, setting in settings.items():
+        if name not in COMPONENT_GROUPS:
+            raise ValueError(f"parameter_groups: no group {name!r}; the groups are " + ", ".join(COMPONENT_GROUPS))
+        if not isinstance(setting, dict) or set(setting) - {"lr_scale", "weight_decay"}:
+            raise ValueError(f"parameter_groups: {name}={setting!r}; give lr_scale and/or weight_decay, "
+                             f'e.g. "{{{name}: {{lr_scale: 0.1}}}}"')
+        scale = setting.get("lr_scale", 1.0)
+        if isinstance(scale, bool) or not isinstance(scale, (int, float)) or scale < 0:
+            raise ValueError(f"parameter_groups: {name}.lr_scale={scale!r}; use 0 (frozen) or a positive number")
+    return dict(settings)
+
+
 def component_groups(model, lr, settings=None, weight_decay=None):
     """The optimiser's parameter groups of a model, one per component, each with its learning-rate scale and
     weight decay; a scale of 0 freezes the component (``requires_grad`` off, left out of the optimiser).
@@ -51,8 +71,8 @@ def component_groups(model, lr, settings=None, weight_decay=None):
         ``(groups for torch.optim, report rows [(group, parameters, trainable, lr, weight decay)])``.
 
     Raises:
-        ValueError: a group name not in :data:`COMPONENT_GROUPS`, a group with no parameters in this model, a
-            negative scale or an unknown setting (one line naming it and the choices).
+        ValueError: settings :func:`check_group_settings` refuses, or a group with no parameters in this model
+            (one line naming it and the fix).
 
     Example:
         >>> import torch
@@ -62,10 +82,7 @@ def component_groups(model, lr, settings=None, weight_decay=None):
         >>> [g["name"] for g in groups], model.lm.weight.requires_grad, rows[0]
         (['prenet'], False, ('lm', 6, 0, 0.0, None))
     """
-    settings = dict(settings or {})
-    unknown = sorted(set(settings) - set(COMPONENT_GROUPS))
-    if unknown:
-        raise ValueError(f"parameter_groups names {unknown}; the groups are {', '.join(COMPONENT_GROUPS)}")
+    settings = check_group_settings(settings)
     members = {name: [] for name in COMPONENT_GROUPS}
     for child, module in model.named_children():
         if child in _NOT_TRAINED:
@@ -78,12 +95,7 @@ def component_groups(model, lr, settings=None, weight_decay=None):
         params, wanted = members[name], settings.get(name) or {}
         if name in settings and not params:
             raise ValueError(f"parameter_groups.{name}: this model has no {name} parameters; drop the entry")
-        extra = sorted(set(wanted) - {"lr_scale", "weight_decay"})
-        if extra:
-            raise ValueError(f"parameter_groups.{name} has {extra}; give lr_scale and/or weight_decay")
         scale = float(wanted.get("lr_scale", 1.0))
-        if scale < 0:
-            raise ValueError(f"parameter_groups.{name}.lr_scale={scale}; use 0 (frozen) or a positive scale")
         if scale == 0:
             for param in params:
                 param.requires_grad_(False)

@@ -25,7 +25,7 @@ from spectron_kit.audio import to_samples
 from spectron_kit.bundle import (BUNDLE_MARK, COMPONENTS, CONFIG_FILE, FEATURE_SPEC_FILE,  # noqa: F401
                                   WEIGHTS_FILE, check_bundle_source, load_bundle, save_bundle)
 from spectron_kit.model_config import SpectronConfig
-from spectron_kit.vocoder_stream import open_stream
+from spectron_kit.vocoder_stream import finish_stream, open_stream
 
 logger = logging.getLogger(__name__)
 
@@ -749,19 +749,18 @@ class SpectronModel(nn.Module):
                 if state.phase[0] != TEXT:
                     in_text = False
                     yield StreamEvent("speech", text=text)
-            ready = (len(state.groups[0]) - lookahead) * self.r if going else None
-            if going and ready - sent < chunk_frames:
-                continue
-            frames = self._streamed_frames(state, ready)
+            if going:
+                ready = (len(state.groups[0]) - lookahead) * self.r
+                if ready - sent < chunk_frames:
+                    continue
+                frames = self._streamed_frames(state, ready)
+            else:  # the whole output once: its frames are the last chunk's
+                out = self._finish_decoding(state, vocode=False)
+                frames = out.frames[0]
             if frames is not None and len(frames) > sent:
                 new = frames[sent:]
-                if going:
-                    chunk = voice.push(new.float())
-                else:  # the last frames and the end in one vocoder call where the stream can
-                    finish = getattr(voice, "finish", None)
-                    chunk = finish(new.float()) if callable(finish) else torch.cat([voice.push(new.float()),
-                                                                                       voice.flush()])
-                    ended = True
+                chunk = voice.push(new.float()) if going else finish_stream(voice, new.float())
+                ended = not going
                 sent = len(frames)
                 chunk_frames = min(2 * chunk_frames, max_chunk_frames)  # the first soon, then fewer vocoder calls
                 audio.append(chunk)
@@ -770,24 +769,26 @@ class SpectronModel(nn.Module):
         if len(tail):
             audio.append(tail)
             yield StreamEvent("audio", frames=torch.zeros(0, self.n_mels), audio=tail)
-        out = self._finish_decoding(state, vocode=False)
         out.waveforms = [torch.cat(audio) if audio else torch.zeros(0)]
         yield StreamEvent("end", output=out)
 
     def _streamed_frames(self, state, ready):
-        """Item 0's frames so far in the front end's units, the first ``ready`` of them (None: all, cut to the
-        budget, as :meth:`_finish_decoding` gives them); None when there are none yet."""
-        groups = state.groups[0]
-        if not groups or (ready is not None and ready <= 0):
+        """Item 0's first ``ready`` frames so far, in the front end's units; None when there are none yet."""
+        if not state.groups[0] or ready <= 0:
             return None
-        stacked = torch.stack(groups)[None]
+        return self._item_frames(state, 0)[:ready]
+
+    def _item_frames(self, state, i):
+        """Item ``i``'s frames so far: its groups refined by a refining post-net (it reads both sides), in the
+        front end's units, cut to the budget when the budget ended it."""
+        if not state.groups[i]:
+            return torch.zeros(0, self.n_mels, device=self.device)
+        stacked = torch.stack(state.groups[i])[None]                 # [1, G, F*r]
         refine = getattr(self.postnet, "refine", None)
         if callable(refine):
             stacked = refine(stacked.to(state.dtype)).float()
-        frames = self.from_decoder_units(self.ungroup_frames(stacked)[0])
-        if state.stopped_by[0] == "budget":
-            frames = frames[: int(state.budget[0])]
-        return frames if ready is None else frames[:ready]
+        item = self.from_decoder_units(self.ungroup_frames(stacked)[0])
+        return item[: int(state.budget[i])] if state.stopped_by[i] == "budget" else item
 
     # -- one decoding pass in steps: start, step (text / phoneme list / phonemes / frames), finish ------------
     def _start_decoding(self, prompt_wav, prompt_lens, prompt_feats, prompt_feat_lens, num_frames, max_seconds,
@@ -988,17 +989,7 @@ class SpectronModel(nn.Module):
         audio, timing: the ``SpectronOutput``."""
         decoded = time.perf_counter()
         text_done = state.times.get("text_done", decoded)
-        frames = []
-        refine = getattr(self.postnet, "refine", None)
-        for i in range(state.batch_size):
-            if state.groups[i]:
-                stacked = torch.stack(state.groups[i])[None]                 # [1, G, F*r]
-                if callable(refine):  # the post-net refines the finished sequence (it reads both sides)
-                    stacked = refine(stacked.to(state.dtype)).float()
-                item = self.from_decoder_units(self.ungroup_frames(stacked)[0])
-            else:
-                item = torch.zeros(0, self.n_mels, device=self.device)
-            frames.append(item[: int(state.budget[i])] if state.stopped_by[i] == "budget" else item)
+        frames = [self._item_frames(state, i) for i in range(state.batch_size)]
         waveforms, t_vocoder = None, 0.0
         if vocode and self.vocoder is not None:
             started = time.perf_counter()

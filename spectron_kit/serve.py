@@ -28,18 +28,16 @@ import threading
 import time
 from pathlib import Path
 
-import numpy as np
 import soundfile
 import torch
 
-from spectron_kit.audio import load_audio, to_samples
+from spectron_kit.audio import load_audio, pcm_samples, to_samples
+from spectron_kit.cli import MIN_PROMPT_SECONDS, SILENT_PEAK, prompt_warnings
 
 logger = logging.getLogger(__name__)
 
 MAX_UPLOAD_BYTES = 20 * 1024 * 1024
 MAX_PROMPT_SECONDS = 60.0
-MIN_PROMPT_SECONDS = 0.5
-SILENCE_PEAK = 1e-3
 
 
 class BadPrompt(ValueError):
@@ -73,28 +71,21 @@ def read_prompt(data, rate, prompt_seconds):
             wav = load_audio(tmp.name, rate)
         except ValueError as err:
             raise BadPrompt(str(err).replace(tmp.name, "the upload")) from None
-    notes = []
-    if info.samplerate != rate:
-        notes.append(f"the audio is {info.samplerate} Hz; resampled to the model's {rate} Hz")
-    if info.channels > 1:
-        notes.append(f"the audio has {info.channels} channels; mixed down to mono")
-    if len(wav) < to_samples(MIN_PROMPT_SECONDS, rate):
-        raise BadPrompt(f"the audio is {len(wav) / rate:.2f} s long; give at least {MIN_PROMPT_SECONDS:g} s of "
-                        f"speech ({prompt_seconds:g} s is what the model was trained on)")
-    prompt = wav[: to_samples(prompt_seconds, rate)]
-    peak = float(prompt.abs().max())
-    if peak < SILENCE_PEAK:
-        raise BadPrompt(f"the first {len(prompt) / rate:.1f} s are silent (peak {peak:.1e}); record closer to the "
-                        "microphone or choose a file with speech at its start")
-    if len(prompt) < to_samples(prompt_seconds, rate):
-        notes.append(f"the prompt is {len(prompt) / rate:.2f} s, shorter than the {prompt_seconds:g} s the model "
-                     "was trained on: expect a worse transcript and continuation")
+        if len(wav) < to_samples(MIN_PROMPT_SECONDS, rate):
+            raise BadPrompt(f"the audio is {len(wav) / rate:.2f} s long; give at least {MIN_PROMPT_SECONDS:g} s "
+                            f"of speech ({prompt_seconds:g} s is what the model was trained on)")
+        prompt = wav[: to_samples(prompt_seconds, rate)]
+        peak = float(prompt.abs().max())
+        if peak < SILENT_PEAK:
+            raise BadPrompt(f"the first {len(prompt) / rate:.1f} s are silent (peak {peak:.1e}); record closer to "
+                            "the microphone or choose a file with speech at its start")
+        notes = prompt_warnings(tmp.name, prompt, rate, prompt_seconds, name="the audio")  # as the CLI's
     return prompt, notes
 
 
 def _wav_bytes(audio, rate):
     buffer = io.BytesIO()
-    soundfile.write(buffer, np.clip(audio.numpy(), -1, 1), int(rate), format="WAV", subtype="PCM_16")
+    soundfile.write(buffer, pcm_samples(audio), int(rate), format="WAV", subtype="PCM_16")
     return buffer.getvalue()
 
 

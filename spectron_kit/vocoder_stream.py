@@ -29,7 +29,7 @@ from __future__ import annotations
 
 import torch
 
-__all__ = ["ChunkedVocoderStream", "open_stream"]
+__all__ = ["ChunkedVocoderStream", "finish_stream", "open_stream"]
 
 
 class ChunkedVocoderStream:
@@ -58,8 +58,7 @@ class ChunkedVocoderStream:
 
     def push(self, frames):
         """Add frames [T, F]; returns the audio that is final now (1-D, maybe empty)."""
-        frames = torch.as_tensor(frames).float()
-        self.frames = frames if self.frames is None else torch.cat([self.frames, frames.to(self.frames)])
+        self._append(frames)
         return self._emit(final=False)
 
     def flush(self):
@@ -68,11 +67,14 @@ class ChunkedVocoderStream:
 
     def finish(self, frames):
         """The last frames and the end at once: ``push(frames)`` + ``flush()`` in one vocoder call (optional in
-        the contract; callers fall back to push + flush)."""
+        the contract: :func:`finish_stream`)."""
+        self._append(frames)
+        return self._emit(final=True)
+
+    def _append(self, frames):
         frames = torch.as_tensor(frames).float()
         if len(frames):
             self.frames = frames if self.frames is None else torch.cat([self.frames, frames.to(self.frames)])
-        return self._emit(final=True)
 
     def _emit(self, final):
         total = 0 if self.frames is None else len(self.frames)
@@ -93,12 +95,17 @@ class ChunkedVocoderStream:
         self.done = end
         return chunk
 
-
     def _vocode(self, window, first):
         """The audio of frames ``window`` [T, F] (frame ``first`` of the utterance onwards), 1-D on the CPU;
         a vocoder's own stream may override this (e.g. to carry state from the previous window)."""
         wav, lengths = self.vocoder(window[None], torch.tensor([len(window)]))
         return wav[0, : int(lengths[0])].detach().float().cpu()
+
+
+def finish_stream(stream, frames):
+    """The last frames and the end of a stream: its ``finish`` where it has one, else ``push`` + ``flush``."""
+    finish = getattr(stream, "finish", None)
+    return finish(frames) if callable(finish) else torch.cat([stream.push(frames), stream.flush()])
 
 
 def open_stream(vocoder, hop_length):

@@ -68,9 +68,7 @@ class GriffinLimVocoder(torch.nn.Module):
             wav = griffin_lim(mag)
         sample_lengths = spec.num_samples(lengths.to(torch.long))
         wav = wav[:, : int(sample_lengths.max())] if wav.shape[1] else wav
-        peak = wav.abs().amax(dim=1, keepdim=True).clamp(min=1e-8)
-        wav = torch.where(peak > 0.99, wav / peak * 0.99, wav)
-        return wav, sample_lengths
+        return _limit_peak(wav), sample_lengths
 
     def magnitude(self, feats):
         """Linear STFT magnitude [B, n_freq, T] of normalised log-mel frames [B, T, n_mels]."""
@@ -119,9 +117,15 @@ class GriffinLimStream(ChunkedVocoderStream):
             angles = angles / angles.abs().clamp(min=1e-16)
             previous = rebuilt
         self.phase, self.phase_first = angles, first
-        wav = torch.istft(mag * angles, length=length, **kwargs).float().cpu()
-        peak = float(wav.abs().max()) if len(wav) else 0.0
-        return wav / peak * 0.99 if peak > 0.99 else wav
+        return _limit_peak(torch.istft(mag * angles, length=length, **kwargs).float().cpu())
+
+
+def _limit_peak(wav):
+    """Each waveform (the last axis) scaled down to a peak of 0.99 where it would clip; quieter ones unchanged."""
+    if wav.shape[-1] == 0:
+        return wav
+    peak = wav.abs().amax(dim=-1, keepdim=True).clamp(min=1e-8)
+    return torch.where(peak > 0.99, wav / peak * 0.99, wav)
 
 
 @hookimpl

@@ -15,6 +15,7 @@ real-time factor (compute seconds per second of audio, vocoding included) at
 batch 1 and ``--batch``, each with its target beside it.
 """
 import argparse
+import statistics
 import time
 
 import torch
@@ -151,11 +152,11 @@ def stream_and_batch(bundle, folder, batch, repeats):
         streamed.append(time.perf_counter() - start)
         first_text.append(text_at - encoded)
         first_audio.append(audio_at - speech_at)
-    rows = [("time to first text token after the prompt is read (s)", _mean(first_text), ""),
-            ("time to first audio after the text (s)", _mean(first_audio), "<= 0.3"),
-            ("non-streaming total: generate + vocoder (s)", _mean(whole), ""),
-            ("streaming total (s)", _mean(streamed), ""),
-            ("streaming / non-streaming", _mean(streamed) / _mean(whole), "<= 1.1")]
+    rows = [("time to first text token after the prompt is read (s)", statistics.mean(first_text), ""),
+            ("time to first audio after the text (s)", statistics.mean(first_audio), "<= 0.3"),
+            ("non-streaming total: generate + vocoder (s)", statistics.mean(whole), ""),
+            ("streaming total (s)", statistics.mean(streamed), ""),
+            ("streaming / non-streaming", statistics.mean(streamed) / statistics.mean(whole), "<= 1.1")]
     for size in sorted({1, batch}):
         wav = torch.nn.utils.rnn.pad_sequence(prompts[:size], batch_first=True)
         lens = torch.tensor([len(p) for p in prompts[:size]])
@@ -169,10 +170,6 @@ def stream_and_batch(bundle, folder, batch, repeats):
                      f"vocoder {t['vocoder_s']:.2f} s, {audio:.1f} s of audio)", seconds / audio,
                      "<= 0.05" if size == batch else ""))
     return rows
-
-
-def _mean(values):
-    return sum(values) / len(values)
 
 
 def full_recompute_ratio(model, frames, repeats=3):

@@ -85,24 +85,14 @@ def validate_run(hparams):
 
 
 def check_parameter_groups(hparams):
-    """``parameter_groups``: known group names, only ``lr_scale`` / ``weight_decay``, scales of at least 0."""
-    from spectron_kit.freezing import COMPONENT_GROUPS
+    """``parameter_groups``: known group names, only ``lr_scale`` / ``weight_decay``, scales of at least 0
+    (``spectron_kit.freezing.check_group_settings``, the rule the optimiser's groups follow)."""
+    from spectron_kit.freezing import check_group_settings
 
-    groups = hparams.get("parameter_groups") or {}
-    if not isinstance(groups, dict):
-        raise RecipeConfigError(f"--parameter_groups={groups!r}: give a mapping, e.g. "
-                                '"{lm: {lr_scale: 0.1}, encoder: {lr_scale: 0}}"')
-    for name, setting in groups.items():
-        if name not in COMPONENT_GROUPS:
-            raise RecipeConfigError(f"--parameter_groups: no group {name!r}; the groups are "
-                                    + ", ".join(COMPONENT_GROUPS))
-        if not isinstance(setting, dict) or set(setting) - {"lr_scale", "weight_decay"}:
-            raise RecipeConfigError(f"--parameter_groups: {name}={setting!r}; give lr_scale and/or weight_decay, "
-                                    f'e.g. "{{{name}: {{lr_scale: 0.1}}}}"')
-        scale = setting.get("lr_scale", 1.0)
-        if isinstance(scale, bool) or not isinstance(scale, (int, float)) or scale < 0:
-            raise RecipeConfigError(f"--parameter_groups: {name}.lr_scale={scale!r}; use 0 (frozen) or a "
-                                    "positive number")
+    try:
+        check_group_settings(hparams.get("parameter_groups"))
+    except ValueError as err:
+        raise RecipeConfigError(f"--{err}") from None
 
 
 def check_schedule_settings(hparams):

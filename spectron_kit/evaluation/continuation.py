@@ -406,6 +406,12 @@ def spoken_words(words, written, counts=None):
     return kept, "phonemes"
 
 
+def _lost_words_to_the_cut(record):
+    """A generation cut by its budget before it said its whole text (scored on the words it spoke)."""
+    return record.get("model_spoken_source") == "phonemes" and \
+        record["model_spoken_text"] != record["model_continuation_text"]
+
+
 def _flat_frames(frames):
     """The mean frame repeated: what a model that ignores time would say."""
     if len(frames) == 0:
@@ -570,8 +576,7 @@ def evaluate_continuation(model, rows, *, scorers, prompt_seconds=3.0, length_ru
     mos_label = config["mos_label"]
     counts = {"rows": len(rows), "too_short": n_short, "evaluated": len(records),
               "truncated": sum(r["reference_truncated"] for r in records),
-              "generation_cut": sum(r.get("model_spoken_source") == "phonemes"
-                                    and r["model_spoken_text"] != r["model_continuation_text"] for r in records),
+              "generation_cut": sum(_lost_words_to_the_cut(r) for r in records),
               "prompt_text_from_alignments": sum(r["reference_prompt_source"] == "prompt_text" for r in records),
               "no_other_speaker": n_no_other,
               "empty_generation": sum(r["generated_seconds"] < MIN_SCORED_SECONDS for r in records)}
@@ -830,8 +835,7 @@ def aggregate_records(records, batches=(), speech=None, seed=0, n_resamples=1000
                                             note)
     if "text_speech_wer" in view:
         out["text_speech_wer"] = view["text_speech_wer"]
-        cut = [r for r in records if r.get("model_spoken_source") == "phonemes"
-               and r["model_spoken_text"] != r["model_continuation_text"]]
+        cut = [r for r in records if _lost_words_to_the_cut(r)]
         if cut:
             note = (f"{len(cut)} generations cut by their budget: the words spoken before the cut (as for a "
                     "cut reference)")

@@ -252,8 +252,7 @@ def markdown_report(result, setup=None, title="Speech continuation evaluation"):
 
 def _paper_comparison(result, setup, agg, cfg):
     """The report's paper comparison: this run's Table 1 values beside the paper's, and the setup difference."""
-    lines = []
-    lines += ["## Paper comparison", "",
+    lines = ["## Paper comparison", "",
               "| metric | this run | paper: Spectron | paper: other systems |", "| --- | ---: | ---: | --- |"]
     rows = (("perplexity", "perplexity of the ASR transcript (the paper's \"log-perplexity\" column)"),
             ("speaker_sim_generated", "speaker similarity, prompt vs continuation"),
@@ -274,7 +273,6 @@ def _paper_comparison(result, setup, agg, cfg):
     lines += ["", "The paper's \"log-perplexity\" values (e.g. 126.08) are on the scale of a perplexity, so "
               "they are set against this run's corpus perplexity; the mean NLL per token is in the table above.",
               "", _setup_difference(result, setup), ""]
-
     return lines
 
 
