@@ -122,6 +122,16 @@ class SpectronBrain(sb.Brain):
             self.checkpointer.add_recoverable("optimizer", self.optimizer, custom_load_hook=load_optimizer_state)
             self.checkpointer.add_recoverable("scheduler", self.scheduler)
 
+    def on_fit_batch_start(self, batch, should_step):
+        """Self-feeding waits for ``self_feeding_from_minutes`` of training (a fine-tune phase in one run)."""
+        start, fraction = getattr(self.hparams, "self_feeding_from_minutes", 0) or 0, self.hparams.self_feeding
+        if start and fraction:
+            now = fraction if self.clock.minutes() >= start else 0.0
+            if now != self.model.self_feeding:
+                logger.info("self-feeding %g from %.1f training minutes (self_feeding_from_minutes %g)", now,
+                            self.clock.minutes(), start)
+                self.model.self_feeding = now
+
     def on_fit_batch_end(self, batch, outputs, loss, should_step):
         if should_step:
             self.scheduler.step()

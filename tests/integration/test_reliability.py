@@ -351,6 +351,35 @@ def test_a_resumed_run_writes_only_the_snapshots_it_reaches_itself():
     assert written == ["100min", "0min", "20min"]
 
 
+def test_self_feeding_waits_for_its_minute_and_stays_on_after_a_resume():
+    """--self_feeding_from_minutes: no self-fed inputs before that training minute, the fraction after it
+    (a resumed run past the minute self-feeds from its first step)."""
+    from types import SimpleNamespace
+
+    import train
+    from spectron_kit.recipe.checkpoints import TrainingClock
+
+    clock = TrainingClock()
+    model = SimpleNamespace(self_feeding=0.5)  # what the config says, before the first step
+    brain = SimpleNamespace(clock=clock, model=model,
+                            hparams=SimpleNamespace(self_feeding=0.5, self_feeding_from_minutes=89.0))
+    clock.seconds = 10 * 60.0
+    train.SpectronBrain.on_fit_batch_start(brain, None, True)
+    assert model.self_feeding == 0.0
+    clock.seconds = 89.5 * 60.0
+    train.SpectronBrain.on_fit_batch_start(brain, None, True)
+    assert model.self_feeding == 0.5
+    resumed = SimpleNamespace(self_feeding=0.5)
+    train.SpectronBrain.on_fit_batch_start(SimpleNamespace(clock=clock, model=resumed, hparams=brain.hparams),
+                                           None, True)
+    assert resumed.self_feeding == 0.5
+    always = SimpleNamespace(self_feeding=0.5)  # 0 (the default): the config's fraction from the start
+    train.SpectronBrain.on_fit_batch_start(
+        SimpleNamespace(clock=TrainingClock(), model=always,
+                        hparams=SimpleNamespace(self_feeding=0.5, self_feeding_from_minutes=0.0)), None, True)
+    assert always.self_feeding == 0.5
+
+
 def test_a_checkpoint_with_other_parameter_groups_resumes_with_fresh_moments(tmp_path, capsys):
     """Runs from before parameter_groups (two groups) still resume: weights and schedule load, moments restart."""
     import torch
