@@ -2,7 +2,7 @@
 
 The LM sees ``[speech prefix][<sos> y_1 .. y_n][pre-net frames]`` as input
 embeddings, so the only requirements are ``inputs_embeds``, an attention mask,
-position ids and a KV cache (``DynamicCache``).
+position ids and a KV cache (a ``DynamicCache``).
 
 A model trained here (sentencepiece tokenizer + small causal LM) and a hub
 model load the same way: ``HFCausalLM(source="path/or/hub-id")``.
@@ -26,6 +26,48 @@ logger = logging.getLogger(__name__)
 
 SP_MODEL_FILE = "tokenizer.model"
 SP_CONFIG_FILE = "spectron_tokenizer.json"
+
+
+def growing_cache(config):
+    """A transformers ``DynamicCache`` whose full-attention layers append in place.
+
+    ``DynamicLayer.update`` concatenates the whole cache with each step's keys and values, so a step copies
+    everything cached before it: at batch 16 that copying is a fifth or more of a cached step. Here each
+    layer keeps its keys and values in a buffer with room to spare (doubled when full) and hands attention
+    a view of the filled part; the attention results are the same numbers (``tests/unit/test_lm.py``).
+    Layers of other kinds (sliding windows, ...) stay transformers' own.
+    """
+    from transformers import DynamicCache
+    from transformers.cache_utils import DynamicLayer
+
+    class GrowingLayer(DynamicLayer):
+        buffers = None  # (keys, values) [B, heads, capacity, head_dim], or None before the first step
+
+        def update(self, key_states, value_states, *args, **kwargs):
+            if not self.is_initialized:
+                self.lazy_initialization(key_states, value_states)
+            filled, new = self.get_seq_length(), key_states.shape[-2]
+            room = self.buffers[0] if self.buffers is not None else None
+            if (room is None or filled + new > room.shape[-2] or room.shape[:2] != key_states.shape[:2]
+                    or (filled and self.keys.data_ptr() != room.data_ptr())):  # reordered or selected: rebuffer
+                shape = (*key_states.shape[:-2], max(64, 2 * (filled + new)), key_states.shape[-1])
+                self.buffers = key_states.new_empty(shape), value_states.new_empty(shape)
+                if filled:
+                    self.buffers[0][..., :filled, :] = self.keys
+                    self.buffers[1][..., :filled, :] = self.values
+            keys, values = self.buffers
+            keys[..., filled: filled + new, :] = key_states
+            values[..., filled: filled + new, :] = value_states
+            self.keys, self.values = keys[..., : filled + new, :], values[..., : filled + new, :]
+            return self.keys, self.values
+
+        def reset(self):
+            self.buffers = None
+            super().reset()
+
+    cache = DynamicCache(config=config)
+    cache.layers = [GrowingLayer() if type(layer) is DynamicLayer else layer for layer in cache.layers]
+    return cache
 
 
 class SentencePieceTokenizer:
@@ -325,10 +367,8 @@ class HFCausalLM(Freezable, nn.Module):
         return self.model.get_output_embeddings()(hidden)
 
     def new_cache(self):
-        """An empty KV cache for cached decoding."""
-        from transformers import DynamicCache
-
-        return DynamicCache(config=self.model.config)
+        """An empty KV cache for cached decoding (a ``DynamicCache`` that appends in place: :func:`growing_cache`)."""
+        return growing_cache(self.model.config)
 
     def encode(self, text):
         if self.tokenizer is None:

@@ -79,3 +79,29 @@ def test_griffin_lim_reconstructs_the_spectrogram():
     error = (again[0, 2:-2] - feats[0, 2:-2]).abs().mean()
     baseline = (feats[0] - feats[0].mean()).abs().mean()  # error of predicting the average
     assert error < 0.25 * baseline, (float(error), float(baseline))
+
+
+def test_griffin_lim_equals_torchaudios_for_the_same_start():
+    """The written-out loop (spectron_kit.vocoders.griffin_lim) is torchaudio's GriffinLim: same phase draw,
+    same waveform, batched items independent of each other."""
+    from spectron_kit.vocoders import griffin_lim
+
+    frontend, vocoder = LogMelFrontend(), GriffinLimVocoder(n_iter=16)
+    spec = vocoder.spec
+    feats, lens = frontend(torch.stack([speechlike(0.5), 0.5 * speechlike(0.5).flip(0)]))
+    mag = vocoder.magnitude(feats)
+    torch.manual_seed(3)
+    angles = torch.rand(mag.shape, dtype=torch.complex64)
+    reference = torchaudio.transforms.GriffinLim(n_fft=spec.n_fft, n_iter=16, win_length=spec.win_length,
+                                                 hop_length=spec.hop_length, power=1.0, momentum=0.99)
+    torch.manual_seed(3)  # torchaudio draws its start the same way
+    expected = reference(mag)
+    ours = griffin_lim(mag, angles, 16, 0.99, spec)
+    assert ours.shape == expected.shape == (2, (mag.shape[-1] - 1) * spec.hop_length)
+    assert torch.allclose(ours, expected, atol=1e-4 * float(expected.abs().max())), \
+        float((ours - expected).abs().max())
+    alone = griffin_lim(mag[1:], angles[1:], 16, 0.99, spec)
+    assert torch.allclose(alone, ours[1:], atol=1e-5)
+    whole, _ = vocoder(feats, lens)  # the vocoder's own call draws its start from its seed
+    torch.manual_seed(vocoder.seed)
+    assert torch.allclose(whole, reference(mag), atol=1e-4 * float(expected.abs().max()))

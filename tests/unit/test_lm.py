@@ -131,3 +131,44 @@ def test_a_sequence_longer_than_learned_positions_is_one_clear_error():
                                "num_hidden_layers": 1, "num_attention_heads": 2, "num_key_value_heads": 2,
                                "max_position_embeddings": 8}, tokenizer=None, vocab_size=20)
     assert llama.max_positions is None  # rotary positions: no table to run past
+
+
+@pytest.mark.parametrize("model_type", ["llama", "gpt2"])
+def test_the_growing_cache_decodes_the_same_numbers_without_copying_each_step(model_type):
+    """lm.new_cache(): cached steps give DynamicCache's hidden states (a padded batch, 150 steps past its
+    first buffer), write in place between regrowths, and survive transformers' batch selection."""
+    from transformers import DynamicCache
+
+    config = {"llama": {"model_type": "llama", "hidden_size": 32, "intermediate_size": 64, "num_hidden_layers": 2,
+                        "num_attention_heads": 4, "num_key_value_heads": 2},
+              "gpt2": {"model_type": "gpt2", "n_embd": 32, "n_layer": 2, "n_head": 4, "attn_pdrop": 0.0,
+                       "resid_pdrop": 0.0, "embd_pdrop": 0.0}}[model_type]
+    torch.manual_seed(0)
+    lm = HFCausalLM(config=config, tokenizer=None, vocab_size=40).eval()
+    prefix, steps = torch.randn(3, 7, 32), torch.randn(3, 150, 32)
+    mask = torch.ones(3, 7 + 150, dtype=torch.long)
+    mask[2, 5:7] = 0  # a padded item
+
+    def decode(cache):
+        out, moves = [], 0
+        with torch.no_grad():
+            hidden, cache = lm(prefix, mask[:, :7], (mask[:, :7].cumsum(-1) - 1).clamp(min=0), cache, True)
+            out.append(hidden)
+            for i in range(steps.shape[1]):
+                before = cache.layers[0].keys.data_ptr()
+                position = mask[:, : 8 + i].sum(-1, keepdim=True) - 1
+                hidden, cache = lm(steps[:, i: i + 1], mask[:, : 8 + i], position, cache, True)
+                moves += cache.layers[0].keys.data_ptr() != before
+                out.append(hidden)
+        return torch.cat(out, 1), cache, moves
+
+    expected, reference_cache, _ = decode(DynamicCache(config=lm.model.config))
+    got, cache, moves = decode(lm.new_cache())
+    torch.testing.assert_close(got, expected)
+    assert moves <= 3  # regrowths (64 -> 130 -> 262 positions), not one copy per step
+    reference_cache.batch_select_indices(torch.tensor([0, 2]))
+    cache.batch_select_indices(torch.tensor([0, 2]))
+    with torch.no_grad():
+        follow = [lm(steps[[0, 2], :1], mask[[0, 2]][:, :157], mask[[0, 2]][:, :157].sum(-1, keepdim=True) - 1,
+                     c, True)[0] for c in (reference_cache, cache)]
+    torch.testing.assert_close(follow[1], follow[0])
