@@ -81,18 +81,23 @@ def test_lm_argument_errors():
         HFCausalLM(config={"hidden_size": 8})
 
 
+def tiny_lm(model_type, layers):
+    """A seeded random LM of width 32 and 4 heads (GQA for llama, no dropout for gpt2), in eval mode."""
+    config = {"llama": {"model_type": "llama", "hidden_size": 32, "intermediate_size": 64,
+                        "num_hidden_layers": layers, "num_attention_heads": 4, "num_key_value_heads": 2},
+              "gpt2": {"model_type": "gpt2", "n_embd": 32, "n_layer": layers, "n_head": 4, "attn_pdrop": 0.0,
+                       "resid_pdrop": 0.0, "embd_pdrop": 0.0}}[model_type]
+    torch.manual_seed(0)
+    return HFCausalLM(config=config, tokenizer=None, vocab_size=40).eval()
+
+
 @pytest.mark.parametrize("model_type", ["llama", "gpt2"])
 def test_record_attention_gives_the_eager_probabilities_without_changing_outputs(model_type):
     import torch
 
     from spectron_kit.lm import HFCausalLM
 
-    config = {"llama": {"model_type": "llama", "hidden_size": 32, "intermediate_size": 64, "num_hidden_layers": 3,
-                        "num_attention_heads": 4, "num_key_value_heads": 2},
-              "gpt2": {"model_type": "gpt2", "n_embd": 32, "n_layer": 3, "n_head": 4, "attn_pdrop": 0.0,
-                       "resid_pdrop": 0.0, "embd_pdrop": 0.0}}[model_type]
-    torch.manual_seed(0)
-    lm = HFCausalLM(config=config, tokenizer=None, vocab_size=40).eval()
+    lm = tiny_lm(model_type, layers=3)
     embeds = torch.randn(2, 9, 32)
     mask = torch.ones(2, 9, dtype=torch.long)
     mask[1, 6:] = 0
@@ -139,12 +144,7 @@ def test_the_growing_cache_decodes_the_same_numbers_without_copying_each_step(mo
     first buffer), write in place between regrowths, and survive transformers' batch selection."""
     from transformers import DynamicCache
 
-    config = {"llama": {"model_type": "llama", "hidden_size": 32, "intermediate_size": 64, "num_hidden_layers": 2,
-                        "num_attention_heads": 4, "num_key_value_heads": 2},
-              "gpt2": {"model_type": "gpt2", "n_embd": 32, "n_layer": 2, "n_head": 4, "attn_pdrop": 0.0,
-                       "resid_pdrop": 0.0, "embd_pdrop": 0.0}}[model_type]
-    torch.manual_seed(0)
-    lm = HFCausalLM(config=config, tokenizer=None, vocab_size=40).eval()
+    lm = tiny_lm(model_type, layers=2)
     prefix, steps = torch.randn(3, 7, 32), torch.randn(3, 150, 32)
     mask = torch.ones(3, 7 + 150, dtype=torch.long)
     mask[2, 5:7] = 0  # a padded item
