@@ -13,7 +13,8 @@ a folder). A point whose folder already holds ``--done-file`` (default
 ``summary.json``) is not run again: rerunning the same command resumes a
 half-finished sweep (the recipe resumes its own unfinished run from its
 checkpoints). ``--jobs N`` runs N points at a time, each with
-``OMP_NUM_THREADS`` = cores / N.
+``OMP_NUM_THREADS`` = cores / N (or the ``OMP_NUM_THREADS`` the sweep itself was
+started with, e.g. ``OMP_NUM_THREADS=1`` to leave a core free for other work).
 
 The metrics are dotted keys into each run's JSON results (``--results-file``,
 default ``summary.json``; e.g. ``valid_final.spec``, or with
@@ -131,6 +132,18 @@ def point_overrides(point, variants):
         overrides.update(variants[point["variant"]] or {})
     overrides.update({k: v for k, v in point.items() if k != "variant"})
     return overrides
+
+
+def point_threads(jobs, environ=None):
+    """Torch threads per point: the caller's ``OMP_NUM_THREADS`` when set, else cores / ``jobs``."""
+    environ = os.environ if environ is None else environ
+    value = environ.get("OMP_NUM_THREADS", "").strip()
+    if value:
+        if not value.isdigit() or int(value) < 1:
+            raise SweepError(f"OMP_NUM_THREADS={value!r} must be a positive integer (torch threads per point); "
+                             "unset it to give each point cores / --jobs")
+        return int(value)
+    return max(1, (os.cpu_count() or 1) // jobs)
 
 
 def run_point(script, hparams, point, folder, extra, threads, log_file, variants=None, then=(),
@@ -341,7 +354,7 @@ def _main(args, extra):
     console.print(table)
     if args.dry_run:
         return 0
-    threads = max(1, (os.cpu_count() or 1) // args.jobs)
+    threads = point_threads(args.jobs)
     failed = []
     with progress_bar(console=console) as progress:
         task = progress.add_task("sweep runs", total=len(todo))

@@ -1,4 +1,5 @@
 """Bad inputs a user may give: each gets one line naming the value and the fix, exit code 2, nothing lost."""
+import os
 import sys
 from pathlib import Path
 
@@ -301,7 +302,10 @@ def test_a_real_sigint_to_a_training_process_ends_in_one_line_and_the_rerun_resu
     run = tmp_path / "run"
     cmd = [sys.executable, str(RECIPE / "train.py"), MINI, "--debug", "--number_of_epochs=400",
            f"--data_folder={tmp_path}/corpus", f"--output_folder={run}"]
-    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    # faulthandler: if the process does not end after Ctrl-C, SIGABRT makes it print every thread's stack,
+    # so a failure says where it hung
+    env = dict(os.environ, PYTHONFAULTHANDLER="1")
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, env=env)
     try:
         deadline = time.monotonic() + 300
         while not list((run / "save").glob("CKPT+*")) and time.monotonic() < deadline and proc.poll() is None:
@@ -309,7 +313,12 @@ def test_a_real_sigint_to_a_training_process_ends_in_one_line_and_the_rerun_resu
         assert proc.poll() is None and list((run / "save").glob("CKPT+*")), "no checkpoint appeared"
         time.sleep(1.0)  # mid-epoch, after the first checkpoint
         proc.send_signal(signal.SIGINT)
-        _, err = proc.communicate(timeout=120)
+        try:
+            _, err = proc.communicate(timeout=120)
+        except subprocess.TimeoutExpired:
+            proc.send_signal(signal.SIGABRT)
+            _, err = proc.communicate(timeout=60)
+            pytest.fail(f"the run did not end within 120 s of SIGINT; its stacks:\n{err[-6000:]}")
     finally:
         if proc.poll() is None:
             proc.kill()

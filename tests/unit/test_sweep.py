@@ -129,3 +129,13 @@ def test_variants_then_steps_and_metrics_from_other_files(tmp_path, fake):
     # rerun: the recipe is not run again (its summary exists), nor the finished evaluation
     assert sweep.main(["--sweep", str(sweep_file)]) == 0
     assert (out / "variant-full,seed-1" / "runs.txt").read_text() == "1"
+
+
+def test_points_get_the_callers_thread_count_or_cores_over_jobs(monkeypatch):
+    """OMP_NUM_THREADS=1 python tools/sweep.py ... --jobs 1 leaves the other cores free."""
+    monkeypatch.setattr(sweep.os, "cpu_count", lambda: 8)
+    assert sweep.point_threads(2, environ={}) == 4
+    assert sweep.point_threads(16, environ={}) == 1
+    assert sweep.point_threads(1, environ={"OMP_NUM_THREADS": "1"}) == 1
+    with pytest.raises(sweep.SweepError, match="OMP_NUM_THREADS='two' must be a positive integer"):
+        sweep.point_threads(1, environ={"OMP_NUM_THREADS": "two"})
