@@ -896,6 +896,7 @@ class SpectronModel(nn.Module):
         (``phoneme_list``) or the speech."""
         logits = self.lm.logits(last[rows]).float()
         chosen = self._pick_tokens(logits, *state.sampling)
+        written = {}  # row -> token: their embeddings are looked up in one call
         for row, token in zip(rows, chosen.tolist()):
             if state.forced_text is not None:
                 step = len(state.tokens[row])
@@ -908,7 +909,12 @@ class SpectronModel(nn.Module):
                     self._feed(state, row, self._speech_start(state))
             else:
                 state.tokens[row].append(token)
-                self._feed(state, row, self.lm.embed(torch.tensor([token], device=last.device))[0])
+                written[row] = token
+        if written:
+            feed = list(written)
+            ids = torch.tensor([written[row] for row in feed], device=last.device)
+            state.next_embeds[feed] = self.lm.embed(ids).to(state.dtype)
+            state.active[feed] = 1
 
     def _list_step(self, state, last, rows):
         """Phoneme-list rows write the next phoneme, until ``<end>`` (or as many phonemes as frame groups)."""

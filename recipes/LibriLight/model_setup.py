@@ -25,7 +25,8 @@ def prepare_data(hparams):
 
         run_on_main(ensure_mini_corpus, kwargs={"root": hparams["data_folder"], "size": hparams["mini_corpus_size"],
                                                 "seed": hparams.get("pretrain_seed", hparams["seed"]),
-                                                "workers": hparams["mini_corpus_workers"]})
+                                                "workers": hparams["mini_corpus_workers"],
+                                                "spoken_facts": hparams.get("mini_corpus_spoken_facts")})
         kwargs = {"save_folder": hparams["manifest_folder"], "librispeech_folder": hparams["data_folder"],
                   "librispeech_splits": splits, "prompt_seconds": hparams["prompt_seconds"]}
     else:

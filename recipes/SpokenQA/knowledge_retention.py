@@ -48,7 +48,7 @@ except ImportError:  # run from a checkout without installing
 from rich.console import Console  # noqa: E402
 
 from spectron_kit import recipe  # noqa: E402
-from spectron_kit.data.factworld import fact_questions, fact_world  # noqa: E402
+from spectron_kit.data.factworld import asked_facts, fact_questions, fact_world  # noqa: E402
 from spokenqa_prepare import prepare_web_questions, read_qa_manifest  # noqa: E402
 
 logger = logging.getLogger(__name__)
@@ -61,7 +61,11 @@ def prepare_questions(hparams):
     """The fact world's spoken questions: ``(rows, {question: fact})``."""
     out = Path(hparams["output_folder"])
     out.mkdir(parents=True, exist_ok=True)
-    facts = fact_world(hparams["fact_world_seed"])
+    asked = hparams.get("asked_people")
+    if asked:  # the arms' corpus asks and answers the other people's facts (mini_corpus_spoken_facts)
+        facts = asked_facts(hparams["fact_world_seed"], asked["spoken"])
+    else:
+        facts = fact_world(hparams["fact_world_seed"])
     (out / "fact_world.json").write_text(json.dumps(facts, indent=1))
     questions = out / "questions.json"
     questions.write_text(json.dumps(fact_questions(facts), indent=1))
@@ -98,6 +102,14 @@ def train_arguments(overrides):
     return args
 
 
+def run_threads(jobs):
+    """Torch threads per training run or evaluation: the caller's ``OMP_NUM_THREADS`` if set, else cores / jobs."""
+    value = os.environ.get("OMP_NUM_THREADS", "").strip()
+    if value.isdigit() and int(value) >= 1:
+        return int(value)
+    return max(1, (os.cpu_count() or 1) // max(1, int(jobs)))
+
+
 def train_runs(hparams):
     """Train every (arm, seed) that has no ``summary.json`` yet; the first one alone (it pre-trains the LM)."""
     todo = [(arm, seed) for arm in hparams["arms"] for seed in hparams["seeds"]
@@ -105,7 +117,7 @@ def train_runs(hparams):
     if not todo:
         return
     jobs = max(1, int(hparams["jobs"]))
-    threads = max(1, (os.cpu_count() or 1) // jobs)
+    threads = run_threads(jobs)
 
     def one(item):
         arm, seed = item
@@ -153,7 +165,7 @@ def evaluate_bundle(bundle, rows, facts_by_question, hparams, cache):
     from spectron_kit.evaluation.qa import answer_written_questions, evaluate_qa
     from spectron_kit.model import SpectronModel
 
-    torch.set_num_threads(max(1, (os.cpu_count() or 1) // max(1, int(hparams["jobs"]))))
+    torch.set_num_threads(run_threads(hparams["jobs"]))
     model = SpectronModel.from_pretrained(bundle, map_location="cpu")
     heard = evaluate_qa(model, rows, None, batch_size=hparams["batch_size"], seed=hparams["seed"],
                         n_resamples=hparams["n_resamples"], progress=False, speak=False)
@@ -188,15 +200,18 @@ def text_lm_upper_bound(hparams, rows, facts_by_question):
     from spectron_kit.lm import HFCausalLM
 
     cache = Path(hparams["output_folder"]) / "text_lm_upper_bound.json"
+    questions = [r["question"] for r in rows]
     if cache.is_file():
-        return json.loads(cache.read_text())
+        found = json.loads(cache.read_text())
+        if found.get("questions") == questions and found.get("source") == str(hparams["text_lm"]):
+            return found  # otherwise the questions or the LM changed: read them again
     source = Path(hparams["text_lm"])
     if not (source / "config.json").is_file():
         raise recipe.RecipeConfigError(f"--text_lm={source}: no pre-trained text LM there; it is made by the "
                                        "first training run (the arms' lm_source): point text_lm at it")
     read = answer_written_questions(HFCausalLM(source=str(source)), rows, n_resamples=hparams["n_resamples"],
                                     seed=hparams["seed"])
-    result = {"source": str(source), "read": windowed(read["records"], facts_by_question, hparams["answer_window"])}
+    result = {"source": str(source), "questions": questions, "read": windowed(read["records"], facts_by_question, hparams["answer_window"])}
     result["read_accuracy"] = sum(r["correct"] for r in result["read"]) / len(result["read"])
     cache.write_text(json.dumps(result, indent=1))
     return result
@@ -227,6 +242,14 @@ def bootstrap(records, n_resamples, seed):
     return bootstrap_ci(np.array([float(r["correct"]) for r in records]), n_resamples=n_resamples, seed=seed)
 
 
+def prompt_wer(folder):
+    """The run's prompt-transcript WER on the corpus's test sentences (``summary.json``), or None."""
+    summary = Path(folder) / "summary.json"
+    if not summary.is_file():
+        return None
+    return json.loads(summary.read_text()).get("test_prompt_transcript_wer")
+
+
 def write_report(hparams, upper, evaluations, facts):
     out = Path(hparams["output_folder"])
     pct = lambda x: f"{100 * x:.1f}%"  # noqa: E731
@@ -244,21 +267,32 @@ def write_report(hparams, upper, evaluations, facts):
              "- heard: the bundle hears the spoken question and writes transcript + answer; read: the bundle's "
              "LM reads the written question (no speech)",
              "- Spectron cells: mean over seeds [95% Student-t interval] (per seed)", "",
-             "| system | heard: answer correct | read: answer correct | question WER (heard) |",
-             "| --- | ---: | ---: | ---: |",
-             f"| text LM alone (upper bound) | - | {pct(ub[0])} [{pct(ub[1])}, {pct(ub[2])}] | - |"]
+             "- question WER: the heard question's transcript; prompt WER: the same model's prompt transcripts of "
+             "corpus sentences (test split, the same unseen voices); the issue's hearing target is a ratio <= 1.5",
+             "", "| system | heard: answer correct | read: answer correct | question WER (heard) | "
+             "prompt WER (corpus) | ratio |",
+             "| --- | ---: | ---: | ---: | ---: | ---: |",
+             f"| text LM alone (upper bound) | - | {pct(ub[0])} [{pct(ub[1])}, {pct(ub[2])}] | - | - | - |"]
     summary = {"upper_bound": {"read": ub}, "floor": floor, "arms": {}}
     for arm in hparams["arms"]:
-        finals = [e for (a, _), runs in evaluations.items() if a == arm for label, _, e in runs if label == "final"]
+        finals = [(seed, e) for (a, seed), runs in evaluations.items() if a == arm
+                  for label, _, e in runs if label == "final"]
         if not finals:
             continue
-        heard = [e["heard_accuracy"] for e in finals]
-        read = [e["read_accuracy"] for e in finals]
-        wer = [e["question_wer"] for e in finals]
+        heard = [e["heard_accuracy"] for _, e in finals]
+        read = [e["read_accuracy"] for _, e in finals]
+        wer = [e["question_wer"] for _, e in finals]
+        prompt = [prompt_wer(run_folder(hparams, arm, seed)) for seed, _ in finals]
+        prompt = [p for p in prompt if p is not None]
         summary["arms"][arm] = {"heard": t_interval(heard), "read": t_interval(read), "question_wer": t_interval(wer),
-                                "per_seed": {"heard": heard, "read": read, "question_wer": wer}}
-        lines.append(f"| Spectron, {arm} | {cell(heard)} | {cell(read)} | {pct(sum(wer) / len(wer))} |")
-    lines.append(f"| floor: each relation's most common answer | {pct(floor)} | {pct(floor)} | - |")
+                                "prompt_wer": t_interval(prompt),
+                                "per_seed": {"heard": heard, "read": read, "question_wer": wer, "prompt_wer": prompt}}
+        mean_wer = sum(wer) / len(wer)
+        mean_prompt = sum(prompt) / len(prompt) if prompt else None
+        ratio = f"{mean_wer / mean_prompt:.2f}" if mean_prompt else "-"
+        lines.append(f"| Spectron, {arm} | {cell(heard)} | {cell(read)} | {pct(mean_wer)} | "
+                     f"{pct(mean_prompt) if mean_prompt is not None else '-'} | {ratio} |")
+    lines.append(f"| floor: each relation's most common answer | {pct(floor)} | {pct(floor)} | - | - | - |")
     lines += ["", "## Forgetting curve (accuracy after each epoch of Spectron training, mean over seeds)", "",
               "| arm | epoch | heard | read |", "| --- | ---: | ---: | ---: |"]
     curve = {}

@@ -9,11 +9,17 @@ is pre-trained on (:func:`fact_lines`); the questions about them
 (:func:`fact_questions`) are spoken by espeak-ng for the evaluation.
 
 The people are the corpus's own names, so that the speech model can hear the
-question: a test of knowledge, not of hearing new words. The relations are
+question: a test of knowledge, not of hearing new words. Hearing also needs the
+question's sentence forms: a speech corpus made with ``spoken_facts``
+(:func:`spoken_fact_sentence`) asks and answers the facts of half of the
+people (:func:`split_people`), so that the speech model learns to hear every
+relation's question; the other half are *asked* only in the evaluation
+(:func:`asked_facts`), and their facts are in the LM's text alone. The relations are
 ones the corpus never states about people (it does give them random ages and
 birthday months, so those are not relations here), phrased in ways it never uses (``tests/unit/test_factworld.py``
 checks it), so the speech corpus cannot teach or contradict them.
 """
+import functools
 import random
 
 from spectron_kit.data.grammar import _BOYS, _GIRLS
@@ -93,3 +99,59 @@ def fact_questions(facts) -> list:
     """The spoken-QA records of the facts, in the WebQuestions JSON form ``{question, answers, url}``."""
     return [{"question": f["question"], "answers": [f["answer"]],
              "url": f"factworld:{f['relation']}:{f['person']}"} for f in facts]
+
+
+def split_people(seed: int = 1234, spoken: int = 12) -> tuple:
+    """``(spoken, asked)``: people whose facts a speech corpus may state, and people asked about only.
+
+    A seeded draw of ``spoken`` of the 24 people (sorted lists); the same seed
+    gives the same split.
+    """
+    if isinstance(spoken, bool) or not isinstance(spoken, int) or not 0 < spoken < len(PEOPLE):
+        raise ValueError(f"spoken={spoken!r} must be an integer from 1 to {len(PEOPLE) - 1} "
+                         "(people whose facts the speech corpus states)")
+    people = list(PEOPLE)
+    random.Random(f"fact-people/{seed}").shuffle(people)
+    return sorted(people[:spoken]), sorted(people[spoken:])
+
+
+@functools.lru_cache(maxsize=8)
+def _spoken_facts(seed, spoken):
+    names = set(split_people(seed, spoken)[0])
+    by_person = {}
+    for fact in fact_world(seed):
+        if fact["person"] in names:
+            by_person.setdefault(fact["person"], []).append(fact)
+    return tuple(sorted((person, tuple(facts)) for person, facts in by_person.items()))
+
+
+def _capitalise(text):
+    """Each sentence of ``text`` starts with a capital (as the grammar writes for espeak-ng)."""
+    out, start = [], True
+    for word in text.split(" "):
+        out.append(word[0].upper() + word[1:] if start and word else word)
+        start = word.endswith((".", "?"))
+    return " ".join(out)
+
+
+def spoken_fact_sentence(rng, seed: int = 1234, spoken: int = 12) -> tuple:
+    """A speech-corpus utterance that asks and answers two facts of one *spoken* person.
+
+    ``"What pet does Tom have? Tom has a pet fox. Where does Tom live? Tom lives
+    near the lake."``: the question forms the evaluation asks, answered as the
+    LM's text answers them, for the people of ``split_people(seed, spoken)[0]``
+    only; the asked people's facts are never spoken. Returns ``(text, key)``
+    like a grammar template (the key ``factworld:<relation>:<person>`` of the
+    first fact decides held-out).
+    """
+    person, facts = rng.choice(_spoken_facts(seed, spoken))
+    first, second = rng.sample(list(facts), 2)
+    text = " ".join(_capitalise(f"{f['question']} {f['statement']}".replace(person, person.capitalize()))
+                    for f in (first, second))
+    return text, f"factworld:{first['relation']}:{person}"
+
+
+def asked_facts(seed: int = 1234, spoken: int = 12) -> list:
+    """The facts of the *asked* people (``split_people(seed, spoken)[1]``): never in a ``spoken_facts`` corpus."""
+    asked = set(split_people(seed, spoken)[1])
+    return [f for f in fact_world(seed) if f["person"] in asked]

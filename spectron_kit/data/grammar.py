@@ -404,13 +404,16 @@ def is_heldout(key: str) -> bool:
     return digest[0] % 8 == 0
 
 
-def generate_sentence(rng: random.Random, heldout: bool | None = False) -> Sentence:
+def generate_sentence(rng: random.Random, heldout: bool | None = False, extra_templates=None) -> Sentence:
     """Draw one utterance text from the grammar.
 
     Arguments:
         rng: the random source (``random.Random(seed)``).
         heldout: False draws only training combinations, True only held-out
             (test) ones, None either.
+        extra_templates: ``{name: (function, weight)}`` drawn beside the
+            grammar's own; ``function(rng)`` returns ``(text, key)`` (e.g.
+            :func:`spectron_kit.data.factworld.spoken_fact_sentence`).
     Returns:
         A :class:`Sentence`.
 
@@ -420,11 +423,12 @@ def generate_sentence(rng: random.Random, heldout: bool | None = False) -> Sente
     """
     if heldout not in (True, False, None):
         raise ValueError(f"heldout must be True, False or None, got {heldout!r}")
-    names = list(_TEMPLATES)
-    weights = [_TEMPLATES[n][1] for n in names]
+    templates = dict(_TEMPLATES, **(extra_templates or {}))
+    names = list(templates)
+    weights = [templates[n][1] for n in names]
     for _ in range(10000):
         name = rng.choices(names, weights)[0]
-        text, key = _TEMPLATES[name][0](rng)
+        text, key = templates[name][0](rng)
         if heldout is None or is_heldout(key) == heldout:
             return Sentence(text, name, key)
     raise RuntimeError("the grammar produced no sentence of the requested kind")  # pragma: no cover

@@ -131,7 +131,35 @@ def _split_speakers(split):
 # =============================================================================
 # Corpus generation
 # =============================================================================
-def _config(size, seed):
+def spoken_facts_templates(spoken_facts):
+    """``generate_sentence(extra_templates=...)`` of a corpus config's ``spoken_facts`` (None: the grammar alone).
+
+    ``spoken_facts = {"seed": 1234, "spoken": 12, "weight": 2.0}``: utterances
+    that ask and answer the fact world's facts of ``spoken`` people
+    (:func:`spectron_kit.data.factworld.spoken_fact_sentence`), drawn with
+    ``weight`` beside the grammar's templates (their weights sum to 15.5);
+    weight 0 is the plain corpus.
+    """
+    if not spoken_facts or spoken_facts.get("weight") == 0:
+        return None
+    import functools
+
+    from spectron_kit.data.factworld import spoken_fact_sentence
+
+    unknown = sorted(set(spoken_facts) - {"seed", "spoken", "weight"})
+    if unknown or "weight" not in spoken_facts:
+        raise ValueError(f"spoken_facts={spoken_facts!r}: give seed, spoken and weight "
+                         "(e.g. {seed: 1234, spoken: 12, weight: 2.0})")
+    weight = spoken_facts["weight"]
+    if isinstance(weight, bool) or not isinstance(weight, (int, float)) or weight <= 0:
+        raise ValueError(f"spoken_facts weight={weight!r} must be a positive number")
+    template = functools.partial(spoken_fact_sentence, seed=int(spoken_facts.get("seed", 1234)),
+                                 spoken=spoken_facts.get("spoken", 12))
+    template(random.Random(0))  # a bad seed or count fails here, not in a worker
+    return {"spoken_facts": (template, float(weight))}
+
+
+def _config(size, seed, spoken_facts=None):
     if size not in SIZES:
         raise ValueError(f"unknown corpus size {size!r}; use one of: {', '.join(SIZES)}")
     if isinstance(seed, bool) or not isinstance(seed, int):
@@ -139,6 +167,8 @@ def _config(size, seed):
     config = {"version": GENERATOR_VERSION, "size": size, "counts": SIZES[size], "seed": seed,
               "sample_rate": SAMPLE_RATE, "seconds": [MIN_SECONDS, MAX_SECONDS],
               "speakers": [dataclasses.asdict(s) for s in SPEAKERS]}
+    if spoken_facts_templates(spoken_facts):  # only recorded when used: the plain corpus keeps its hash
+        config["spoken_facts"] = dict(spoken_facts)
     digest = hashlib.sha256(json.dumps(config, sort_keys=True).encode()).hexdigest()[:16]
     return config, digest
 
@@ -147,8 +177,8 @@ def _upgradable(found, config):
     """True when ``found`` (a stored corpus config) is this corpus made by an older generator with the same audio."""
     if found.get("version") not in SAME_AUDIO_VERSIONS:
         return False
-    same = ("size", "seed", "sample_rate", "seconds", "speakers")
-    return all(found.get(key) == config[key] for key in same)
+    same = ("size", "seed", "sample_rate", "seconds", "speakers", "spoken_facts")
+    return all(found.get(key) == config.get(key) for key in same)
 
 
 def _chapter_jobs(size):
@@ -173,14 +203,15 @@ def _chapter_jobs(size):
 CHAPTER_OFFSET = {"valid": 50, "test_seen": 70}
 
 
-def _pick_utterance(seed, split, index, speaker):
+def _pick_utterance(seed, split, index, speaker, spoken_facts=None):
     """Synthesise sentences for one utterance until one lasts 4.5-9 s (deterministic)."""
     from spectron_kit.data.espeak import synthesize
 
     rng = random.Random(f"minicorpus/{seed}/{split}/{index}")
+    extra = spoken_facts_templates(spoken_facts)
     best = None
     for attempt in range(50):
-        sentence = generate_sentence(rng, heldout=(split in HELDOUT_SPLITS))
+        sentence = generate_sentence(rng, heldout=(split in HELDOUT_SPLITS), extra_templates=extra)
         out = synthesize(sentence.text, voice=speaker.voice, rate=speaker.rate, pitch=speaker.pitch,
                          pitch_range=speaker.pitch_range, volume=70, sample_rate=SAMPLE_RATE,
                          seed=rng.randrange(2 ** 31))
@@ -227,13 +258,13 @@ def _single_thread_blas():
     return threadpool_limits(1, "blas")
 
 
-def _make_chapter(root, seed, job):
+def _make_chapter(root, seed, job, spoken_facts=None):
     """Write one chapter (skips finished chapters and finished audio files)."""
     with _single_thread_blas():
-        return _write_chapter(root, seed, job)
+        return _write_chapter(root, seed, job, spoken_facts)
 
 
-def _write_chapter(root, seed, job):
+def _write_chapter(root, seed, job, spoken_facts=None):
     import soundfile as sf
 
     split, spk_id, chapter, utts = job
@@ -250,7 +281,7 @@ def _write_chapter(root, seed, job):
     trans, align, phone_align, samples = [], {}, {}, 0
     for index, n in utts:
         uid = f"{spk_id}-{chapter}-{n:04d}"
-        sentence, pcm, words, phones = _pick_utterance(seed, split, index, speaker)
+        sentence, pcm, words, phones = _pick_utterance(seed, split, index, speaker, spoken_facts)
         flac = folder / f"{uid}.flac"
         if not flac.exists():
             tmp = folder / f"{uid}.{os.getpid()}.tmp.flac"
@@ -299,7 +330,8 @@ def _already_built(root, config, digest):
             if found.get("config_hash") != digest:
                 raise ValueError(
                     f"{root} already holds a mini corpus built with size={found['config']['size']!r}, "
-                    f"seed={found['config']['seed']!r} (config {found.get('config_hash')}); "
+                    f"seed={found['config']['seed']!r}, spoken_facts={found['config'].get('spoken_facts')!r} "
+                    f"(config {found.get('config_hash')}); "
                     f"pick another root or delete that folder")
             if path == marker:
                 return True
@@ -307,7 +339,7 @@ def _already_built(root, config, digest):
 
 
 def ensure_mini_corpus(root, size: str = "default", seed: int = 1234, workers: int = 1,
-                       progress: bool = True) -> Path:
+                       progress: bool = True, spoken_facts=None) -> Path:
     """Generate the mini corpus under ``root`` unless it is already complete.
 
     A finished corpus holds ``minicorpus.json`` with its config hash: a second
@@ -320,6 +352,9 @@ def ensure_mini_corpus(root, size: str = "default", seed: int = 1234, workers: i
         seed: corpus seed; the same seed gives identical files.
         workers: processes to use (each loads its own espeak-ng).
         progress: show a rich progress bar.
+        spoken_facts: None, or ``{"seed", "spoken", "weight"}``: the corpus
+            also asks and answers the fact world's facts of some people (the
+            knowledge-retention experiment, :func:`spoken_facts_templates`).
     Returns:
         ``Path(root)``.
 
@@ -327,7 +362,7 @@ def ensure_mini_corpus(root, size: str = "default", seed: int = 1234, workers: i
         >>> ensure_mini_corpus("data/mini", size="tiny", seed=1)  # doctest: +SKIP
         PosixPath('data/mini')
     """
-    config, digest = _config(size, seed)
+    config, digest = _config(size, seed, spoken_facts)
     if isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:
         raise ValueError(f"workers={workers!r} must be an integer >= 1")
     root = Path(root)
@@ -353,12 +388,12 @@ def ensure_mini_corpus(root, size: str = "default", seed: int = 1234, workers: i
 
         if workers == 1:
             for job in jobs:
-                done(job, _make_chapter(str(root), seed, job))
+                done(job, _make_chapter(str(root), seed, job, spoken_facts))
         else:
             import multiprocessing
             context = multiprocessing.get_context("spawn")
             with ProcessPoolExecutor(workers, mp_context=context, initializer=_one_thread_per_worker) as pool:
-                futures = {pool.submit(_make_chapter, str(root), seed, job): job for job in jobs}
+                futures = {pool.submit(_make_chapter, str(root), seed, job, spoken_facts): job for job in jobs}
                 for future in as_completed(futures):
                     done(futures[future], future.result())
     for row in stats.values():

@@ -173,7 +173,7 @@ model = SpectronModel(
 model.save_pretrained(out / "snapshots" / "epoch1")
 (out / "snapshots" / "epoch1" / "training.json").write_text(json.dumps({"epoch": 1, "step": 3}))
 model.save_pretrained(out / "bundle")
-(out / "summary.json").write_text("{}")
+(out / "summary.json").write_text(json.dumps({"test_prompt_transcript_wer": 0.25}))
 '''
 
 
@@ -184,6 +184,8 @@ def test_knowledge_retention_runs_every_arm_and_seed_once_and_reports(tmp_path, 
     from spectron_kit.data.factworld import fact_lines, fact_world
     from spectron_kit.evaluation.metrics import answer_is_correct, normalize_text
     from spectron_kit.pretrain import pretrain_text_lm
+
+    from spectron_kit.data.factworld import asked_facts
 
     facts = fact_world(1234)
     lm_dir = tmp_path / "text_lm"
@@ -206,11 +208,17 @@ def test_knowledge_retention_runs_every_arm_and_seed_once_and_reports(tmp_path, 
     md = report.read_text()
     assert "| text LM alone (upper bound) | - |" in md and "| Spectron, lm_init |" in md
     assert "| Spectron, random_lm |" in md and "| lm_init | 1 |" in md
-    # the floor: each relation's most common answer, counted here independently
+    # the questions: only the 72 asked people's (the arms' corpus speaks the other people's facts)
+    asked = asked_facts(1234, 12)
+    assert {q["question"] for q in json.loads((out / "questions.json").read_text())} == {f["question"] for f in asked}
+    # question WER beside the run's prompt WER on corpus sentences (0.25 in the stand-in's summary.json)
+    row = next(line for line in md.splitlines() if line.startswith("| Spectron, lm_init |")).split(" | ")
+    assert row[4] == "25.0%" and float(row[5].rstrip(" |")) == pytest.approx(float(row[3].rstrip("%")) / 25, abs=0.01)
+    # the floor: each relation's most common answer among the asked facts, counted here independently
     by_relation = {}
-    for f in facts:
+    for f in asked:
         by_relation.setdefault(f["relation"], []).append(f["answer"])
-    floor = sum(Counter(a).most_common(1)[0][1] for a in by_relation.values()) / 144
+    floor = sum(Counter(a).most_common(1)[0][1] for a in by_relation.values()) / 72
     assert f"| floor: each relation's most common answer | {100 * floor:.1f}% |" in md
     # scoring: only the first words (as many as the gold statement has) count
     upper = json.loads((out / "text_lm_upper_bound.json").read_text())

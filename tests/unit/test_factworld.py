@@ -58,3 +58,42 @@ def test_questions_are_web_questions_records():
     records = fact_questions(fact_world(1234))
     assert len(records) == 144 and set(records[0]) == {"question", "answers", "url"}
     assert records[0]["question"].endswith("?") and records[0]["url"].startswith("factworld:home:")
+
+
+def test_a_spoken_facts_corpus_asks_and_answers_only_the_spoken_peoples_facts():
+    """The knowledge-retention corpus: every relation's question form is heard, with the world's answers, for
+    half of the people; the asked people's facts never occur in speech."""
+    import random
+
+    from spectron_kit.data.factworld import asked_facts, split_people
+    from spectron_kit.data.grammar import generate_sentence
+    from spectron_kit.data.minicorpus import _config, spoken_facts_templates
+
+    spoken, asked = split_people(1234, 12)
+    assert len(spoken) == len(asked) == 12 and not set(spoken) & set(asked) and split_people(1234, 12) == (spoken, asked)
+    assert split_people(7, 12) != (spoken, asked)
+    extra = spoken_facts_templates({"seed": 1234, "spoken": 12, "weight": 2.0})
+    rng = random.Random(3)
+    corpus = [generate_sentence(rng, None, extra) for _ in range(3000)]
+    facts = [s for s in corpus if s.template == "spoken_facts"]
+    assert 0.07 < len(facts) / len(corpus) < 0.16  # weight 2.0 beside the grammar's 15.5
+    text = " ".join(s.transcript.lower() for s in corpus)
+    world = {(f["person"], f["relation"]): f for f in fact_world(1234)}
+    heard_relations = set()
+    for person in spoken:  # each spoken person's facts are stated as the world states them
+        for relation in RELATIONS:
+            fact = world[(person, relation)]
+            if fact["question"].rstrip("?") in text:
+                heard_relations.add(relation)
+                assert fact["statement"].rstrip(".") in text
+    assert heard_relations == set(RELATIONS)  # every question form is spoken
+    for fact in asked_facts(1234, 12):  # 72 facts, never asked nor answered in speech
+        assert fact["question"].rstrip("?") not in text and fact["statement"].rstrip(".") not in text
+    assert len(asked_facts(1234, 12)) == 72
+    # the plain corpus keeps its config hash; a spoken-facts corpus gets its own
+    assert _config("default", 1234)[1] != _config("default", 1234, {"seed": 1234, "spoken": 12, "weight": 2.0})[1]
+    with pytest.raises(ValueError, match="give seed, spoken and weight"):
+        spoken_facts_templates({"seed": 1234, "spoken": 12})
+    with pytest.raises(ValueError, match="spoken=30 must be an integer from 1 to 23"):
+        spoken_facts_templates({"seed": 1234, "spoken": 30, "weight": 1.0})
+    assert _config("default", 1234, {"seed": 1234, "spoken": 12, "weight": 0.0}) == _config("default", 1234)
