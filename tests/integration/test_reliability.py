@@ -305,7 +305,15 @@ def test_a_real_sigint_to_a_training_process_ends_in_one_line_and_the_rerun_resu
     # faulthandler: if the process does not end after Ctrl-C, SIGABRT makes it print every thread's stack,
     # so a failure says where it hung
     env = dict(os.environ, PYTHONFAULTHANDLER="1")
-    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, env=env)
+
+    def as_a_terminal_starts_it():
+        # a test suite started in the background (`cmd &`, nohup) runs with SIGINT ignored, and an ignored
+        # signal stays ignored in children: Python then never raises KeyboardInterrupt (this test hung
+        # 120 s in such runs). A terminal's foreground process has the default action.
+        signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, env=env,
+                            preexec_fn=as_a_terminal_starts_it)
     try:
         deadline = time.monotonic() + 300
         while not list((run / "save").glob("CKPT+*")) and time.monotonic() < deadline and proc.poll() is None:
