@@ -61,9 +61,8 @@ def prepare_questions(hparams):
     """The fact world's spoken questions: ``(rows, {question: fact})``."""
     out = Path(hparams["output_folder"])
     out.mkdir(parents=True, exist_ok=True)
-    asked = hparams.get("asked_people")
-    if asked:  # the arms' corpus asks and answers the other people's facts (mini_corpus_spoken_facts)
-        facts = asked_facts(hparams["fact_world_seed"], asked["spoken"])
+    if hparams.get("asked_split"):  # the arms' corpus asks and answers the other facts (mini_corpus_spoken_facts)
+        facts = asked_facts(hparams["fact_world_seed"], hparams["asked_split"])
     else:
         facts = fact_world(hparams["fact_world_seed"])
     (out / "fact_world.json").write_text(json.dumps(facts, indent=1))
@@ -343,6 +342,13 @@ def plot_curve(curve, upper, floor, path):
 @recipe.exit_on_config_error
 def main(argv=None):
     hparams = recipe.load_recipe(sys.argv[1:] if argv is None else argv).hparams
+    only = hparams.get("only_arms")
+    if only:
+        unknown = sorted(set(only) - set(hparams["arms"]))
+        if unknown:
+            raise recipe.RecipeConfigError(f"--only_arms names {unknown}, which are not arms; choose from "
+                                           f"{', '.join(hparams['arms'])}")
+        hparams["arms"] = {arm: path for arm, path in hparams["arms"].items() if arm in only}
     for arm, path in hparams["arms"].items():
         if not Path(path).is_file():
             raise recipe.RecipeConfigError(f"arm {arm}: {path} does not exist; give the arm's training YAML")

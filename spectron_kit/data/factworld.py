@@ -11,10 +11,11 @@ is pre-trained on (:func:`fact_lines`); the questions about them
 The people are the corpus's own names, so that the speech model can hear the
 question: a test of knowledge, not of hearing new words. Hearing also needs the
 question's sentence forms: a speech corpus made with ``spoken_facts``
-(:func:`spoken_fact_sentence`) asks and answers the facts of half of the
-people (:func:`split_people`), so that the speech model learns to hear every
-relation's question; the other half are *asked* only in the evaluation
-(:func:`asked_facts`), and their facts are in the LM's text alone. The relations are
+(:func:`spoken_fact_sentence`) asks and answers half of the facts
+(:func:`split_facts`: every fact of half of the people, or three relations
+of every person), so that the speech model hears the question forms; the
+other half are *asked* only in the evaluation (:func:`asked_facts`), and
+they are in the LM's text alone. The relations are
 ones the corpus never states about people (it does give them random ages and
 birthday months, so those are not relations here), phrased in ways it never uses (``tests/unit/test_factworld.py``
 checks it), so the speech corpus cannot teach or contradict them.
@@ -101,27 +102,42 @@ def fact_questions(facts) -> list:
              "url": f"factworld:{f['relation']}:{f['person']}"} for f in facts]
 
 
-def split_people(seed: int = 1234, spoken: int = 12) -> tuple:
-    """``(spoken, asked)``: people whose facts a speech corpus may state, and people asked about only.
+#: how :func:`split_facts` halves the facts
+SPLITS = ("person", "fact")
 
-    A seeded draw of ``spoken`` of the 24 people (sorted lists); the same seed
-    gives the same split.
+
+def split_facts(seed: int = 1234, by: str = "person") -> tuple:
+    """``(spoken, asked)``: the facts a speech corpus may state, and the facts asked about only (72 each).
+
+    ``by="person"``: every fact of 12 people (a seeded draw) is spoken, the
+    other 12 people are asked about. ``by="fact"``: every person has 3 spoken
+    and 3 asked relations, and every relation is spoken for 12 people (a
+    seeded checkerboard of people x relations), so the speech says every name
+    in every question form. Either way no asked fact is ever spoken.
     """
-    if isinstance(spoken, bool) or not isinstance(spoken, int) or not 0 < spoken < len(PEOPLE):
-        raise ValueError(f"spoken={spoken!r} must be an integer from 1 to {len(PEOPLE) - 1} "
-                         "(people whose facts the speech corpus states)")
-    people = list(PEOPLE)
-    random.Random(f"fact-people/{seed}").shuffle(people)
-    return sorted(people[:spoken]), sorted(people[spoken:])
+    if by not in SPLITS:
+        raise ValueError(f"split={by!r}: use one of {', '.join(SPLITS)}")
+    people, relations = list(PEOPLE), list(RELATIONS)
+    if by == "person":
+        random.Random(f"fact-people/{seed}").shuffle(people)
+        said = set(people[:len(people) // 2])
+        spoken = [f for f in fact_world(seed) if f["person"] in said]
+        return spoken, [f for f in fact_world(seed) if f["person"] not in said]
+    rng = random.Random(f"fact-split/{seed}")
+    rng.shuffle(people)
+    rng.shuffle(relations)
+    spoken, asked = [], []
+    for fact in fact_world(seed):
+        i, j = people.index(fact["person"]), relations.index(fact["relation"])
+        (spoken if (i + j) % 2 == 0 else asked).append(fact)
+    return spoken, asked
 
 
 @functools.lru_cache(maxsize=8)
-def _spoken_facts(seed, spoken):
-    names = set(split_people(seed, spoken)[0])
+def _spoken_facts(seed, by):
     by_person = {}
-    for fact in fact_world(seed):
-        if fact["person"] in names:
-            by_person.setdefault(fact["person"], []).append(fact)
+    for fact in split_facts(seed, by)[0]:
+        by_person.setdefault(fact["person"], []).append(fact)
     return tuple(sorted((person, tuple(facts)) for person, facts in by_person.items()))
 
 
@@ -134,24 +150,23 @@ def _capitalise(text):
     return " ".join(out)
 
 
-def spoken_fact_sentence(rng, seed: int = 1234, spoken: int = 12) -> tuple:
-    """A speech-corpus utterance that asks and answers two facts of one *spoken* person.
+def spoken_fact_sentence(rng, seed: int = 1234, by: str = "person") -> tuple:
+    """A speech-corpus utterance that asks and answers two *spoken* facts of one person.
 
     ``"What pet does Tom have? Tom has a pet fox. Where does Tom live? Tom lives
     near the lake."``: the question forms the evaluation asks, answered as the
-    LM's text answers them, for the people of ``split_people(seed, spoken)[0]``
-    only; the asked people's facts are never spoken. Returns ``(text, key)``
-    like a grammar template (the key ``factworld:<relation>:<person>`` of the
-    first fact decides held-out).
+    LM's text answers them, for the facts of ``split_facts(seed, by)[0]`` only; the
+    asked facts are never spoken. Returns ``(text, key)`` like a grammar
+    template (the key ``factworld:<relation>:<person>`` of the first fact
+    decides held-out).
     """
-    person, facts = rng.choice(_spoken_facts(seed, spoken))
+    person, facts = rng.choice(_spoken_facts(seed, by))
     first, second = rng.sample(list(facts), 2)
     text = " ".join(_capitalise(f"{f['question']} {f['statement']}".replace(person, person.capitalize()))
                     for f in (first, second))
     return text, f"factworld:{first['relation']}:{person}"
 
 
-def asked_facts(seed: int = 1234, spoken: int = 12) -> list:
-    """The facts of the *asked* people (``split_people(seed, spoken)[1]``): never in a ``spoken_facts`` corpus."""
-    asked = set(split_people(seed, spoken)[1])
-    return [f for f in fact_world(seed) if f["person"] in asked]
+def asked_facts(seed: int = 1234, by: str = "person") -> list:
+    """The *asked* facts (``split_facts(seed, by)[1]``, 72): never in a ``spoken_facts`` corpus."""
+    return split_facts(seed, by)[1]

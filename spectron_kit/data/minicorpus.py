@@ -131,12 +131,17 @@ def _split_speakers(split):
 # =============================================================================
 # Corpus generation
 # =============================================================================
+#: the halves of :func:`spectron_kit.data.factworld.split_facts`
+SPOKEN_FACT_SPLITS = ("person", "fact")
+
+
 def spoken_facts_templates(spoken_facts):
     """``generate_sentence(extra_templates=...)`` of a corpus config's ``spoken_facts`` (None: the grammar alone).
 
-    ``spoken_facts = {"seed": 1234, "spoken": 12, "weight": 2.0}``: utterances
-    that ask and answer the fact world's facts of ``spoken`` people
-    (:func:`spectron_kit.data.factworld.spoken_fact_sentence`), drawn with
+    ``spoken_facts = {"seed": 1234, "weight": 2.0, "split": "person"}``:
+    utterances that ask and answer the spoken half of the fact world's facts
+    (:func:`spectron_kit.data.factworld.split_facts` by ``split``, person or
+    fact; :func:`spectron_kit.data.factworld.spoken_fact_sentence`), drawn with
     ``weight`` beside the grammar's templates (their weights sum to 15.5);
     weight 0 is the plain corpus.
     """
@@ -146,16 +151,17 @@ def spoken_facts_templates(spoken_facts):
 
     from spectron_kit.data.factworld import spoken_fact_sentence
 
-    unknown = sorted(set(spoken_facts) - {"seed", "spoken", "weight"})
+    unknown = sorted(set(spoken_facts) - {"seed", "weight", "split"})
     if unknown or "weight" not in spoken_facts:
-        raise ValueError(f"spoken_facts={spoken_facts!r}: give seed, spoken and weight "
-                         "(e.g. {seed: 1234, spoken: 12, weight: 2.0})")
+        raise ValueError(f"spoken_facts={spoken_facts!r}: give seed, weight and split "
+                         "(e.g. {seed: 1234, weight: 2.0, split: person})")
     weight = spoken_facts["weight"]
     if isinstance(weight, bool) or not isinstance(weight, (int, float)) or weight <= 0:
         raise ValueError(f"spoken_facts weight={weight!r} must be a positive number")
-    template = functools.partial(spoken_fact_sentence, seed=int(spoken_facts.get("seed", 1234)),
-                                 spoken=spoken_facts.get("spoken", 12))
-    template(random.Random(0))  # a bad seed or count fails here, not in a worker
+    split = spoken_facts.get("split", "person")
+    if split not in SPOKEN_FACT_SPLITS:
+        raise ValueError(f"spoken_facts split={split!r}: use one of {', '.join(SPOKEN_FACT_SPLITS)}")
+    template = functools.partial(spoken_fact_sentence, seed=int(spoken_facts.get("seed", 1234)), by=split)
     return {"spoken_facts": (template, float(weight))}
 
 
@@ -352,8 +358,8 @@ def ensure_mini_corpus(root, size: str = "default", seed: int = 1234, workers: i
         seed: corpus seed; the same seed gives identical files.
         workers: processes to use (each loads its own espeak-ng).
         progress: show a rich progress bar.
-        spoken_facts: None, or ``{"seed", "spoken", "weight"}``: the corpus
-            also asks and answers the fact world's facts of some people (the
+        spoken_facts: None, or ``{"seed", "weight", "split"}``: the corpus also asks
+            and answers half of the fact world's facts (the
             knowledge-retention experiment, :func:`spoken_facts_templates`).
     Returns:
         ``Path(root)``.

@@ -208,8 +208,8 @@ def test_knowledge_retention_runs_every_arm_and_seed_once_and_reports(tmp_path, 
     md = report.read_text()
     assert "| text LM alone (upper bound) | - |" in md and "| Spectron, lm_init |" in md
     assert "| Spectron, random_lm |" in md and "| lm_init | 1 |" in md
-    # the questions: only the 72 asked people's (the arms' corpus speaks the other people's facts)
-    asked = asked_facts(1234, 12)
+    # the questions: only the 72 asked facts (the arms' corpus speaks the other half)
+    asked = asked_facts(1234, "person")
     assert {q["question"] for q in json.loads((out / "questions.json").read_text())} == {f["question"] for f in asked}
     # question WER beside the run's prompt WER on corpus sentences (0.25 in the stand-in's summary.json)
     row = next(line for line in md.splitlines() if line.startswith("| Spectron, lm_init |")).split(" | ")
@@ -236,6 +236,9 @@ def test_knowledge_retention_runs_every_arm_and_seed_once_and_reports(tmp_path, 
     assert all((out / arm / f"seed-{s}" / "runs.txt").read_text() == "1" for arm in ("lm_init", "random_lm")
                for s in (1, 2))
     assert (out / "lm_init" / "seed-1" / "qa" / "final.json").stat().st_mtime_ns == stamp
+    with pytest.raises(SystemExit) as stop:  # one line naming the unknown arm
+        spec.main(argv + ["--only_arms=[lm_init, lora2]"])
+    assert stop.value.code == 2
 
 
 def importlib_module(name, path):

@@ -60,40 +60,44 @@ def test_questions_are_web_questions_records():
     assert records[0]["question"].endswith("?") and records[0]["url"].startswith("factworld:home:")
 
 
-def test_a_spoken_facts_corpus_asks_and_answers_only_the_spoken_peoples_facts():
-    """The knowledge-retention corpus: every relation's question form is heard, with the world's answers, for
-    half of the people; the asked people's facts never occur in speech."""
+def test_a_spoken_facts_corpus_asks_and_answers_only_the_spoken_half():
+    """The knowledge-retention corpus: every name and every question form is heard, with the world's answers,
+    for half of the facts (3 relations per person, 12 people per relation); the asked facts never occur."""
     import random
+    from collections import Counter
 
-    from spectron_kit.data.factworld import asked_facts, split_people
+    from spectron_kit.data.factworld import asked_facts, split_facts
     from spectron_kit.data.grammar import generate_sentence
     from spectron_kit.data.minicorpus import _config, spoken_facts_templates
 
-    spoken, asked = split_people(1234, 12)
-    assert len(spoken) == len(asked) == 12 and not set(spoken) & set(asked) and split_people(1234, 12) == (spoken, asked)
-    assert split_people(7, 12) != (spoken, asked)
-    extra = spoken_facts_templates({"seed": 1234, "spoken": 12, "weight": 2.0})
+    by_person = split_facts(1234, "person")
+    assert set(Counter(f["person"] for f in by_person[0]).values()) == {6}  # 12 people, all their facts
+    assert not {f["person"] for f in by_person[0]} & {f["person"] for f in by_person[1]}
+    spoken, asked = split_facts(1234, "fact")
+    assert len(spoken) == len(asked) == 72 and split_facts(1234, "fact") == (spoken, asked)
+    assert split_facts(7, "fact") != (spoken, asked)
+    assert not {(f["person"], f["relation"]) for f in spoken} & {(f["person"], f["relation"]) for f in asked}
+    assert set(Counter(f["person"] for f in spoken).values()) == {3}
+    assert set(Counter(f["relation"] for f in spoken).values()) == {12}
+    assert asked_facts(1234, "fact") == asked
+    with pytest.raises(ValueError, match="split='people': use one of person, fact"):
+        split_facts(1234, "people")
+    extra = spoken_facts_templates({"seed": 1234, "weight": 2.0, "split": "fact"})
     rng = random.Random(3)
-    corpus = [generate_sentence(rng, None, extra) for _ in range(3000)]
-    facts = [s for s in corpus if s.template == "spoken_facts"]
-    assert 0.07 < len(facts) / len(corpus) < 0.16  # weight 2.0 beside the grammar's 15.5
-    text = " ".join(s.transcript.lower() for s in corpus)
-    world = {(f["person"], f["relation"]): f for f in fact_world(1234)}
-    heard_relations = set()
-    for person in spoken:  # each spoken person's facts are stated as the world states them
-        for relation in RELATIONS:
-            fact = world[(person, relation)]
-            if fact["question"].rstrip("?") in text:
-                heard_relations.add(relation)
-                assert fact["statement"].rstrip(".") in text
-    assert heard_relations == set(RELATIONS)  # every question form is spoken
-    for fact in asked_facts(1234, 12):  # 72 facts, never asked nor answered in speech
-        assert fact["question"].rstrip("?") not in text and fact["statement"].rstrip(".") not in text
-    assert len(asked_facts(1234, 12)) == 72
-    # the plain corpus keeps its config hash; a spoken-facts corpus gets its own
-    assert _config("default", 1234)[1] != _config("default", 1234, {"seed": 1234, "spoken": 12, "weight": 2.0})[1]
-    with pytest.raises(ValueError, match="give seed, spoken and weight"):
-        spoken_facts_templates({"seed": 1234, "spoken": 12})
-    with pytest.raises(ValueError, match="spoken=30 must be an integer from 1 to 23"):
-        spoken_facts_templates({"seed": 1234, "spoken": 30, "weight": 1.0})
-    assert _config("default", 1234, {"seed": 1234, "spoken": 12, "weight": 0.0}) == _config("default", 1234)
+    corpus = [generate_sentence(rng, None, extra) for _ in range(4000)]
+    said = [s for s in corpus if s.template == "spoken_facts"]
+    assert 0.07 < len(said) / len(corpus) < 0.16  # weight 2.0 beside the grammar's 15.5
+    text = " ".join(s.transcript.lower() for s in said)
+    heard = [f for f in spoken if f["question"].rstrip("?") in text]
+    assert len(heard) > 60 and all(f["statement"].rstrip(".") in text for f in heard)  # the world's answers
+    assert {f["person"] for f in heard} == set(PEOPLE) and {f["relation"] for f in heard} == set(RELATIONS)
+    everything = " ".join(s.transcript.lower() for s in corpus)
+    for fact in asked:  # never asked nor answered in speech
+        assert fact["question"].rstrip("?") not in everything and fact["statement"].rstrip(".") not in everything
+    # the plain corpus keeps its config hash (weight 0 is the plain corpus); a spoken-facts corpus gets its own
+    assert _config("default", 1234, {"seed": 1234, "weight": 0.0}) == _config("default", 1234)
+    assert _config("default", 1234)[1] != _config("default", 1234, {"seed": 1234, "weight": 2.0})[1]
+    with pytest.raises(ValueError, match="give seed, weight and split"):
+        spoken_facts_templates({"seed": 1234, "spoken": 12, "weight": 1.0})
+    with pytest.raises(ValueError, match="weight=-1 must be a positive number"):
+        spoken_facts_templates({"seed": 1234, "weight": -1})
