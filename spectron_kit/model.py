@@ -874,7 +874,7 @@ class SpectronModel(nn.Module):
         return True
 
     def _feed(self, state, row, embedding):
-        """``embedding`` is item ``row``'s next LM input."""
+        """``embedding`` is item ``row``'s next LM input (``row`` a list: one embedding per row, one write)."""
         state.next_embeds[row] = embedding.to(state.dtype)
         state.active[row] = 1
 
@@ -888,8 +888,7 @@ class SpectronModel(nn.Module):
         if phones:
             rows = list(phones)
             ids = torch.tensor([phones[row] for row in rows], device=state.active.device)
-            state.next_embeds[rows] = self.phone_embedding(ids).to(state.dtype)
-            state.active[rows] = 1
+            self._feed(state, rows, self.phone_embedding(ids))
 
     def _text_step(self, state, last, rows):
         """Text rows write a token (or the forced one); ``<eos>`` or the text budget starts the phoneme list
@@ -913,8 +912,7 @@ class SpectronModel(nn.Module):
         if written:
             feed = list(written)
             ids = torch.tensor([written[row] for row in feed], device=last.device)
-            state.next_embeds[feed] = self.lm.embed(ids).to(state.dtype)
-            state.active[feed] = 1
+            self._feed(state, feed, self.lm.embed(ids))
 
     def _list_step(self, state, last, rows):
         """Phoneme-list rows write the next phoneme, until ``<end>`` (or as many phonemes as frame groups)."""
@@ -987,8 +985,7 @@ class SpectronModel(nn.Module):
             embedding = embedding + self.phone_step_context(
                 torch.tensor([state.phones[row][-1] for row in feed], device=device),
                 torch.tensor([state.since_phone[row] - 1 for row in feed], device=device)).to(state.dtype)
-        state.next_embeds[feed] = embedding.to(state.dtype)
-        state.active[feed] = 1
+        self._feed(state, feed, embedding)
 
     def _finish_decoding(self, state, vocode):
         """Frames of every item (refined by a refining post-net, in the front end's units, cut to the budget),

@@ -55,12 +55,12 @@ from rich.table import Table
 try:
     from spectron_kit.evaluation.metrics import t_interval as interval
     from spectron_kit.progress import progress_bar
-    from spectron_kit.recipe import parse_overrides
+    from spectron_kit.recipe import RecipeConfigError, parse_overrides, threads_per_job
 except ImportError:  # run from a checkout without installing
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
     from spectron_kit.evaluation.metrics import t_interval as interval
     from spectron_kit.progress import progress_bar
-    from spectron_kit.recipe import parse_overrides
+    from spectron_kit.recipe import RecipeConfigError, parse_overrides, threads_per_job
 
 console = Console()
 
@@ -135,15 +135,11 @@ def point_overrides(point, variants):
 
 
 def point_threads(jobs, environ=None):
-    """Torch threads per point: the caller's ``OMP_NUM_THREADS`` when set, else cores / ``jobs``."""
-    environ = os.environ if environ is None else environ
-    value = environ.get("OMP_NUM_THREADS", "").strip()
-    if value:
-        if not value.isdigit() or int(value) < 1:
-            raise SweepError(f"OMP_NUM_THREADS={value!r} must be a positive integer (torch threads per point); "
-                             "unset it to give each point cores / --jobs")
-        return int(value)
-    return max(1, (os.cpu_count() or 1) // jobs)
+    """Torch threads per point (:func:`spectron_kit.recipe.threads_per_job`), a bad value a SweepError."""
+    try:
+        return threads_per_job(jobs, environ)
+    except RecipeConfigError as err:
+        raise SweepError(str(err)) from None
 
 
 def run_point(script, hparams, point, folder, extra, threads, log_file, variants=None, then=(),

@@ -101,14 +101,6 @@ def train_arguments(overrides):
     return args
 
 
-def run_threads(jobs):
-    """Torch threads per training run or evaluation: the caller's ``OMP_NUM_THREADS`` if set, else cores / jobs."""
-    value = os.environ.get("OMP_NUM_THREADS", "").strip()
-    if value.isdigit() and int(value) >= 1:
-        return int(value)
-    return max(1, (os.cpu_count() or 1) // max(1, int(jobs)))
-
-
 def train_runs(hparams):
     """Train every (arm, seed) that has no ``summary.json`` yet; the first one alone (it pre-trains the LM)."""
     todo = [(arm, seed) for arm in hparams["arms"] for seed in hparams["seeds"]
@@ -116,7 +108,7 @@ def train_runs(hparams):
     if not todo:
         return
     jobs = max(1, int(hparams["jobs"]))
-    threads = run_threads(jobs)
+    threads = recipe.threads_per_job(jobs)
 
     def one(item):
         arm, seed = item
@@ -164,7 +156,7 @@ def evaluate_bundle(bundle, rows, facts_by_question, hparams, cache):
     from spectron_kit.evaluation.qa import answer_written_questions, evaluate_qa
     from spectron_kit.model import SpectronModel
 
-    torch.set_num_threads(run_threads(hparams["jobs"]))
+    torch.set_num_threads(recipe.threads_per_job(hparams["jobs"]))
     model = SpectronModel.from_pretrained(bundle, map_location="cpu")
     heard = evaluate_qa(model, rows, None, batch_size=hparams["batch_size"], seed=hparams["seed"],
                         n_resamples=hparams["n_resamples"], progress=False, speak=False)
@@ -210,7 +202,8 @@ def text_lm_upper_bound(hparams, rows, facts_by_question):
                                        "first training run (the arms' lm_source): point text_lm at it")
     read = answer_written_questions(HFCausalLM(source=str(source)), rows, n_resamples=hparams["n_resamples"],
                                     seed=hparams["seed"])
-    result = {"source": str(source), "questions": questions, "read": windowed(read["records"], facts_by_question, hparams["answer_window"])}
+    result = {"source": str(source), "questions": questions,
+              "read": windowed(read["records"], facts_by_question, hparams["answer_window"])}
     result["read_accuracy"] = sum(r["correct"] for r in result["read"]) / len(result["read"])
     cache.write_text(json.dumps(result, indent=1))
     return result

@@ -121,15 +121,19 @@ def split_facts(seed: int = 1234, by: str = "person") -> tuple:
     if by == "person":
         random.Random(f"fact-people/{seed}").shuffle(people)
         said = set(people[:len(people) // 2])
-        spoken = [f for f in fact_world(seed) if f["person"] in said]
-        return spoken, [f for f in fact_world(seed) if f["person"] not in said]
-    rng = random.Random(f"fact-split/{seed}")
-    rng.shuffle(people)
-    rng.shuffle(relations)
+
+        def is_spoken(fact):
+            return fact["person"] in said
+    else:
+        rng = random.Random(f"fact-split/{seed}")
+        rng.shuffle(people)
+        rng.shuffle(relations)
+
+        def is_spoken(fact):  # a checkerboard of people x relations
+            return (people.index(fact["person"]) + relations.index(fact["relation"])) % 2 == 0
     spoken, asked = [], []
     for fact in fact_world(seed):
-        i, j = people.index(fact["person"]), relations.index(fact["relation"])
-        (spoken if (i + j) % 2 == 0 else asked).append(fact)
+        (spoken if is_spoken(fact) else asked).append(fact)
     return spoken, asked
 
 

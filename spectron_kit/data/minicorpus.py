@@ -131,10 +131,6 @@ def _split_speakers(split):
 # =============================================================================
 # Corpus generation
 # =============================================================================
-#: the halves of :func:`spectron_kit.data.factworld.split_facts`
-SPOKEN_FACT_SPLITS = ("person", "fact")
-
-
 def spoken_facts_templates(spoken_facts):
     """``generate_sentence(extra_templates=...)`` of a corpus config's ``spoken_facts`` (None: the grammar alone).
 
@@ -149,7 +145,7 @@ def spoken_facts_templates(spoken_facts):
         return None
     import functools
 
-    from spectron_kit.data.factworld import spoken_fact_sentence
+    from spectron_kit.data.factworld import SPLITS, spoken_fact_sentence
 
     unknown = sorted(set(spoken_facts) - {"seed", "weight", "split"})
     if unknown or "weight" not in spoken_facts:
@@ -159,8 +155,8 @@ def spoken_facts_templates(spoken_facts):
     if isinstance(weight, bool) or not isinstance(weight, (int, float)) or weight <= 0:
         raise ValueError(f"spoken_facts weight={weight!r} must be a positive number")
     split = spoken_facts.get("split", "person")
-    if split not in SPOKEN_FACT_SPLITS:
-        raise ValueError(f"spoken_facts split={split!r}: use one of {', '.join(SPOKEN_FACT_SPLITS)}")
+    if split not in SPLITS:
+        raise ValueError(f"spoken_facts split={split!r}: use one of {', '.join(SPLITS)}")
     template = functools.partial(spoken_fact_sentence, seed=int(spoken_facts.get("seed", 1234)), by=split)
     return {"spoken_facts": (template, float(weight))}
 

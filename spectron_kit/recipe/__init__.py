@@ -3,7 +3,7 @@
 - :mod:`spectron_kit.recipe.config`: the one loader of a recipe's command line and YAML
   (:func:`load_recipe`), checked overrides and the small ``__base__`` / ``__add__`` dialect;
 - :mod:`spectron_kit.recipe.runtime`: the one-line error policy, one run per output folder,
-  the allocator setting of CPU runs;
+  the allocator setting of CPU runs, threads per job of runs side by side;
 - :mod:`spectron_kit.recipe.checkpoints`: training clock and RNG state in checkpoints, broken and
   non-finite checkpoints, the settings a resumed run must keep.
 
@@ -16,11 +16,11 @@ from spectron_kit.recipe.config import (ADD_KEY, BASE_KEY, LoadedRecipe, RecipeC
                                         parse_overrides, replace_blocks, resolve_base, yaml_defaults,
                                         yaml_defaults_text)
 from spectron_kit.recipe.runtime import (INTERRUPTED, check_output_folder, exit_on_config_error, lock_run_folder,
-                                         release_run_folder, reuse_freed_memory)
+                                         release_run_folder, reuse_freed_memory, threads_per_job)
 
 __all__ = ["ADD_KEY", "BASE_KEY", "INTERRUPTED", "SHAPE_KEYS", "LoadedRecipe", "RandomState", "RecipeConfigError",
            "TrainingClock", "TrainingDiverged", "check_output_folder", "check_overrides", "check_resume_settings",
            "checkpoint_problem", "declared_keys", "exit_on_config_error", "load_recipe", "lock_run_folder",
            "nonfinite_weights", "overrides_to_yaml", "parse_overrides", "release_run_folder", "replace_blocks",
-           "resolve_base", "reuse_freed_memory", "set_aside_broken_checkpoints", "yaml_defaults",
+           "resolve_base", "reuse_freed_memory", "set_aside_broken_checkpoints", "threads_per_job", "yaml_defaults",
            "yaml_defaults_text"]

@@ -116,6 +116,22 @@ def exit_on_config_error(func):
     return wrapper
 
 
+def threads_per_job(jobs, environ=None):
+    """Torch threads for each of ``jobs`` processes run side by side (sweeps, experiment drivers).
+
+    The caller's ``OMP_NUM_THREADS`` when it is set (``OMP_NUM_THREADS=1`` leaves
+    cores free for other work), else the machine's cores divided by ``jobs``.
+    """
+    environ = os.environ if environ is None else environ
+    value = environ.get("OMP_NUM_THREADS", "").strip()
+    if value:
+        if not value.isdigit() or int(value) < 1:
+            raise RecipeConfigError(f"OMP_NUM_THREADS={value!r} must be a positive integer (torch threads per "
+                                    "job); unset it to give each job cores / jobs")
+        return int(value)
+    return max(1, (os.cpu_count() or 1) // max(1, int(jobs)))
+
+
 _M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD = -1, -3  # mallopt parameters (glibc malloc.h)
 
 
