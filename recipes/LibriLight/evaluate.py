@@ -52,6 +52,8 @@ from spectron_kit.evaluation.report import split_comparison, write_report  # noq
 from spectron_kit.model import SpectronModel, check_bundle_source  # noqa: E402
 
 logger = logging.getLogger(__name__)
+ABOUT = recipe.RecipeHelp.for_script(__file__, __doc__, default_yaml="hparams/evaluate.yaml",
+                                    run_options=("device", "noprogressbar", "log_config"))
 
 
 
@@ -124,7 +126,7 @@ def main(argv=None):
             check_bundle_source(overrides["model_dir"])
         return overrides, run_opts
 
-    loaded = recipe.load_recipe(sys.argv[1:] if argv is None else argv, adjust=check)
+    loaded = recipe.load_recipe(sys.argv[1:] if argv is None else argv, adjust=check, about=ABOUT)
     hparams_file, run_opts, overrides, hparams = loaded.hparams_file, loaded.run_opts, loaded.overrides, loaded.hparams
     protocol = {k: hparams[k] for k in PROTOCOL_CONTROLS if k in hparams}
     check_protocol(**protocol)

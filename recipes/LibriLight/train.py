@@ -5,8 +5,8 @@ Mini setup (offline, 2 CPU cores, about 12 min measured; makes its own corpus an
     python recipes/LibriLight/train.py recipes/LibriLight/hparams/spectron_mini.yaml
 
 Paper configuration (GPU, Libri-Light with pseudo-transcripts, LibriSpeech dev/test):
-    python recipes/LibriLight/train.py recipes/LibriLight/hparams/spectron.yaml \
-        --data_folder=/data/LibriLight --transcripts=/data/librilight_pseudo.tsv \
+    python recipes/LibriLight/train.py recipes/LibriLight/hparams/spectron.yaml \\
+        --data_folder=/data/LibriLight --transcripts=/data/librilight_pseudo.tsv \\
         --librispeech_folder=/data/LibriSpeech
 
 Any YAML key can be overridden (``--lr=3e-4``); SpeechBrain run options apply
@@ -41,13 +41,20 @@ from spectron_kit.losses import lengths_to_mask  # noqa: E402
 from spectron_kit.plotting import plot_loss_curves  # noqa: E402
 from spectron_kit.progress import progress_bar  # noqa: E402
 from spectron_kit.recipe import (  # noqa: E402
-    INTERRUPTED, RandomState, TrainingClock, TrainingDiverged, check_output_folder, check_resume_settings,
-    exit_on_config_error, load_recipe, lock_run_folder, nonfinite_weights, release_run_folder, reuse_freed_memory,
+    INTERRUPTED, RandomState, RecipeHelp, TrainingClock, TrainingDiverged, check_output_folder,
+    check_resume_settings, exit_on_config_error, load_recipe, lock_run_folder, nonfinite_weights, release_run_folder, reuse_freed_memory,
     set_aside_broken_checkpoints, yaml_defaults)
 from spectron_kit.recipe.runtime import init_distributed  # noqa: E402
 
 logger = logging.getLogger(__name__)
 console = Console()
+ABOUT = RecipeHelp.for_script(
+    __file__, __doc__, default_yaml="hparams/spectron_mini.yaml",
+    debug="with a mini-corpus YAML: a smoke run of the whole pipeline in about a minute - a tiny corpus in "
+          "data/mini_corpus_debug, tiny pre-trained LM and encoder, tiny models, 1 epoch of batches of 4, "
+          "written to results/debug/spectron_mini (the real run's folders are not touched; rerunning resumes "
+          "it); keys you type still win. With another YAML: SpeechBrain's debug mode (a few batches, "
+          "checkpoints in a temporary folder).")
 
 
 def absolute_lengths(padded):
@@ -393,7 +400,7 @@ def load_run(argv):
         return overrides, run_opts
 
     loaded = load_recipe(argv, hint="for a run without data, use recipes/LibriLight/hparams/spectron_mini.yaml",
-                         adjust=debug_and_distributed, required=check_required_keys)
+                         adjust=debug_and_distributed, required=check_required_keys, about=ABOUT)
     hparams_file, run_opts, overrides, hparams = loaded.hparams_file, loaded.run_opts, loaded.overrides, loaded.hparams
     world_size = torch.distributed.get_world_size() if torch.distributed.is_initialized() else 1
     validate_run(hparams)  # before anything is written, prepared or pre-trained

@@ -33,6 +33,8 @@ from spectron_kit.model import SpectronModel, check_bundle_source  # noqa: E402
 from spokenqa_prepare import prepare_llama_questions, prepare_web_questions, read_qa_manifest  # noqa: E402
 
 logger = logging.getLogger(__name__)
+ABOUT = recipe.RecipeHelp.for_script(__file__, __doc__, default_yaml="hparams/evaluate.yaml",
+                                    run_options=("device", "noprogressbar", "log_config"))
 DATASETS = ("llama_questions", "web_questions")
 
 
@@ -49,7 +51,7 @@ def main(argv=None):
                                            "LLaMA-Questions folder or the WebQuestions JSON")
         return parsed, run_opts
 
-    loaded = recipe.load_recipe(sys.argv[1:] if argv is None else argv, adjust=check)
+    loaded = recipe.load_recipe(sys.argv[1:] if argv is None else argv, adjust=check, about=ABOUT)
     hparams_file, run_opts, overrides, hparams = loaded.hparams_file, loaded.run_opts, loaded.overrides, loaded.hparams
     out_dir = Path(hparams["output_folder"])
     sb.create_experiment_directory(experiment_directory=str(out_dir), hyperparams_to_save=hparams_file,

@@ -52,6 +52,8 @@ from spectron_kit.data.factworld import asked_facts, fact_questions, fact_world 
 from spokenqa_prepare import prepare_web_questions, read_qa_manifest  # noqa: E402
 
 logger = logging.getLogger(__name__)
+ABOUT = recipe.RecipeHelp.for_script(__file__, __doc__, default_yaml="hparams/knowledge_retention.yaml",
+                                    run_options=())  # its training runs take train.py's options through train_overrides
 console = Console()
 TRAIN_SCRIPT = ROOT / "recipes" / "LibriLight" / "train.py"
 
@@ -334,7 +336,7 @@ def plot_curve(curve, upper, floor, path):
 # ----------------------------------------------------------------------------- main
 @recipe.exit_on_config_error
 def main(argv=None):
-    hparams = recipe.load_recipe(sys.argv[1:] if argv is None else argv).hparams
+    hparams = recipe.load_recipe(sys.argv[1:] if argv is None else argv, about=ABOUT).hparams
     only = hparams.get("only_arms")
     if only:
         unknown = sorted(set(only) - set(hparams["arms"]))

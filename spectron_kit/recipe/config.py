@@ -296,7 +296,7 @@ class LoadedRecipe:
     hparams: dict
 
 
-def load_recipe(argv, hint=None, adjust=None, required=None):
+def load_recipe(argv, hint=None, adjust=None, required=None, about=None):
     """The one way a recipe (train, pretrain, evaluate, the tools) reads its command line and YAML.
 
     Steps: SpeechBrain's ``parse_arguments`` (run options and ``--key=value``
@@ -312,12 +312,17 @@ def load_recipe(argv, hint=None, adjust=None, required=None):
         adjust: optional ``f(hparams_file, overrides, typed, run_opts) -> (overrides, run_opts)``
             (the training recipe's ``--debug`` sizes and distributed set-up).
         required: optional ``f(keys)`` that refuses a YAML missing keys the recipe reads.
+        about: the script's :class:`spectron_kit.recipe.help.RecipeHelp`: ``-h`` / ``--help`` then prints
+            the script's run options and the YAML's keys with their defaults and comments, and exits.
     Returns:
         :class:`LoadedRecipe`.
     """
     from hyperpyyaml import load_hyperpyyaml
     from speechbrain import parse_arguments
 
+    from spectron_kit.recipe.help import print_help_if_asked
+
+    print_help_if_asked(list(argv), about)
     hparams_file, run_opts, overrides = parse_arguments(list(argv))
     typed = parse_overrides(overrides)
     hparams_file, overrides = resolve_base(hparams_file, overrides)
