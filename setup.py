@@ -28,8 +28,10 @@ EXTRAS = {
     "tensorboard": ["tensorboard==2.21.0"],
     "serve": ["fastapi==0.165.0", "uvicorn==0.55.0", "websockets==17.4"],  # spectron-kit serve (the demo page)
     "adapters": ["peft==0.21.2"],  # lm_adapter: LoRA on the LM
+    "docs": ["sphinx==9.0.4", "myst-parser==5.2.0"],  # the reference site (docs/conf.py), built by the tests
 }
-EXTRAS["test"] = EXTRAS["test"] + EXTRAS["eval"] + EXTRAS["tensorboard"] + EXTRAS["serve"] + EXTRAS["adapters"]
+EXTRAS["test"] = (EXTRAS["test"] + EXTRAS["eval"] + EXTRAS["tensorboard"] + EXTRAS["serve"] + EXTRAS["adapters"]
+                  + EXTRAS["docs"])
 EXTRAS["all"] = sorted(set(sum(EXTRAS.values(), [])))
 
 setup(

@@ -135,7 +135,7 @@ def lengths_to_mask(lengths, size):
 
 
 def l1_l2(a, b, mask=None):
-    """L_1+2(a, b): mean |a - b| plus mean (a - b)^2 over the valid elements.
+    """L_1+2(a, b): mean ``|a - b|`` plus mean ``(a - b)^2`` over the valid elements.
 
     Computed in (at least) float32 whatever the input dtype. Invalid elements
     never reach the arithmetic, so NaN/inf there changes neither the value nor

@@ -4,9 +4,10 @@ Built-in components register through the same hooks as third-party plugins.
 Plugins are modules published under the entry point group ``spectron_kit``.
 
 Environment variables:
-    SPECTRON_KIT_LOAD_PLUGINS: comma-separated distribution or entry point
-        names; when set, only these third-party plugins load ("" loads none).
-    SPECTRON_KIT_DISABLE_PLUGINS: comma-separated names never to load.
+
+- ``SPECTRON_KIT_LOAD_PLUGINS``: comma-separated distribution or entry point
+  names; when set, only these third-party plugins load ("" loads none).
+- ``SPECTRON_KIT_DISABLE_PLUGINS``: comma-separated names never to load.
 
 Example:
     >>> from spectron_kit import registry

@@ -47,9 +47,10 @@ def evaluate_qa(model, rows, transcriber, answer_seconds=3.0, batch_size=4, do_s
             speech accuracy is None), e.g. for the knowledge-retention curves.
 
     Returns:
-        ``{"records": [...], "accuracy": {"text": (acc, low, high), "speech": ..., "floor": ...},
-        "question_wer": float, "floor_answer": str, "seconds": float}``; the floor gives every
-        question the gold answer most questions share.
+        dict: ``records`` (one per question), ``accuracy``
+        (``{"text": (acc, low, high), "speech": ..., "floor": ...}``), ``question_wer`` (float),
+        ``floor_answer`` (str) and ``seconds``; the floor gives every question the gold answer most
+        questions share.
     """
     from spectron_kit.audio import load_audio, save_audio
     from spectron_kit.data.manifest import track

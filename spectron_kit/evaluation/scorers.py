@@ -9,17 +9,17 @@ a mean or a ratio of sums with a 95% bootstrap interval; ``results.json`` ->
 ``speech``) and the report prints one table over all of them. The paper's own
 metrics are scorers like any other:
 
-========================  ==========  ===========================================
-name                      key         what
-========================  ==========  ===========================================
-``asr_wer``               wer         ASR WER against the words the audio should say
-``asr_perplexity``        perplexity  text-LM perplexity of the ASR transcript
-``speaker_similarity``    speaker_sim cosine(prompt, audio) of speaker embeddings,
-                                      plus the other-speaker floor
-``predicted_mos``         mos         predicted naturalness
-``frame_distance``        frame_l1    |frames - true continuation frames|
-``frame_ctc_wer``         frame_wer   WER of the mini CTC recogniser reading the frames
-========================  ==========  ===========================================
+========================  ============  =================================================
+name                      key           what
+========================  ============  =================================================
+``asr_wer``               wer           ASR WER against the words the audio should say
+``asr_perplexity``        perplexity    text-LM perplexity of the ASR transcript
+``speaker_similarity``    speaker_sim   cosine(prompt, audio) of speaker embeddings,
+                                        plus the other-speaker floor
+``predicted_mos``         mos           predicted naturalness
+``frame_distance``        frame_l1      mean absolute difference to the true continuation's frames
+``frame_ctc_wer``         frame_wer     WER of the mini CTC recogniser reading the frames
+========================  ============  =================================================
 
 A new metric is one registered class and one line in ``evaluate.yaml``'s
 ``scorers`` list (a plugin registers it through ``register_scorers``). The
