@@ -59,6 +59,44 @@ TRAIN_SCRIPT = ROOT / "recipes" / "LibriLight" / "train.py"
 
 
 # ----------------------------------------------------------------------------- questions
+def arms_spoken_split(hparams):
+    """The split (``person`` | ``fact``) of the facts the arms' corpus asks and answers in speech (their
+    ``mini_corpus_spoken_facts`` with the training overrides applied), or None when no arm's corpus speaks
+    facts. Every arm must speak the same split of the same fact world, or the questions would be heard in
+    training by some arms."""
+    found = {}
+    for arm, path in hparams["arms"].items():
+        resolved, layered = recipe.resolve_base(path, dict(hparams.get("train_overrides") or {}))
+        spoken = {**recipe.yaml_defaults(resolved), **layered}.get("mini_corpus_spoken_facts") or {}
+        if not isinstance(spoken, dict) or not float(spoken.get("weight") or 0) > 0:
+            found[arm] = None
+            continue
+        if int(spoken.get("seed", hparams["fact_world_seed"])) != int(hparams["fact_world_seed"]):
+            raise recipe.RecipeConfigError(
+                f"arm {arm}: its corpus speaks the facts of fact world seed {spoken['seed']} but "
+                f"--fact_world_seed={hparams['fact_world_seed']}; give both the same seed")
+        found[arm] = spoken.get("split", "person")
+    if len(set(found.values())) > 1:
+        raise recipe.RecipeConfigError(
+            "the arms' corpora speak different fact splits (" + ", ".join(f"{a}: {s}" for a, s in found.items())
+            + "); give every arm the same mini_corpus_spoken_facts, or run them as separate experiments")
+    return next(iter(found.values()), None)
+
+
+def resolve_asked_split(hparams):
+    """``asked_split``: ``auto`` becomes the arms' split (:func:`arms_spoken_split`); an explicit value must
+    agree with it."""
+    spoken, asked = arms_spoken_split(hparams), hparams.get("asked_split")
+    if asked == "auto":
+        return spoken
+    if asked != spoken:
+        raise recipe.RecipeConfigError(
+            f"--asked_split={asked} but the arms' corpus speaks "
+            + (f"the facts split by {spoken}" if spoken else "no facts (so all 144 are asked)")
+            + "; leave --asked_split=auto")
+    return asked
+
+
 def prepare_questions(hparams):
     """The fact world's spoken questions: ``(rows, {question: fact})``."""
     out = Path(hparams["output_folder"])
@@ -351,6 +389,9 @@ def main(argv=None):
         raise recipe.RecipeConfigError("--seeds is empty; give at least one seed, e.g. --seeds=[1,2,3]")
     if hparams["answer_window"] not in ("statement", "all"):
         raise recipe.RecipeConfigError(f"--answer_window={hparams['answer_window']}: use statement or all")
+    hparams["asked_split"] = resolve_asked_split(hparams)
+    if hparams["asked_split"] not in (None, "person", "fact"):
+        raise recipe.RecipeConfigError(f"--asked_split={hparams['asked_split']}: use auto, person, fact or null")
     rows, facts_by_question = prepare_questions(hparams)
     train_runs(hparams)
     upper = text_lm_upper_bound(hparams, rows, facts_by_question)

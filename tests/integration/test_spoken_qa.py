@@ -195,8 +195,9 @@ def test_knowledge_retention_runs_every_arm_and_seed_once_and_reports(tmp_path, 
                      vocab_size=80, steps=3, batch_size=8, progress=False)
     trainer = tmp_path / "fake_train.py"
     trainer.write_text(FAKE_TRAIN)
-    for arm in ("lm_init", "random_lm"):
-        (tmp_path / f"{arm}.yaml").write_text("seed: 1\n")
+    for arm in ("lm_init", "random_lm"):  # their corpus speaks the facts of 12 people: the other 12 are asked
+        (tmp_path / f"{arm}.yaml").write_text("seed: 1\nmini_corpus_spoken_facts: {seed: 1234, weight: 2.0, "
+                                              "split: person}\n")
     spec = importlib_module("knowledge_retention", RECIPE / "knowledge_retention.py")
     monkeypatch.setattr(spec, "TRAIN_SCRIPT", trainer)
     argv = [str(RECIPE / "hparams" / "knowledge_retention.yaml"), f"--output_folder={tmp_path}/kr",
@@ -239,6 +240,16 @@ def test_knowledge_retention_runs_every_arm_and_seed_once_and_reports(tmp_path, 
     with pytest.raises(SystemExit) as stop:  # one line naming the unknown arm
         spec.main(argv + ["--only_arms=[lm_init, lora2]"])
     assert stop.value.code == 2
+    # the asked split follows the arms' corpus; a stated one that disagrees with it, or arms that disagree,
+    # stop with one line before anything runs
+    assert spec.resolve_asked_split({**spec.recipe.load_recipe(argv).hparams, "asked_split": "auto"}) == "person"
+    with pytest.raises(SystemExit) as stop:
+        spec.main(argv + ["--asked_split=fact"])
+    assert stop.value.code == 2
+    (tmp_path / "random_lm.yaml").write_text("seed: 1\nmini_corpus_spoken_facts: {seed: 1234, weight: 2.0, "
+                                             "split: fact}\n")
+    with pytest.raises(spec.recipe.RecipeConfigError, match="different fact splits"):
+        spec.resolve_asked_split(spec.recipe.load_recipe(argv).hparams)
 
 
 def importlib_module(name, path):
