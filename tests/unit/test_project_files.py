@@ -29,3 +29,16 @@ def test_contributing_names_commands_that_exist():
     text = (ROOT / "CONTRIBUTING.md").read_text()
     for path in re.findall(r"(?:tools|recipes|docs|tests)/[\w/.-]+\.(?:py|sh|md|yaml)", text):
         assert (ROOT / path).exists(), path
+
+
+def test_relative_links_of_the_docs_point_to_files_that_exist():
+    pages = [ROOT / "README.md", ROOT / "CONTRIBUTING.md", *sorted((ROOT / "docs").glob("*.md")),
+             *sorted((ROOT / "recipes").glob("*/README.md")), *sorted((ROOT / "plugins").glob("*/README.md"))]
+    broken = []
+    for page in pages:
+        for target in re.findall(r"\]\(([^)#\s]+)(?:#[^)]*)?\)", page.read_text()):
+            if "://" in target or target.startswith("mailto:"):
+                continue
+            if not (page.parent / target).exists():
+                broken.append(f"{page.relative_to(ROOT)} -> {target}")
+    assert not broken, broken
