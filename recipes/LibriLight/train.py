@@ -42,7 +42,7 @@ from spectron_kit.plotting import plot_loss_curves  # noqa: E402
 from spectron_kit.progress import progress_bar  # noqa: E402
 from spectron_kit.recipe import (  # noqa: E402
     INTERRUPTED, RandomState, RecipeHelp, TrainingClock, TrainingDiverged, check_output_folder,
-    check_resume_settings, exit_on_config_error, load_recipe, lock_run_folder, nonfinite_weights, release_run_folder, reuse_freed_memory,
+    check_resume_settings, command_line, exit_on_config_error, load_recipe, lock_run_folder, nonfinite_weights, release_run_folder, reuse_freed_memory,
     set_aside_broken_checkpoints, yaml_defaults)
 from spectron_kit.recipe.runtime import init_distributed  # noqa: E402
 
@@ -411,7 +411,8 @@ def load_run(argv):
 @exit_on_config_error
 def main(argv=None):
     reuse_freed_memory()  # CPU steps otherwise spend a third of their time in page faults
-    hparams_file, run_opts, overrides, hparams, world_size = load_run(argv if argv is not None else sys.argv[1:])
+    argv = list(argv if argv is not None else sys.argv[1:])
+    hparams_file, run_opts, overrides, hparams, world_size = load_run(argv)
     if sb.utils.distributed.if_main_process():  # one run per output folder, before anything is written there
         lock_run_folder(hparams["output_folder"])
         check_resume_settings(hparams["output_folder"], hparams["save_folder"], hparams_file, overrides)
@@ -462,7 +463,8 @@ def main(argv=None):
                              if k in step0 and final.get(k)},
                **held_out, "samples": samples, "seconds": time.time() - started, "train_seconds": train_seconds,
                "optimizer_steps": int(getattr(brain, "optimizer_step", 0)), "training_minutes": training_minutes,
-               "parameters": model.num_parameters(), "bundle": str(hparams["bundle_folder"])}
+               "parameters": model.num_parameters(), "bundle": str(hparams["bundle_folder"]),
+               "command": command_line(__file__, argv)}
     (Path(hparams["output_folder"]) / "summary.json").write_text(json.dumps(summary, indent=2))
     print_summary(summary, logged_terms(brain.objective), hparams)
     release_run_folder(hparams["output_folder"])

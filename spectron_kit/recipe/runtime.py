@@ -13,6 +13,19 @@ from spectron_kit.errors import TRACEBACK_ENV, one_line, traceback_wanted
 from spectron_kit.recipe.config import RecipeConfigError
 
 
+def command_line(script, argv):
+    """How to rerun a recipe script: ``python <script> <argv...>``, the script relative to the working folder
+    when it is inside it (as users type it), every argument shell-quoted (recorded in a run's summary)."""
+    import shlex
+
+    path = Path(script).resolve()
+    try:
+        path = path.relative_to(Path.cwd().resolve())
+    except ValueError:
+        pass
+    return shlex.join(["python", str(path), *[str(a) for a in argv]])
+
+
 def check_output_folder(folder, key="output_folder"):
     """Refuse (one line) an output folder that is a file, lies under a file, or under a folder we cannot write.
 

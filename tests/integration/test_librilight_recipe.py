@@ -1,5 +1,6 @@
 """The LibriLight recipe end to end on a tiny slice: prepare, train, crash, resume, bundle, generate."""
 import json
+import shlex
 import sys
 from pathlib import Path
 
@@ -64,6 +65,9 @@ def test_mini_recipe_prepare_train_resume_bundle(tmp_path, monkeypatch, capsys):
     samples = sorted(p.name for p in (run / "samples").iterdir())
     assert any(n.endswith("_generated.wav") for n in samples) and any(n.endswith(".png") for n in samples)
     assert 0.0 <= summary["test_prompt_transcript_wer"] and summary["valid_final"]["loss"] > 0
+    # the command that reruns it (RESULTS.md shows it: tools/results.py)
+    assert summary["command"].startswith("python ") and "train.py" in summary["command"]
+    assert summary["command"].endswith(" ".join(shlex.quote(a) for a in argv))
     assert "train loss" in (run / "train_log.txt").read_text()
     assert (run / "loss_curves.png").stat().st_size > 10000  # every loss term, train and valid, per epoch
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator  # in the test extra

@@ -1,0 +1,75 @@
+"""tools/results.py: RESULTS.md generated from the runs' own files, numbers beside their yardsticks."""
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+from scipy import stats
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def fake_results(folder, generated, reference=0.40, vocoded=0.41, teacher=0.50):
+    """One split's results.json with the fields RESULTS.md reads."""
+    folder.mkdir(parents=True)
+    speech = {"reference": {"wer": {"value": reference, "n": 120}},
+              "vocoded": {"wer": {"value": vocoded, "n": 120}, "mos": {"value": 2.39}},
+              "teacher_forced": {"wer": {"value": teacher, "n": 120}},
+              "generated": {"wer": {"value": generated, "n": 120}}, "flat": {"wer": {"value": 1.0}}}
+    aggregates = {"speaker_sim_generated": {"value": 0.7}, "speaker_sim_other_speaker": {"value": 0.64},
+                  "mos_generated": {"value": 1.9}, "prompt_wer": {"value": 0.05}}
+    (folder / "results.json").write_text(json.dumps({
+        "date": "2026-12-03T10:00:00+00:00", "speech": speech, "aggregates": aggregates,
+        "hardware": {"cpu_count": 2, "torch_threads": 1, "accelerator": "none (CPU)", "torch": "2.14.1"},
+        "setup": {"command": f"python recipes/LibriLight/evaluate.py --output_folder={folder.parent}"}}))
+
+
+def test_results_md_from_the_runs_files(tmp_path):
+    for name, generated in (("a", 0.60), ("b", 0.70)):
+        run = tmp_path / name
+        fake_results(run / "eval" / "test_seen", generated)
+        (run / "summary.json").write_text(json.dumps({"training_minutes": 94.0, "optimizer_steps": 1234,
+                                                      "valid_final": {"spec": 0.256, "ce": 0.1}}))
+        (run / "sweep_run.log").write_text(f"$ /usr/bin/python3 recipes/LibriLight/train.py x.yaml --seed={name}\n")
+        (run / "env.log").write_text("Git revision:\nabc1234\n")
+    recipe = tmp_path / "recipe"
+    recipe.mkdir()
+    (recipe / "results.yaml").write_text(yaml.safe_dump({
+        "title": "a test recipe", "intro": "protocol text",
+        "groups": [{"title": "two seeds", "runs": ["a", "b"]}],
+        "runs": [{"name": n, "title": f"run {n}", "train": str(tmp_path / n), "eval": str(tmp_path / n / "eval")}
+                 for n in ("a", "b")] + [{"name": "gone", "title": "a run not here",
+                                           "eval": str(tmp_path / "nowhere")}]}))
+    done = subprocess.run([sys.executable, str(ROOT / "tools" / "results.py"), str(recipe)], capture_output=True,
+                          text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    md = (recipe / "RESULTS.md").read_text()
+    assert "do not edit by hand" in md and "protocol text" in md
+    # each run: its command (from the sweep's log), commit (env.log), date and hardware, its numbers
+    assert "- training: `python recipes/LibriLight/train.py x.yaml --seed=a`" in md
+    assert "commit abc1234 (training)" in md and "2 CPU cores, 1 torch threads" in md
+    assert "| (d) free-running speech: WER against the words it spoke | 60.0% |" in md
+    assert "| (d) / (a) | 1.50x |" in md and "| (c) / (b) | 1.22x |" in md  # 0.60 / 0.40, 0.50 / 0.41
+    assert "| valid L_s (best checkpoint) | 0.256 |" in md and "| optimizer steps | 1234 |" in md
+    # the group: mean and Student-t interval over the seeds, computed here independently
+    low, high = stats.t.interval(0.95, 1, loc=0.65, scale=stats.sem([0.60, 0.70]))
+    assert f"| (d) free-running speech: WER against the words it spoke | 65.0% [{100 * low:.1f}%, " \
+           f"{100 * high:.1f}%] (n=2) |" in md
+    # a run whose folders are gone is named, not dropped
+    assert "### a run not here (`gone`)" in md and f"Not on this machine: {tmp_path / 'nowhere'}" in md
+
+
+def test_a_recipe_without_results_yaml_is_one_line(tmp_path):
+    done = subprocess.run([sys.executable, str(ROOT / "tools" / "results.py"), str(tmp_path)], capture_output=True,
+                          text=True, timeout=120)
+    assert done.returncode == 1 and "results.yaml does not exist" in done.stderr
+
+
+@pytest.mark.parametrize("recipe", ["recipes/LibriLight"])
+def test_the_recipe_lists_its_runs(recipe):
+    spec = yaml.safe_load((ROOT / recipe / "results.yaml").read_text())
+    names = [run["name"] for run in spec["runs"]]
+    assert len(names) == len(set(names))
+    assert all(name in names for group in spec.get("groups", []) for name in group["runs"])
