@@ -16,7 +16,7 @@ version = release = __version__
 extensions = ["sphinx.ext.autodoc", "sphinx.ext.napoleon", "sphinx.ext.viewcode", "myst_parser"]
 source_suffix = {".rst": "restructuredtext", ".md": "markdown"}
 root_doc = "index"
-exclude_patterns = ["_build"]
+exclude_patterns = ["_build", "experiments"]   # research logs (dated prose), read on the repository
 
 # docstrings are Google style ("Arguments:", "Returns:"); signatures show types as written
 napoleon_google_docstring = True

@@ -18,7 +18,7 @@ model's). Every condition is scored by Whisper (on Griffin-Lim audio) and by
 the mini recipe's CTC recogniser applied to the frames directly; with phonemes
 it also prints the phoneme error rate of the free-running phonemes.
 
-This is the yardstick of the lever table in ``recipes/LibriLight/README.md``;
+This is the yardstick of the lever table in ``docs/experiments/librilight.md``;
 ``evaluate.py`` stays the judge of the targets.
 """
 import argparse
