@@ -16,7 +16,9 @@ batch 1 and ``--batch``, each with its target beside it.
 """
 import argparse
 import statistics
+import sys
 import time
+from pathlib import Path
 
 import torch
 from rich.console import Console
@@ -70,6 +72,9 @@ def main():
     parser.add_argument("--prompts", default="data/mini_corpus/test_seen", help="audio files for --bundle")
     parser.add_argument("--batch", type=int, default=16)
     parser.add_argument("--repeats", type=int, default=5, help="prompts averaged for the streaming rows")
+    parser.add_argument("--markdown", help="also write the tables as Markdown (with command, date, hardware, commit)")
+    parser.add_argument("--readme", help="also write them into this Markdown file's benchmark block (README.md)")
+    parser.add_argument("--block", default="main", help="which benchmark block of --readme (its markers name it)")
     args = parser.parse_args()
     model = tiny_model(args.d_model, args.layers, args.device)
     prompt = torch.randn(3 * 16000) * 0.1
@@ -86,33 +91,81 @@ def main():
     frame_steps = steps[-args.frames:]
     early, late = frame_steps[5:25], frame_steps[-20:]
     early_ms, late_ms = 1000 * sum(early) / len(early), 1000 * sum(late) / len(late)
-    table = Table(title=f"{args.frames} frames, LM d={args.d_model} x {args.layers} layers, {args.device}")
-    table.add_column("measure")
-    table.add_column("value", justify="right")
-    table.add_row("cached decode (s)", f"{cached_s:.2f}")
-    table.add_row("uncached decode (s)", f"{uncached_s:.2f}")
-    table.add_row("uncached / cached", f"{uncached_s / cached_s:.1f}x")
-    table.add_row("cached step, frames 5-25 (ms)", f"{early_ms:.2f}")
-    table.add_row("cached step, last 20 frames (ms)", f"{late_ms:.2f}")
-    table.add_row("late / early cached step", f"{late_ms / early_ms:.2f}x")
-    table.add_row("uncached step, last 20 frames (ms)", f"{1000 * sum(uncached_steps[-20:]) / 20:.2f}")
-    table.add_row("frames per second (cached)", f"{out.timing['frames_per_second']:.0f}")
+    decoding = [("cached decode (s)", f"{cached_s:.2f}", ""),
+                ("uncached decode (s)", f"{uncached_s:.2f}", ""),
+                ("uncached / cached", f"{uncached_s / cached_s:.1f}x", ""),
+                ("cached step, frames 5-25 (ms)", f"{early_ms:.2f}", ""),
+                ("cached step, last 20 frames (ms)", f"{late_ms:.2f}", ""),
+                ("late / early cached step", f"{late_ms / early_ms:.2f}x", "<= 1.3"),
+                ("uncached step, last 20 frames (ms)", f"{1000 * sum(uncached_steps[-20:]) / 20:.2f}", ""),
+                ("frames per second (cached)", f"{out.timing['frames_per_second']:.0f}", "")]
     cached_step, full = full_recompute_ratio(model, args.long_frames)
-    table.add_row(f"cached step at {args.long_frames} frames (ms)", f"{1000 * cached_step:.2f}")
-    table.add_row(f"full recompute at {args.long_frames} frames (ms)", f"{1000 * full:.2f}")
-    table.add_row(f"full recompute / cached step at {args.long_frames} frames (target >= 10)",
-                  f"{full / cached_step:.1f}x")
-    console = Console()
-    console.print(table)
+    decoding += [(f"cached step at {args.long_frames} frames (ms)", f"{1000 * cached_step:.2f}", ""),
+                 (f"full recompute at {args.long_frames} frames (ms)", f"{1000 * full:.2f}", ""),
+                 (f"full recompute / cached step at {args.long_frames} frames", f"{full / cached_step:.1f}x", ">= 10")]
+    tables = [(f"{args.frames} frames, LM d={args.d_model} x {args.layers} layers (random weights), {args.device}",
+               decoding)]
     if args.bundle:
         threads = torch.get_num_threads()
         rows = stream_and_batch(args.bundle, args.prompts, args.batch, args.repeats)
-        table = Table(title=f"{args.bundle} on {args.prompts}, {args.device}, {threads} threads")
+        tables.append((f"{args.bundle} on {args.prompts}, {args.device}, {threads} threads",
+                       [(measure, f"{value:.3f}", target) for measure, value, target in rows]))
+    console = Console()
+    for title, rows in tables:
+        table = Table(title=title)
         for column, justify in (("measure", "left"), ("value", "right"), ("target", "right")):
             table.add_column(column, justify=justify)
-        for measure, value, target in rows:
-            table.add_row(measure, f"{value:.3f}", target)
+        for row in rows:
+            table.add_row(*row)
         console.print(table)
+    if args.markdown or args.readme:
+        text = markdown(tables, args.device)
+        if args.markdown:
+            Path(args.markdown).write_text(text)
+            console.print(f"wrote {args.markdown}")
+        if args.readme:
+            replace_block(args.readme, text, args.block)
+            console.print(f"updated the benchmark block {args.block!r} of {args.readme}")
+
+
+def block_markers(name):
+    """The lines around a named benchmark block in a Markdown file."""
+    return (f"<!-- benchmark {name}: start (written by tools/benchmark.py --readme; do not edit) -->",
+            f"<!-- benchmark {name}: end -->")
+
+
+def markdown(tables, device):
+    """The tables as Markdown, with the command, date, hardware and commit they came from."""
+    import datetime
+    import os
+    import platform
+    import shlex
+    import subprocess
+
+    try:
+        commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
+                                cwd=Path(__file__).resolve().parents[1], timeout=10).stdout.strip() or "n/a"
+    except OSError:
+        commit = "n/a"
+    command = shlex.join(["python", "tools/benchmark.py", *sys.argv[1:]])
+    lines = [f"Measured by `{command}` on {datetime.date.today().isoformat()}: {os.cpu_count()} CPU cores "
+             f"({platform.processor() or platform.machine()}), {torch.get_num_threads()} torch threads, "
+             f"device {device}, torch {torch.__version__}, commit {commit}. Ratios are measured within one run.", ""]
+    for title, rows in tables:
+        lines += [f"| {title} | value | target |", "| --- | ---: | ---: |"]
+        lines += [f"| {measure} | {value} | {target} |" for measure, value, target in rows]
+        lines.append("")
+    return "\n".join(lines)
+
+
+def replace_block(path, text, name="main"):
+    """Write ``text`` between the markers of benchmark block ``name`` in the Markdown file ``path``."""
+    page, (first, last) = Path(path).read_text(), block_markers(name)
+    start, end = page.find(first), page.find(last)
+    if start < 0 or end < start:
+        raise SystemExit(f"error: {path} has no benchmark block {name!r}; add the lines {first} and {last} "
+                         "where the table goes")
+    Path(path).write_text(page[:start + len(first)] + "\n" + text.rstrip("\n") + "\n" + page[end:])
 
 
 def prompts_from(folder, n, rate, seconds):

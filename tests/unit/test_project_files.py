@@ -2,6 +2,7 @@
 import re
 from pathlib import Path
 
+import pytest
 import yaml
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -42,3 +43,40 @@ def test_relative_links_of_the_docs_point_to_files_that_exist():
             if not (page.parent / target).exists():
                 broken.append(f"{page.relative_to(ROOT)} -> {target}")
     assert not broken, broken
+
+
+def test_readme_numbers_come_from_generated_files():
+    """Every measured decimal (a percentage or an 'N.NNx' ratio) the READMEs quote is in a generated results file
+    (recipes/*/RESULTS.md, or a benchmark block the benchmark tool wrote); targets ('target 1.5 x', '<= 1.3') and
+    settings in the guides are not measurements."""
+    generated = " ".join(p.read_text() for p in (ROOT / "recipes").glob("*/RESULTS.md"))
+    readme = (ROOT / "README.md").read_text()
+    generated += " ".join(re.findall(r"<!-- benchmark [\w-]+: start.*?-->(.*?)<!-- benchmark", readme, re.S))
+    generated = re.sub(r"(\d) x\b", r"\1x", generated)
+    missing = []
+    for page in [ROOT / "README.md", *sorted((ROOT / "recipes").glob("*/README.md"))]:
+        text = page.read_text()
+        for match in re.finditer(r"(?<![\d.\-])(\d+\.\d+)\s?(%|x\b)", text):
+            before = text[max(0, match.start() - 10):match.start()]
+            if "target" in before or "<=" in before or ">=" in before:
+                continue
+            if match.group(1) + match.group(2) not in generated:
+                missing.append(f"{page.relative_to(ROOT)}: {match.group(0)}")
+    assert not missing, missing
+
+
+def test_benchmark_blocks_are_written_by_the_tool(tmp_path, monkeypatch):
+    sys_path = str(ROOT / "tools")
+    monkeypatch.syspath_prepend(sys_path)
+    import benchmark
+
+    page = tmp_path / "page.md"
+    first, last = benchmark.block_markers("x")
+    page.write_text(f"before\n{first}\nold\n{last}\nafter\n")
+    text = benchmark.markdown([("a title", [("time (s)", "0.123", "<= 0.3")])], "cpu")
+    benchmark.replace_block(page, text, "x")
+    out = page.read_text()
+    assert out.startswith("before\n") and out.endswith(f"{last}\nafter\n") and "old" not in out
+    assert "Measured by `python tools/benchmark.py" in out and "| time (s) | 0.123 | <= 0.3 |" in out
+    with pytest.raises(SystemExit, match="no benchmark block 'y'"):
+        benchmark.replace_block(page, text, "y")
