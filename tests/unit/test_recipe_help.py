@@ -35,7 +35,7 @@ def test_train_help_shows_defaults_comments_and_what_debug_does():
     code, text = script_help("recipes/LibriLight/train.py")
     assert code == 0
     # a value spectron_mini.yaml changes, with the comment written beside it there
-    assert "--w_ce=10.0\n      measured: w_ce 1 -> 72.8% prompt WER" in text
+    assert "--w_ce=10.0\n      the LM must learn to read the prefix" in text
     assert "[set by spectron_mini.yaml]" in text
     assert "--snapshot_minutes=" in text and "--lr=0.001" in text
     assert "data/mini_corpus_debug" in text and "results/debug/spectron_mini" in text  # --debug, as used here
