@@ -296,6 +296,21 @@ class LoadedRecipe:
     hparams: dict
 
 
+def warn_if_inside_a_recipe_folder(folder=None):
+    """One warning line when a recipe runs from inside a recipe folder (``recipes/LibriLight``, as SpeechBrain's
+    recipes are run): the YAMLs' relative paths (``data/``, ``results/``) would land there, beside the code,
+    instead of at the repository root where the READMEs expect them. Returns the warning (None when fine)."""
+    import warnings
+
+    folder = Path(folder or Path.cwd()).resolve()
+    if folder.parent.name == "recipes" and (folder / "hparams").is_dir():
+        message = (f"running from {folder.parent.name}/{folder.name}: the recipe's data/ and results/ folders will "
+                   f"be made here; run from the repository root ({folder.parent.parent}) as the READMEs do")
+        warnings.warn(message, stacklevel=3)
+        return message
+    return None
+
+
 def load_recipe(argv, hint=None, adjust=None, required=None, about=None):
     """The one way a recipe (train, pretrain, evaluate, the tools) reads its command line and YAML.
 
@@ -323,6 +338,7 @@ def load_recipe(argv, hint=None, adjust=None, required=None, about=None):
     from spectron_kit.recipe.help import print_help_if_asked
 
     print_help_if_asked(list(argv), about)
+    warn_if_inside_a_recipe_folder()
     hparams_file, run_opts, overrides = parse_arguments(list(argv))
     typed = parse_overrides(overrides)
     hparams_file, overrides = resolve_base(hparams_file, overrides)

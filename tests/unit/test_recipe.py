@@ -261,3 +261,13 @@ def test_load_recipe_is_the_one_loader_layers_checks_hooks(tmp_path):
     assert "lr: 0.25" in loaded.overrides and dict(loaded.hparams["block"]) == {"a": 1}
     with pytest.raises(RecipeConfigError, match="unknown override --lrr; did you mean --lr"):
         load_recipe([str(layer), "--lrr=1"])
+
+
+def test_running_from_inside_a_recipe_folder_warns(tmp_path):
+    from spectron_kit.recipe.config import warn_if_inside_a_recipe_folder
+
+    recipe = tmp_path / "recipes" / "LibriLight"
+    (recipe / "hparams").mkdir(parents=True)
+    with pytest.warns(UserWarning, match="run from the repository root"):
+        assert "recipes/LibriLight" in warn_if_inside_a_recipe_folder(recipe)
+    assert warn_if_inside_a_recipe_folder(tmp_path) is None
