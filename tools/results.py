@@ -80,8 +80,9 @@ def train_command(folder):
     """The training command a run recorded: ``summary.json``'s ``command`` or the ``$ ...`` line a sweep wrote
     into ``sweep_run.log`` (None for runs that recorded none)."""
     summary = Path(folder) / "summary.json"
-    if summary.is_file() and json.loads(summary.read_text()).get("command"):
-        return json.loads(summary.read_text())["command"]
+    recorded = json.loads(summary.read_text()).get("command") if summary.is_file() else None
+    if recorded:
+        return recorded
     log = Path(folder) / "sweep_run.log"
     if log.is_file():
         first = log.read_text().splitlines()[:1]

@@ -389,9 +389,9 @@ def main(argv=None):
         raise recipe.RecipeConfigError("--seeds is empty; give at least one seed, e.g. --seeds=[1,2,3]")
     if hparams["answer_window"] not in ("statement", "all"):
         raise recipe.RecipeConfigError(f"--answer_window={hparams['answer_window']}: use statement or all")
-    hparams["asked_split"] = resolve_asked_split(hparams)
-    if hparams["asked_split"] not in (None, "person", "fact"):
+    if hparams.get("asked_split") not in ("auto", None, "person", "fact"):
         raise recipe.RecipeConfigError(f"--asked_split={hparams['asked_split']}: use auto, person, fact or null")
+    hparams["asked_split"] = resolve_asked_split(hparams)
     rows, facts_by_question = prepare_questions(hparams)
     train_runs(hparams)
     upper = text_lm_upper_bound(hparams, rows, facts_by_question)

@@ -189,9 +189,10 @@ def declared_keys(hparams_file):
     return keys
 
 
-def _read_chain(path):
-    """``(base path, [layer keys], [(layer path, added text)])`` of a ``__base__`` chain, top layer first."""
-    layers, additions, seen = [], [], set()
+def _read_chain(path, with_paths=False):
+    """``(base path, [layer keys], [(layer path, added text)])`` of a ``__base__`` chain, top layer first;
+    ``with_paths`` adds the layers' files (top first) as a fourth element."""
+    layers, additions, seen, paths = [], [], set(), []
     while True:
         if path.resolve() in seen:
             raise RecipeConfigError(f"{path} is part of a {BASE_KEY} cycle")
@@ -199,8 +200,9 @@ def _read_chain(path):
         text = path.read_text()
         data = _load_yaml(text) if _has_base(text) else None
         if not data:
-            return path, layers, additions
+            return (path, layers, additions, paths) if with_paths else (path, layers, additions)
         layers.append({k: v for k, v in data.items() if k not in (BASE_KEY, ADD_KEY)})
+        paths.append(path)
         if data.get(ADD_KEY):
             additions.append((path, _added_text(text)))
         base = path.parent / data[BASE_KEY]

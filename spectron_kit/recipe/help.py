@@ -25,8 +25,8 @@ from pathlib import Path
 
 import yaml as pyyaml
 
-from spectron_kit.recipe.config import (ADD_KEY, BASE_KEY, _load_yaml, _read_chain, _Tagged, resolve_base,
-                                        yaml_defaults)
+from spectron_kit.recipe.config import ADD_KEY, BASE_KEY, _read_chain, _Tagged, resolve_base, yaml_defaults
+from spectron_kit.recipe.runtime import shown_path
 
 _KEY_LINE = re.compile(r"^(?P<indent>[ \t]*)(?P<key>[A-Za-z_][\w.-]*)[ \t]*:(?P<rest>.*)$")
 _SECTION = re.compile(r"^(?:#{3,}[ \t]*)?(?P<title>[A-Za-z][^#]*?)[ \t]*(?:-{3,}|#{3,})[ \t]*$")
@@ -59,16 +59,8 @@ class RecipeHelp:
         here = Path(script).resolve().parent
         description = "\n".join(line for line in (doc or "").strip().splitlines()
                                 if not line.startswith("Authors:")).strip()
-        yaml_path = str(_shown(here / default_yaml)) if default_yaml else None
-        return cls(str(_shown(Path(script).resolve())), description, yaml_path, debug, run_options)
-
-
-def _shown(path):
-    """``path`` relative to the working folder when it is inside it (how users type it), else absolute."""
-    try:
-        return Path(path).resolve().relative_to(Path.cwd().resolve())
-    except ValueError:
-        return Path(path).resolve()
+        yaml_path = str(shown_path(here / default_yaml)) if default_yaml else None
+        return cls(str(shown_path(script)), description, yaml_path, debug, run_options)
 
 
 def wants_help(argv):
@@ -141,8 +133,8 @@ def recipe_keys(yaml_path):
     them (then the keys its layers add). ``set_by`` names the layer file that changes the base's value
     (None when the base's value stands)."""
     top = Path(yaml_path)
-    base, layers, additions = _read_chain(top)
-    chain = [base] + [path for path in _layer_paths(top, len(layers))][::-1]   # base first, top layer last
+    base, layers, _, layer_paths = _read_chain(top, with_paths=True)
+    chain = [base] + layer_paths[::-1]                                   # base first, top layer last
     docs, order = {}, []
     for path in chain:
         for key, (section, comment) in key_comments(path.read_text()).items():
@@ -154,20 +146,11 @@ def recipe_keys(yaml_path):
     resolved, layer_values = resolve_base(top, {})
     values = {**yaml_defaults(resolved), **layer_values}
     set_by = {}
-    for path, layer in zip(_layer_paths(top, len(layers)), layers):   # top layer first: it wins
+    for path, layer in zip(layer_paths, layers):   # top layer first: it wins
         for key in layer:
             set_by.setdefault(key, path.name)
     return [(docs[key][0], key, _value_text(values.get(key)), docs[key][1], set_by.get(key))
             for key in order if key in values]
-
-
-def _layer_paths(top, count):
-    """The files of a ``__base__`` chain's layers, top first (``count`` of them)."""
-    paths, path = [], Path(top)
-    for _ in range(count):
-        paths.append(path)
-        path = path.parent / _load_yaml(path.read_text())[BASE_KEY]
-    return paths
 
 
 def _value_text(value):

@@ -13,17 +13,21 @@ from spectron_kit.errors import TRACEBACK_ENV, one_line, traceback_wanted
 from spectron_kit.recipe.config import RecipeConfigError
 
 
+def shown_path(path):
+    """``path`` as users type it: relative to the working folder when it is inside it, else absolute."""
+    path = Path(path).resolve()
+    try:
+        return path.relative_to(Path.cwd().resolve())
+    except ValueError:
+        return path
+
+
 def command_line(script, argv):
-    """How to rerun a recipe script: ``python <script> <argv...>``, the script relative to the working folder
-    when it is inside it (as users type it), every argument shell-quoted (recorded in a run's summary)."""
+    """How to rerun a recipe script: ``python <script> <argv...>`` (the script as :func:`shown_path` writes it),
+    every argument shell-quoted (recorded in a run's summary)."""
     import shlex
 
-    path = Path(script).resolve()
-    try:
-        path = path.relative_to(Path.cwd().resolve())
-    except ValueError:
-        pass
-    return shlex.join(["python", str(path), *[str(a) for a in argv]])
+    return shlex.join(["python", str(shown_path(script)), *[str(a) for a in argv]])
 
 
 def check_output_folder(folder, key="output_folder"):
