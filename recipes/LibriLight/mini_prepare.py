@@ -58,6 +58,22 @@ def pretrain_if_missing(hparams, manifests):
         _pretrain_text_lm(hparams, manifests, lm_dir, lm_settings, fact_world)
     if hparams["encoder_name"] == "conformer" and not (encoder_dir / "encoder_config.json").is_file():
         _pretrain_encoder(hparams, manifests, encoder_dir, encoder_settings)
+    _grammar_rehearsal_text_if_missing(hparams)
+
+
+def _grammar_rehearsal_text_if_missing(hparams):
+    """Text rehearsal from a missing ``<pretrained_folder>/grammar_text.txt``: write the grammar's text (the
+    plain mini LM's, no fact world) there - what a model whose LM read nothing (the random-LM arm of
+    recipes/SpokenQA) rehearses with the settings of the arms whose LM did."""
+    path = hparams.get("rehearsal_text")
+    if not (hparams.get("w_text_rehearsal") or 0) > 0 or not path or Path(path).is_file():
+        return
+    if Path(path) != Path(hparams["pretrained_folder"]) / "grammar_text.txt":
+        return  # any other missing file is refused by train.py's checks, with its name
+    from spectron_kit.data.minicorpus import ensure_text_corpus
+
+    run_on_main(ensure_text_corpus, args=[path, hparams["text_lm_sentences"], hparams["seed"]])
+    console.print(f"rehearsal text: {path} (the grammar's {hparams['text_lm_sentences']} sentences, no fact world)")
 
 
 def _pretrain_text_lm(hparams, manifests, lm_dir, lm_settings, fact_world):

@@ -101,3 +101,33 @@ def test_a_spoken_facts_corpus_asks_and_answers_only_the_spoken_half():
         spoken_facts_templates({"seed": 1234, "spoken": 12, "weight": 1.0})
     with pytest.raises(ValueError, match="weight=-1 must be a positive number"):
         spoken_facts_templates({"seed": 1234, "weight": -1})
+
+
+def test_the_random_lm_arm_rehearses_the_grammar_without_the_fact_world(tmp_path):
+    """The random-LM control with rehearsal's settings reads the grammar's text, never the facts under test."""
+    import sys
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[2]
+    sys.path.insert(0, str(root / "recipes" / "LibriLight"))
+    import mini_prepare
+    from spectron_kit import recipe
+
+    arm = recipe.load_recipe([str(root / "recipes" / "SpokenQA" / "hparams" /
+                                  "factworld_random_lm_rehearsal.yaml")]).hparams
+    assert arm["w_text_rehearsal"] > 0 and arm["rehearsal_text"] == f"{arm['pretrained_folder']}/grammar_text.txt"
+    folder = tmp_path / "pretrained"
+    hparams = {"w_text_rehearsal": 1.0, "rehearsal_text": str(folder / "grammar_text.txt"),
+               "pretrained_folder": str(folder), "text_lm_sentences": 150, "seed": 3}
+    mini_prepare._grammar_rehearsal_text_if_missing(hparams)
+    lines = (folder / "grammar_text.txt").read_text().splitlines()
+    assert len(lines) == 150
+    statements = {f["statement"].upper().rstrip(".") for f in fact_world(1234)}
+    assert not statements & {line.rstrip(".") for line in lines}
+    assert not any(" LIVES NEAR " in line or " HAS A PET " in line for line in lines)
+    # any other missing file is not made (train.py refuses it with its name), and nothing is made when off
+    for other in (dict(hparams, rehearsal_text=str(folder / "other.txt")),
+                  dict(hparams, rehearsal_text=str(tmp_path / "off" / "grammar_text.txt"), w_text_rehearsal=0.0,
+                       pretrained_folder=str(tmp_path / "off"))):
+        mini_prepare._grammar_rehearsal_text_if_missing(other)
+        assert not Path(other["rehearsal_text"]).exists()
