@@ -59,6 +59,29 @@ def test_results_md_from_the_runs_files(tmp_path):
            f"{100 * high:.1f}%] (n=2) |" in md
     # a run whose folders are gone is named, not dropped
     assert "### a run not here (`gone`)" in md and f"Not on this machine: {tmp_path / 'nowhere'}" in md
+    # runs live in results/ (not in git): on a machine without them, regenerating keeps every number -
+    # first from RESULTS.json (what the last generation read), then from the previous RESULTS.md itself
+    import shutil
+
+    group_line = next(line for line in md.splitlines() if line.startswith("| (d) free-running") and "(n=2)" in line)
+    shutil.rmtree(tmp_path / "b")
+    done = subprocess.run([sys.executable, str(ROOT / "tools" / "results.py"), str(recipe)], capture_output=True,
+                          text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    again = (recipe / "RESULTS.md").read_text()
+    assert group_line in again and "| (d) free-running speech: WER against the words it spoke | 70.0% |" in again
+    assert f"Not on this machine: {tmp_path / 'b'}, {tmp_path / 'b' / 'eval'}; the numbers below are those read" \
+        in again and "- training: `python recipes/LibriLight/train.py x.yaml --seed=b`" in again
+    (recipe / "RESULTS.json").unlink()
+    shutil.rmtree(tmp_path / "a")
+    done = subprocess.run([sys.executable, str(ROOT / "tools" / "results.py"), str(recipe)], capture_output=True,
+                          text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    kept = (recipe / "RESULTS.md").read_text()
+    assert group_line in kept and "| (d) free-running speech: WER against the words it spoke | 60.0% |" in kept
+    assert "| (d) free-running speech: WER against the words it spoke | 70.0% |" in kept
+    assert kept.count("this section is kept from the previous RESULTS.md") == 1  # b's already says it is not here
+    assert "### a run not here (`gone`)" in kept
 
 
 def test_a_recipe_without_results_yaml_is_one_line(tmp_path):
