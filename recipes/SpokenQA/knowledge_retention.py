@@ -274,6 +274,30 @@ def bootstrap(records, n_resamples, seed):
     return bootstrap_ci(np.array([float(r["correct"]) for r in records]), n_resamples=n_resamples, seed=seed)
 
 
+def valid_spec_loss(folder):
+    """The run's valid L_s at its kept checkpoint (``summary.json``'s ``valid_final.spec``), or None."""
+    summary = Path(folder) / "summary.json"
+    if not summary.is_file():
+        return None
+    return (json.loads(summary.read_text()).get("valid_final") or {}).get("spec")
+
+
+def provenance(argv):
+    """How the report was made: the command, date, hardware and the checkout's commit (None outside git)."""
+    import datetime
+
+    from spectron_kit.evaluation.report import hardware_info
+
+    try:
+        commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True,
+                                timeout=30).stdout.strip() or None
+    except (OSError, subprocess.SubprocessError):
+        commit = None
+    return {"command": recipe.command_line(__file__, argv),
+            "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+            "hardware": hardware_info(), "commit": commit}
+
+
 def prompt_wer(folder):
     """The run's prompt-transcript WER on the corpus's test sentences (``summary.json``), or None."""
     summary = Path(folder) / "summary.json"
@@ -282,8 +306,10 @@ def prompt_wer(folder):
     return json.loads(summary.read_text()).get("test_prompt_transcript_wer")
 
 
-def write_report(hparams, upper, evaluations, facts):
+def write_report(hparams, upper, evaluations, facts, made=None):
     out = Path(hparams["output_folder"])
+    made = made or provenance([])
+    hw = made["hardware"]
     pct = lambda x: f"{100 * x:.1f}%"  # noqa: E731
 
     def cell(values):
@@ -301,11 +327,16 @@ def write_report(hparams, upper, evaluations, facts):
              "- Spectron cells: mean over seeds [95% Student-t interval] (per seed)", "",
              "- question WER: the heard question's transcript; prompt WER: the same model's prompt transcripts of "
              "corpus sentences (test split, the same unseen voices); the issue's hearing target is a ratio <= 1.5",
+             "- valid L_s: the speech side's cost of the arm (the spectrogram loss on the corpus's valid split, "
+             "mean over seeds)",
+             f"- command: `{made['command']}`",
+             f"- made {made['date']} on {hw.get('cpu_count')} CPU cores ({hw.get('accelerator')}, torch "
+             f"{hw.get('torch')}), commit {made['commit'] or 'n/a'}",
              "", "| system | heard: answer correct | read: answer correct | question WER (heard) | "
-             "prompt WER (corpus) | ratio |",
-             "| --- | ---: | ---: | ---: | ---: | ---: |",
-             f"| text LM alone (upper bound) | - | {pct(ub[0])} [{pct(ub[1])}, {pct(ub[2])}] | - | - | - |"]
-    summary = {"upper_bound": {"read": ub}, "floor": floor, "arms": {}}
+             "prompt WER (corpus) | ratio | valid L_s |",
+             "| --- | ---: | ---: | ---: | ---: | ---: | ---: |",
+             f"| text LM alone (upper bound) | - | {pct(ub[0])} [{pct(ub[1])}, {pct(ub[2])}] | - | - | - | - |"]
+    summary = {"upper_bound": {"read": ub}, "floor": floor, "arms": {}, **made}
     for arm in hparams["arms"]:
         finals = [(seed, e) for (a, seed), runs in evaluations.items() if a == arm
                   for label, _, e in runs if label == "final"]
@@ -316,15 +347,19 @@ def write_report(hparams, upper, evaluations, facts):
         wer = [e["question_wer"] for _, e in finals]
         prompt = [prompt_wer(run_folder(hparams, arm, seed)) for seed, _ in finals]
         prompt = [p for p in prompt if p is not None]
+        spec = [valid_spec_loss(run_folder(hparams, arm, seed)) for seed, _ in finals]
+        spec = [v for v in spec if v is not None]
         summary["arms"][arm] = {"heard": t_interval(heard), "read": t_interval(read), "question_wer": t_interval(wer),
-                                "prompt_wer": t_interval(prompt),
-                                "per_seed": {"heard": heard, "read": read, "question_wer": wer, "prompt_wer": prompt}}
+                                "prompt_wer": t_interval(prompt), "valid_spec": t_interval(spec),
+                                "per_seed": {"heard": heard, "read": read, "question_wer": wer, "prompt_wer": prompt,
+                                             "valid_spec": spec}}
         mean_wer = sum(wer) / len(wer)
         mean_prompt = sum(prompt) / len(prompt) if prompt else None
         ratio = f"{mean_wer / mean_prompt:.2f}" if mean_prompt else "-"
         lines.append(f"| Spectron, {arm} | {cell(heard)} | {cell(read)} | {pct(mean_wer)} | "
-                     f"{pct(mean_prompt) if mean_prompt is not None else '-'} | {ratio} |")
-    lines.append(f"| floor: each relation's most common answer | {pct(floor)} | {pct(floor)} | - | - | - |")
+                     f"{pct(mean_prompt) if mean_prompt is not None else '-'} | {ratio} | "
+                     f"{f'{sum(spec) / len(spec):.3f}' if spec else '-'} |")
+    lines.append(f"| floor: each relation's most common answer | {pct(floor)} | {pct(floor)} | - | - | - | - |")
     lines += ["", "## Forgetting curve (accuracy after each epoch of Spectron training, mean over seeds)", "",
               "| arm | epoch | heard | read |", "| --- | ---: | ---: | ---: |"]
     curve = {}
@@ -420,7 +455,8 @@ def main(argv=None):
     evaluations = {}
     for arm, seed, label, epoch, bundle, cache in tasks:
         evaluations.setdefault((arm, seed), []).append((label, epoch, json.loads(cache.read_text())))
-    report = write_report(hparams, upper, evaluations, list(facts_by_question.values()))
+    report = write_report(hparams, upper, evaluations, list(facts_by_question.values()),
+                          provenance(sys.argv[1:] if argv is None else argv))
     console.print(report.read_text())
     return report
 

@@ -173,7 +173,8 @@ model = SpectronModel(
 model.save_pretrained(out / "snapshots" / "epoch1")
 (out / "snapshots" / "epoch1" / "training.json").write_text(json.dumps({"epoch": 1, "step": 3}))
 model.save_pretrained(out / "bundle")
-(out / "summary.json").write_text(json.dumps({"test_prompt_transcript_wer": 0.25}))
+seed = int(args["seed"])
+(out / "summary.json").write_text(json.dumps({"test_prompt_transcript_wer": 0.25, "valid_final": {"spec": 0.5 + seed}}))
 '''
 
 
@@ -214,7 +215,14 @@ def test_knowledge_retention_runs_every_arm_and_seed_once_and_reports(tmp_path, 
     assert {q["question"] for q in json.loads((out / "questions.json").read_text())} == {f["question"] for f in asked}
     # question WER beside the run's prompt WER on corpus sentences (0.25 in the stand-in's summary.json)
     row = next(line for line in md.splitlines() if line.startswith("| Spectron, lm_init |")).split(" | ")
-    assert row[4] == "25.0%" and float(row[5].rstrip(" |")) == pytest.approx(float(row[3].rstrip("%")) / 25, abs=0.01)
+    assert row[4] == "25.0%" and float(row[5]) == pytest.approx(float(row[3].rstrip("%")) / 25, abs=0.01)
+    assert row[6] == "2.000 |"  # the speech side's cost: valid L_s, mean of the seeds' 1.5 and 2.5
+    # where the report came from: its command (rerunnable), date, hardware and commit
+    assert "- command: `python recipes/SpokenQA/knowledge_retention.py " in md and " CPU cores (" in md
+    made = json.loads((out / "results.json").read_text())
+    assert made["command"].endswith("--jobs=2 '--arms={lm_init: " + f"{tmp_path}/lm_init.yaml, random_lm: "
+                                    f"{tmp_path}/random_lm.yaml}}' '--train_overrides={{lm: {lm_dir}}}'")
+    assert made["arms"]["lm_init"]["per_seed"]["valid_spec"] == [1.5, 2.5] and made["hardware"]["cpu_count"] >= 1
     # the floor: each relation's most common answer among the asked facts, counted here independently
     by_relation = {}
     for f in asked:
