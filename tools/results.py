@@ -210,13 +210,26 @@ def group_section(group, by_name):
     return lines + [""]
 
 
+def report_lines(entry):
+    """The section of a ``reports`` entry: an experiment that writes its own ``results.md`` (e.g. SpokenQA's
+    knowledge retention, which records its command, date, hardware and commit in it); its title line dropped and
+    its headings moved under the entry's. None when the folder has no report."""
+    report = ROOT / entry["folder"] / "results.md"
+    if not report.is_file():
+        return None
+    lines = report.read_text().splitlines()
+    if lines and lines[0].startswith("# "):
+        lines = lines[1:]
+    return [("####" + line[2:]) if line.startswith("## ") else line for line in lines]
+
+
 def write_results(recipe_folder):
     recipe_folder = Path(recipe_folder)
     spec = yaml.safe_load((recipe_folder / "results.yaml").read_text())
     record_path, previous = recipe_folder / "RESULTS.json", previous_sections(recipe_folder / "RESULTS.md")
     record = json.loads(record_path.read_text()) if record_path.is_file() else {"runs": {}}
     numbers, recorded_on = {}, {}
-    for run in spec["runs"]:
+    for run in spec.get("runs", []):
         fresh, kept = run_numbers(run), record["runs"].get(run["name"])
         if has_numbers(fresh) and not missing_folders(run):
             record["runs"][run["name"]] = {"read_on": datetime.date.today().isoformat(), "numbers": fresh}
@@ -235,8 +248,23 @@ def write_results(recipe_folder):
             incomplete = any(not has_numbers(numbers.get(name)) for name in group["runs"])
             kept = previous.get("group: " + group["title"])
             lines += kept if incomplete and kept else group_section(group, numbers)
-    lines += ["## Runs", ""]
-    for run in spec["runs"]:
+    for entry in spec.get("reports", []):
+        header = f"### {entry['title']} (`{entry['name']}`)"
+        fresh, kept = report_lines(entry), record.setdefault("reports", {}).get(entry["name"])
+        if fresh is not None:
+            record["reports"][entry["name"]] = {"read_on": datetime.date.today().isoformat(), "lines": fresh}
+            body = fresh
+        elif kept:
+            body = [f"Not on this machine: {entry['folder']}; the report below is the one read from it on "
+                    f"{kept['read_on']} (RESULTS.json)."] + kept["lines"]
+        elif previous.get(entry["name"]):
+            body = previous[entry["name"]][2:]
+        else:
+            body = [f"Not on this machine: {entry['folder']}; its command makes it."]
+        lines += [header, ""] + [line for line in body] + [""]
+    if spec.get("runs"):
+        lines += ["## Runs", ""]
+    for run in spec.get("runs", []):
         kept = previous.get(run["name"])
         if not has_numbers(numbers[run["name"]]) and kept and len(kept) > 3:  # a run neither here nor recorded
             note = (f"Not on this machine: {', '.join(missing_folders(run))}; this section is kept from the "

@@ -93,6 +93,34 @@ def test_a_recipe_without_results_yaml_is_one_line(tmp_path):
 @pytest.mark.parametrize("recipe", ["recipes/LibriLight"])
 def test_the_recipe_lists_its_runs(recipe):
     spec = yaml.safe_load((ROOT / recipe / "results.yaml").read_text())
-    names = [run["name"] for run in spec["runs"]]
+    names = [run["name"] for run in spec.get("runs", []) + spec.get("reports", [])]
+    assert names and (ROOT / recipe / "RESULTS.md").is_file()
     assert len(names) == len(set(names))
     assert all(name in names for group in spec.get("groups", []) for name in group["runs"])
+
+
+def test_an_experiment_report_is_taken_as_written_and_kept_when_its_folder_is_gone(tmp_path):
+    folder = tmp_path / "kr"
+    folder.mkdir()
+    (folder / "results.md").write_text("# Knowledge retention\n\n- command: `python x.py`\n\n| arm | heard |\n"
+                                      "| --- | ---: |\n| lm_init | 4.2% |\n\n## Forgetting curve\n\n| a | 1 |\n")
+    recipe = tmp_path / "recipe"
+    recipe.mkdir()
+    (recipe / "results.yaml").write_text(yaml.safe_dump({
+        "title": "qa", "intro": "protocol", "reports": [{"name": "arms", "title": "the arms", "folder": str(folder)}]}))
+
+    def generate():
+        done = subprocess.run([sys.executable, str(ROOT / "tools" / "results.py"), str(recipe)], capture_output=True,
+                              text=True, timeout=120)
+        assert done.returncode == 0, done.stderr
+        return (recipe / "RESULTS.md").read_text()
+
+    md = generate()
+    assert "### the arms (`arms`)" in md and "| lm_init | 4.2% |" in md and "- command: `python x.py`" in md
+    assert "#### Forgetting curve" in md and "# Knowledge retention" not in md and "## Runs" not in md
+    (folder / "results.md").unlink()
+    again = generate()
+    assert "| lm_init | 4.2% |" in again and f"Not on this machine: {folder}; the report below" in again
+    (recipe / "RESULTS.json").unlink()
+    kept = generate()
+    assert "| lm_init | 4.2% |" in kept and "#### Forgetting curve" in kept
