@@ -90,7 +90,7 @@ def test_a_recipe_without_results_yaml_is_one_line(tmp_path):
     assert done.returncode == 1 and "results.yaml does not exist" in done.stderr
 
 
-@pytest.mark.parametrize("recipe", ["recipes/LibriLight"])
+@pytest.mark.parametrize("recipe", ["recipes/LibriLight", "recipes/SpokenQA"])
 def test_the_recipe_lists_its_runs(recipe):
     spec = yaml.safe_load((ROOT / recipe / "results.yaml").read_text())
     names = [run["name"] for run in spec.get("runs", []) + spec.get("reports", [])]
