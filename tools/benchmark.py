@@ -140,13 +140,10 @@ def markdown(tables, device):
     import os
     import platform
     import shlex
-    import subprocess
 
-    try:
-        commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
-                                cwd=Path(__file__).resolve().parents[1], timeout=10).stdout.strip() or "n/a"
-    except OSError:
-        commit = "n/a"
+    from spectron_kit.evaluation.report import checkout_commit
+
+    commit = checkout_commit() or "n/a"
     command = shlex.join(["python", "tools/benchmark.py", *sys.argv[1:]])
     lines = [f"Measured by `{command}` on {datetime.date.today().isoformat()}: {os.cpu_count()} CPU cores "
              f"({platform.processor() or platform.machine()}), {torch.get_num_threads()} torch threads, "

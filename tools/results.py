@@ -261,7 +261,7 @@ def write_results(recipe_folder):
             body = previous[entry["name"]][2:]
         else:
             body = [f"Not on this machine: {entry['folder']}; its command makes it."]
-        lines += [header, ""] + [line for line in body] + [""]
+        lines += [header, "", *body, ""]
     if spec.get("runs"):
         lines += ["## Runs", ""]
     for run in spec.get("runs", []):

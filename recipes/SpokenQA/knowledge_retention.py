@@ -274,41 +274,26 @@ def bootstrap(records, n_resamples, seed):
     return bootstrap_ci(np.array([float(r["correct"]) for r in records]), n_resamples=n_resamples, seed=seed)
 
 
-def valid_spec_loss(folder):
-    """The run's valid L_s at its kept checkpoint (``summary.json``'s ``valid_final.spec``), or None."""
+def run_summary(folder):
+    """The run's ``summary.json`` (``{}`` when it has none): its prompt WER on the corpus's test sentences
+    (``test_prompt_transcript_wer``) and its valid L_s at the kept checkpoint (``valid_final.spec``)."""
     summary = Path(folder) / "summary.json"
-    if not summary.is_file():
-        return None
-    return (json.loads(summary.read_text()).get("valid_final") or {}).get("spec")
+    return json.loads(summary.read_text()) if summary.is_file() else {}
 
 
 def provenance(argv):
     """How the report was made: the command, date, hardware and the checkout's commit (None outside git)."""
     import datetime
 
-    from spectron_kit.evaluation.report import hardware_info
+    from spectron_kit.evaluation.report import checkout_commit, hardware_info
 
-    try:
-        commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True,
-                                timeout=30).stdout.strip() or None
-    except (OSError, subprocess.SubprocessError):
-        commit = None
     return {"command": recipe.command_line(__file__, argv),
             "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-            "hardware": hardware_info(), "commit": commit}
+            "hardware": hardware_info(), "commit": checkout_commit()}
 
 
-def prompt_wer(folder):
-    """The run's prompt-transcript WER on the corpus's test sentences (``summary.json``), or None."""
-    summary = Path(folder) / "summary.json"
-    if not summary.is_file():
-        return None
-    return json.loads(summary.read_text()).get("test_prompt_transcript_wer")
-
-
-def write_report(hparams, upper, evaluations, facts, made=None):
+def write_report(hparams, upper, evaluations, facts, made):
     out = Path(hparams["output_folder"])
-    made = made or provenance([])
     hw = made["hardware"]
     pct = lambda x: f"{100 * x:.1f}%"  # noqa: E731
 
@@ -345,10 +330,9 @@ def write_report(hparams, upper, evaluations, facts, made=None):
         heard = [e["heard_accuracy"] for _, e in finals]
         read = [e["read_accuracy"] for _, e in finals]
         wer = [e["question_wer"] for _, e in finals]
-        prompt = [prompt_wer(run_folder(hparams, arm, seed)) for seed, _ in finals]
-        prompt = [p for p in prompt if p is not None]
-        spec = [valid_spec_loss(run_folder(hparams, arm, seed)) for seed, _ in finals]
-        spec = [v for v in spec if v is not None]
+        summaries = [run_summary(run_folder(hparams, arm, seed)) for seed, _ in finals]
+        prompt = [x["test_prompt_transcript_wer"] for x in summaries if x.get("test_prompt_transcript_wer") is not None]
+        spec = [x["valid_final"]["spec"] for x in summaries if (x.get("valid_final") or {}).get("spec") is not None]
         summary["arms"][arm] = {"heard": t_interval(heard), "read": t_interval(read), "question_wer": t_interval(wer),
                                 "prompt_wer": t_interval(prompt), "valid_spec": t_interval(spec),
                                 "per_seed": {"heard": heard, "read": read, "question_wer": wer, "prompt_wer": prompt,

@@ -96,6 +96,17 @@ def hardware_info():
     return info
 
 
+def checkout_commit():
+    """The short commit hash of the checkout this package runs from (None outside a git checkout)."""
+    import subprocess
+
+    try:
+        return subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, timeout=30,
+                              cwd=Path(__file__).resolve().parents[2]).stdout.strip() or None
+    except (OSError, subprocess.SubprocessError):
+        return None
+
+
 def write_results_json(result, path, setup=None):
     """Write the whole evaluation (config, records, aggregates) as JSON.
 

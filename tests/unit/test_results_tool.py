@@ -26,6 +26,14 @@ def fake_results(folder, generated, reference=0.40, vocoded=0.41, teacher=0.50):
         "setup": {"command": f"python recipes/LibriLight/evaluate.py --output_folder={folder.parent}"}}))
 
 
+def generate(recipe):
+    """Run the tool on ``recipe`` (it must succeed); the RESULTS.md it wrote."""
+    done = subprocess.run([sys.executable, str(ROOT / "tools" / "results.py"), str(recipe)], capture_output=True,
+                          text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    return (recipe / "RESULTS.md").read_text()
+
+
 def test_results_md_from_the_runs_files(tmp_path):
     for name, generated in (("a", 0.60), ("b", 0.70)):
         run = tmp_path / name
@@ -42,10 +50,7 @@ def test_results_md_from_the_runs_files(tmp_path):
         "runs": [{"name": n, "title": f"run {n}", "train": str(tmp_path / n), "eval": str(tmp_path / n / "eval")}
                  for n in ("a", "b")] + [{"name": "gone", "title": "a run not here",
                                            "eval": str(tmp_path / "nowhere")}]}))
-    done = subprocess.run([sys.executable, str(ROOT / "tools" / "results.py"), str(recipe)], capture_output=True,
-                          text=True, timeout=120)
-    assert done.returncode == 0, done.stderr
-    md = (recipe / "RESULTS.md").read_text()
+    md = generate(recipe)
     assert "do not edit by hand" in md and "protocol text" in md
     # each run: its command (from the sweep's log), commit (env.log), date and hardware, its numbers
     assert "- training: `python recipes/LibriLight/train.py x.yaml --seed=a`" in md
@@ -65,19 +70,13 @@ def test_results_md_from_the_runs_files(tmp_path):
 
     group_line = next(line for line in md.splitlines() if line.startswith("| (d) free-running") and "(n=2)" in line)
     shutil.rmtree(tmp_path / "b")
-    done = subprocess.run([sys.executable, str(ROOT / "tools" / "results.py"), str(recipe)], capture_output=True,
-                          text=True, timeout=120)
-    assert done.returncode == 0, done.stderr
-    again = (recipe / "RESULTS.md").read_text()
+    again = generate(recipe)
     assert group_line in again and "| (d) free-running speech: WER against the words it spoke | 70.0% |" in again
     assert f"Not on this machine: {tmp_path / 'b'}, {tmp_path / 'b' / 'eval'}; the numbers below are those read" \
         in again and "- training: `python recipes/LibriLight/train.py x.yaml --seed=b`" in again
     (recipe / "RESULTS.json").unlink()
     shutil.rmtree(tmp_path / "a")
-    done = subprocess.run([sys.executable, str(ROOT / "tools" / "results.py"), str(recipe)], capture_output=True,
-                          text=True, timeout=120)
-    assert done.returncode == 0, done.stderr
-    kept = (recipe / "RESULTS.md").read_text()
+    kept = generate(recipe)
     assert group_line in kept and "| (d) free-running speech: WER against the words it spoke | 60.0% |" in kept
     assert "| (d) free-running speech: WER against the words it spoke | 70.0% |" in kept
     assert kept.count("this section is kept from the previous RESULTS.md") == 1  # b's already says it is not here
@@ -109,18 +108,12 @@ def test_an_experiment_report_is_taken_as_written_and_kept_when_its_folder_is_go
     (recipe / "results.yaml").write_text(yaml.safe_dump({
         "title": "qa", "intro": "protocol", "reports": [{"name": "arms", "title": "the arms", "folder": str(folder)}]}))
 
-    def generate():
-        done = subprocess.run([sys.executable, str(ROOT / "tools" / "results.py"), str(recipe)], capture_output=True,
-                              text=True, timeout=120)
-        assert done.returncode == 0, done.stderr
-        return (recipe / "RESULTS.md").read_text()
-
-    md = generate()
+    md = generate(recipe)
     assert "### the arms (`arms`)" in md and "| lm_init | 4.2% |" in md and "- command: `python x.py`" in md
     assert "#### Forgetting curve" in md and "# Knowledge retention" not in md and "## Runs" not in md
     (folder / "results.md").unlink()
-    again = generate()
+    again = generate(recipe)
     assert "| lm_init | 4.2% |" in again and f"Not on this machine: {folder}; the report below" in again
     (recipe / "RESULTS.json").unlink()
-    kept = generate()
+    kept = generate(recipe)
     assert "| lm_init | 4.2% |" in kept and "#### Forgetting curve" in kept
