@@ -33,6 +33,11 @@ repeatable) is a command run for each point after the recipe, with
 (e.g. the evaluation recipe on the run's bundle); the recipe is skipped when its ``--train-done-file`` exists, and the point is
 finished when ``--done-file`` exists (set it to the evaluation's results).
 
+``--only key=value1,value2`` (repeatable) runs only the points whose values
+match every ``--only``, e.g. one seed of each ablation on a machine that has
+time for two runs; the others are left for a later call and still appear in
+the table (as not finished).
+
     python tools/sweep.py --sweep recipes/LibriLight/sweeps/ablation_mini.yaml
 """
 import argparse
@@ -74,21 +79,36 @@ def parse_value(text):
     return parse_overrides(f"v: {text}")["v"]
 
 
-def parse_grid(items):
+def parse_grid(items, flag="--grid"):
     """``["k=a,b", "j=1"]`` -> ``{"k": ["a", "b"], "j": [1]}`` (values parsed as YAML, order kept)."""
     grid = {}
     for item in items or ():
         if "=" not in item:
-            raise SweepError(f"--grid {item!r}: write key=value1,value2 (e.g. --grid seed=1,2,3)")
+            raise SweepError(f"{flag} {item!r}: write key=value1,value2 (e.g. {flag} seed=1,2,3)")
         key, values = item.split("=", 1)
         key = key.strip().lstrip("-")
         if not key or key in grid:
-            raise SweepError(f"--grid {item!r}: {'empty' if not key else 'repeated'} key; give each key once")
+            raise SweepError(f"{flag} {item!r}: {'empty' if not key else 'repeated'} key; give each key once")
         parts = [v.strip() for v in re.split(r",(?![^\[]*\])", values) if v.strip()]
         if not parts:
-            raise SweepError(f"--grid {item!r}: no values; write key=value1,value2")
+            raise SweepError(f"{flag} {item!r}: no values; write key=value1,value2")
         grid[key] = [parse_value(v) for v in parts]
     return grid
+
+
+def select_points(points, only):
+    """The points matching every ``--only`` filter (``{key: [values]}``); a key no point has is a SweepError."""
+    for key, values in only.items():
+        known = {_value_text(p[key]) for p in points if key in p}
+        if not known:
+            raise SweepError(f"--only {key}=...: no point has the key {key!r}; the points' keys are "
+                             f"{', '.join(dict.fromkeys(k for p in points for k in p)) or 'none'}")
+        unknown = [_value_text(v) for v in values if _value_text(v) not in known]
+        if unknown:
+            raise SweepError(f"--only {key}={','.join(unknown)}: no point has that value; "
+                             f"{key} takes {', '.join(sorted(known))}")
+    return [p for p in points
+            if all(_value_text(p.get(k)) in {_value_text(v) for v in vals} for k, vals in only.items())]
 
 
 def grid_points(grid):
@@ -286,6 +306,8 @@ def main(argv=None):
                         help="with --then: the recipe is not rerun when this file exists in the run folder")
     parser.add_argument("--then", action="append", default=[],
                         help="command run in each point after the recipe; {folder} is its folder (repeatable)")
+    parser.add_argument("--only", action="append", default=[],
+                        help="key=value1,value2: run only the points with these values (repeatable)")
     parser.add_argument("--dry-run", action="store_true", help="list the points and their folders only")
     args, extra = parser.parse_known_args(argv)
     try:
@@ -340,13 +362,17 @@ def _main(args, extra):
                                                 "points": points, "variants": variants, "then": args.then,
                                                 "extra": extra, "metrics": args.metrics},
                                                indent=2))
-    todo = [p for p in points if not (out / point_name(p) / args.done_file).is_file()]
-    table = Table(title=f"sweep: {len(points)} points, {len(points) - len(todo)} already finished")
+    selected = select_points(points, parse_grid(args.only, "--only")) if args.only else points
+    todo = [p for p in selected if not (out / point_name(p) / args.done_file).is_file()]
+    finished = [p for p in points if (out / point_name(p) / args.done_file).is_file()]
+    table = Table(title=f"sweep: {len(points)} points, {len(finished)} already finished"
+                        + (f", {len(selected)} selected by --only" if args.only else ""))
     for column in ("point", "folder", "state"):
         table.add_column(column, overflow="fold")
     for p in points:
         table.add_row(", ".join(f"{k}={_value_text(v)}" for k, v in p.items()) or "(base)",
-                      str(out / point_name(p)), "to run" if p in todo else "finished")
+                      str(out / point_name(p)),
+                      "to run" if p in todo else "finished" if p in finished else "not selected")
     console.print(table)
     if args.dry_run:
         return 0

@@ -139,3 +139,29 @@ def test_points_get_the_callers_thread_count_or_cores_over_jobs(monkeypatch):
     assert sweep.point_threads(1, environ={"OMP_NUM_THREADS": "1"}) == 1
     with pytest.raises(sweep.SweepError, match="OMP_NUM_THREADS='two' must be a positive integer"):
         sweep.point_threads(1, environ={"OMP_NUM_THREADS": "two"})
+
+
+def test_only_runs_the_selected_points_and_tabulates_all(tmp_path, capsys, fake):
+    recipe, base = fake
+    out = tmp_path / "part"
+    argv = [str(recipe), str(base), "--grid", "w_ce=10.0,0.0", "--grid", "seed=1,2",
+            "--metric", "valid_final.loss", "--out", str(out), "--epochs=1"]
+    assert sweep.main(argv + ["--only", "seed=2"]) == 0
+    assert sorted(p.name for p in out.iterdir() if p.is_dir()) == ["w_ce-0.0,seed-2", "w_ce-10.0,seed-2"]
+    printed = capsys.readouterr().out
+    assert "2 selected by --only" in printed and "not selected" in printed
+    rows = {(r["w_ce"], r["seed"]): r for r in csv.DictReader(open(out / "sweep.csv"))}
+    assert len(rows) == 4 and rows[("10.0", "2")]["valid_final.loss"] == "102.0"
+    assert rows[("10.0", "1")]["valid_final.loss"] == ""  # left for a later call, still a row
+    # a later call with another selection runs only what is missing from it
+    assert sweep.main(argv + ["--only", "w_ce=0.0"]) == 0
+    assert (out / "w_ce-0.0,seed-1" / "runs.txt").read_text() == "1"
+    assert (out / "w_ce-0.0,seed-2" / "runs.txt").read_text() == "1"
+    assert not (out / "w_ce-10.0,seed-1").exists()
+    capsys.readouterr()
+    assert sweep.main(argv + ["--only", "seed=7"]) == 2
+    assert "--only seed=7: no point has that value; seed takes 1, 2" in capsys.readouterr().out
+    assert sweep.main(argv + ["--only", "lr=1"]) == 2
+    assert "no point has the key 'lr'" in capsys.readouterr().out
+    assert sweep.main(argv + ["--only", "seed"]) == 2
+    assert "--only 'seed': write key=value1,value2" in capsys.readouterr().out
