@@ -212,9 +212,10 @@ def group_section(group, by_name):
 
 def report_lines(entry):
     """The section of a ``reports`` entry: an experiment that writes its own ``results.md`` (e.g. SpokenQA's
-    knowledge retention, which records its command, date, hardware and commit in it); its title line dropped and
-    its headings moved under the entry's. None when the folder has no report."""
-    report = ROOT / entry["folder"] / "results.md"
+    knowledge retention, which records its command, date, hardware and commit in it; ``file:`` names another,
+    e.g. a sweep's ``sweep.md``); its title line dropped and its headings moved under the entry's. None when the
+    folder has no report."""
+    report = ROOT / entry["folder"] / entry.get("file", "results.md")
     if not report.is_file():
         return None
     lines = report.read_text().splitlines()
@@ -248,6 +249,8 @@ def write_results(recipe_folder):
             incomplete = any(not has_numbers(numbers.get(name)) for name in group["runs"])
             kept = previous.get("group: " + group["title"])
             lines += kept if incomplete and kept else group_section(group, numbers)
+    if spec.get("reports"):
+        lines += ["## Reports", ""]
     for entry in spec.get("reports", []):
         header = f"### {entry['title']} (`{entry['name']}`)"
         fresh, kept = report_lines(entry), record.setdefault("reports", {}).get(entry["name"])

@@ -117,3 +117,16 @@ def test_an_experiment_report_is_taken_as_written_and_kept_when_its_folder_is_go
     (recipe / "RESULTS.json").unlink()
     kept = generate(recipe)
     assert "| lm_init | 4.2% |" in kept and "#### Forgetting curve" in kept
+
+
+def test_a_report_can_name_its_file_and_reports_have_their_heading(tmp_path):
+    folder = tmp_path / "sweep"
+    folder.mkdir()
+    (folder / "sweep.md").write_text("# sweep of x\n\n| variant | n | wer |\n| --- | ---: | ---: |\n| no_ce | 1 | 61.2% |\n")
+    recipe = tmp_path / "recipe"
+    recipe.mkdir()
+    (recipe / "results.yaml").write_text(yaml.safe_dump({"title": "t", "intro": "p", "reports": [
+        {"name": "abl", "title": "ablations", "folder": str(folder), "file": "sweep.md"}]}))
+    md = generate(recipe)
+    assert md.index("## Reports") < md.index("### ablations (`abl`)") < md.index("| no_ce | 1 | 61.2% |")
+    assert "# sweep of x" not in md
