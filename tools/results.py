@@ -110,6 +110,8 @@ def split_results(eval_folder):
 def run_numbers(run):
     """``{"splits": {split: {label: value}}, "train": {label: value}, "meta": {...}}`` of one run entry."""
     out = {"splits": {}, "train": {}, "meta": {}}
+    if run.get("kept"):  # made elsewhere: its folders here (if any) belong to another run
+        return out
     if run.get("eval"):
         for split, data in split_results(ROOT / run["eval"]).items():
             out["splits"][split] = {label: read(getter, data) for label, getter, _ in SPLIT_ROWS}
@@ -135,8 +137,14 @@ def run_numbers(run):
 
 
 def missing_folders(run):
-    """The run's training / evaluation folders that are not on this machine."""
-    return [run[key] for key in ("train", "eval") if run.get(key) and not (ROOT / run[key]).exists()]
+    """The run's training / evaluation folders that are not on this machine (all of them for a ``kept`` run:
+    one made on an earlier machine whose folders here now hold another run)."""
+    return [run[key] for key in ("train", "eval") if run.get(key) and (run.get("kept") or not (ROOT / run[key]).exists())]
+
+
+def where_from(run):
+    """What a section of a run that is not here says it is missing."""
+    return run["kept"] if run.get("kept") else ", ".join(missing_folders(run))
 
 
 def has_numbers(numbers):
@@ -167,10 +175,10 @@ def run_section(run, numbers, recorded_on=None):
     lines = [f"### {run['title']} (`{run['name']}`)", ""]
     missing = missing_folders(run)
     if missing and recorded_on:
-        lines += [f"Not on this machine: {', '.join(missing)}; the numbers below are those read from it on "
+        lines += [f"Not on this machine: {where_from(run)}; the numbers below are those read from it on "
                   f"{recorded_on} (RESULTS.json), the commands below make it again.", ""]
     elif missing:
-        lines += [f"Not on this machine: {', '.join(missing)}; the commands below make it.", ""]
+        lines += [f"Not on this machine: {where_from(run)}; the commands below make it.", ""]
     meta = numbers["meta"]
     for label, value in (("training", run.get("train_command") or meta.get("train_command")),
                          ("evaluation", meta.get("eval_command"))):
@@ -270,9 +278,12 @@ def write_results(recipe_folder):
     for run in spec.get("runs", []):
         kept = previous.get(run["name"])
         if not has_numbers(numbers[run["name"]]) and kept and len(kept) > 3:  # a run neither here nor recorded
-            note = (f"Not on this machine: {', '.join(missing_folders(run))}; this section is kept from the "
-                    "previous RESULTS.md.")
-            lines += kept[:2] + ([note, ""] if not kept[2].startswith("Not on this machine") else []) + kept[2:]
+            note = f"Not on this machine: {where_from(run)}; this section is kept from the previous RESULTS.md."
+            said = kept[2].startswith("Not on this machine")  # a note of an earlier generation
+            if said and not run.get("kept"):  # it may say more (the date its numbers were read): it stays
+                lines += kept
+            else:
+                lines += kept[:2] + [note, ""] + (kept[4:] if said else kept[2:])
         else:
             lines += run_section(run, numbers[run["name"]], recorded_on.get(run["name"]))
     out = recipe_folder / "RESULTS.md"

@@ -130,3 +130,26 @@ def test_a_report_can_name_its_file_and_reports_have_their_heading(tmp_path):
     md = generate(recipe)
     assert md.index("## Reports") < md.index("### ablations (`abl`)") < md.index("| no_ce | 1 | 61.2% |")
     assert "# sweep of x" not in md
+
+
+def test_a_kept_run_keeps_its_section_though_its_folder_now_holds_another_run(tmp_path):
+    recipe = tmp_path / "recipe"
+    recipe.mkdir()
+    (recipe / "RESULTS.md").write_text(
+        "# Results: t\n\n## Runs\n\n### seed one (`one`)\n\nNot on this machine: x; this section is kept from "
+        "the previous RESULTS.md.\n\n- training: `python train.py --seed=1`\n\n| measure | test |\n"
+        "| --- | ---: |\n| (d) / (a) | 1.64x |\n")
+    folder = tmp_path / "run"
+    (folder / "eval" / "test").mkdir(parents=True)
+    (folder / "eval" / "test" / "results.json").write_text(json.dumps({"speech": {"reference": {"wer": {"value": 0.5}},
+                                                                                  "generated": {"wer": {"value": 0.6}}}}))
+    (recipe / "results.yaml").write_text(yaml.safe_dump({"title": "t", "intro": "p", "runs": [
+        {"name": "one", "title": "seed one", "train": str(folder), "eval": str(folder / "eval"),
+         "kept": "run on an earlier machine"},
+        {"name": "again", "title": "seed one rerun", "train": str(folder), "eval": str(folder / "eval")}]}))
+    md = generate(recipe)
+    first = md[md.index("(`one`)"):md.index("(`again`)")]
+    assert "| (d) / (a) | 1.64x |" in first and "training: `python train.py --seed=1`" in first
+    assert first.count("Not on this machine: run on an earlier machine; this section is kept") == 1
+    assert "| (d) / (a) | 1.20x |" in md[md.index("(`again`)"):]  # the folder's run, under its own name
+    assert "| (d) / (a) | 1.64x |" in generate(recipe)  # and again after a second generation
