@@ -312,10 +312,31 @@ class HFCausalLM(Freezable, nn.Module):
                 f"the sequence needs {int(position_ids.max()) + 1} positions but the LM has {self.max_positions} "
                 "learned positions; shorten it: --prompt_seconds, --max_continuation_seconds or --max_text_tokens "
                 "(or an encoder with fewer frames per second, a larger --reduction_factor)")
+        if (past_key_values is not None and inputs_embeds.shape[1] == 1 and self.fast_step_mask
+                and attention_mask is not None and attention_mask.shape[-1] == past_key_values.get_seq_length() + 1):
+            attention_mask = self._step_mask(attention_mask, inputs_embeds.dtype)
         out = self.model.base_model(inputs_embeds=inputs_embeds, attention_mask=attention_mask,
                                     position_ids=position_ids, past_key_values=past_key_values,
                                     use_cache=use_cache)
         return out.last_hidden_state, out.past_key_values
+
+    #: one cached decoding step builds its [B, 1, 1, K] attention mask itself (a padding mask: one query
+    #: sees every earlier key it may), which transformers takes as given instead of running its mask
+    #: builder each step; False: transformers builds it (the tests compare the two)
+    fast_step_mask = True
+
+    def _step_mask(self, attention_mask, dtype):
+        """The 4-D mask of one cached step from its 2-D padding mask [B, K] (K: the cached keys and the new
+        one), in the form the attention implementation reads (SDPA: True = attend; eager: 0 or the dtype's
+        minimum, added to the scores); other implementations (and masks of another length, which transformers
+        pads) get the 2-D mask back."""
+        implementation = getattr(self.model.config, "_attn_implementation", None)
+        if attention_mask is None or attention_mask.dim() != 2 or implementation not in ("sdpa", "eager"):
+            return attention_mask
+        keep = attention_mask.bool()[:, None, None, :]
+        if implementation == "sdpa":
+            return keep
+        return torch.zeros(keep.shape, dtype=dtype, device=keep.device).masked_fill(~keep, torch.finfo(dtype).min)
 
     def attention_layers(self):
         """The decoder's self-attention modules, in layer order."""

@@ -73,7 +73,7 @@ class _Decoding:
     dtype: torch.dtype
     width: int                      # the LM's input width
     budget: torch.Tensor            # frames per item
-    budget_groups: torch.Tensor     # frame groups (steps) per item
+    budget_groups: list             # frame groups (steps) per item, as Python ints (read every step)
     stop: str
     max_text_tokens: int
     sampling: tuple                 # (do_sample, temperature, top_k, top_p)
@@ -832,7 +832,7 @@ class SpectronModel(nn.Module):
         positions = (mask.cumsum(-1) - 1).clamp(min=0)
         return _Decoding(
             batch_size=batch_size, dtype=prefix.dtype, width=prefix.shape[-1], budget=budget,
-            budget_groups=torch.div(budget + self.r - 1, self.r, rounding_mode="floor"), stop=stop,
+            budget_groups=torch.div(budget + self.r - 1, self.r, rounding_mode="floor").tolist(), stop=stop,
             max_text_tokens=max_text_tokens, sampling=sampling, use_cache=use_cache, forced_text=forced_text,
             forced_phonemes=forced_phonemes, cache=self.lm.new_cache() if use_cache else None, all_embeds=embeds,
             all_mask=mask, step_input=embeds, step_pos=positions,
@@ -937,7 +937,7 @@ class SpectronModel(nn.Module):
         must = {row for row in rows  # the first speech step, or a phoneme that lasted too long
                 if state.speech_steps[row] == 0 or state.since_phone[row] >= self.max_phone_groups}
         may = {row for row in rows  # phoneme tokens are capped so the budget is always reached
-               if state.speech_steps[row] - len(state.groups[row]) < int(state.budget_groups[row]) + 8}
+               if state.speech_steps[row] - len(state.groups[row]) < state.budget_groups[row] + 8}
         if self.phoneme_list:  # the next phoneme is the list's next; a finished list only adds groups
             may = {row for row in may if len(state.phones[row]) < len(state.listed[row])}
         phone_rows = self._phoneme_steps(last, rows, must, may, state.stop, state.survival)
@@ -962,8 +962,8 @@ class SpectronModel(nn.Module):
         the pre-net) is its next input."""
         frame_hidden = last[rows]
         new_groups = self.postnet(frame_hidden).float()          # [b, F*r]
-        stop_prob = (torch.sigmoid(self.stop_head(frame_hidden).float()).squeeze(-1)
-                     if self.stop_head is not None else None)
+        stop_prob = (torch.sigmoid(self.stop_head(frame_hidden).float()).squeeze(-1).tolist()
+                     if self.stop_head is not None and state.stop == "stop_head" else None)
         going = []  # (k, row) of the rows whose group is their next input
         for k, row in enumerate(rows):
             state.groups[row].append(new_groups[k])

@@ -172,3 +172,34 @@ def test_the_growing_cache_decodes_the_same_numbers_without_copying_each_step(mo
         follow = [lm(steps[[0, 2], :1], mask[[0, 2]][:, :157], mask[[0, 2]][:, :157].sum(-1, keepdim=True) - 1,
                      c, True)[0] for c in (reference_cache, cache)]
     torch.testing.assert_close(follow[1], follow[0])
+
+
+@pytest.mark.parametrize("model_type", ["llama", "gpt2"])
+@pytest.mark.parametrize("implementation", ["sdpa", "eager"])
+def test_a_cached_step_builds_its_own_mask_with_transformers_numbers(model_type, implementation):
+    """One cached step passes its padding mask as the 4-D mask the attention reads (no mask builder per
+    step): the hidden states equal transformers' own masking, with left padding and a finished item."""
+    lm = tiny_lm(model_type, layers=2)
+    lm.model.config._attn_implementation = implementation
+    prefix, steps = torch.randn(3, 6, 32), torch.randn(3, 12, 32)
+    mask = torch.ones(3, 6 + 12, dtype=torch.long)
+    mask[1, :2] = 0     # left padding
+    mask[2, 10:] = 0    # an item that stopped: its later inputs are not attended to
+
+    def decode(fast):
+        lm.fast_step_mask = fast
+        out = []
+        with torch.no_grad():
+            hidden, cache = lm(prefix, mask[:, :6], (mask[:, :6].cumsum(-1) - 1).clamp(min=0), lm.new_cache(), True)
+            for i in range(steps.shape[1]):
+                position = (mask[:, : 7 + i].sum(-1, keepdim=True) - 1).clamp(min=0)
+                hidden, cache = lm(steps[:, i: i + 1], mask[:, : 7 + i], position, cache, True)
+                out.append(hidden)
+        return torch.cat(out, 1)
+
+    try:
+        own, theirs = decode(True), decode(False)
+    finally:
+        lm.fast_step_mask = True
+    torch.testing.assert_close(own, theirs)
+    assert lm._step_mask(mask[:, :7], torch.float32).shape == (3, 1, 1, 7)
