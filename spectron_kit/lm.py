@@ -331,7 +331,7 @@ class HFCausalLM(Freezable, nn.Module):
         minimum, added to the scores); other implementations (and masks of another length, which transformers
         pads) get the 2-D mask back."""
         implementation = getattr(self.model.config, "_attn_implementation", None)
-        if attention_mask is None or attention_mask.dim() != 2 or implementation not in ("sdpa", "eager"):
+        if attention_mask.dim() != 2 or implementation not in ("sdpa", "eager"):
             return attention_mask
         keep = attention_mask.bool()[:, None, None, :]
         if implementation == "sdpa":

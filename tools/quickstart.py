@@ -138,13 +138,6 @@ def _number(value, form):
     return "n/a" if value is None else format(value, form)
 
 
-def _commit(repo):
-    if repo == ROOT:
-        return checkout_commit()
-    found = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=repo, capture_output=True, text=True)
-    return found.stdout.strip() or None
-
-
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--out", default="results/quickstart", help="report folder (the clone and venv go inside)")
@@ -183,7 +176,7 @@ def main(argv=None):
               "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
               "hardware": f"{hardware.get('cpu_count')} CPU cores, {hardware.get('processor')}, "
                           f"{hardware.get('accelerator')}, Python {hardware.get('python')}",
-              "commit": (_commit(repo) or "n/a") + (" (uncommitted changes not measured)" if dirty else ""),
+              "commit": (checkout_commit(repo) or "n/a") + (" (uncommitted changes not measured)" if dirty else ""),
               "environment": ("a venv seeing this Python's packages" if args.reuse_packages else
                               "a fresh venv, packages from pip's configured index without its cache"),
               "memory_method": method, "steps": steps, "code": code,

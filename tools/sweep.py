@@ -98,17 +98,17 @@ def parse_grid(items, flag="--grid"):
 
 def select_points(points, only):
     """The points matching every ``--only`` filter (``{key: [values]}``); a key no point has is a SweepError."""
-    for key, values in only.items():
+    wanted = {key: {_value_text(v) for v in values} for key, values in only.items()}
+    for key, values in wanted.items():
         known = {_value_text(p[key]) for p in points if key in p}
         if not known:
             raise SweepError(f"--only {key}=...: no point has the key {key!r}; the points' keys are "
                              f"{', '.join(dict.fromkeys(k for p in points for k in p)) or 'none'}")
-        unknown = [_value_text(v) for v in values if _value_text(v) not in known]
+        unknown = [_value_text(v) for v in only[key] if _value_text(v) not in known]
         if unknown:
             raise SweepError(f"--only {key}={','.join(unknown)}: no point has that value; "
                              f"{key} takes {', '.join(sorted(known))}")
-    return [p for p in points
-            if all(_value_text(p.get(k)) in {_value_text(v) for v in vals} for k, vals in only.items())]
+    return [p for p in points if all(_value_text(p.get(k)) in values for k, values in wanted.items())]
 
 
 def grid_points(grid):
@@ -363,8 +363,8 @@ def _main(args, extra):
                                                 "extra": extra, "metrics": args.metrics},
                                                indent=2))
     selected = select_points(points, parse_grid(args.only, "--only")) if args.only else points
-    todo = [p for p in selected if not (out / point_name(p) / args.done_file).is_file()]
     finished = [p for p in points if (out / point_name(p) / args.done_file).is_file()]
+    todo = [p for p in selected if p not in finished]
     table = Table(title=f"sweep: {len(points)} points, {len(finished)} already finished"
                         + (f", {len(selected)} selected by --only" if args.only else ""))
     for column in ("point", "folder", "state"):

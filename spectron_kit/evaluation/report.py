@@ -96,13 +96,14 @@ def hardware_info():
     return info
 
 
-def checkout_commit():
-    """The short commit hash of the checkout this package runs from (None outside a git checkout)."""
+def checkout_commit(folder=None):
+    """The short commit hash of the git checkout at ``folder`` (default: the one this package runs from);
+    None outside a git checkout."""
     import subprocess
 
     try:
         return subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, timeout=30,
-                              cwd=Path(__file__).resolve().parents[2]).stdout.strip() or None
+                              cwd=folder or Path(__file__).resolve().parents[2]).stdout.strip() or None
     except (OSError, subprocess.SubprocessError):
         return None
 
