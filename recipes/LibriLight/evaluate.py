@@ -133,6 +133,7 @@ def main(argv=None):
     out_dir = Path(hparams["output_folder"])
     sb.create_experiment_directory(experiment_directory=str(out_dir), hyperparams_to_save=hparams_file,
                                    overrides=overrides)
+    recipe.quiet_library_loggers()
 
     folders, manifests, names = prepare_splits(hparams)
     device = run_opts["device"] if run_opts.get("device") else "cpu"

@@ -42,8 +42,8 @@ from spectron_kit.plotting import plot_loss_curves  # noqa: E402
 from spectron_kit.progress import progress_bar  # noqa: E402
 from spectron_kit.recipe import (  # noqa: E402
     INTERRUPTED, RandomState, RecipeHelp, TrainingClock, TrainingDiverged, check_output_folder,
-    check_resume_settings, command_line, exit_on_config_error, load_recipe, lock_run_folder, nonfinite_weights, release_run_folder, reuse_freed_memory,
-    set_aside_broken_checkpoints, yaml_defaults)
+    check_resume_settings, command_line, exit_on_config_error, load_recipe, lock_run_folder, nonfinite_weights,
+    quiet_library_loggers, release_run_folder, reuse_freed_memory, set_aside_broken_checkpoints, yaml_defaults)
 from spectron_kit.recipe.runtime import init_distributed  # noqa: E402
 
 logger = logging.getLogger(__name__)
@@ -418,6 +418,7 @@ def main(argv=None):
         check_resume_settings(hparams["output_folder"], hparams["save_folder"], hparams_file, overrides)
     sb.create_experiment_directory(experiment_directory=hparams["output_folder"], hyperparams_to_save=hparams_file,
                                    overrides=overrides)
+    quiet_library_loggers()
     INTERRUPTED["where"] = (f"the last checkpoint is in {hparams['save_folder']}; rerun the same command to "
                             "resume from it")
     started = time.time()

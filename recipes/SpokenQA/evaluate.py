@@ -56,6 +56,7 @@ def main(argv=None):
     out_dir = Path(hparams["output_folder"])
     sb.create_experiment_directory(experiment_directory=str(out_dir), hyperparams_to_save=hparams_file,
                                    overrides=overrides)
+    recipe.quiet_library_loggers()
     if hparams["dataset"] == "llama_questions":
         manifest = prepare_llama_questions(hparams["data_path"], hparams["save_folder"],
                                            hparams["max_question_seconds"])

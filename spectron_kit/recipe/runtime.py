@@ -4,6 +4,7 @@ import ctypes
 import ctypes.util
 import dataclasses
 import functools
+import logging
 import os
 import sys
 import time
@@ -28,6 +29,23 @@ def command_line(script, argv):
     import shlex
 
     return shlex.join(["python", str(shown_path(script)), *[str(a) for a in argv]])
+
+
+#: libraries whose DEBUG / INFO records would otherwise fill a run's log.txt (SpeechBrain's log file takes every
+#: record at DEBUG): numba's bytecode tracing and faster-whisper's line per transcribed clip were 4,000 of the
+#: 4,200 lines of an evaluation's log
+NOISY_LIBRARIES = ("numba", "faster_whisper", "matplotlib", "PIL", "urllib3", "httpx", "onnxruntime")
+
+
+def quiet_library_loggers(names=NOISY_LIBRARIES, level="WARNING"):
+    """Keep only warnings and errors of the libraries in ``names`` in a run's log (our own records unchanged).
+
+    Example:
+        >>> quiet_library_loggers(["numba"]); logging.getLogger("numba").level == logging.WARNING
+        True
+    """
+    for name in names:
+        logging.getLogger(name).setLevel(level)
 
 
 def check_output_folder(folder, key="output_folder"):

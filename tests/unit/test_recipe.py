@@ -271,3 +271,33 @@ def test_running_from_inside_a_recipe_folder_warns(tmp_path):
     with pytest.warns(UserWarning, match="run from the repository root"):
         assert "recipes/LibriLight" in warn_if_inside_a_recipe_folder(recipe)
     assert warn_if_inside_a_recipe_folder(tmp_path) is None
+
+
+def test_run_logs_keep_our_debug_records_but_only_warnings_of_noisy_libraries(tmp_path):
+    import logging
+
+    from spectron_kit.recipe import quiet_library_loggers
+
+    log_file = tmp_path / "log.txt"
+    handler = logging.FileHandler(log_file)  # what SpeechBrain's log file does: every record at DEBUG
+    handler.setLevel(logging.DEBUG)
+    root = logging.getLogger()
+    old_level = root.level
+    root.addHandler(handler)
+    root.setLevel(logging.DEBUG)
+    saved = {name: logging.getLogger(name).level for name in ("numba", "faster_whisper")}
+    try:
+        quiet_library_loggers()
+        logging.getLogger("numba.core.byteflow").debug("bytecode trace")
+        logging.getLogger("faster_whisper").info("Processing audio with duration 00:02.488")
+        logging.getLogger("faster_whisper").warning("a real warning")
+        logging.getLogger("spectron_kit.test").debug("our own debug record")
+    finally:
+        root.removeHandler(handler)
+        root.setLevel(old_level)
+        handler.close()
+        for name, level in saved.items():
+            logging.getLogger(name).setLevel(level)
+    text = log_file.read_text()
+    assert "bytecode trace" not in text and "Processing audio" not in text
+    assert "a real warning" in text and "our own debug record" in text
