@@ -4,6 +4,7 @@ streaming latency and batched throughput.
 
     python tools/benchmark.py [--frames 500] [--d-model 256] [--layers 4] [--device cpu]
     python tools/benchmark.py --bundle results/spectron_mini/1234/bundle --prompts data/mini_corpus/test_seen
+    python tools/benchmark.py --recompute-lm 1024x24   # also the cache's gain at the paper LM's size
 
 Prints one table measured in a single run: seconds for N frames with and
 without the cache, their ratio, and the cached step time at frame ~10 vs the
@@ -12,7 +13,10 @@ With ``--bundle``, a second table: time to the first text token after the
 prompt is read, time to the first audio after the text (``SpectronModel.stream``),
 streaming vs non-streaming total time (``generate`` + vocoder), and the
 real-time factor (compute seconds per second of audio, vocoding included) at
-batch 1 and ``--batch``, each with its target beside it.
+batch 1 and ``--batch``, each with its target beside it. With ``--recompute-lm DxL``, one more table:
+the cached step against a full recompute at ``--long-frames`` frames for an LM of width D and L layers
+(1024x24 is the shape of the 410M-parameter Pythia the paper configuration loads, random weights), where
+the cache's gain is measured at the size that matters without decoding 500 frames uncached at that size.
 """
 import argparse
 import statistics
@@ -29,13 +33,16 @@ from spectron_kit.model import SpectronModel
 
 
 def tiny_model(d_model, layers, device):
+    """A SpectronModel with random weights around a Llama-shaped LM of width ``d_model`` and ``layers`` layers
+    (heads of width 64, at least 4)."""
     torch.manual_seed(0)
+    heads = max(4, d_model // 64)
     model = SpectronModel(
         frontend=build("frontend", "log_mel"),
         encoder=build("encoder", "conformer", n_mels=128, d_model=144, num_layers=2, nhead=4, d_ffn=576),
         lm=build("lm", "hf", config={"model_type": "llama", "hidden_size": d_model, "intermediate_size": 4 * d_model,
-                                     "num_hidden_layers": layers, "num_attention_heads": 4,
-                                     "num_key_value_heads": 4, "max_position_embeddings": 4096}, vocab_size=512),
+                                     "num_hidden_layers": layers, "num_attention_heads": heads,
+                                     "num_key_value_heads": heads, "max_position_embeddings": 4096}, vocab_size=512),
         prenet=lambda in_dim, out_dim: build("prenet", "mlp", in_dim=in_dim, out_dim=out_dim, bottleneck=128),
         postnet=lambda in_dim, out_dim: build("postnet", "mlp", in_dim=in_dim, out_dim=out_dim),
         max_text_tokens=8)
@@ -61,6 +68,17 @@ class StepTimer:
         self.lm.forward = self.original
 
 
+def lm_shape(text):
+    """``"1024x24"`` -> (1024, 24); anything else is refused with the expected form."""
+    try:
+        d_model, layers = (int(part) for part in text.lower().split("x"))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r}: give the LM shape as WIDTHxLAYERS, e.g. 1024x24") from None
+    if d_model < 64 or d_model % 64 or layers < 1:
+        raise argparse.ArgumentTypeError(f"{text!r}: the width must be a multiple of 64 and layers at least 1")
+    return d_model, layers
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--frames", type=int, default=500)
@@ -68,6 +86,8 @@ def main():
     parser.add_argument("--layers", type=int, default=4)
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--long-frames", type=int, default=1000, help="frames of the cached vs full-recompute row")
+    parser.add_argument("--recompute-lm", type=lm_shape, metavar="DxL",
+                        help="also time cached step vs full recompute for an LM of this shape (e.g. 1024x24)")
     parser.add_argument("--bundle", help="a trained bundle: streaming latency and batched throughput")
     parser.add_argument("--prompts", default="data/mini_corpus/test_seen", help="audio files for --bundle")
     parser.add_argument("--batch", type=int, default=16)
@@ -105,6 +125,18 @@ def main():
                  (f"full recompute / cached step at {args.long_frames} frames", f"{full / cached_step:.1f}x", ">= 10")]
     tables = [(f"{args.frames} frames, LM d={args.d_model} x {args.layers} layers (random weights), {args.device}",
                decoding)]
+    if args.recompute_lm:
+        d_model, layers = args.recompute_lm
+        big = tiny_model(d_model, layers, args.device)
+        size = sum(p.numel() for p in big.lm.parameters()) / 1e6
+        cached_step, full = full_recompute_ratio(big, args.long_frames)
+        tables.append((f"{args.long_frames} frames, LM d={d_model} x {layers} layers ({size:.0f}M parameters, "
+                       f"random weights), {args.device}",
+                       [(f"cached step at {args.long_frames} frames (ms)", f"{1000 * cached_step:.1f}", ""),
+                        (f"full recompute at {args.long_frames} frames (ms)", f"{1000 * full:.1f}", ""),
+                        (f"full recompute / cached step at {args.long_frames} frames", f"{full / cached_step:.1f}x",
+                         ">= 10")]))
+        del big
     if args.bundle:
         threads = torch.get_num_threads()
         rows = stream_and_batch(args.bundle, args.prompts, args.batch, args.repeats)

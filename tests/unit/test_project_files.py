@@ -81,3 +81,16 @@ def test_benchmark_blocks_are_written_by_the_tool(tmp_path, monkeypatch):
     assert "Measured by `python tools/benchmark.py" in out and "| time (s) | 0.123 | <= 0.3 |" in out
     with pytest.raises(SystemExit, match="no benchmark block 'y'"):
         benchmark.replace_block(page, text, "y")
+
+
+def test_benchmark_lm_shape_is_parsed_or_refused_with_the_expected_form(monkeypatch):
+    import argparse
+
+    monkeypatch.syspath_prepend(str(ROOT / "tools"))
+    import benchmark
+
+    assert benchmark.lm_shape("1024x24") == (1024, 24)
+    with pytest.raises(argparse.ArgumentTypeError, match="WIDTHxLAYERS, e.g. 1024x24"):
+        benchmark.lm_shape("big")
+    with pytest.raises(argparse.ArgumentTypeError, match="multiple of 64"):
+        benchmark.lm_shape("100x2")
