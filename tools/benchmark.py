@@ -119,23 +119,15 @@ def main():
                 ("late / early cached step", f"{late_ms / early_ms:.2f}x", "<= 1.3"),
                 ("uncached step, last 20 frames (ms)", f"{1000 * sum(uncached_steps[-20:]) / 20:.2f}", ""),
                 ("frames per second (cached)", f"{out.timing['frames_per_second']:.0f}", "")]
-    cached_step, full = full_recompute_ratio(model, args.long_frames)
-    decoding += [(f"cached step at {args.long_frames} frames (ms)", f"{1000 * cached_step:.2f}", ""),
-                 (f"full recompute at {args.long_frames} frames (ms)", f"{1000 * full:.2f}", ""),
-                 (f"full recompute / cached step at {args.long_frames} frames", f"{full / cached_step:.1f}x", ">= 10")]
+    decoding += recompute_rows(model, args.long_frames, digits=2)
     tables = [(f"{args.frames} frames, LM d={args.d_model} x {args.layers} layers (random weights), {args.device}",
                decoding)]
     if args.recompute_lm:
         d_model, layers = args.recompute_lm
         big = tiny_model(d_model, layers, args.device)
         size = sum(p.numel() for p in big.lm.parameters()) / 1e6
-        cached_step, full = full_recompute_ratio(big, args.long_frames)
         tables.append((f"{args.long_frames} frames, LM d={d_model} x {layers} layers ({size:.0f}M parameters, "
-                       f"random weights), {args.device}",
-                       [(f"cached step at {args.long_frames} frames (ms)", f"{1000 * cached_step:.1f}", ""),
-                        (f"full recompute at {args.long_frames} frames (ms)", f"{1000 * full:.1f}", ""),
-                        (f"full recompute / cached step at {args.long_frames} frames", f"{full / cached_step:.1f}x",
-                         ">= 10")]))
+                       f"random weights), {args.device}", recompute_rows(big, args.long_frames, digits=1)))
         del big
     if args.bundle:
         threads = torch.get_num_threads()
@@ -252,6 +244,14 @@ def stream_and_batch(bundle, folder, batch, repeats):
                      f"vocoder {t['vocoder_s']:.2f} s, {audio:.1f} s of audio)", seconds / audio,
                      "<= 0.05" if size == batch else ""))
     return rows
+
+
+def recompute_rows(model, frames, digits):
+    """The table rows of :func:`full_recompute_ratio`: both times in ms (``digits`` decimals) and their ratio."""
+    cached_step, full = full_recompute_ratio(model, frames)
+    return [(f"cached step at {frames} frames (ms)", f"{1000 * cached_step:.{digits}f}", ""),
+            (f"full recompute at {frames} frames (ms)", f"{1000 * full:.{digits}f}", ""),
+            (f"full recompute / cached step at {frames} frames", f"{full / cached_step:.1f}x", ">= 10")]
 
 
 def full_recompute_ratio(model, frames, repeats=3):

@@ -277,6 +277,7 @@ def test_run_logs_keep_our_debug_records_but_only_warnings_of_noisy_libraries(tm
     import logging
 
     from spectron_kit.recipe import quiet_library_loggers
+    from spectron_kit.recipe.runtime import NOISY_LIBRARIES
 
     log_file = tmp_path / "log.txt"
     handler = logging.FileHandler(log_file)  # what SpeechBrain's log file does: every record at DEBUG
@@ -285,7 +286,7 @@ def test_run_logs_keep_our_debug_records_but_only_warnings_of_noisy_libraries(tm
     old_level = root.level
     root.addHandler(handler)
     root.setLevel(logging.DEBUG)
-    saved = {name: logging.getLogger(name).level for name in ("numba", "faster_whisper")}
+    saved = {name: logging.getLogger(name).level for name in NOISY_LIBRARIES}  # restored for the other tests
     try:
         quiet_library_loggers()
         logging.getLogger("numba.core.byteflow").debug("bytecode trace")
