@@ -15,6 +15,8 @@ half-finished sweep (the recipe resumes its own unfinished run from its
 checkpoints). ``--jobs N`` runs N points at a time, each with
 ``OMP_NUM_THREADS`` = cores / N (or the ``OMP_NUM_THREADS`` the sweep itself was
 started with, e.g. ``OMP_NUM_THREADS=1`` to leave a core free for other work).
+Ctrl-C or SIGTERM (``kill <sweep pid>``) stops the sweep: its running recipes get SIGINT, as from Ctrl-C
+(they checkpoint and exit), no further point starts, and the same command resumes them.
 
 The metrics are dotted keys into each run's JSON results (``--results-file``,
 default ``summary.json``; e.g. ``valid_final.spec``, or with
@@ -47,8 +49,10 @@ import json
 import os
 import re
 import shlex
+import signal
 import subprocess
 import sys
+import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -162,9 +166,22 @@ def point_threads(jobs, environ=None):
         raise SweepError(str(err)) from None
 
 
+#: the recipe processes running now, and whether SIGTERM asked the sweep to stop
+RUNNING, STOPPING = set(), threading.Event()
+
+
+def stop_on_sigterm(signum=None, frame=None):
+    """SIGTERM: no further point starts, and each running recipe gets SIGINT (it checkpoints and exits, as on
+    Ctrl-C), so no recipe is left running without its sweep."""
+    STOPPING.set()
+    for process in list(RUNNING):
+        process.send_signal(signal.SIGINT)
+
+
 def run_point(script, hparams, point, folder, extra, threads, log_file, variants=None, then=(),
               train_done_file=None):
-    """Run one point of the sweep (the recipe, then each ``then`` command); returns (return code, seconds)."""
+    """Run one point of the sweep (the recipe, then each ``then`` command); returns (return code, seconds),
+    the code None when SIGTERM stopped the sweep before a command started."""
     commands = []
     if not (train_done_file and (folder / train_done_file).is_file()):
         commands.append([sys.executable, str(script), str(hparams),
@@ -179,9 +196,18 @@ def run_point(script, hparams, point, folder, extra, threads, log_file, variants
     code = 0
     with open(log_file, "a") as log:
         for command in commands:
+            if STOPPING.is_set():
+                return None, time.time() - started
             log.write("$ " + " ".join(command) + "\n")
             log.flush()
-            code = subprocess.call(command, stdout=log, stderr=subprocess.STDOUT, env=env)
+            process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, env=env)
+            RUNNING.add(process)
+            if STOPPING.is_set():  # SIGTERM came between the check above and this start
+                process.send_signal(signal.SIGINT)
+            try:
+                code = process.wait()
+            finally:
+                RUNNING.discard(process)
             if code != 0:
                 break
     return code, time.time() - started
@@ -377,7 +403,7 @@ def _main(args, extra):
     if args.dry_run:
         return 0
     threads = point_threads(args.jobs)
-    failed = []
+    failed, stopped = [], []
     with progress_bar(console=console) as progress:
         task = progress.add_task("sweep runs", total=len(todo))
 
@@ -387,12 +413,18 @@ def _main(args, extra):
                                       folder / "sweep_run.log", variants, args.then,
                                       args.train_done_file if args.then else None)
             progress.advance(task)
-            if code != 0:
+            if STOPPING.is_set():
+                stopped.append(point)
+            elif code != 0:
                 failed.append((point, code, folder / "sweep_run.log"))
             return code
 
-        with ThreadPoolExecutor(max_workers=args.jobs) as pool:
-            list(pool.map(one, todo))
+        previous = signal.signal(signal.SIGTERM, stop_on_sigterm)
+        try:
+            with ThreadPoolExecutor(max_workers=args.jobs) as pool:
+                list(pool.map(one, todo))
+        finally:
+            signal.signal(signal.SIGTERM, previous)
     rows = collect(points, out, args.results_file, args.metrics)
     summary = summarise(rows, keys, args.over, args.metrics)
     paths = write_reports(rows, summary, keys, args.over, args.metrics, out)
@@ -400,6 +432,10 @@ def _main(args, extra):
     console.print(f"wrote {paths['csv']}, {paths['markdown']}, {paths['plot']}")
     for point, code, log in failed:
         console.print(f"[red]run failed[/red] (exit {code}): {point_name(point)}; see {log}", soft_wrap=True)
+    if stopped:
+        console.print(f"[yellow]stopped[/yellow] (SIGTERM): {len(stopped)} unfinished point(s) "
+                      f"({', '.join(point_name(p) for p in stopped)}); the same command resumes them", soft_wrap=True)
+        return 1
     missing = [r for r in rows if r["done"] and any(r[m] is None for m in args.metrics)]
     for row in missing:
         for metric in (m for m in args.metrics if row[m] is None):

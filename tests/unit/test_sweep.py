@@ -165,3 +165,51 @@ def test_only_runs_the_selected_points_and_tabulates_all(tmp_path, capsys, fake)
     assert "no point has the key 'lr'" in capsys.readouterr().out
     assert sweep.main(argv + ["--only", "seed"]) == 2
     assert "--only 'seed': write key=value1,value2" in capsys.readouterr().out
+
+
+# a stand-in recipe that runs until interrupted: SIGINT (Ctrl-C) makes it "checkpoint" and exit like train.py
+SLOW_RECIPE = '''
+import os, sys, time
+from pathlib import Path
+args = dict(a[2:].split("=", 1) for a in sys.argv[2:])
+out = Path(args["output_folder"])
+(out / "pid").write_text(str(os.getpid()))
+try:
+    time.sleep(120)
+except KeyboardInterrupt:
+    (out / "interrupted").write_text("checkpointed")
+    sys.exit(1)
+'''
+
+
+def test_sigterm_stops_the_sweep_and_its_running_recipe_and_starts_no_other_point(tmp_path):
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    recipe = tmp_path / "slow_train.py"
+    recipe.write_text(SLOW_RECIPE)
+    base = tmp_path / "base.yaml"
+    base.write_text("seed: 1\n")
+    out = tmp_path / "sweep"
+    proc = subprocess.Popen([sys.executable, str(REPO / "tools/sweep.py"), str(recipe), str(base),
+                             "--grid", "seed=1,2", "--out", str(out), "--jobs", "1",
+                             "--metric", "valid_final.loss"],
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    first = out / "seed-1" / "pid"
+    deadline = time.time() + 60
+    while not first.exists() and proc.poll() is None and time.time() < deadline:
+        time.sleep(0.1)
+    assert first.exists(), proc.communicate(timeout=30)[0]
+    time.sleep(0.3)  # the recipe is inside its sleep
+    proc.send_signal(signal.SIGTERM)
+    printed, _ = proc.communicate(timeout=60)
+    assert proc.returncode == 1, printed
+    assert (out / "seed-1" / "interrupted").read_text() == "checkpointed"  # it got SIGINT, as from Ctrl-C
+    with pytest.raises(ProcessLookupError):  # and nothing of it is left running
+        os.kill(int(first.read_text()), 0)
+    assert not (out / "seed-2" / "pid").exists()  # the next point never started
+    assert "stopped (SIGTERM): 2 unfinished point(s)" in " ".join(printed.split())
+    assert "the same command resumes them" in " ".join(printed.split())
