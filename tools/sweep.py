@@ -419,6 +419,7 @@ def _main(args, extra):
                 failed.append((point, code, folder / "sweep_run.log"))
             return code
 
+        STOPPING.clear()  # a SIGTERM of an earlier sweep in this process does not stop this one
         previous = signal.signal(signal.SIGTERM, stop_on_sigterm)
         try:
             with ThreadPoolExecutor(max_workers=args.jobs) as pool:
