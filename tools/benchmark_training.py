@@ -34,11 +34,13 @@ sys.path.insert(0, str(HERE.parent / "recipes" / "LibriLight"))
 console = Console()
 
 
-def measure(yaml_file, overrides, steps, warmup):
-    """Time ``steps`` training steps of the recipe's model on its training loader."""
+def measure(yaml_file, overrides, steps, warmup, device="cpu"):
+    """Time ``steps`` training steps of the recipe's model on its training loader (on ``device``)."""
     import speechbrain as sb
     import train as recipe_train
     from speechbrain.utils.seed import seed_everything
+
+    from spectron_kit.recipe.checkpoints import TrainingClock
 
     _, _, _, hparams, _ = recipe_train.load_run([yaml_file, *overrides])
     manifests = recipe_train.prepare_data(hparams)
@@ -52,9 +54,11 @@ def measure(yaml_file, overrides, steps, warmup):
     datasets = recipe_train.dataio_prepare(hparams, manifests, model.lm.tokenizer, encode, model.phone_vocab,
                                            needs=objective.requires)
     brain = recipe_train.SpectronBrain(modules={"model": model}, hparams=hparams,
-                                       run_opts={"noprogressbar": True, "precision": hparams["precision"]},
+                                       run_opts={"noprogressbar": True, "precision": hparams["precision"], "device": device},
                                        checkpointer=None, objective=objective)
     brain.steps_per_epoch = 1
+    brain.clock = TrainingClock()  # a minutes-clocked schedule (schedule_clock: minutes) reads it
+    brain.clock.start()
     brain.init_optimizers()
     loader = sb.dataio.dataloader.make_dataloader(
         datasets["train"], batch_size=hparams["batch_size"], shuffle=True,
@@ -64,20 +68,27 @@ def measure(yaml_file, overrides, steps, warmup):
     times = {"data": 0.0, "forward": 0.0, "backward": 0.0, "optimiser": 0.0}
     frames = 0
     iterator = iter(loader)
+    cuda = str(device).startswith("cuda")
+
+    def now():  # a GPU runs ahead of Python: wait for it, so each part gets its own time
+        if cuda:
+            torch.cuda.synchronize(device)
+        return time.perf_counter()
+
     for step in range(warmup + steps):
-        t0 = time.perf_counter()
+        t0 = now()
         batch = next(iterator)
-        t1 = time.perf_counter()
+        t1 = now()
         with brain.training_ctx:  # the run's precision (autocast), as in Brain.fit_batch
             out = brain.compute_forward(batch, sb.Stage.TRAIN)
             loss = brain.compute_objectives(out, batch, sb.Stage.TRAIN)
-        t2 = time.perf_counter()
+        t2 = now()
         loss.backward()
-        t3 = time.perf_counter()
+        t3 = now()
         torch.nn.utils.clip_grad_norm_(model.parameters(), hparams["max_grad_norm"])
         brain.optimizer.step()
         brain.optimizer.zero_grad(set_to_none=True)
-        t4 = time.perf_counter()
+        t4 = now()
         if step >= warmup:
             for key, value in zip(times, (t1 - t0, t2 - t1, t3 - t2, t4 - t3)):
                 times[key] += value
@@ -97,6 +108,8 @@ def main(argv=None):
     parser.add_argument("--steps", type=int, default=20, help="timed steps per variant")
     parser.add_argument("--warmup", type=int, default=3, help="untimed steps first")
     parser.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's)")
+    parser.add_argument("--device", default="cpu", help="cpu, or cuda:0 for a GPU (its parts are timed after "
+                                                        "torch.cuda.synchronize)")
     args = parser.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -105,9 +118,9 @@ def main(argv=None):
     for name, text in variants:
         console.print(f"[bold]{name}[/]: {text or '(the YAML as it is)'}")
         results.append((name, text, measure(args.yaml, [*args.overrides, *shlex.split(text)], args.steps,
-                                            args.warmup)))
+                                            args.warmup, args.device)))
     table = Table(title=f"training step, {args.steps} steps after {args.warmup} warm-up, "
-                        f"{torch.get_num_threads()} torch threads, {os.cpu_count()} CPUs")
+                        f"{torch.get_num_threads()} torch threads, {os.cpu_count()} CPUs, {args.device}")
     for column in ("variant", "s/step", "data", "forward", "backward", "optimiser", "frame targets/s",
                    "vs first"):
         table.add_column(column, justify="right" if column != "variant" else "left")

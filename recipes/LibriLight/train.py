@@ -300,6 +300,7 @@ def report_parameter_groups(rows, output_folder):
         table.add_row(name, f"{total:,}", f"{trainable:,}", f"{lr:.2e}" if trainable else "frozen",
                       "-" if decay is None else f"{decay:g}")
     console.print(table)
+    Path(output_folder).mkdir(parents=True, exist_ok=True)
     (Path(output_folder) / "parameter_groups.json").write_text(json.dumps(
         [{"group": n, "parameters": t, "trainable": tr, "lr": lr if tr else 0.0, "weight_decay": d}
          for n, t, tr, lr, d in rows], indent=1))

@@ -305,3 +305,11 @@ def test_a_frozen_component_does_not_move_and_the_groups_are_saved_with_the_run(
     layers = [k for k in original if ".layers." in k]
     assert layers and all(torch.equal(trained[k], original[k]) for k in layers)  # the frozen LM did not move
     assert summary["valid_final"]["spec"] < summary["valid_step0"]["spec"]  # the rest learned
+
+
+def test_parameter_groups_are_written_into_a_folder_not_made_yet(tmp_path):
+    # tools/benchmark_training.py builds the optimiser before any run folder exists (seen on a fresh GPU machine)
+    folder = tmp_path / "results" / "never_made" / "1234"
+    train.report_parameter_groups([("lm", 10, 8, 1e-3, 0.01), ("encoder", 4, 0, 1e-3, None)], folder)
+    rows = json.loads((folder / "parameter_groups.json").read_text())
+    assert [(r["group"], r["trainable"], r["lr"]) for r in rows] == [("lm", 8, 1e-3), ("encoder", 0, 0.0)]
