@@ -33,7 +33,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 EVALUATE = REPO / "recipes" / "LibriLight" / "evaluate.py"
 EVALUATE_YAML = REPO / "recipes" / "LibriLight" / "hparams" / "evaluate.yaml"
-COLUMNS = ("split", "minutes", "bundle", "wer_generated", "wer_teacher_forced", "wer_reference", "wer_vocoded",
+COLUMNS = ("split", "minutes", "steps", "bundle", "wer_generated", "wer_teacher_forced", "wer_reference", "wer_vocoded",
            "wer_flat", "speaker_sim_generated", "speaker_sim_other", "mos_generated", "mos_vocoded", "n")
 
 
@@ -69,6 +69,18 @@ def find_bundles(run):
     return sorted(found, key=lambda item: float("inf") if item[0] is None else item[0])
 
 
+def bundle_steps(bundle):
+    """Optimiser steps behind a bundle: a snapshot's ``training.json``, or the run's ``summary.json`` for the
+    final bundle (None when neither says)."""
+    bundle = Path(bundle)
+    for info in (bundle / "training.json", bundle.parent / "summary.json"):
+        if info.is_file():
+            steps = json.loads(info.read_text()).get("optimizer_steps")
+            if steps is not None:
+                return int(steps)
+    return None
+
+
 def evaluate(bundle, test_folder, out_dir, args, extra):
     """Run evaluate.py on one bundle and split unless its results are already there; return the results dict."""
     results = out_dir / "results.json"
@@ -90,7 +102,7 @@ def curve_row(minutes, bundle, results, split=""):
         entry = speech.get(cond, {}).get(metric)
         return None if entry is None else entry["value"]
 
-    return {"split": split, "minutes": minutes, "bundle": str(bundle),
+    return {"split": split, "minutes": minutes, "steps": bundle_steps(bundle), "bundle": str(bundle),
             "wer_generated": value("generated", "wer"), "wer_teacher_forced": value("teacher_forced", "wer"),
             "wer_reference": value("reference", "wer"), "wer_vocoded": value("vocoded", "wer"),
             "wer_flat": value("flat", "wer"), "speaker_sim_generated": value("generated", "speaker_sim"),
@@ -103,7 +115,7 @@ def _pct(value):
     return "-" if value is None else f"{100 * value:.1f}%"
 
 
-def write_outputs(rows, out_dir, title):
+def write_outputs(rows, out_dir, title, machine=None):
     """curve.csv, curve.md and curve.png in ``out_dir`` (one table and one panel per split)."""
     import matplotlib
 
@@ -124,7 +136,7 @@ def write_outputs(rows, out_dir, title):
         for r in (r for r in rows if r.get("split", "") == split):
             minutes = "-" if r["minutes"] is None else f"{r['minutes']:.1f}"
             if _is_final(r):
-                minutes += " (final bundle: best checkpoint)"
+                minutes += " (final bundle: the checkpoint best_checkpoint_key picks)"
             sim = " / ".join("-" if r.get(k) is None else f"{r[k]:.3f}"
                              for k in ("speaker_sim_generated", "speaker_sim_other"))
             mos = " / ".join("-" if r.get(k) is None else f"{r[k]:.2f}" for k in ("mos_generated", "mos_vocoded"))
@@ -136,13 +148,14 @@ def write_outputs(rows, out_dir, title):
 
     fig, axes = plt.subplots(1, len(splits), figsize=(7 * len(splits), 4.2), squeeze=False)
     for ax, split in zip(axes[0], splits):
-        _panel(ax, [r for r in rows if r.get("split", "") == split], f"{title}: {split}" if split else title)
+        _panel(ax, [r for r in rows if r.get("split", "") == split], f"{title}: {split}" if split else title,
+               machine)
     fig.tight_layout()
     fig.savefig(out_dir / "curve.png", dpi=100)
     plt.close(fig)
 
 
-def _panel(ax, rows, title):
+def _panel(ax, rows, title, machine=None):
     """One split's curve: (c) and (d) per training minute, the ceilings as lines."""
     timed = [r for r in rows if r["minutes"] is not None and not _is_final(r)]
     finals = [r for r in rows if r["minutes"] is not None and _is_final(r)]
@@ -155,10 +168,10 @@ def _panel(ax, rows, title):
         if points:
             ax.plot(*zip(*points), style, label=label, color=colour)
             top = max(top, max(y for _, y in points) + 5)
-        for r in finals:  # the final bundle is the best checkpoint, not the last step: its own marker
+        for r in finals:  # the final bundle is the checkpoint best_checkpoint_key picks (the best or the last): its own marker
             if r[key] is not None:
                 ax.plot([r["minutes"]], [100 * r[key]], "*", color=colour, markersize=12,
-                        label=f"{label.split(' ')[0]} final bundle (best checkpoint)")
+                        label=f"{label.split(' ')[0]} final bundle")
                 top = max(top, 100 * r[key] + 5)
     reference = [r["wer_reference"] for r in timed if r["wer_reference"] is not None]
     vocoded = [r["wer_vocoded"] for r in timed if r["wer_vocoded"] is not None]
@@ -176,11 +189,64 @@ def _panel(ax, rows, title):
         ax.set_xticks(xs)
         ax.set_xticklabels([f"{x:.0f}" for x in xs])
         ax.set_xticks([], minor=True)  # no log-scale minor labels over the minutes
-    ax.set_xlabel("training minutes (2-core CPU)" if timed else "training minutes")
+    ax.set_xlabel(f"training minutes ({machine})" if machine else "training minutes")
     ax.set_ylabel("ASR WER (%)")
     ax.set_ylim(0, top)
     ax.set_title(title, fontsize=10)
     ax.legend(fontsize=7)
+
+
+def read_curve(path):
+    """Rows of a ``curve.csv`` (numbers as floats, blanks as None)."""
+    rows = []
+    with open(path, newline="") as f:
+        for row in csv.DictReader(f):
+            rows.append({k: (None if v in ("", None) else v if k in ("split", "bundle") else float(v))
+                         for k, v in row.items()})
+    return rows
+
+
+def write_comparison(runs, out_file):
+    """One panel per split: (c) and (d) of each run against optimiser steps, the ceilings as lines.
+
+    Arguments:
+        runs: list of (label, rows of its curve); rows without steps are left out.
+        out_file: the PNG to write.
+    """
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    splits = list(dict.fromkeys(r.get("split", "") for _, rows in runs for r in rows))
+    fig, axes = plt.subplots(1, len(splits), figsize=(7 * len(splits), 4.4), squeeze=False)
+    colours = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+    for ax, split in zip(axes[0], splits):
+        for i, (label, rows) in enumerate(runs):
+            here = sorted((r for r in rows if r.get("split", "") == split and r.get("steps") is not None),
+                          key=lambda r: r["steps"])
+            for key, style, name in (("wer_generated", "o-", "(d)"), ("wer_teacher_forced", "s--", "(c)")):
+                points = [(r["steps"], 100 * r[key]) for r in here if r.get(key) is not None]
+                if points:
+                    ax.plot(*zip(*points), style, color=colours[i % len(colours)], label=f"{name} {label}")
+        ceilings = [r for _, rows in runs for r in rows if r.get("split", "") == split]
+        for key, name, factor, colour in (("wer_reference", "(a) reference", 1.5, "green"),
+                                          ("wer_vocoded", "(b) vocoded", 1.3, "purple")):
+            values = [r[key] for r in ceilings if r.get(key) is not None]
+            if values:
+                level = 100 * sum(values) / len(values)
+                ax.axhline(level, color=colour, linestyle=":", label=f"{name} ({level:.0f}%)")
+                ax.axhline(factor * level, color=colour, linestyle="-.", alpha=0.6,
+                           label=f"{factor} x {name.split(' ')[0]}: target ({factor * level:.0f}%)")
+        ax.set_xscale("log")
+        ax.set_xlabel("optimiser steps")
+        ax.set_ylabel("ASR WER (%)")
+        ax.set_ylim(0, 105)
+        ax.set_title(f"(c) teacher-forced and (d) generated speech: {split}" if split else "ASR WER", fontsize=10)
+        ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(out_file, dpi=100)
+    plt.close(fig)
 
 
 def main(argv=None):
@@ -194,6 +260,12 @@ def main(argv=None):
     parser.add_argument("--seed", type=int, default=1234)
     parser.add_argument("--out", default=None, help="output folder (default <run>/curve)")
     parser.add_argument("--title", default=None)
+    parser.add_argument("--machine", default=None, help="what the minutes were measured on, for the x axis "
+                                                        "(e.g. '2-core CPU', 'one H200 GPU')")
+    parser.add_argument("--label", default=None, help="this run's name in --compare's figure (default: the run)")
+    parser.add_argument("--compare", action="append", default=[], metavar="LABEL=CURVE_CSV",
+                        help="another run's curve.csv (made by this tool): also draw compare.png, (c) and (d) of "
+                             "both runs against optimiser steps; repeat for more runs")
     args, extra = parser.parse_known_args(argv)
     extra = [e for e in extra if e != "--"]
     out_dir = Path(args.out or Path(args.run) / "curve")
@@ -208,9 +280,23 @@ def main(argv=None):
             rows.append(curve_row(minutes, bundle, evaluate(bundle, folder, where, args, extra),
                                   split if several else ""))
     title = args.title or f"ASR WER vs training time: {Path(args.run)}"
-    write_outputs(rows, out_dir, title)
+    write_outputs(rows, out_dir, title, args.machine)
     print((out_dir / "curve.md").read_text())
     print(f"wrote {out_dir / 'curve.png'}, {out_dir / 'curve.csv'}")
+    if args.compare:
+        runs = [(args.label or str(args.run), rows)]
+        for item in args.compare:
+            label, sep, path = item.partition("=")
+            if not sep or not Path(path).is_file():
+                raise SystemExit(f"--compare {item!r}: give LABEL=PATH of an existing curve.csv "
+                                 "(run this tool on that run first)")
+            other = read_curve(path)
+            if all(r.get("steps") is None for r in other):
+                raise SystemExit(f"--compare {item!r}: {path} has no optimiser steps (written by an older version "
+                                 "of this tool): rerun the tool on that run, its evaluations are reused")
+            runs.append((label, other))
+        write_comparison(runs, out_dir / "compare.png")
+        print(f"wrote {out_dir / 'compare.png'}")
     return rows
 
 

@@ -48,3 +48,25 @@ def test_curve_from_snapshots_and_the_final_bundle(tmp_path):
 def test_a_run_without_bundles_says_how_to_make_them(tmp_path):
     with pytest.raises(SystemExit, match="--snapshot_minutes"):
         tc.find_bundles(tmp_path)
+
+
+def test_two_runs_compared_against_optimiser_steps(tmp_path):
+    runs = {}
+    for name, steps, wers in (("cpu", (1500, 6300), (0.8, 0.6)), ("gpu", (1100, 3000), (0.77, 0.65))):
+        run = tmp_path / name
+        fake_bundle(run / "snapshots" / "2min", 2.0)
+        info = run / "snapshots" / "2min" / "training.json"
+        info.write_text(json.dumps({"training_minutes": 2.0, "optimizer_steps": steps[0]}))
+        fake_bundle(run / "bundle")
+        (run / "summary.json").write_text(json.dumps({"training_minutes": 6.1, "optimizer_steps": steps[1]}))
+        fake_results(run / "curve" / "2min", wers[0])
+        fake_results(run / "curve" / "final", wers[1])
+        runs[name] = run
+    tc.main([str(runs["cpu"]), "--test-folder", "unused", "--lm-scorer", "unused"])
+    assert [float(r["steps"]) for r in csv.DictReader((runs["cpu"] / "curve" / "curve.csv").open())] == [1500, 6300]
+    rows = tc.main([str(runs["gpu"]), "--test-folder", "unused", "--lm-scorer", "unused", "--label", "GPU",
+                    "--compare", f"CPU={runs['cpu'] / 'curve' / 'curve.csv'}"])
+    assert [r["steps"] for r in rows] == [1100, 3000]
+    assert (runs["gpu"] / "curve" / "compare.png").stat().st_size > 5000
+    with pytest.raises(SystemExit, match="LABEL=PATH"):
+        tc.main([str(runs["gpu"]), "--test-folder", "u", "--lm-scorer", "u", "--compare", "CPU"])
