@@ -1079,10 +1079,8 @@ class SpectronModel(nn.Module):
         lengths = torch.tensor([len(f) for f in frames])
         if lengths.max() == 0:
             return [torch.zeros(0) for _ in frames]
-        # frames may come back on the CPU (teacher_forced_frames) while the vocoder sits with the model
-        device = next(iter(self.vocoder.buffers()), next(iter(self.vocoder.parameters()), None))
-        device = device.device if device is not None else torch.device("cpu")
-        padded = nn.utils.rnn.pad_sequence([f.float().to(device) for f in frames], batch_first=True)
+        # frames may come back on the CPU (teacher_forced_frames); the vocoder is a submodule, on the model's device
+        padded = nn.utils.rnn.pad_sequence([f.float().to(self.device) for f in frames], batch_first=True)
         wav, wav_lens = self.vocoder(padded, lengths)
         return [wav[i, : int(wav_lens[i])].cpu() for i in range(len(frames))]
 

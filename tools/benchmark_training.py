@@ -54,7 +54,8 @@ def measure(yaml_file, overrides, steps, warmup, device="cpu"):
     datasets = recipe_train.dataio_prepare(hparams, manifests, model.lm.tokenizer, encode, model.phone_vocab,
                                            needs=objective.requires)
     brain = recipe_train.SpectronBrain(modules={"model": model}, hparams=hparams,
-                                       run_opts={"noprogressbar": True, "precision": hparams["precision"], "device": device},
+                                       run_opts={"noprogressbar": True, "precision": hparams["precision"],
+                                                 "device": device},
                                        checkpointer=None, objective=objective)
     brain.steps_per_epoch = 1
     brain.clock = TrainingClock()  # a minutes-clocked schedule (schedule_clock: minutes) reads it

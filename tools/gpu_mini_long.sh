@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The chosen mini configuration (hparams/spectron_mini_long.yaml) on one GPU, for the training-time curve
-# beside the CPU one (issue 22; recipes/LibriLight/README.md, "On a GPU").
+# beside the CPU one (issue 22; recipes/LibriLight/README.md, "The mini setup on one GPU").
 #
 #   MINUTES=6.5 SNAPSHOTS=[2,4] bash tools/gpu_mini_long.sh
 #

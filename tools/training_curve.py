@@ -33,8 +33,8 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 EVALUATE = REPO / "recipes" / "LibriLight" / "evaluate.py"
 EVALUATE_YAML = REPO / "recipes" / "LibriLight" / "hparams" / "evaluate.yaml"
-COLUMNS = ("split", "minutes", "steps", "bundle", "wer_generated", "wer_teacher_forced", "wer_reference", "wer_vocoded",
-           "wer_flat", "speaker_sim_generated", "speaker_sim_other", "mos_generated", "mos_vocoded", "n")
+COLUMNS = ("split", "minutes", "steps", "bundle", "wer_generated", "wer_teacher_forced", "wer_reference",
+           "wer_vocoded", "wer_flat", "speaker_sim_generated", "speaker_sim_other", "mos_generated", "mos_vocoded", "n")
 
 
 def _is_final(row):
@@ -155,6 +155,21 @@ def write_outputs(rows, out_dir, title, machine=None):
     plt.close(fig)
 
 
+def _ceiling_lines(ax, rows):
+    """The ceilings (a) and (b), mean over ``rows``, and the targets 1.5 x (a) and 1.3 x (b), as lines."""
+    reference = [r["wer_reference"] for r in rows if r.get("wer_reference") is not None]
+    vocoded = [r["wer_vocoded"] for r in rows if r.get("wer_vocoded") is not None]
+    if reference:
+        ref = 100 * sum(reference) / len(reference)
+        ax.axhline(ref, color="green", linestyle=":", label=f"(a) reference audio ({ref:.0f}%)")
+        ax.axhline(1.5 * ref, color="grey", linestyle="-.", label=f"1.5 x (a): target of (d) ({1.5 * ref:.0f}%)")
+    if vocoded:
+        voc = 100 * sum(vocoded) / len(vocoded)
+        ax.axhline(voc, color="purple", linestyle=":", label=f"(b) vocoded reference ({voc:.0f}%)")
+        ax.axhline(1.3 * voc, color="tab:orange", linestyle=(0, (1, 3)),
+                   label=f"1.3 x (b): target of (c) ({1.3 * voc:.0f}%)")
+
+
 def _panel(ax, rows, title, machine=None):
     """One split's curve: (c) and (d) per training minute, the ceilings as lines."""
     timed = [r for r in rows if r["minutes"] is not None and not _is_final(r)]
@@ -168,22 +183,12 @@ def _panel(ax, rows, title, machine=None):
         if points:
             ax.plot(*zip(*points), style, label=label, color=colour)
             top = max(top, max(y for _, y in points) + 5)
-        for r in finals:  # the final bundle is the checkpoint best_checkpoint_key picks (the best or the last): its own marker
+        for r in finals:  # the final bundle is the checkpoint best_checkpoint_key picks: its own marker
             if r[key] is not None:
                 ax.plot([r["minutes"]], [100 * r[key]], "*", color=colour, markersize=12,
                         label=f"{label.split(' ')[0]} final bundle")
                 top = max(top, 100 * r[key] + 5)
-    reference = [r["wer_reference"] for r in timed if r["wer_reference"] is not None]
-    vocoded = [r["wer_vocoded"] for r in timed if r["wer_vocoded"] is not None]
-    if reference:
-        ref = 100 * sum(reference) / len(reference)
-        ax.axhline(ref, color="green", linestyle=":", label=f"(a) reference audio ({ref:.0f}%)")
-        ax.axhline(1.5 * ref, color="grey", linestyle="-.", label=f"1.5 x (a): target of (d) ({1.5 * ref:.0f}%)")
-    if vocoded:
-        voc = 100 * sum(vocoded) / len(vocoded)
-        ax.axhline(voc, color="purple", linestyle=":", label=f"(b) vocoded reference ({voc:.0f}%)")
-        ax.axhline(1.3 * voc, color="tab:orange", linestyle=(0, (1, 3)),
-                   label=f"1.3 x (b): target of (c) ({1.3 * voc:.0f}%)")
+    _ceiling_lines(ax, timed)
     if xs and min(xs) > 0 and max(xs) / min(xs) > 4:  # ticks at the snapshot minutes
         ax.set_xscale("log")
         ax.set_xticks(xs)
@@ -229,15 +234,7 @@ def write_comparison(runs, out_file):
                 points = [(r["steps"], 100 * r[key]) for r in here if r.get(key) is not None]
                 if points:
                     ax.plot(*zip(*points), style, color=colours[i % len(colours)], label=f"{name} {label}")
-        ceilings = [r for _, rows in runs for r in rows if r.get("split", "") == split]
-        for key, name, factor, colour in (("wer_reference", "(a) reference", 1.5, "green"),
-                                          ("wer_vocoded", "(b) vocoded", 1.3, "purple")):
-            values = [r[key] for r in ceilings if r.get(key) is not None]
-            if values:
-                level = 100 * sum(values) / len(values)
-                ax.axhline(level, color=colour, linestyle=":", label=f"{name} ({level:.0f}%)")
-                ax.axhline(factor * level, color=colour, linestyle="-.", alpha=0.6,
-                           label=f"{factor} x {name.split(' ')[0]}: target ({factor * level:.0f}%)")
+        _ceiling_lines(ax, [r for _, rows in runs for r in rows if r.get("split", "") == split])
         ax.set_xscale("log")
         ax.set_xlabel("optimiser steps")
         ax.set_ylabel("ASR WER (%)")
