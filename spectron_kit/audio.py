@@ -71,6 +71,22 @@ def resample(wav, orig_rate, new_rate):
                                           rolloff=0.945, resampling_method="sinc_interp_kaiser", beta=8.6)
 
 
+def narrowband(wav, rate, band_rate=8000):
+    """``wav`` as if recorded at ``band_rate`` (nothing above its Nyquist frequency), at ``rate`` again: the
+    band of telephone and 8 kHz recordings, for training prompts that a real recording may resemble.
+
+    Example:
+        >>> import torch
+        >>> t = torch.arange(16000) / 16000
+        >>> out = narrowband(torch.sin(2 * torch.pi * 6000 * t) + torch.sin(2 * torch.pi * 1000 * t), 16000)
+        >>> len(out), round(float(out[2000:14000].std()), 2)  # the 6 kHz tone is gone, the 1 kHz one stays
+        (16000, 0.71)
+    """
+    if int(band_rate) >= int(rate):
+        return wav
+    return resample(resample(wav, rate, band_rate), band_rate, rate)[: len(wav)]
+
+
 def save_audio(path, wav, sample_rate):
     """Write a mono waveform (tensor or array) as a 16-bit file (format from the suffix)."""
     soundfile.write(str(path), pcm_samples(wav), int(sample_rate), subtype="PCM_16")

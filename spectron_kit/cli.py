@@ -112,6 +112,7 @@ def cmd_continue(args):
         audio = torch.cat([prompt.cpu(), audio])
     save_audio(args.output, audio, out.sample_rate)
     console.print(f"[bold]text[/bold] (prompt transcript + continuation): {out.text[0]}")
+    _print_heard(out)
     t = out.timing
     console.print(f"wrote {args.output}: {len(out.waveforms[0]) / out.sample_rate:.2f} s of continuation "
                   f"({t['frames']} frames, stopped by {out.stopped_by[0]}, "
@@ -119,6 +120,16 @@ def cmd_continue(args):
     if args.plot:
         _plot(model, prompt, "prompt", out, "generated continuation", args.plot)
     return 0
+
+
+def _print_heard(out):
+    """The model's text split into what it heard and what it continues with (models with a phoneme list)."""
+    from spectron_kit.phonemes import split_heard
+
+    heard, continued = split_heard(out.text[0], out.listed[0] if out.listed else [])
+    if heard is not None:
+        console.print(f"[bold]heard[/bold]: {heard}\n[bold]continues[/bold]: {continued}", markup=True,
+                      highlight=False)
 
 
 def _continue_streaming(model, prompt, args):
@@ -152,6 +163,7 @@ def _continue_streaming(model, prompt, args):
             elif event.kind == "end":
                 out = event.output
     total = time.perf_counter() - started
+    _print_heard(out)
     seconds = len(out.waveforms[0]) / out.sample_rate
     console.print(f"wrote {args.output} as it was generated: {seconds:.2f} s of continuation "
                   f"({len(out.frames[0])} frames, stopped by {out.stopped_by[0]}); first audio after "

@@ -43,6 +43,7 @@ class SpectronOutput:
     timing: dict          # seconds per phase, counts, frames/s, real-time factor
     stopped_by: list      # "stop_head", "budget" or "end" (the <end> phoneme) per item
     phonemes: list = dataclasses.field(default_factory=list)  # interleaved phonemes written, per item
+    listed: list = dataclasses.field(default_factory=list)    # the phoneme list written (phoneme_list), per item
 
 
 TEXT, FRAMES, DONE, LIST = 0, 1, 2, 3  # the phase of an item in decoding: text, speech, finished, phoneme list
@@ -1009,7 +1010,9 @@ class SpectronModel(nn.Module):
         text = [self.lm.decode(t) if self.lm.tokenizer is not None else "" for t in state.tokens]
         sample_rate = self.vocoder.sample_rate if self.vocoder is not None else self.frontend.spec.sample_rate
         written = [self.phone_vocab.names(p) for p in state.phones] if self.phone_vocab is not None else []
-        return SpectronOutput(text, state.tokens, frames, waveforms, sample_rate, timing, state.stopped_by, written)
+        listed = [self.phone_vocab.names(p) for p in state.listed] if self.phoneme_list else []
+        return SpectronOutput(text, state.tokens, frames, waveforms, sample_rate, timing, state.stopped_by, written,
+                              listed)
 
     def _phoneme_steps(self, last, rows, must, may, stop, survival):
         """Rows whose next speech step is a phoneme token, and that token: ``{row: phoneme id}``.

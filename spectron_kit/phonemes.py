@@ -30,7 +30,7 @@ import json
 import math
 from pathlib import Path
 
-__all__ = ["END", "UNKNOWN", "PhonemeVocabulary", "phone_events", "vocabulary_from_rows"]
+__all__ = ["END", "UNKNOWN", "PhonemeVocabulary", "phone_events", "split_heard", "vocabulary_from_rows"]
 
 END, UNKNOWN = "<end>", "<unk>"  # ids 0 and 1: the end of speech, a phoneme not seen in training
 
@@ -179,3 +179,55 @@ def pad_events(events, device=None):
            "phone_lens": torch.tensor([len(ids) for ids, _, _ in events], dtype=torch.long),
            "phone_ends": torch.tensor([bool(e) for _, _, e in events])}
     return {k: v.to(device) for k, v in out.items()} if device is not None else out
+
+
+def _edit_distance(a, b):
+    row = list(range(len(b) + 1))
+    for i, x in enumerate(a, 1):
+        diagonal, row[0] = row[0], i
+        for j, y in enumerate(b, 1):
+            diagonal, row[j] = row[j], min(row[j] + 1, row[j - 1] + 1, diagonal + (x != y))
+    return row[-1]
+
+
+def split_heard(text, listed, phonemes_of=None):
+    """Split a model's text into what it heard (its prompt transcript) and what it continues.
+
+    A model with ``phoneme_list`` writes, after its text, the phonemes of the speech it continues with:
+    they start where the prompt ends. The split is the word boundary after which the words' own phonemes
+    (espeak-ng's, the mnemonics the list uses) best match the list's beginning.
+
+    Arguments:
+        text: the model's text (transcript then continuation).
+        listed: the phoneme list it wrote (``SpectronOutput.listed[i]``); empty: no split is known.
+        phonemes_of: word -> phoneme names (default: espeak-ng's, en-us).
+
+    Returns:
+        ``(heard, continuation)`` strings, or ``(None, None)`` without a phoneme list.
+
+    Example:
+        >>> names = {"one": ["w", "'V", "n"], "two": ["t", "'u:"], "three": ["T", "r", "'i:"]}
+        >>> split_heard("one two three", ["t", "'u:", "T", "r"], names.get)
+        ('one', 'two three')
+    """
+    words = str(text).split()
+    listed = [p for p in listed or [] if p not in (END, UNKNOWN)]
+    if not listed or not words:
+        return (None, None) if not listed else ("", "")
+    phonemes_of = phonemes_of or _espeak_phonemes
+    spoken = [list(phonemes_of(w.lower()) or []) for w in words]
+    sequence = [p for ph in spoken for p in ph]
+    bounds = [0]                                       # phoneme index where each word starts, and the end
+    for ph in spoken:
+        bounds.append(bounds[-1] + len(ph))
+    # where in the words' phonemes the list begins (the prompt may end inside a word) ...
+    start = min(range(len(sequence) + 1), key=lambda i: (_edit_distance(listed, sequence[i:i + len(listed)]), i))
+    # ... and the word boundary nearest to it
+    best = min(range(len(words) + 1), key=lambda k: (abs(bounds[k] - start), k))
+    return " ".join(words[:best]), " ".join(words[best:])
+
+
+def _espeak_phonemes(word):
+    from spectron_kit.data.espeak import phoneme_names
+
+    return phoneme_names(word)

@@ -359,6 +359,25 @@ def build_vocoder(name, spec, source=None, options=None):
     return build("vocoder", name, spec=spec, **kwargs)
 
 
+def build_encoder(name, source, freeze=False, spec=None, options=None):
+    """Build the speech encoder ``name`` with the arguments every encoder takes, plus its own options.
+
+    Arguments:
+        name: registered encoder name.
+        source, freeze, spec: passed to every encoder.
+        options: ``{encoder name: {argument: value}}``; only ``options[name]`` is passed (a recipe holds
+            Whisper's ``stack_frames`` beside other encoders' settings and switches with ``--encoder_name``).
+
+    Example:
+        >>> enc = build_encoder("conformer", None, options={"conformer": {"d_model": 16, "num_layers": 1,
+        ...     "nhead": 2, "d_ffn": 32, "n_mels": 8}, "whisper": {"stack_frames": 3}})
+        >>> enc.output_size
+        16
+    """
+    kwargs = dict((options or {}).get(name) or {})
+    return build("encoder", name, source=source, freeze=freeze, spec=spec, **kwargs)
+
+
 def names(kind):
     """Registered names of one kind."""
     return get_registry().names(kind)

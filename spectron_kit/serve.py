@@ -33,6 +33,7 @@ import torch
 
 from spectron_kit.audio import load_audio, pcm_samples, to_samples
 from spectron_kit.cli import MIN_PROMPT_SECONDS, SILENT_PEAK, prompt_warnings
+from spectron_kit.phonemes import split_heard
 
 logger = logging.getLogger(__name__)
 
@@ -197,8 +198,10 @@ class DemoServer:
                         out = event.output
                 whole = torch.cat(audio) if audio else torch.zeros(0)
                 png = _spectrogram_png(self.model, prompt, out.frames[0], out.text[0])
+                heard, continued = split_heard(out.text[0], out.listed[0] if out.listed else [])
                 self.served += 1
-                send("done", {"type": "end", "text": out.text[0], "seconds": len(whole) / self.rate,
+                send("done", {"type": "end", "text": out.text[0], "heard": heard, "continuation": continued,
+                              "seconds": len(whole) / self.rate,
                               "first_audio_s": first, "total_s": time.perf_counter() - started,
                               "wav": base64.b64encode(_wav_bytes(whole, self.rate)).decode(),
                               "spectrogram": base64.b64encode(png).decode()})
@@ -232,12 +235,14 @@ button{font-size:1em;padding:.4em 1em;margin-right:.5em} #text{font-size:1.2em;m
 </style></head><body>
 <h1>spectron-kit: speech continuation</h1>
 <p>Record or choose a prompt (the model reads its first __PROMPT_SECONDS__ s). The transcript and the
-continuation appear as they are written; the continuation is heard while it is generated.</p>
+continuation appear as they are written; the continuation is heard while it is generated. At the end the
+page shows apart what the model heard (its transcript of the prompt) and what it continues with.</p>
 <p><input type="file" id="file" accept="audio/*"> <button id="record">Record</button>
 <button id="go">Continue</button></p>
 <div id="messages"></div>
 <div id="status">ready</div>
 <div id="text"></div>
+<div id="split" hidden><p><b>Heard:</b> <span id="heard"></span></p><p><b>Continues:</b> <span id="continues"></span></p></div>
 <audio id="player" controls hidden></audio>
 <p><img id="spectrogram" alt="spectrograms of prompt and continuation" hidden></p>
 <script>
@@ -284,6 +289,11 @@ function onMessage(event) {
   else if (m.type === "speech") { state.text = m.text; $("text").textContent = m.text; $("status").textContent = "text written; speaking"; }
   else if (m.type === "end") {
     state.endAt = now; state.phase = "done"; state.text = m.text; $("text").textContent = m.text;
+    state.heard = m.heard; state.continuation = m.continuation;
+    if (m.heard !== null && m.heard !== undefined) {       // the model's phoneme list says where it continues
+      $("heard").textContent = m.heard; $("continues").textContent = m.continuation;
+      $("split").hidden = false; $("text").hidden = true;
+    }
     $("player").src = "data:audio/wav;base64," + m.wav; $("player").hidden = false;
     $("spectrogram").src = "data:image/png;base64," + m.spectrogram; $("spectrogram").hidden = false;
     $("status").textContent = `done: ${m.seconds.toFixed(2)} s of speech, first audio after ` +
@@ -321,7 +331,7 @@ $("record").onclick = async () => {
 $("go").onclick = async () => {
   const file = $("file").files[0] || recorded;
   if (!file) { fail("record a prompt or choose an audio file first"); return; }
-  $("messages").textContent = ""; $("text").textContent = ""; $("player").hidden = true; $("spectrogram").hidden = true;
+  $("messages").textContent = ""; $("text").textContent = ""; $("text").hidden = false; $("split").hidden = true; $("player").hidden = true; $("spectrogram").hidden = true;
   Object.assign(state, {phase: "running", text: "", chunks: 0, firstAudioAt: null, endAt: null, error: null,
                         notes: [], started: performance.now()});
   $("status").textContent = "sending";

@@ -49,6 +49,8 @@ def validate_run(hparams):
 
     registry = get_registry()  # (the required keys were checked before loading: check_required_keys)
     for key, value in hparams.items():
+        if isinstance(value, functools.partial) and value.func is spectron_kit.build_encoder:
+            registry.get("encoder", value.keywords.get("name"))
         if isinstance(value, functools.partial) and value.func is spectron_kit.build:
             kind, name = value.keywords.get("kind"), value.keywords.get("name")
             registry.get(kind, name)  # UnknownComponentError names the kind, the name and the choices

@@ -3,6 +3,7 @@ continuation item (prompt audio or its cached encoding, continuation audio, toke
 events). ``train.dataio_prepare`` puts them together by what the loss terms require."""
 import logging
 import math
+import random
 from pathlib import Path
 
 import speechbrain as sb
@@ -10,14 +11,23 @@ import torch
 from speechbrain.dataio.dataset import DynamicItemDataset
 
 from spectron_kit.alignment import diagonal_centres, step_times, token_centres, token_spans
-from spectron_kit.audio import to_samples
+from spectron_kit.audio import narrowband, to_samples
 from spectron_kit.data.manifest import (filter_for_continuation, load_segment, parse_phone_times, parse_word_times,
-                                        read_manifest, to_speechbrain_data, validate_manifest)
+                                        read_manifest, start_at_word, to_speechbrain_data, validate_manifest)
 from spectron_kit.features import FeatureSpec
 from spectron_kit.phonemes import continuation_events
 from spectron_kit.recipe import RecipeConfigError
 
 logger = logging.getLogger(__name__)
+
+NARROW_RATE = 8000  # the channel of narrow-band training prompts (telephone, 8 kHz recordings)
+
+
+def prompt_audio(row, rate, samples):
+    """A row's prompt: its first ``samples`` at ``rate``, through the row's ``prompt_rate`` channel when set."""
+    wav = load_segment(row, target_sr=rate)[:samples]
+    return narrowband(wav, rate, row["prompt_rate"]) if row.get("prompt_rate") else wav
+
 
 #: data fields a loss term may require that are not per utterance: text-only batches (``text_rehearsal``)
 REHEARSAL_FIELDS = ("rehearsal_tokens",)
@@ -59,10 +69,13 @@ class TextRehearsal:
         return tokens, lengths
 
 
-def load_rows(hparams, manifests, names, limit, repeats=1, speakers=None):
+def load_rows(hparams, manifests, names, limit, repeats=1, speakers=None, shifted=0, narrowband=0.0):
     """One split's items: the rows of manifests ``names`` with valid audio, long enough for a continuation and
     transcribed (the others counted in the log); the first ``limit``; only ``speakers`` (a lever); each
-    ``repeats`` times an epoch (ids ``<id>#<k>``; ``utterance`` names the audio's own id).
+    ``repeats`` times an epoch (ids ``<id>#<k>``; ``utterance`` names the audio's own id); with ``shifted``
+    (a fraction), that share of the aligned rows starts at a later word (:func:`with_shifted_prompts`); with
+    ``narrowband`` (a fraction), that share of the prompts passes through an 8 kHz channel (``prompt_rate``,
+    :func:`prompt_audio`; 0 for the others).
     Returns ``(DynamicItemDataset, rows)``."""
     rows = []
     for name in names:
@@ -80,9 +93,38 @@ def load_rows(hparams, manifests, names, limit, repeats=1, speakers=None):
         logger.info("skipped %d of %d utterances without a transcript (pseudo-label them with "
                     "tools/pseudo_label.py)", len(rows) - len(transcribed), len(rows))
     rows = transcribed[: int(limit)] if limit else transcribed
+    if shifted:
+        rows = with_shifted_prompts(rows, shifted, hparams["prompt_seconds"],
+                                    hparams["min_continuation_seconds"], hparams["seed"])
+    rows = [dict(row, prompt_rate=NARROW_RATE if narrowband and random.Random(f"{hparams['seed']}:band:{row['id']}")
+                 .random() < float(narrowband) else 0) for row in rows]
+    if narrowband:
+        logger.info("narrow-band prompts: %d of %d through an %d Hz channel",
+                    sum(1 for r in rows if r["prompt_rate"]), len(rows), NARROW_RATE)
     items = [dict(row, id=f"{row['id']}#{k}" if repeats > 1 else row["id"], utterance=row["id"])
              for row in rows for k in range(repeats)]
     return DynamicItemDataset(to_speechbrain_data(items)), rows
+
+
+def with_shifted_prompts(rows, fraction, prompt_seconds, min_continuation_seconds, seed):
+    """``rows`` with about ``fraction`` of the rows that have word timings replaced by the same utterance
+    started at a later word (drawn per row with ``seed``) whose rest still holds a prompt and a continuation:
+    prompts that begin mid-sentence, as a person's recording may
+    (``spectron_kit.data.manifest.start_at_word``). As many rows as before (the same training cost); the
+    count replaced is logged."""
+    out, replaced = [], 0
+    need = float(prompt_seconds) + float(min_continuation_seconds)
+    for row in rows:
+        rng = random.Random(f"{seed}:{row['id']}")
+        times = parse_word_times(row.get("word_times", ""), n_words=len(str(row["text"]).split()))
+        later = [j for j in range(1, len(times or ())) if float(row["duration"]) - times[j][0] + 0.1 >= need]
+        if later and rng.random() < float(fraction):
+            out.append(start_at_word(row, rng.choice(later), prompt_seconds))
+            replaced += 1
+        else:
+            out.append(row)
+    logger.info("shifted prompts: %d of %d rows start at a later word", replaced, len(rows))
+    return out
 
 
 class ContinuationPipelines:
@@ -103,11 +145,12 @@ class ContinuationPipelines:
         return min(to_samples(duration, self.rate) - self.prompt_samples, self.max_cont)
 
     def audio(self):
-        @sb.utils.data_pipeline.takes("path", "start", "end")
+        @sb.utils.data_pipeline.takes("path", "start", "end", "prompt_rate")
         @sb.utils.data_pipeline.provides("prompt_wav", "cont_wav")
-        def audio_pipeline(path, start, end):
+        def audio_pipeline(path, start, end, prompt_rate):
             wav = load_segment({"path": path, "start": start, "end": end}, target_sr=self.rate)
-            yield wav[:self.prompt_samples]
+            prompt = wav[:self.prompt_samples]
+            yield narrowband(prompt, self.rate, prompt_rate) if prompt_rate else prompt
             yield wav[self.prompt_samples: self.prompt_samples + self.max_cont]
         return audio_pipeline
 

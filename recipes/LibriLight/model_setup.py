@@ -5,6 +5,7 @@ import torch
 from rich.console import Console
 from speechbrain.utils.distributed import run_on_main
 
+from data_pipelines import prompt_audio
 from librilight_prepare import prepare
 from spectron_kit.audio import to_samples
 from spectron_kit.data.manifest import load_segment, read_manifest
@@ -54,7 +55,7 @@ def encode_prompts(model, rows, hparams):
         task = progress.add_task("encoding prompts (fixed encoder)", total=len(rows))
         for start in range(0, len(rows), 32):
             chunk = rows[start:start + 32]
-            wavs = [load_segment(r, rate)[:prompt] for r in chunk]
+            wavs = [prompt_audio(r, rate, prompt) for r in chunk]
             wav = torch.nn.utils.rnn.pad_sequence(wavs, batch_first=True).to(model.device)
             lens = torch.tensor([len(w) for w in wavs], device=model.device)
             hidden, out_lens = model.encode_speech(wav, lens)

@@ -35,6 +35,8 @@ def main(argv=None):
     parts = {"manifests": hparams["manifest_folder"], "text LM": hparams["lm_source"]}
     if hparams["encoder_name"] == "conformer":
         parts["CTC encoder"] = hparams["encoder_source"]
+    else:
+        parts["speech encoder"] = f"{hparams['encoder_source']} ({hparams['encoder_name'].capitalize()}, nothing to pre-train)"
     for name, path in parts.items():
         console.print(f"{name}: {path}")
     return parts

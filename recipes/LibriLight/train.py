@@ -333,7 +333,7 @@ def dataio_prepare(hparams, manifests, tokenizer, encode=None, phone_vocab=None,
     """
     loaded = {split: load_rows(hparams, manifests, names, *more) for split, names, *more in (
         ("train", hparams["train_splits"], hparams["max_train_utterances"], hparams["train_repeats"],
-         hparams["train_speakers"]),
+         hparams["train_speakers"], hparams["shifted_prompts"], hparams["narrowband_prompts"]),
         ("valid", hparams["valid_splits"], hparams["max_valid_utterances"]),
         ("test", hparams["test_splits"], None))}
     prompt_cache = encode(loaded["train"][1] + loaded["valid"][1]) if encode is not None else None
@@ -431,7 +431,7 @@ def main(argv=None):
     console.print(f"model: {model.num_parameters() / 1e6:.2f} M parameters "
                   f"({model.num_parameters(trainable_only=True) / 1e6:.2f} M trainable)")
     encode = None
-    if hparams["cache_prompt_encodings"] and model.encoder_is_fixed and model.encoder.input_kind != "waveform":
+    if hparams["cache_prompt_encodings"] and model.encoder_is_fixed:
         encode = lambda rows: encode_prompts(model, rows, hparams)  # noqa: E731
     objective = hparams["loss"]()  # the YAML's objective: its terms say what the data must carry
     datasets = dataio_prepare(hparams, manifests, model.lm.tokenizer, encode, model.phone_vocab,
@@ -465,7 +465,8 @@ def main(argv=None):
                              if k in step0 and final.get(k)},
                **held_out, "samples": samples, "seconds": time.time() - started, "train_seconds": train_seconds,
                "optimizer_steps": int(getattr(brain, "optimizer_step", 0)), "training_minutes": training_minutes,
-               "parameters": model.num_parameters(), "bundle": str(hparams["bundle_folder"]),
+               "parameters": model.num_parameters(), "trainable_parameters": model.num_parameters(trainable_only=True),
+               "bundle": str(hparams["bundle_folder"]),
                "command": command_line(__file__, argv)}
     (Path(hparams["output_folder"]) / "summary.json").write_text(json.dumps(summary, indent=2))
     print_summary(summary, logged_terms(brain.objective), hparams)

@@ -508,6 +508,14 @@ def phonemes_per_word(text: str, voice: str = "en-us") -> list:
 
 
 @functools.lru_cache(maxsize=4096)
+def phoneme_names(word: str, voice: str = "en-us") -> tuple:
+    """The phonemes espeak-ng speaks for one word (pauses left out), e.g. ``('k', "'a", 't')`` for "cat"."""
+    if not _WORD_RE.search(word):
+        return ()
+    return tuple(p.phoneme for p in synthesize(word, voice=voice).phonemes if not p.phoneme.startswith("_"))
+
+
+@functools.lru_cache(maxsize=4096)
 def _phoneme_count(word, voice):
     return sum(1 for p in synthesize(word, voice=voice).phonemes if not p.phoneme.startswith("_"))
 

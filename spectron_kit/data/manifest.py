@@ -181,6 +181,62 @@ def parse_word_times(value, n_words=None):
     return times
 
 
+def start_at_word(row, index, prompt_seconds=None):
+    """The row of the same utterance starting at its word ``index`` (a prompt that begins mid-sentence).
+
+    The new segment starts in the pause before that word (half way through it, at most 0.1 s before the
+    word); ``text``, ``word_times``, ``phone_times`` and ``prompt_text`` are those of the words from there
+    on, times measured from the new start; the id gains ``@<index>``. Real prompts start anywhere, while a
+    corpus's segments all start where a sentence does: the mini recipe's ``shifted_prompts`` trains on
+    both.
+
+    Arguments:
+        row: a manifest row with ``word_times`` (one span per word of ``text``).
+        index: the first word kept (0 returns the row itself).
+        prompt_seconds: the prompt length for ``prompt_text`` (default: the row's).
+
+    Returns:
+        The new row (a dict).
+
+    Raises:
+        ValueError: the row has no usable word times, or ``index`` is not one of its words.
+
+    Example:
+        >>> row = {"id": "u", "start": 1.0, "end": 4.0, "duration": 3.0, "text": "one two three",
+        ...        "word_times": "0:0.5 0.7:1.2 1.3:2.9", "phone_times": "0:0.5:w 0.7:1.2:t 1.3:2.9:T",
+        ...        "prompt_seconds": 2.0, "prompt_text": "one two"}
+        >>> new = start_at_word(row, 1)
+        >>> new["id"], new["start"], new["text"], new["word_times"], new["prompt_text"], new["phone_times"]
+        ('u@1', 1.6, 'two three', '0.1:0.6 0.7:2.3', 'two', '0.1:0.6:t 0.7:2.3:T')
+    """
+    from spectron_kit.data.transcripts import prompt_words
+
+    words = str(row.get("text", "")).split()
+    times = parse_word_times(row.get("word_times", ""), n_words=len(words))
+    if times is None:
+        raise ValueError(f"row {row.get('id')!r} has no word_times for its {len(words)} words; only aligned rows "
+                         "can start at a word")
+    if not 0 <= int(index) < len(words):
+        raise ValueError(f"word index {index} is outside row {row.get('id')!r}'s {len(words)} words")
+    index = int(index)
+    if index == 0:
+        return dict(row)
+    gap_start = times[index - 1][1]
+    offset = max(times[index][0] - 0.1, (gap_start + times[index][0]) / 2, 0.0)
+    offset = round(min(offset, times[index][0]), 4)
+    shifted = [(max(a - offset, 0.0), max(b - offset, 0.0)) for a, b in times[index:]]
+    phones = [(name, max(a - offset, 0.0), b - offset) for name, a, b in parse_phone_times(row.get("phone_times", ""))
+              or () if b > offset]
+    seconds = float(row.get("prompt_seconds") or DEFAULTS["prompt_seconds"]) if prompt_seconds is None \
+        else float(prompt_seconds)
+    end = float(row.get("end", -1))
+    return dict(row, id=f"{row['id']}@{index}", start=round(float(row.get("start", 0.0)) + offset, 4),
+                duration=round(float(row["duration"]) - offset, 6), end=end,
+                text=" ".join(words[index:]), word_times=format_word_times(shifted),
+                phone_times=format_phone_times(phones) if phones else "",
+                prompt_text=prompt_words([[w, a, b] for w, (a, b) in zip(words[index:], shifted)], seconds))
+
+
 def write_manifest(rows, path):
     """Write utterance rows to a manifest CSV (atomically: a temp file, then a rename).
 

@@ -1,16 +1,18 @@
 """Speech encoders: prompt audio (features or waveform) -> hidden frames.
 
-Two encoders are registered under the kind ``encoder``:
+Three encoders are registered under the kind ``encoder``:
 
 - ``conformer``: :class:`ConformerEncoder`, a Conformer over log-mel features
   (4x convolutional subsampling, then speechbrain Conformer blocks with
   relative positional attention). Can be saved and reloaded on its own with
   :meth:`ConformerEncoder.save_pretrained` / ``source=<dir>``.
 - ``hf``: :class:`HFAudioEncoder`, a Hugging Face audio encoder (wav2vec2,
-  HuBERT, WavLM and relatives, or Whisper's encoder) fed with raw 16 kHz
-  waveforms.
+  HuBERT, WavLM and relatives) fed with raw 16 kHz waveforms.
+- ``whisper``: :class:`WhisperSpeechEncoder`, OpenAI Whisper's encoder on 16 kHz
+  waveforms (its own log-mel inside), any input up to 30 s, from an HF
+  checkpoint or a CTranslate2 folder (``model.bin``).
 
-Both follow the encoder interface of ``docs/COMPONENTS.md``:
+All follow the encoder interface of ``docs/COMPONENTS.md``:
 ``forward(x, lengths) -> (hidden [B, T', D], out_lengths [B])`` with the
 attributes ``input_kind``, ``output_size`` and ``frame_rate``.
 
@@ -25,9 +27,10 @@ Example:
 from spectron_kit.encoders.conformer import (CONFORMER_CONFIG_FILE, CONFORMER_WEIGHTS_FILE, ConformerEncoder,
                                              ConvSubsampling)
 from spectron_kit.encoders.hf import HFAudioEncoder
+from spectron_kit.encoders.whisper import WhisperSpeechEncoder
 from spectron_kit.hookspecs import hookimpl
 
-__all__ = ["ConformerEncoder", "ConvSubsampling", "HFAudioEncoder", "CONFORMER_CONFIG_FILE",
+__all__ = ["ConformerEncoder", "ConvSubsampling", "HFAudioEncoder", "WhisperSpeechEncoder", "CONFORMER_CONFIG_FILE",
            "CONFORMER_WEIGHTS_FILE", "register_encoders"]
 
 
@@ -38,5 +41,8 @@ def register_encoders(register):
              description="Conformer over log-mel features (4x conv subsampling, speechbrain "
                          "RelPosMHAXL blocks); source=<dir> loads save_pretrained weights")
     register("hf", HFAudioEncoder,
-             description="Hugging Face audio encoder on 16 kHz waveforms (wav2vec2/HuBERT/WavLM "
-                         "or Whisper encoder) from source=<hub id or dir> or config={...}")
+             description="Hugging Face audio encoder on 16 kHz waveforms (wav2vec2/HuBERT/WavLM) "
+                         "from source=<hub id or dir> or config={...}")
+    register("whisper", WhisperSpeechEncoder,
+             description="Whisper's encoder on 16 kHz waveforms, inputs up to 30 s; source=<HF Whisper id or "
+                         "dir, or a CTranslate2 Whisper folder>; stack_frames, layer, pad_to_window")

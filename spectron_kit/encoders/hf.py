@@ -1,4 +1,5 @@
-"""Hugging Face audio encoders on waveforms (registered as ``hf``)."""
+"""Hugging Face audio encoders on waveforms (registered as ``hf``): the wav2vec 2.0 family (Whisper has its
+own encoder, ``spectron_kit.encoders.whisper``)."""
 import logging
 import math
 import os
@@ -29,12 +30,11 @@ def _load_model_and_extractor(source, config, config_dir):
 
 
 class HFAudioEncoder(Freezable, nn.Module):
-    """Hugging Face audio encoder (wav2vec2 / HuBERT / WavLM family or Whisper) on waveforms.
+    """Hugging Face audio encoder of the wav2vec 2.0 family (wav2vec2, HuBERT, WavLM, ...) on waveforms.
 
     Exactly one of ``source``, ``config`` or ``config_dir`` says what to build.
-    Whisper's log-mel is computed inside (same recipe as transformers'
-    ``WhisperFeatureExtractor``), each item zero-padded to the model's fixed
-    window (30 s for released checkpoints); outputs are cut to valid frames.
+    Whisper checkpoints are refused with a pointer to the ``whisper`` encoder
+    (:class:`~spectron_kit.encoders.whisper.WhisperSpeechEncoder`).
 
     Arguments:
         source: hub id (must be in the local cache when offline) or local
@@ -45,7 +45,7 @@ class HFAudioEncoder(Freezable, nn.Module):
             embeddings before the first transformer layer).
         normalize_waveform: zero-mean unit-variance per utterance (over valid
             samples). ``None``: the feature extractor's ``do_normalize`` when
-            one exists, else True for the wav2vec2 family and False for Whisper.
+            one exists, else True.
         config_dir: directory from :meth:`bundle_kwargs` (config and feature
             extractor); the architecture is built with random weights.
         spec: the recipe's ``FeatureSpec`` (optional): the encoder reads
@@ -55,7 +55,7 @@ class HFAudioEncoder(Freezable, nn.Module):
     Attributes:
         input_kind: ``"waveform"``.
         output_size: hidden size D.
-        frame_rate: output frames per second (16000 / prod(conv_stride); 50 for Whisper).
+        frame_rate: output frames per second (16000 / prod(conv_stride)).
         sample_rate: expected input sample rate (16000).
 
     Example:
@@ -90,11 +90,6 @@ class HFAudioEncoder(Freezable, nn.Module):
         self.model, self.feature_extractor = _load_model_and_extractor(source, config, config_dir)
         cfg = self.model.config
         self.model_type = cfg.model_type
-        self.is_whisper = self.model_type == "whisper"
-        if self.is_whisper and self.feature_extractor is None:
-            from transformers import WhisperFeatureExtractor
-
-            self.feature_extractor = WhisperFeatureExtractor(feature_size=cfg.num_mel_bins)
         fe = self.feature_extractor
         self.sample_rate = int(getattr(fe, "sampling_rate", None) or 16000)
         if spec is not None:
@@ -118,42 +113,21 @@ class HFAudioEncoder(Freezable, nn.Module):
             freeze_module(self)
 
     def _read_geometry(self, cfg, fe):
-        """Output size, layer count, frame rate and input handling of the loaded model (Whisper reads log-mel
-        windows it computes itself; wav2vec 2.0-style models read waveforms). Returns the default of
-        ``normalize_waveform`` for this family."""
-        if self.is_whisper:
-            self.output_size = int(cfg.d_model)
-            self.num_layers = int(cfg.encoder_layers)
-            self.hop_length = int(fe.hop_length)
-            self.n_fft = int(fe.n_fft)
-            # conv1 stride 1, conv2 stride 2
-            self.n_frames = int(cfg.max_source_positions) * 2
-            self.n_samples = self.n_frames * self.hop_length
-            self.frame_rate = self.sample_rate / (self.hop_length * 2)
-            self.register_buffer("mel_filters",
-                                 torch.as_tensor(fe.mel_filters, dtype=torch.float32),
-                                 persistent=False)
-            self.register_buffer("window", torch.hann_window(self.n_fft), persistent=False)
-            self.use_attention_mask = False
-            default_norm = False
+        """Output size, layer count, frame rate and input handling of the loaded model. Returns the default
+        of ``normalize_waveform`` (True: the family's extractors normalise)."""
+        self.output_size = int(cfg.hidden_size)
+        self.num_layers = int(cfg.num_hidden_layers)
+        self.frame_rate = self.sample_rate / math.prod(int(s) for s in cfg.conv_stride)
+        if fe is not None and hasattr(fe, "return_attention_mask"):
+            self.use_attention_mask = bool(fe.return_attention_mask)
         else:
-            self.output_size = int(cfg.hidden_size)
-            self.num_layers = int(cfg.num_hidden_layers)
-            self.frame_rate = self.sample_rate / math.prod(int(s) for s in cfg.conv_stride)
-            if fe is not None and hasattr(fe, "return_attention_mask"):
-                self.use_attention_mask = bool(fe.return_attention_mask)
-            else:
-                self.use_attention_mask = getattr(cfg, "feat_extract_norm", "group") == "layer"
-            default_norm = True
-        return default_norm
+            self.use_attention_mask = getattr(cfg, "feat_extract_norm", "group") == "layer"
+        return True
 
     # -- forward -------------------------------------------------------------
     def output_lengths(self, lengths):
         """Output frames for sample counts ``lengths`` (long tensor [B])."""
         lengths = torch.as_tensor(lengths, dtype=torch.long)
-        if self.is_whisper:
-            mel = (lengths + self.hop_length - 1) // self.hop_length
-            return torch.clamp((mel - 1) // 2 + 1, max=self.n_frames // 2)
         add_adapter = None if self._uses_final_output() else False
         out = self.model._get_feat_extract_output_lengths(lengths, add_adapter=add_adapter)
         return torch.as_tensor(out).long()
@@ -187,39 +161,12 @@ class HFAudioEncoder(Freezable, nn.Module):
             wav = ((wav - mean) / torch.sqrt(var + 1e-7)).masked_fill(pad, 0.0)
         out_lengths = self.output_lengths(lengths).to(wav.device)
         want_hidden = not self._uses_final_output()
-        if self.is_whisper:
-            if wav.shape[1] > self.n_samples:
-                raise ValueError(f"Whisper encoder takes at most {self.n_samples} samples "
-                                 f"({self.n_samples / self.sample_rate:g} s), got {wav.shape[1]}; "
-                                 f"cut the prompt shorter")
-            feats = self.log_mel(wav)
-            out = self.model(feats, output_hidden_states=want_hidden)
-        else:
-            mask = (~pad).long() if self.use_attention_mask else None
-            out = self.model(wav, attention_mask=mask, output_hidden_states=want_hidden)
+        mask = (~pad).long() if self.use_attention_mask else None
+        out = self.model(wav, attention_mask=mask, output_hidden_states=want_hidden)
         hidden = out.hidden_states[self.layer] if want_hidden else out.last_hidden_state
-        t = int(out_lengths.max()) if self.is_whisper else hidden.shape[1]
-        hidden = hidden[:, :t]
         out_lengths = torch.clamp(out_lengths, max=hidden.shape[1])
         hidden = hidden.masked_fill(_padding_mask(out_lengths, hidden.shape[1]).unsqueeze(-1), 0.0)
         return hidden, out_lengths
-
-    def log_mel(self, wav):
-        """Whisper log-mel of zero-padded waveforms [B, S] -> [B, n_mels, n_frames].
-
-        Each item is padded with zeros to the model's window, then: power STFT
-        (Hann, centred), mel filter bank, log10 floored at 1e-10, clipped to
-        8 below the item's maximum, scaled as ``(x + 4) / 4``.
-        """
-        wav = nn.functional.pad(wav, (0, self.n_samples - wav.shape[1]))
-        spec = torch.stft(wav, self.n_fft, self.hop_length, window=self.window,
-                          return_complex=True)
-        power = spec[..., :-1].abs() ** 2  # [B, n_freq, n_frames]
-        mel = torch.matmul(self.mel_filters.T, power)
-        log_spec = torch.clamp(mel, min=1e-10).log10()
-        peak = log_spec.amax(dim=(1, 2), keepdim=True)
-        log_spec = torch.maximum(log_spec, peak - 8.0)
-        return (log_spec + 4.0) / 4.0
 
     # -- persistence ---------------------------------------------------------
     def save_pretrained(self, directory):
@@ -279,15 +226,16 @@ def _config_from_dir(config_dir):
                                 f"whose config could be fetched ({one_line(err)})") from None
 
 
-def _model_from_config(hf_config):
-    """Random-weight encoder for ``hf_config`` (only the encoder for Whisper)."""
-    if hf_config.model_type == "whisper":
-        from transformers.models.whisper.modeling_whisper import WhisperEncoder
+_WHISPER_HINT = "use the whisper encoder (--encoder_name=whisper), which reads Whisper checkpoints"
 
-        return WhisperEncoder(hf_config)
+
+def _model_from_config(hf_config):
+    """Random-weight encoder for ``hf_config``."""
+    if hf_config.model_type == "whisper":
+        raise ValueError(f"model_type 'whisper' is not a wav2vec2-style encoder; {_WHISPER_HINT}")
     if not hasattr(hf_config, "conv_stride"):
         raise ValueError(f"model_type {hf_config.model_type!r} is not a supported audio encoder; "
-                         f"use whisper or a wav2vec2-style model (wav2vec2, hubert, wavlm, ...)")
+                         f"use a wav2vec2-style model (wav2vec2, hubert, wavlm, ...) or encoder whisper")
     from transformers import AutoModel
 
     model = AutoModel.from_config(hf_config)
@@ -318,23 +266,14 @@ def _load_hf_encoder(source):
     except (OSError, ValueError) as err:
         raise source_error("speech encoder", source, "--encoder_source", err) from None
     if hf_config.model_type == "whisper":
-        from transformers.models.whisper.modeling_whisper import WhisperEncoder, WhisperModel
-
-        if "WhisperEncoder" in (hf_config.architectures or []):
-            model, info = WhisperEncoder.from_pretrained(source, output_loading_info=True)
-        else:  # full encoder-decoder checkpoint: keep the encoder only
-            full, info = WhisperModel.from_pretrained(source, output_loading_info=True)
-            info = {"missing_keys": [k for k in info["missing_keys"] if k.startswith("encoder.")]}
-            model = full.get_encoder()
-            del full
-    else:
-        if not hasattr(hf_config, "conv_stride"):
-            raise ValueError(f"source={source!r} holds a {hf_config.model_type!r} model, not a "
-                             f"supported audio encoder; use whisper or a wav2vec2-style model")
-        model, info = AutoModel.from_pretrained(source, output_loading_info=True)
-        if not hasattr(model, "_get_feat_extract_output_lengths"):
-            raise ValueError(f"{type(model).__name__} from {source!r} has no "
-                             f"_get_feat_extract_output_lengths; not a supported audio encoder")
+        raise ValueError(f"source={source!r} is a Whisper checkpoint; {_WHISPER_HINT}")
+    if not hasattr(hf_config, "conv_stride"):
+        raise ValueError(f"source={source!r} holds a {hf_config.model_type!r} model, not a "
+                         f"supported audio encoder; use a wav2vec2-style model (or encoder whisper)")
+    model, info = AutoModel.from_pretrained(source, output_loading_info=True)
+    if not hasattr(model, "_get_feat_extract_output_lengths"):
+        raise ValueError(f"{type(model).__name__} from {source!r} has no "
+                         f"_get_feat_extract_output_lengths; not a supported audio encoder")
     missing = list(info.get("missing_keys", []))
     if missing:
         total = len(model.state_dict())

@@ -12,8 +12,8 @@ from spectron_kit.recipe.config import RecipeConfigError, yaml_defaults, yaml_de
 
 
 #: settings that shape a run's model and its checkpoints: a run resumed from a folder must keep them
-SHAPE_KEYS = ("sample_rate", "n_mels", "encoder_name", "encoder_source", "freeze_encoder", "lm_name", "lm_source",
-              "freeze_lm", "reduction_factor", "prenet_bottleneck", "prenet_output_norm", "postnet_hidden",
+SHAPE_KEYS = ("sample_rate", "n_mels", "encoder_name", "encoder_source", "encoder_options", "freeze_encoder",
+              "lm_name", "lm_source", "freeze_lm", "reduction_factor", "prenet_bottleneck", "prenet_output_norm", "postnet_hidden",
               "postnet_name", "frame_positions", "intermediate_text", "normalize_frames", "interleave_phonemes",
               "phone_context", "phoneme_list", "stop_head")
 

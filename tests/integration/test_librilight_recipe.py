@@ -109,9 +109,18 @@ def test_mini_recipe_prepare_train_resume_bundle(tmp_path, monkeypatch, capsys):
         weights = torch.load(folder / "model.ckpt", map_location="cpu")
         assert all(torch.isfinite(v).all() for v in weights.values() if v.is_floating_point()), folder.name
 
-    # 3d) the cached pre-trained encoder is not reused for other features (it was made for 80 bins)
+    # 3d) the mini setup's Whisper encoder was not pre-trained here: no CTC encoder was made; the CTC
+    # ablation pre-trains one (recipes/LibriLight/pretrain.py), which is not reused for other features
+    pretrained = tmp_path / "corpus" / "pretrained" / "1234"
+    assert (pretrained / "text_lm").is_dir() and not (pretrained / "ctc").exists()
+    ctc_yaml = str(RECIPE / "hparams" / "spectron_mini_ctc.yaml")
+    other = [ctc_yaml if a.endswith("spectron_mini.yaml") else a for a in argv]
+    other = [a if not a.startswith("--output_folder") else f"--output_folder={tmp_path}/n_mels" for a in other]
+    import pretrain
+
+    parts = pretrain.main(other)
+    assert (Path(parts["CTC encoder"]) / "encoder_config.json").is_file()
     capsys.readouterr()
-    other = [a if not a.startswith("--output_folder") else f"--output_folder={tmp_path}/n_mels" for a in argv]
     with pytest.raises(SystemExit) as err:
         train.main(other + ["--n_mels=64"])
     message = capsys.readouterr().err.strip().splitlines()[-1]
@@ -172,7 +181,7 @@ def test_debug_uses_its_own_folders_resumes_and_leaves_the_main_job_working(tmp_
     debug_run = tmp_path / "results" / "debug" / "spectron_mini"
     assert (tmp_path / "data" / "mini_corpus_debug" / "minicorpus.json").is_file()
     assert not (tmp_path / "data" / "mini_corpus").exists() and not (tmp_path / "results" / "spectron_mini").exists()
-    assert first["parameters"] < 500_000  # the debug sizes won over spectron_mini.yaml's own values
+    assert first["trainable_parameters"] < 500_000  # the debug sizes won over spectron_mini.yaml's own values (Whisper is frozen)
     # checkpoints live in the run folder, so a longer debug run resumes: it trains epoch 2 only
     assert list((debug_run / "save").glob("CKPT*"))
     train.main([mini, "--debug", "--number_of_epochs=2"])
@@ -193,7 +202,7 @@ def test_debug_runs_every_stage_at_tiny_sizes(tmp_path):
                           f"--data_folder={tmp_path}/corpus", f"--output_folder={tmp_path}/run"])
     assert (tmp_path / "run" / "bundle" / "spectron_config.json").is_file()
     assert (tmp_path / "corpus" / "pretrained" / "1234" / "text_lm" / "config.json").is_file()
-    assert summary["seconds"] < 120 and summary["parameters"] < 500_000  # tiny sizes, not the mini run's 2.8 M
+    assert summary["seconds"] < 120 and summary["trainable_parameters"] < 500_000  # tiny sizes, not the mini run's 3.7 M
 
 
 @pytest.mark.parametrize("ablation", sorted(p.name for p in (RECIPE / "hparams" / "ablations").glob("*.yaml")))
@@ -227,7 +236,7 @@ def test_pretraining_is_a_step_of_its_own(tmp_path):
             f"--output_folder={tmp_path}/run"]
     parts = pretrain.main(argv)
     lm = Path(parts["text LM"])
-    assert (lm / "config.json").is_file() and (Path(parts["CTC encoder"]) / "encoder_config.json").is_file()
+    assert (lm / "config.json").is_file() and parts["speech encoder"] == "packaged:tiny.en (Whisper, nothing to pre-train)"
     assert json.loads((lm / "pretrain_settings.json").read_text())["text_lm_steps"] == 20
     assert not (tmp_path / "run").exists()  # no training run was started
     stamp = (lm / "model.safetensors").stat().st_mtime_ns

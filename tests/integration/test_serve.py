@@ -39,19 +39,10 @@ def speech_like(seconds=2.0, rate=16000):
     return chirp(seconds, rate=rate).numpy() * 0.5
 
 
-@pytest.fixture(scope="module")
-def server():
+def start_server(app):
+    """Serve ``app`` on a free local port in a thread: ``(host:port, server, thread)``."""
     import uvicorn
 
-    bundle = os.environ.get("SPECTRON_KIT_SERVE_BUNDLE")  # the README screenshot: a trained bundle
-    if bundle:
-        from spectron_kit.model import SpectronModel
-
-        app = DemoServer(SpectronModel.from_pretrained(bundle)).app()
-    else:
-        model = tiny_model(r=2)
-        model.prompt_seconds = 1.0
-        app = DemoServer(model, seconds=0.6, chunk_frames=8).app()
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
@@ -63,7 +54,23 @@ def server():
             break
         time.sleep(0.05)
     assert srv.started, "the demo server did not start"
-    yield f"127.0.0.1:{port}"
+    return f"127.0.0.1:{port}", srv, thread
+
+
+@pytest.fixture(scope="module")
+def server():
+
+    bundle = os.environ.get("SPECTRON_KIT_SERVE_BUNDLE")  # the README screenshot: a trained bundle
+    if bundle:
+        from spectron_kit.model import SpectronModel
+
+        app = DemoServer(SpectronModel.from_pretrained(bundle)).app()
+    else:
+        model = tiny_model(r=2)
+        model.prompt_seconds = 1.0
+        app = DemoServer(model, seconds=0.6, chunk_frames=8).app()
+    address, srv, thread = start_server(app)
+    yield address
     srv.should_exit = True
     thread.join(timeout=10)
 
@@ -238,3 +245,65 @@ def drive_the_page(tools, server, tmp_path, prompt):
     if shot:  # the README's screenshot comes from this very test
         tools("Emulation.setDeviceMetricsOverride", width=1000, height=1100, deviceScaleFactor=1, mobile=False)
         Path(shot).write_bytes(base64.b64decode(tools("Page.captureScreenshot", format="png")["data"]))
+
+
+TRAINED_BUNDLE = Path(__file__).resolve().parents[2] / "results" / "spectron_mini" / "1234" / "bundle"
+
+
+def test_the_page_shows_what_a_trained_bundle_heard_in_a_real_recording(tmp_path, shared_data):
+    """A person counting (FSDD digits, a real recording) uploaded through the page of a trained bundle: the page
+    shows the words it heard apart from its continuation, and the heard words are the count. Needs a trained
+    bundle: SPECTRON_KIT_SERVE_BUNDLE, or the main job's (results/spectron_mini/1234/bundle)."""
+    bundle = Path(os.environ.get("SPECTRON_KIT_SERVE_BUNDLE") or TRAINED_BUNDLE)
+    if not (bundle / "spectron_config.json").is_file():
+        pytest.skip(f"no trained bundle at {bundle}: run the main job (README quick start) or set "
+                    "SPECTRON_KIT_SERVE_BUNDLE")
+    chromium = find_chromium()
+    if chromium is None:
+        pytest.skip("no Chromium: sh tools/install_browser.sh")
+    from spectron_kit.data.counting import write_counting_prompts
+    from spectron_kit.evaluation.metrics import word_errors
+    from spectron_kit.model import SpectronModel
+
+    model = SpectronModel.from_pretrained(str(bundle))
+    if not model.phoneme_list:
+        pytest.skip(f"{bundle} writes no phoneme list, so it cannot say where its continuation starts")
+    rows = write_counting_prompts(shared_data / "fsdd", tmp_path / "counts", per_direction=1)
+    row = next(r for r in rows if r["direction"] == "up" and len(r["text"].split()) == 5)
+    address, srv, thread = start_server(DemoServer(model, seconds=1.0).app())
+    proc, url = cdp_page(chromium, tmp_path / "profile")
+    try:
+        with Devtools(url) as tools:
+            state = upload_through_the_page(tools, address, Path(row["path"]))
+            heard = tools.js("document.getElementById('heard').textContent")
+            continues = tools.js("document.getElementById('continues').textContent")
+            shown = not tools.js("document.getElementById('split').hidden")
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
+        srv.should_exit = True
+        thread.join(timeout=10)
+    print(f"said {row['text']!r}; the page: heard {heard!r}, continues {continues!r}")
+    assert state["phase"] == "done" and shown and heard == state["heard"] and continues == state["continuation"]
+    assert f"{heard} {continues}".split() == state["text"].split()
+    edits, words = word_errors(row["text"], heard)
+    assert edits / words <= 0.4, (row["text"], heard)
+
+
+def upload_through_the_page(tools, server, prompt):
+    """Open the page, choose ``prompt`` in its file input, press Continue, wait for the end; the page's state."""
+    tools("Page.enable")
+    tools("Page.navigate", url=f"http://{server}/")
+    for _ in range(100):
+        if tools.js("document.readyState") == "complete" and tools.js("!!window.demoState"):
+            break
+        time.sleep(0.05)
+    root = tools("DOM.getDocument")["root"]["nodeId"]
+    node = tools("DOM.querySelector", nodeId=root, selector="#file")["nodeId"]
+    tools("DOM.setFileInputFiles", nodeId=node, files=[str(prompt)])
+    tools.js("document.getElementById('go').click()")
+    for _ in range(1200):
+        if tools.js("window.demoState.phase") in ("done", "error"):
+            break
+        time.sleep(0.05)
+    return tools.js("JSON.parse(JSON.stringify(window.demoState))")

@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from spectron_kit import encoders
-from spectron_kit.encoders import ConformerEncoder, HFAudioEncoder
+from spectron_kit.encoders import ConformerEncoder, HFAudioEncoder, WhisperSpeechEncoder
 
 TINY_CONFORMER = dict(n_mels=16, d_model=16, num_layers=2, nhead=2, d_ffn=32, kernel_size=5)
 
@@ -50,9 +50,9 @@ def _seed():
 
 
 # -- registration ----------------------------------------------------------
-def test_hook_registers_both_encoders():
+def test_hook_registers_the_three_encoders():
     table = _registered()
-    assert table == {"conformer": ConformerEncoder, "hf": HFAudioEncoder}
+    assert table == {"conformer": ConformerEncoder, "hf": HFAudioEncoder, "whisper": WhisperSpeechEncoder}
 
 
 def test_module_import_is_light():
@@ -233,47 +233,16 @@ def test_hf_bundle_kwargs_round_trip(tmp_path):
                                    atol=1e-5, rtol=1e-5)
 
 
-def test_hf_whisper_features_match_transformers():
-    enc = HFAudioEncoder(config=TINY_WHISPER).eval()
-    fe = enc.feature_extractor
-    wav = np.random.default_rng(0).uniform(-0.5, 0.5, 3000).astype(np.float32)
-    ours = enc.log_mel(torch.from_numpy(wav)[None])[0]
-    theirs = fe(wav, sampling_rate=16000, return_tensors="np", padding="max_length",
-                max_length=enc.n_samples).input_features[0]
-    assert ours.shape == (20, 50)
-    np.testing.assert_allclose(ours.numpy(), theirs, atol=1e-4)
+def test_hf_refuses_whisper_and_names_the_whisper_encoder(tmp_path):
+    from transformers import WhisperConfig
+    from transformers.models.whisper.modeling_whisper import WhisperEncoder
 
-
-def test_hf_whisper_encoder(tmp_path):
-    enc = HFAudioEncoder(config=TINY_WHISPER).eval()
-    assert enc.frame_rate == pytest.approx(50.0) and enc.output_size == 16
-    assert not enc.normalize_waveform
-    x, lengths = 0.1 * torch.randn(2, 8000), torch.tensor([8000, 3000])  # window: 8000
-    with torch.no_grad():
-        batch, out = enc(x, lengths)
-        assert out.tolist() == [25, 10] and batch.shape == (2, 25, 16)
-        alone, _ = enc(x[1:, :3000], lengths[1:])
-        torch.testing.assert_close(batch[1, :10], alone[0], atol=1e-5, rtol=0)
-        # saved and reloaded (encoder-only checkpoint) through the registry
-        enc.save_pretrained(tmp_path / "w")
-        loaded = build_encoder("hf", source=str(tmp_path / "w")).eval()
-        torch.testing.assert_close(loaded(x, lengths)[0], batch, atol=1e-5, rtol=1e-5)
-        # bundle round trip
-        rebuilt = build_encoder("hf", **enc.bundle_kwargs(tmp_path / "b")).eval()
-        rebuilt.load_state_dict(enc.state_dict())
-        torch.testing.assert_close(rebuilt(x, lengths)[0], batch, atol=1e-5, rtol=1e-5)
-    with pytest.raises(ValueError, match="at most 8000 samples"):
-        enc(torch.zeros(1, 8001))
-
-
-def test_hf_whisper_full_checkpoint_source(tmp_path):
-    from transformers import AutoConfig, WhisperModel
-
-    fields = dict(TINY_WHISPER)
-    full = WhisperModel(AutoConfig.for_model(fields.pop("model_type"), **fields)).eval()
-    full.save_pretrained(str(tmp_path))
-    enc = HFAudioEncoder(source=str(tmp_path)).eval()
-    torch.testing.assert_close(enc.model.conv1.weight, full.encoder.conv1.weight)
+    with pytest.raises(ValueError, match="--encoder_name=whisper"):
+        HFAudioEncoder(config=TINY_WHISPER)
+    WhisperEncoder(WhisperConfig(**{k: v for k, v in TINY_WHISPER.items() if k != "model_type"})).save_pretrained(
+        str(tmp_path))
+    with pytest.raises(ValueError, match="is a Whisper checkpoint; use the whisper encoder"):
+        HFAudioEncoder(source=str(tmp_path))
 
 
 def test_hf_bad_arguments():

@@ -435,3 +435,39 @@ def test_librilight_files_named_like_librispeech_keep_their_id(tmp_path):
     out = prep.prepare_librilight(tmp_path, tmp_path / "out", ["small"], progress=False)
     rows = mf.read_manifest(out["small"])
     assert [r["id"] for r in rows] == ["103-1240-0000-0000"]  # not 103-1240-103-1240-0000-0000
+
+
+def test_a_row_started_at_a_later_word_keeps_its_audio_words_and_phonemes_together(tmp_path):
+    audio = write_audio(tmp_path / "u.wav", 6.0)
+    row = {"id": "u", "path": str(audio), "start": 0.5, "end": 5.5, "duration": 5.0, "prompt_seconds": 3.0,
+           "text": "anna counted the stars four five six", "prompt_text": "anna counted the stars",
+           "word_times": "0:0.4 0.5:1.0 1.1:1.2 1.3:1.8 2.2:2.6 2.9:3.4 3.8:4.3",
+           "phone_times": "0:0.4:a 0.5:1.0:k 1.1:1.2:D 1.3:1.8:s 2.2:2.6:f 2.9:3.4:f 3.8:4.3:s"}
+    new = mf.start_at_word(row, 4)  # "four": its pause starts at 1.8, the word at 2.2
+    assert new["id"] == "u@4" and new["start"] == pytest.approx(0.5 + 2.1) and new["duration"] == pytest.approx(2.9)
+    assert new["text"] == "four five six" and new["prompt_text"] == "four five six"
+    assert mf.parse_word_times(new["word_times"], n_words=3)[0] == pytest.approx((0.1, 0.5))
+    assert [p for p, _, _ in mf.parse_phone_times(new["phone_times"])] == ["f", "f", "s"]
+    assert len(mf.load_segment(new)) == round(2.9 * SR)  # the same audio, from the new start
+    assert mf.start_at_word(row, 0) == row
+    with pytest.raises(ValueError, match="word index 7 is outside row 'u'"):
+        mf.start_at_word(row, 7)
+    with pytest.raises(ValueError, match="has no word_times"):
+        mf.start_at_word(dict(row, word_times=""), 2)
+
+
+def test_shifted_prompts_replace_a_share_of_the_rows_by_later_starts(tmp_path):
+    pipelines = _load("data_pipelines", "recipes/LibriLight/data_pipelines.py")
+    audio = write_audio(tmp_path / "u.wav", 6.0)
+    aligned = [{"id": f"a{k}", "path": str(audio), "start": 0.0, "end": 6.0, "duration": 6.0, "prompt_seconds": 3.0,
+                "text": "one two three four five six", "word_times": "0:0.5 1:1.5 2:2.5 3:3.5 4:4.5 5:5.5"}
+               for k in range(40)]
+    plain = dict(aligned[0], id="b", word_times="")
+    rows = pipelines.with_shifted_prompts(aligned + [plain], 0.5, 3.0, 1.0, seed=0)
+    assert len(rows) == 41 and rows[-1] == plain                 # as many rows; no timings: kept whole
+    moved = [r for r in rows if "@" in r["id"]]
+    assert 10 <= len(moved) <= 30
+    assert {r["id"].split("@")[1] for r in moved} <= {"1", "2"}  # words 3.. leave less than 3 s + 1 s
+    assert all(r["duration"] >= 4.0 - 0.1 - 1e-6 and r["text"].split()[0] in ("two", "three") for r in moved)
+    assert rows == pipelines.with_shifted_prompts(aligned + [plain], 0.5, 3.0, 1.0, seed=0)  # the same draw
+    assert pipelines.with_shifted_prompts(aligned, 0.0, 3.0, 1.0, seed=0) == aligned
