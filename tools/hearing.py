@@ -100,7 +100,8 @@ def percent(entry):
 
 
 def summary_rows(results):
-    """(set, prompts, model WER, Whisper WER, model/Whisper, prior floor WER, model CER, Whisper CER, counts on)."""
+    """(set, prompts, model WER, Whisper WER, model/Whisper, prior floor WER, model CER, Whisper CER, floor CER,
+    counts on)."""
     out = []
     for name, result in results.items():
         s = result["summary"]
@@ -113,16 +114,39 @@ def summary_rows(results):
                       else ")")) if count else "-"
         out.append([name, str(model["n"]), percent(model["wer"]), percent(ceiling["wer"]) if ceiling else "-", ratio,
                     percent(floor["wer"]), percent(model["cer"]), percent(ceiling["cer"]) if ceiling else "-",
-                    counted])
+                    percent(floor["cer"]), counted])
     return out
 
 
 HEADER = ["prompts", "n", "model WER", "Whisper tiny.en WER (ceiling)", "model / Whisper", "prior floor WER",
-          "model CER", "Whisper CER", "counts on"]
+          "model CER", "Whisper CER", "prior floor CER", "counts on"]
 
 
-def write_report(out, results, meta):
+def read_report(out):
+    """``(results, meta)`` of an earlier run in ``out`` (its results.json and per_prompt.csv), to write its
+    results.md again (``--report-only``) without running the model."""
+    saved = json.loads((out / "results.json").read_text())
+    results = {name: {"summary": entry["summary"], "prior_text": entry["prior_text"], "rows": []}
+               for name, entry in saved["sets"].items()}
+    with open(out / "per_prompt.csv", newline="") as f:
+        for row in csv.DictReader(f):
+            record = {"id": row["id"], "speaker": row["speaker"], "reference": row["reference"],
+                      "model_text": row["model_text"], "model_transcript": row["model_transcript"]}
+            if row["transcriber_text"] or row["transcriber_wer"]:
+                record["transcriber_text"] = row["transcriber_text"]
+            results[row["set"]]["rows"].append(record)
+    return results, saved["meta"]
+
+
+def write_report(out, results, meta, data=True):
+    """results.md, and with ``data`` results.json and per_prompt.csv."""
     out.mkdir(parents=True, exist_ok=True)
+    if data:
+        write_data(out, results, meta)
+    write_markdown(out, results, meta)
+
+
+def write_data(out, results, meta):
     (out / "results.json").write_text(json.dumps({"meta": meta, "sets": {
         name: {"summary": r["summary"], "prior_text": r["prior_text"]} for name, r in results.items()}}, indent=2))
     with open(out / "per_prompt.csv", "w", newline="") as f:
@@ -135,6 +159,9 @@ def write_report(out, results, meta):
                 writer.writerow([name, r["id"], r["speaker"], r["reference"], r["model_transcript"], r["model_text"],
                                  edits("model"), r.get("transcriber_text", ""), edits("transcriber"),
                                  r.get("next_words", ""), r.get("counts_on", "")])
+
+
+def write_markdown(out, results, meta):
     lines = [f"# Hearing: {meta['model']}", "",
              f"{meta['date']}, {meta['hardware']}; `{meta['command']}`", "",
              "Transcript of each 3 s prompt by the evaluation's rule (the model's first words, as many as the "
@@ -164,7 +191,14 @@ def main(argv=None):
     parser.add_argument("--seed", type=int, default=1234)
     parser.add_argument("--no-transcriber", action="store_true", help="leave out the Whisper tiny.en ceiling")
     parser.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
+    parser.add_argument("--report-only", action="store_true",
+                        help="write results.md again from the results.json and per_prompt.csv in --output")
     args = parser.parse_args(argv)
+    if args.report_only:
+        results, meta = read_report(Path(args.output))
+        write_report(Path(args.output), results, meta, data=False)
+        console.print(f"written: {args.output}/results.md")
+        return
     if args.threads:
         torch.set_num_threads(args.threads)
 

@@ -1,5 +1,6 @@
 """The mini setup's own preparation: its corpus-made-on-first-use is in ``spectron_kit.data.minicorpus``;
-this module makes (once, cached by settings) its "pre-trained" text LM and CTC speech encoder, and holds the
+this module makes (once, cached by settings) its "pre-trained" text LM and, for ``spectron_mini_ctc.yaml``, its CTC
+speech encoder (the default hears with Whisper tiny.en), and holds the
 tiny sizes of ``--debug``."""
 import json
 from pathlib import Path
@@ -31,7 +32,7 @@ DEBUG_OVERRIDES = {
 
 
 def pretrain_if_missing(hparams, manifests):
-    """Mini setup: make the pre-trained text LM and CTC encoder when absent."""
+    """Mini setup: make the pre-trained text LM (and, with the conformer encoder, the CTC encoder) when absent."""
     if not hparams["mini_corpus"]:
         return
     lm_dir = Path(hparams["lm_source"])

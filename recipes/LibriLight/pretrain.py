@@ -1,5 +1,6 @@
 #!/usr/bin/env python3
-"""Mini setup, step 1 on its own: make the corpus, the pre-trained text LM and the CTC encoder.
+"""Mini setup, step 1 on its own: make the corpus, the pre-trained text LM and (``spectron_mini_ctc.yaml``) the CTC
+encoder; the default mini setup hears with Whisper tiny.en, which needs no pre-training here.
 
     python recipes/LibriLight/pretrain.py recipes/LibriLight/hparams/spectron_mini.yaml
 

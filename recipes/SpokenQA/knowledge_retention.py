@@ -150,7 +150,7 @@ def train_runs(hparams):
     jobs = max(1, int(hparams["jobs"]))
     threads = recipe.threads_per_job(jobs)
 
-    def one(item):
+    def one(item, threads=threads):
         arm, seed = item
         folder = run_folder(hparams, arm, seed)
         folder.mkdir(parents=True, exist_ok=True)
@@ -166,9 +166,12 @@ def train_runs(hparams):
             raise recipe.RecipeConfigError(f"training {arm} seed {seed} failed (exit {code}); "
                                            f"see {folder / 'train_run.log'}")
 
-    one(todo[0])  # pre-trains the fact-world LM (shared by every run through pretrain_seed)
+    if not (Path(hparams["text_lm"]) / "config.json").is_file():
+        # the first run pre-trains the fact-world LM that every run shares (pretrain_seed): alone, on every core
+        one(todo[0], recipe.threads_per_job(1))
+        todo = todo[1:]
     with ThreadPoolExecutor(max_workers=jobs) as pool:
-        list(pool.map(one, todo[1:]))
+        list(pool.map(one, todo))
 
 
 # ----------------------------------------------------------------------------- scoring

@@ -23,7 +23,7 @@ def run_train(args, capsys):
 @pytest.mark.parametrize("args, expected", [
     ([MINI, "--lr=fast"], "error: --lr='fast' is a str but lr takes a float"),
     ([MINI, "--learning_rate=0.1"], "error: unknown override --learning_rate; keys of spectron_mini.yaml: seed,"),
-    ([MINI, "--encoder_name=nope"], "error: no encoder named 'nope'; available encoder names: conformer, hf."),
+    ([MINI, "--encoder_name=nope"], "error: no encoder named 'nope'; available encoder names: conformer, hf, whisper."),
     ([MINI, "--vocoder_name=hifigan"], "error: no vocoder named 'hifigan'"),
     ([MINI, "--batch_size=0"], "error: --batch_size=0: must be a whole number of at least 1"),
     ([MINI, "--number_of_epochs=-1"], "error: --number_of_epochs=-1: must be a whole number of at least 1"),

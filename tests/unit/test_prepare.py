@@ -471,3 +471,23 @@ def test_shifted_prompts_replace_a_share_of_the_rows_by_later_starts(tmp_path):
     assert all(r["duration"] >= 4.0 - 0.1 - 1e-6 and r["text"].split()[0] in ("two", "three") for r in moved)
     assert rows == pipelines.with_shifted_prompts(aligned + [plain], 0.5, 3.0, 1.0, seed=0)  # the same draw
     assert pipelines.with_shifted_prompts(aligned, 0.0, 3.0, 1.0, seed=0) == aligned
+
+
+def test_a_narrow_band_prompt_loses_what_lies_above_4_khz(tmp_path):
+    pipelines = _load("data_pipelines", "recipes/LibriLight/data_pipelines.py")
+    t = np.arange(4 * SR) / SR
+    path = tmp_path / "tones.wav"
+    sf.write(str(path), (0.3 * np.sin(2 * np.pi * 6000 * t) + 0.3 * np.sin(2 * np.pi * 500 * t)).astype(np.float32),
+             SR, subtype="FLOAT")
+    row = {"id": "u", "path": str(path), "start": 0.0, "end": -1.0}
+
+    def band_energy(wav, low, high):
+        spectrum = np.abs(np.fft.rfft(wav.numpy())) ** 2
+        freqs = np.fft.rfftfreq(len(wav), 1 / SR)
+        return spectrum[(freqs >= low) & (freqs < high)].sum()
+
+    full = pipelines.prompt_audio(dict(row, prompt_rate=0), SR, 3 * SR)
+    narrow = pipelines.prompt_audio(dict(row, prompt_rate=8000), SR, 3 * SR)
+    assert len(full) == len(narrow) == 3 * SR
+    assert band_energy(narrow, 5000, 8000) < 1e-4 * band_energy(full, 5000, 8000)   # the 6 kHz tone is gone
+    assert band_energy(narrow, 400, 600) == pytest.approx(band_energy(full, 400, 600), rel=0.02)  # 500 Hz kept
