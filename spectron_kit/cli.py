@@ -179,7 +179,8 @@ def cmd_serve(args):
     """A local web page: record or upload a prompt, read the text and hear the continuation as it is made."""
     from spectron_kit.serve import serve
 
-    return serve(args.model, host=args.host, port=args.port, seconds=args.seconds, device=args.device)
+    return serve(args.model, host=args.host, port=args.port, seconds=args.seconds, device=args.device,
+                 allowed_origins=args.allow_origin, api_docs=args.api_docs)
 
 
 def cmd_new_plugin(args):
@@ -287,6 +288,10 @@ def build_parser():
     p.add_argument("--port", type=int, default=7860)
     p.add_argument("--seconds", type=float, help="continuation length in seconds (default: the model's)")
     p.add_argument("--device", default="cpu")
+    p.add_argument("--allow-origin", action="append", default=[], metavar="ORIGIN",
+                   help="also accept the pages of this origin (e.g. http://192.168.1.5:7860 when serving on "
+                        "--host 0.0.0.0; repeatable); other sites' pages are refused")
+    p.add_argument("--api-docs", action="store_true", help="also serve FastAPI's /docs and /openapi.json")
     p.set_defaults(func=cmd_serve)
     return parser
 

@@ -27,6 +27,7 @@ import tempfile
 import threading
 import time
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import soundfile
 import torch
@@ -38,6 +39,13 @@ from spectron_kit.phonemes import split_heard
 logger = logging.getLogger(__name__)
 
 MAX_UPLOAD_BYTES = 20 * 1024 * 1024
+#: uvicorn's WebSocket message limit: well above the upload limit, so an upload too large is answered by the
+#: server's own message (uvicorn's default, 16 MiB, dropped the connection first); the page itself refuses a
+#: file over MAX_UPLOAD_BYTES before sending it
+WEBSOCKET_MAX_BYTES = 64 * 1024 * 1024
+#: host names that reach this machine only: the page's own origin must use one of them (or an allowed origin),
+#: so a page elsewhere cannot drive the model through DNS rebinding either
+LOOPBACK_HOSTS = ("localhost", "127.0.0.1", "::1")
 MAX_PROMPT_SECONDS = 60.0
 
 
@@ -108,9 +116,15 @@ class DemoServer:
         model: a ``SpectronModel`` with a vocoder.
         seconds: continuation length (default: the model's ``max_seconds``).
         chunk_frames: frames of the first streamed audio chunk (later ones grow, see ``SpectronModel.stream``).
+        allowed_origins: origins (``scheme://host:port``) besides the page's own whose pages may open the
+            WebSocket; a browser sends its page's origin, and any other is refused, so a web page the user
+            visits while the demo runs cannot use the model.
+        host: the address the server listens on: the page's own origin counts when it names this host or a
+            loopback name.
+        api_docs: serve FastAPI's ``/docs`` and ``/openapi.json`` (off by default).
     """
 
-    def __init__(self, model, seconds=None, chunk_frames=16):
+    def __init__(self, model, seconds=None, chunk_frames=16, allowed_origins=(), host="127.0.0.1", api_docs=False):
         if model.vocoder is None:
             raise ValueError("the bundle has no vocoder; load it with one to serve audio")
         self.model = model.eval()
@@ -120,16 +134,35 @@ class DemoServer:
         self.lock = threading.Lock()      # one generation at a time
         self.waiting = 0
         self.served = 0
+        self.allowed_origins = {_origin(o) for o in allowed_origins}
+        self.trusted_hosts = set(LOOPBACK_HOSTS) | ({host} if host not in ("0.0.0.0", "::", "") else set())
+        self.api_docs = bool(api_docs)
+
+    def origin_allowed(self, origin, host_header):
+        """Whether a WebSocket whose page came from ``origin`` may use the model.
+
+        No ``Origin`` header: not a browser (a script or the CLI, which could reach the model anyway). The
+        page's own origin (the ``Host`` the request names, on a trusted host name) and ``allowed_origins`` pass.
+        """
+        if origin is None:
+            return True
+        origin = origin.strip().lower()
+        if origin in self.allowed_origins:
+            return True
+        parsed = urlsplit(origin)
+        own = (host_header or "").strip().lower()
+        return bool(own) and parsed.netloc == own and (parsed.hostname or "") in self.trusted_hosts
 
     def app(self):
         from fastapi import FastAPI, WebSocket, WebSocketDisconnect
         from fastapi.responses import HTMLResponse
 
-        app = FastAPI(title="spectron-kit demo")
+        docs = {} if self.api_docs else {"docs_url": None, "redoc_url": None, "openapi_url": None}
+        app = FastAPI(title="spectron-kit demo", **docs)
 
         @app.get("/", response_class=HTMLResponse)
         def page():
-            return PAGE.replace("__RATE__", str(self.rate)).replace(
+            return PAGE.replace("__RATE__", str(self.rate)).replace("__MAX_UPLOAD__", str(MAX_UPLOAD_BYTES)).replace(
                 "__PROMPT_SECONDS__", f"{self.model.prompt_seconds:g}")
 
         @app.get("/health")
@@ -138,11 +171,23 @@ class DemoServer:
 
         @app.websocket("/ws")
         async def continuation(socket: WebSocket):
+            origin = socket.headers.get("origin")
+            if not self.origin_allowed(origin, socket.headers.get("host")):
+                logger.warning("refused a WebSocket from the page of %s; to allow it, serve with --allow-origin %s",
+                               origin, origin)
+                await socket.close(code=1008)  # before accept: the browser's handshake fails (HTTP 403)
+                return
             await socket.accept()
             try:
                 while True:
-                    data = await socket.receive_bytes()
-                    await self.answer(socket, data)
+                    message = await socket.receive()
+                    if message["type"] == "websocket.disconnect":
+                        return
+                    if message.get("bytes") is None:  # a text message: the page sends the file's bytes
+                        await socket.send_text(json.dumps({"type": "error", "message": (
+                            "the demo expects an audio file's bytes in one binary message; got a text message")}))
+                        continue
+                    await self.answer(socket, message["bytes"])
             except WebSocketDisconnect:
                 return
 
@@ -210,7 +255,23 @@ class DemoServer:
                 send("done", {"type": "error", "message": f"generation failed: {err}"})
 
 
-def serve(model_dir, host="127.0.0.1", port=7860, seconds=None, device="cpu"):
+def server_config(app, host="127.0.0.1", port=7860):
+    """uvicorn's settings for the demo: its WebSocket message limit above the upload limit."""
+    import uvicorn
+
+    return uvicorn.Config(app, host=host, port=int(port), log_level="warning", ws_max_size=WEBSOCKET_MAX_BYTES)
+
+
+def _origin(text):
+    """``scheme://host[:port]`` of an origin the user names, lower-cased; a path or a missing scheme is refused."""
+    parsed = urlsplit(str(text).strip().lower())
+    if parsed.scheme not in ("http", "https") or not parsed.netloc or parsed.path not in ("", "/"):
+        raise ValueError(f"--allow-origin {text!r}: give an origin as a browser sends it, e.g. "
+                         "http://192.168.1.5:7860 (scheme, host and port; no path)")
+    return f"{parsed.scheme}://{parsed.netloc}"
+
+
+def serve(model_dir, host="127.0.0.1", port=7860, seconds=None, device="cpu", allowed_origins=(), api_docs=False):
     """Load a bundle and serve the demo page until interrupted."""
     try:
         import uvicorn
@@ -219,10 +280,11 @@ def serve(model_dir, host="127.0.0.1", port=7860, seconds=None, device="cpu"):
                          "(fastapi, uvicorn, websockets)") from None
     from spectron_kit.model import SpectronModel
 
+    origins = [_origin(o) for o in allowed_origins]  # a malformed origin is refused before the model loads
     model = SpectronModel.from_pretrained(model_dir, map_location=device)
-    app = DemoServer(model, seconds=seconds).app()
+    app = DemoServer(model, seconds=seconds, allowed_origins=origins, host=host, api_docs=api_docs).app()
     print(f"serving {model_dir} on http://{host}:{port} (Ctrl-C stops)", flush=True)
-    uvicorn.run(app, host=host, port=int(port), log_level="warning")
+    uvicorn.Server(server_config(app, host, port)).run()
     return 0
 
 
@@ -246,7 +308,7 @@ page shows apart what the model heard (its transcript of the prompt) and what it
 <audio id="player" controls hidden></audio>
 <p><img id="spectrogram" alt="spectrograms of prompt and continuation" hidden></p>
 <script>
-const RATE = __RATE__;
+const RATE = __RATE__, MAX_UPLOAD = __MAX_UPLOAD__;
 const state = window.demoState = {phase: "ready", text: "", chunks: 0, firstAudioAt: null, endAt: null,
                                   error: null, notes: [], started: null};
 const $ = (id) => document.getElementById(id);
@@ -335,6 +397,8 @@ $("go").onclick = async () => {
   Object.assign(state, {phase: "running", text: "", chunks: 0, firstAudioAt: null, endAt: null, error: null,
                         notes: [], started: performance.now()});
   $("status").textContent = "sending";
+  if (file.size > MAX_UPLOAD) { fail("the file is " + (file.size / 1048576).toFixed(1) + " MB; give at most " +
+                                     MAX_UPLOAD / 1048576 + " MB (a shorter or compressed recording)"); return; }
   const ws = await connect(); ws.send(await file.arrayBuffer());
 };
 </script></body></html>

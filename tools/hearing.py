@@ -207,9 +207,14 @@ def main(argv=None):
     from spectron_kit.model import SpectronModel
     from spectron_kit.registry import build
 
+    from spectron_kit.recipe import RecipeConfigError, lock_run_folder
+    out = Path(args.output)
+    try:  # one measurement per folder: two would mix their per_prompt.csv and results.json
+        lock_run_folder(out, key="output", what="hearing measurement")
+    except RecipeConfigError as err:
+        sys.exit(f"error: {err}")
     model = SpectronModel.from_pretrained(args.model).eval()
     rate, seconds = int(model.frontend.spec.sample_rate), float(model.prompt_seconds)
-    out = Path(args.output)
     sets = {}
     if Path(args.fsdd).is_dir():
         sets["fsdd"] = lambda: fsdd_prompts(args.fsdd, out / "fsdd_prompts", rate, seconds)

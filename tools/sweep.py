@@ -383,6 +383,12 @@ def _main(args, extra):
         raise SweepError("output_folder is chosen by the sweep (one folder per point); remove it from the grid")
     out = Path(args.out or Path("results") / "sweeps" / Path(args.hparams).stem)
     out.mkdir(parents=True, exist_ok=True)
+    if not args.dry_run:  # one sweep per folder (its sweep.json and sweep.md would mix two grids)
+        from spectron_kit.recipe import RecipeConfigError, lock_run_folder
+        try:
+            lock_run_folder(out, key="out", what="sweep")
+        except RecipeConfigError as err:
+            raise SweepError(str(err)) from None
     keys = list(dict.fromkeys(k for p in points for k in p))
     (out / "sweep.json").write_text(json.dumps({"script": str(args.script), "hparams": str(args.hparams),
                                                 "points": points, "variants": variants, "then": args.then,

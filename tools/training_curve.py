@@ -267,6 +267,11 @@ def main(argv=None):
     extra = [e for e in extra if e != "--"]
     out_dir = Path(args.out or Path(args.run) / "curve")
     out_dir.mkdir(parents=True, exist_ok=True)
+    from spectron_kit.recipe import RecipeConfigError, lock_run_folder
+    try:  # one curve per folder (each point's evaluation takes its own folder's lock as well)
+        lock_run_folder(out_dir, key="out", what="training curve")
+    except RecipeConfigError as err:
+        sys.exit(f"error: {err}")
     rows = []
     several = len(args.test_folder) > 1
     for folder in args.test_folder:

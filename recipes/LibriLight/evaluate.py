@@ -131,6 +131,7 @@ def main(argv=None):
     protocol = {k: hparams[k] for k in PROTOCOL_CONTROLS if k in hparams}
     check_protocol(**protocol)
     out_dir = Path(hparams["output_folder"])
+    recipe.lock_run_folder(out_dir, what="evaluation")  # two evaluations into one folder would mix their reports
     sb.create_experiment_directory(experiment_directory=str(out_dir), hyperparams_to_save=hparams_file,
                                    overrides=overrides)
     recipe.quiet_library_loggers()

@@ -54,6 +54,7 @@ def main(argv=None):
     loaded = recipe.load_recipe(sys.argv[1:] if argv is None else argv, adjust=check, about=ABOUT)
     hparams_file, run_opts, overrides, hparams = loaded.hparams_file, loaded.run_opts, loaded.overrides, loaded.hparams
     out_dir = Path(hparams["output_folder"])
+    recipe.lock_run_folder(out_dir, what="spoken-QA evaluation")
     sb.create_experiment_directory(experiment_directory=str(out_dir), hyperparams_to_save=hparams_file,
                                    overrides=overrides)
     recipe.quiet_library_loggers()

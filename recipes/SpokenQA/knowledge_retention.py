@@ -414,6 +414,7 @@ def main(argv=None):
     if hparams.get("asked_split") not in ("auto", None, "person", "fact"):
         raise recipe.RecipeConfigError(f"--asked_split={hparams['asked_split']}: use auto, person, fact or null")
     hparams["asked_split"] = resolve_asked_split(hparams)
+    recipe.lock_run_folder(hparams["output_folder"], what="knowledge-retention run")
     rows, facts_by_question = prepare_questions(hparams)
     train_runs(hparams)
     upper = text_lm_upper_bound(hparams, rows, facts_by_question)

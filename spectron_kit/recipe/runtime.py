@@ -69,13 +69,15 @@ def check_output_folder(folder, key="output_folder"):
 _RUN_LOCKS = {}
 
 
-def lock_run_folder(folder, key="output_folder"):
+def lock_run_folder(folder, key="output_folder", what="training run"):
     """One run per output folder: hold ``<folder>/.run.lock`` for the life of this process.
 
     A second run on the same folder stops at once with one line naming the
     running process (from ``<folder>/run.pid``). The lock is an OS file lock
     (``filelock``), so the lock of a killed run is released with its process
-    and the next run takes it over.
+    and the next run takes it over. Every recipe and tool that writes a run
+    folder takes it (training, evaluation, sweeps, knowledge retention, the
+    hearing tool): ``what`` names the holder in the message of the one refused.
 
     Raises:
         RecipeConfigError: another live process holds the folder.
@@ -93,9 +95,13 @@ def lock_run_folder(folder, key="output_folder"):
     except Timeout:
         pid_file = folder / "run.pid"
         owner = pid_file.read_text().strip() if pid_file.is_file() else "another process"
-        raise RecipeConfigError(f"--{key}={folder} is in use by a running training run ({owner}); wait for it "
+        if ": pid " in owner:  # "<what>: pid N on host, started ..."
+            holder, owner = owner.split(": ", 1)
+        else:
+            holder = "run"
+        raise RecipeConfigError(f"--{key}={folder} is in use by a running {holder} ({owner}); wait for it "
                                 f"to end or choose another --{key}") from None
-    (folder / "run.pid").write_text(f"pid {os.getpid()} on {os.uname().nodename}, started "
+    (folder / "run.pid").write_text(f"{what}: pid {os.getpid()} on {os.uname().nodename}, started "
                                     f"{time.strftime('%Y-%m-%d %H:%M:%S')}\n")
     _RUN_LOCKS[key_path] = lock
     return lock

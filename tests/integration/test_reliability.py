@@ -163,6 +163,42 @@ def test_a_second_run_on_a_busy_output_folder_stops_at_once_and_a_dead_run_s_loc
     release_run_folder(run)
 
 
+def test_a_second_evaluation_into_a_busy_folder_stops_before_it_writes(tmp_path, capsys):
+    """Two evaluations into one --output_folder used to both exit 0, leaving one's hyperparams.yaml beside the
+    other's results: the second now stops at once, naming the first, and writes nothing."""
+    import subprocess
+
+    import evaluate
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "unit"))
+    from test_lm import train_sentencepiece
+
+    from spectron_kit.lm import HFCausalLM
+
+    HFCausalLM(config={"model_type": "llama", "hidden_size": 16, "intermediate_size": 32, "num_hidden_layers": 1,
+                       "num_attention_heads": 2, "num_key_value_heads": 2},
+               tokenizer=str(train_sentencepiece(tmp_path / "sp.model"))).save_pretrained(tmp_path / "lm")
+    out = tmp_path / "eval"
+    holder = subprocess.Popen(
+        [sys.executable, "-c", "import time; from spectron_kit.recipe import lock_run_folder; "
+         f"lock_run_folder({str(out)!r}, what='evaluation'); print('held', flush=True); time.sleep(120)"],
+        stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        before = sorted(p.name for p in out.iterdir())
+        with pytest.raises(SystemExit) as err:
+            evaluate.main([str(RECIPE / "hparams" / "evaluate.yaml"), f"--model_dir={tmp_path}",
+                           f"--test_folder={tmp_path}", f"--lm_scorer_source={tmp_path}/lm",
+                           f"--output_folder={out}", "--scorers=[frame_distance]"])
+        last = capsys.readouterr().err.strip().splitlines()[-1]
+        assert err.value.code == 2
+        assert f"--output_folder={out} is in use by a running evaluation (pid {holder.pid} " in last
+        assert sorted(p.name for p in out.iterdir()) == before  # no hyperparams.yaml, no log of its own
+    finally:
+        holder.kill()
+        holder.wait()
+
+
 def test_resuming_with_another_model_shape_names_the_changed_settings_and_keeps_the_old_record(tmp_path, capsys):
     import train
 

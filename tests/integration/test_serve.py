@@ -23,7 +23,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "unit"))
 from test_model import chirp, tiny_model  # noqa: E402
 from test_report import find_chromium  # noqa: E402
 
-from spectron_kit.serve import DemoServer  # noqa: E402
+from spectron_kit.serve import MAX_UPLOAD_BYTES, DemoServer, server_config  # noqa: E402
 
 
 def wav_bytes(audio, rate=16000, channels=1, fmt="WAV"):
@@ -46,7 +46,7 @@ def start_server(app):
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    srv = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
+    srv = uvicorn.Server(server_config(app, "127.0.0.1", port))  # the settings `spectron-kit serve` uses
     thread = threading.Thread(target=srv.run, daemon=True)
     thread.start()
     for _ in range(200):
@@ -115,6 +115,67 @@ def test_bad_uploads_get_one_message_and_the_connection_keeps_serving(server, da
     assert base64.b64decode(end["spectrogram"])[:4] == b"\x89PNG"
     audio_at = [m["t"] for m in messages if m["type"] == "audio"]
     assert len(audio_at) >= 2 and audio_at[0] < end["total_s"]
+
+
+def test_pages_of_other_sites_cannot_open_the_websocket(server):
+    """A browser sends its page's origin: the demo's own page and scripts (no Origin) get in, any other site's
+    page, also one whose name resolves to this machine (DNS rebinding: its Host header names it too), is refused
+    at the handshake."""
+    from websockets.exceptions import InvalidStatus
+
+    port = server.split(":")[1]
+    for origin in ("http://evil.example", f"http://evil.example:{port}", f"http://127.0.0.1:{int(port) + 1}"):
+        with pytest.raises(InvalidStatus) as refused:
+            with websockets_sync.connect(f"ws://{server}/ws", origin=origin):
+                pass
+        assert refused.value.response.status_code == 403, origin
+    for origin in (f"http://{server}", None):  # the page's own origin; a script
+        with websockets_sync.connect(f"ws://{server}/ws", origin=origin) as ws:
+            messages, _ = request(ws, b"")
+        assert messages[-1]["message"].startswith("the upload is empty"), origin
+    demo = DemoServer(tiny_model(r=2))  # the Host header a browser sends after DNS rebinding names the attacker
+    assert not demo.origin_allowed(f"http://evil.example:{port}", f"evil.example:{port}")
+    assert demo.origin_allowed(f"http://localhost:{port}", f"localhost:{port}")
+
+
+def test_an_origin_the_user_names_is_let_in_and_a_malformed_one_is_refused():
+    model = tiny_model(r=2)
+    demo = DemoServer(model, seconds=0.6, allowed_origins=["HTTP://192.168.1.5:7860"], host="0.0.0.0")
+    assert demo.origin_allowed("http://192.168.1.5:7860", "192.168.1.5:7860")
+    assert not demo.origin_allowed("http://192.168.1.6:7860", "192.168.1.6:7860")  # not named, not loopback
+    assert demo.origin_allowed(None, "anything")  # not a browser
+    with pytest.raises(ValueError, match=r"--allow-origin '192.168.1.5': give an origin as a browser sends it"):
+        DemoServer(model, allowed_origins=["192.168.1.5"])
+
+
+def test_a_text_message_gets_one_error_and_the_connection_keeps_serving(server):
+    with websockets_sync.connect(f"ws://{server}/ws") as ws:
+        ws.send(json.dumps({"prompt": "hello"}))
+        answer = json.loads(ws.recv(timeout=30))
+        assert answer == {"type": "error", "message": "the demo expects an audio file's bytes in one binary "
+                                                      "message; got a text message"}
+        messages, chunks = request(ws, wav_bytes(speech_like(1.5)))
+    assert messages[-1]["type"] == "end" and chunks
+
+
+def test_an_upload_over_the_limit_gets_the_server_s_own_message(server):
+    """uvicorn's own WebSocket limit (16 MiB) used to drop a 25 MB upload before the server could say why."""
+    with websockets_sync.connect(f"ws://{server}/ws") as ws:
+        messages, _ = request(ws, b"\0" * (MAX_UPLOAD_BYTES + 5 * 2 ** 20))
+    assert messages[-1] == {"type": "error", "message": messages[-1]["message"]}
+    assert messages[-1]["message"].startswith("the upload is 25.0 MB; give at most 20 MB"), messages
+
+
+def test_api_docs_are_off_unless_asked(server):
+    import urllib.error
+    import urllib.request
+
+    for path in ("/docs", "/openapi.json", "/redoc"):
+        with pytest.raises(urllib.error.HTTPError) as missing:
+            urllib.request.urlopen(f"http://{server}{path}", timeout=10)
+        assert missing.value.code == 404, path
+    app = DemoServer(tiny_model(r=2), api_docs=True).app()
+    assert {"/docs", "/openapi.json"} <= {route.path for route in app.routes}
 
 
 def test_visitors_at_once_are_queued_not_crashed(server):
