@@ -9,8 +9,14 @@ timed on its own) from a fresh clone of this checkout's HEAD, with ``python`` th
 part installs everything from the package index pip is configured with (no pip cache), and the main job
 builds its corpus and pre-trained parts from nothing. Peak memory is the largest total resident memory of the
 command's process tree, sampled every half second (with ``psutil``; without it, the largest single process).
-``tools/results.py`` puts the report into the recipe's RESULTS.md (``reports:`` in its results.yaml), and the
-README quotes it. Run nothing else CPU-heavy meanwhile: the minutes are wall-clock.
+
+Then (unless ``--no-evaluate``), outside the quick start's minutes, the bundle it made is evaluated by the
+evaluation protocol of every run in RESULTS.md: the ``eval`` extra installed into the same venv, then
+``recipes/LibriLight/evaluate.py`` on ``test_seen`` and ``test``, 120 utterances each, seed 1234, into
+``results/spectron_mini/1234/eval`` of the clone, which is kept. So the README's main-job numbers come from the
+code of the commit measured, not from an older bundle. ``tools/results.py`` puts the report into the recipe's
+RESULTS.md (``reports:`` in its results.yaml; the ``main_job`` run reads the clone's folders), and the README
+quotes it. Run nothing else CPU-heavy meanwhile: the minutes are wall-clock.
 """
 import argparse
 import datetime
@@ -29,6 +35,40 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from spectron_kit.evaluation.report import checkout_commit, hardware_info  # noqa: E402
+
+
+#: the main job's run folder (in the clone) and the commands that evaluate its bundle
+RUN = "results/spectron_mini/1234"
+EVAL_SPLITS = ("test_seen", "test")
+
+
+def evaluation_commands(run=RUN, corpus="data/mini_corpus"):
+    """The evaluation of the main job's bundle: the ``eval`` extra, then evaluate.py by RESULTS.md's protocol."""
+    splits = ",".join(f"{corpus}/{split}" for split in EVAL_SPLITS)
+    return ["python -m pip install -e '.[eval]'",
+            "python recipes/LibriLight/evaluate.py recipes/LibriLight/hparams/evaluate.yaml "
+            f"--model_dir={run}/bundle --test_folder=[{splits}] "
+            f"--lm_scorer_source={corpus}/pretrained/1234/text_lm --num_utterances=120 --seed=1234 "
+            f"--output_folder={run}/eval --noprogressbar"]
+
+
+def evaluation_numbers(eval_folder):
+    """``{split: headline numbers}`` of the evaluation's ``<split>/results.json`` files (absent splits left out)."""
+    numbers = {}
+    for split in EVAL_SPLITS:
+        path = Path(eval_folder) / split / "results.json"
+        if not path.is_file():
+            continue
+        data = json.loads(path.read_text())
+        speech, aggregates = data["speech"], data["aggregates"]
+        numbers[split] = {
+            "reference_wer": speech["reference"]["wer"]["value"], "vocoded_wer": speech["vocoded"]["wer"]["value"],
+            "teacher_forced_wer": speech["teacher_forced"]["wer"]["value"],
+            "generated_wer": speech["generated"]["wer"]["value"],
+            "prompt_wer": aggregates["prompt_wer"]["value"],
+            "speaker_similarity": aggregates["speaker_sim_generated"]["value"],
+            "speaker_similarity_floor": aggregates["speaker_sim_other_speaker"]["value"]}
+    return numbers
 
 
 def quick_start_commands(readme):
@@ -119,7 +159,39 @@ def report_markdown(record):
                   f"| valid L_s (best checkpoint) | {_number(job['valid_spec'], '.3f')} |",
                   f"| held-out prompt transcript WER, training voices / unseen voices | "
                   f"{_number(job['prompt_wer_seen'], '.1%')} / {_number(job['prompt_wer_unseen'], '.1%')} |"]
+    evaluation = record.get("evaluation") or {}
+    if evaluation:
+        lines += ["", f"Its bundle evaluated (not part of the quick start's minutes; `{RUN}/eval` of the clone; "
+                      "120 utterances per split, seed 1234, Whisper tiny.en):", "",
+                  "| step | minutes | exit code |", "| --- | ---: | ---: |"]
+        lines += [f"| `{step['command']}` | {step['seconds'] / 60:.1f} min | {step['code']} |"
+                  for step in evaluation["steps"]]
+        if evaluation.get("numbers"):
+            splits = list(evaluation["numbers"])
+            lines += ["", "| measure | " + " | ".join(splits) + " |", "| --- |" + " ---: |" * len(splits)]
+            for label, key, form in EVAL_ROWS:
+                lines.append(f"| {label} | " + " | ".join(_number(evaluation["numbers"][s].get(key), form)
+                                                           for s in splits) + " |")
+            for label, (num, den) in (("free-running / reference (target 1.5 x)", ("generated_wer", "reference_wer")),
+                                      ("teacher-forced / vocoded (target 1.3 x)",
+                                       ("teacher_forced_wer", "vocoded_wer"))):
+                lines.append(f"| {label} | " + " | ".join(
+                    _ratio(evaluation["numbers"][s].get(num), evaluation["numbers"][s].get(den)) for s in splits) + " |")
     return "\n".join(lines) + "\n"
+
+
+#: (label, key of evaluation_numbers, format) of the report's evaluation table
+EVAL_ROWS = [("reference audio: Whisper WER (ceiling)", "reference_wer", ".1%"),
+             ("vocoded reference: WER (vocoder ceiling)", "vocoded_wer", ".1%"),
+             ("teacher-forced speech: WER", "teacher_forced_wer", ".1%"),
+             ("free-running speech: WER against the words it spoke", "generated_wer", ".1%"),
+             ("prompt transcript WER", "prompt_wer", ".1%"),
+             ("speaker similarity, free-running speech", "speaker_similarity", ".3f"),
+             ("floor: another speaker's audio", "speaker_similarity_floor", ".3f")]
+
+
+def _ratio(num, den):
+    return "n/a" if num is None or not den else f"{num / den:.2f}x"
 
 
 def main_job_numbers(clone):
@@ -145,6 +217,8 @@ def main(argv=None):
                         help="a venv that sees this Python's packages (the install step then installs nothing new)")
     parser.add_argument("--keep", action="store_true", help="keep the clone and the venv afterwards")
     parser.add_argument("--repo", default=str(ROOT), help="the git checkout to clone (default: this one)")
+    parser.add_argument("--no-evaluate", action="store_true",
+                        help="time the quick start only (no evaluation of the bundle it made)")
     args = parser.parse_args(argv)
     out, repo = Path(args.out), Path(args.repo).resolve()
     command = quick_start_commands(repo / "README.md")[0]
@@ -170,6 +244,17 @@ def main(argv=None):
             print(f"{part}: {seconds / 60:.1f} min, peak {peak / 1e9:.2f} GB, exit {code}")
             if code != 0:
                 break
+        evaluation = None
+        if code == 0 and not args.no_evaluate and (clone / RUN / "bundle").is_dir():
+            evaluation = {"steps": []}
+            for part in evaluation_commands():
+                eval_code, seconds, _, _ = run_step(part, clone, env, log)
+                evaluation["steps"].append({"command": part, "seconds": seconds, "code": eval_code})
+                print(f"{part}: {seconds / 60:.1f} min, exit {eval_code}")
+                if eval_code != 0:
+                    print(f"warning: the evaluation failed (exit {eval_code}); see {out / 'quickstart.log'}")
+                    break
+            evaluation["numbers"] = evaluation_numbers(clone / RUN / "eval")
     hardware = hardware_info()
     record = {"command": command, "tool_command": "python tools/quickstart.py" + (" --reuse-packages"
                                                                                    if args.reuse_packages else ""),
@@ -181,7 +266,7 @@ def main(argv=None):
                               "a fresh venv, packages from pip's configured index without its cache"),
               "memory_method": method, "steps": steps, "code": code,
               "minutes": sum(s["seconds"] for s in steps) / 60, "peak_gb": max(s["peak_gb"] for s in steps),
-              "main_job": main_job_numbers(clone)}
+              "main_job": main_job_numbers(clone), "evaluation": evaluation}
     (out / "quickstart.json").write_text(json.dumps(record, indent=2))
     (out / "results.md").write_text(report_markdown(record))
     print((out / "results.md").read_text())
