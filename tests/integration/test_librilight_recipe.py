@@ -322,3 +322,26 @@ def test_parameter_groups_are_written_into_a_folder_not_made_yet(tmp_path):
     train.report_parameter_groups([("lm", 10, 8, 1e-3, 0.01), ("encoder", 4, 0, 1e-3, None)], folder)
     rows = json.loads((folder / "parameter_groups.json").read_text())
     assert [(r["group"], r["trainable"], r["lr"]) for r in rows] == [("lm", 8, 1e-3), ("encoder", 0, 0.0)]
+
+
+def test_the_training_benchmark_splits_a_step_and_compares_variants_in_one_run(tmp_path):
+    """tools/benchmark_training.py on the debug setup: two variants timed on the same batches; the forward's
+    parts add up to it; padding and no-frame-loss shares are read off the batches' layouts."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("benchmark_training", RECIPE.parents[1] / "tools" / "benchmark_training.py")
+    tool = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(tool)
+    results = tool.main([str(RECIPE / "hparams" / "spectron_mini.yaml"), "--debug", f"--data_folder={tmp_path}/corpus", "--steps", "2", "--warmup", "1",
+                         "--variant=plain:", "--variant=half lr: --lr=0.0005"])
+    assert [name for name, _, _ in results] == ["plain", "half lr"]
+    for _, _, r in results:
+        assert r["frames_per_s"] > 0 and r["step_s"] == pytest.approx(
+            r["data_s"] + r["forward_s"] + r["backward_s"] + r["optimiser_s"])
+        parts = r["forward_parts_s"]
+        assert set(parts) == {"speech prefix", "LM", "pre-net", "post-net", "losses", "other model code"}
+        assert parts["LM"] > 0 and parts["losses"] > 0 and all(v >= 0 for k, v in parts.items()
+                                                                if k != "other model code")
+        assert sum(parts.values()) == pytest.approx(r["forward_s"], rel=0.05)
+        assert 0 <= r["padding_share"] < r["no_frame_loss_share"] < 1 and r["peak_memory_gb"] > 0.1
+    assert results[0][2]["mean_loss"] == pytest.approx(results[1][2]["mean_loss"], rel=0.2)  # same batches
