@@ -40,8 +40,10 @@ sys.path.insert(0, str(HERE.parent / "recipes" / "LibriLight"))
 console = Console(width=None if sys.stdout.isatty() else 150)  # a log keeps the tables' columns whole
 
 
-def measure(yaml_file, overrides, steps, warmup, device="cpu"):
-    """Time ``steps`` training steps of the recipe's model on its training loader (on ``device``)."""
+def measure(yaml_file, overrides, steps, warmup, device="cpu", profile=0):
+    """Time ``steps`` training steps of the recipe's model on its training loader (on ``device``); with
+    ``profile``, also print the ``profile`` operators that took the most time of their own (torch.profiler,
+    over the timed steps: profiling slows them, so compare its shares, not its times)."""
     import speechbrain as sb
     import train as recipe_train
     from speechbrain.utils.seed import seed_everything
@@ -85,7 +87,12 @@ def measure(yaml_file, overrides, steps, warmup, device="cpu"):
             torch.cuda.synchronize(device)
         return time.perf_counter()
 
+    profiler = None
     for step in range(warmup + steps):
+        if profile and step == warmup:
+            profiler = torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CPU]
+                                              + ([torch.profiler.ProfilerActivity.CUDA] if cuda else []))
+            profiler.__enter__()
         t0 = now()
         batch = next(iterator)
         t1 = now()
@@ -114,6 +121,10 @@ def measure(yaml_file, overrides, steps, warmup, device="cpu"):
             padded += width - used
             no_frame_loss += width - speech_steps
             losses.append(float(loss.detach()))
+    if profiler is not None:
+        profiler.__exit__(None, None, None)
+        console.print(profiler.key_averages().table(sort_by="self_cuda_time_total" if cuda else "self_cpu_time_total",
+                                                    row_limit=int(profile)), soft_wrap=True)
     total = sum(times.values())
     forward = {name: value / steps for name, value in parts.seconds.items()}
     forward["other model code"] = forward.pop("model") - sum(v for k, v in forward.items() if k != "losses")
@@ -187,6 +198,8 @@ def main(argv=None):
     parser.add_argument("--steps", type=int, default=20, help="timed steps per variant")
     parser.add_argument("--warmup", type=int, default=3, help="untimed steps first")
     parser.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's)")
+    parser.add_argument("--profile", type=int, default=0, metavar="N",
+                        help="also print the N operators with the most time of their own (torch.profiler)")
     parser.add_argument("--device", default="cpu", help="cpu, or cuda:0 for a GPU (its parts are timed after "
                                                         "torch.cuda.synchronize)")
     args, unknown = parser.parse_known_args(argv)  # the recipe's own --key=value overrides pass through
@@ -203,7 +216,7 @@ def main(argv=None):
     for name, text in variants:
         console.print(f"[bold]{name}[/]: {text or '(the YAML as it is)'}")
         results.append((name, text, measure(args.yaml, [*args.overrides, *shlex.split(text)], args.steps,
-                                            args.warmup, args.device)))
+                                            args.warmup, args.device, args.profile)))
     table = Table(title=f"training step, {args.steps} steps after {args.warmup} warm-up, "
                         f"{torch.get_num_threads()} torch threads, {os.cpu_count()} CPUs, {args.device}")
     for column in ("variant", "s/step", "data", "forward", "backward", "optimiser", "frame targets/s",
