@@ -71,7 +71,7 @@ def measure(yaml_file, overrides, steps, warmup, device="cpu", profile=0):
     brain.init_optimizers()
     loader = sb.dataio.dataloader.make_dataloader(
         datasets["train"], batch_size=hparams["batch_size"], shuffle=True,
-        generator=torch.Generator().manual_seed(hparams["seed"]))
+        generator=torch.Generator().manual_seed(hparams["seed"]), **recipe_train.loader_workers(hparams, device))
     model.train()
     brain.term_sums, brain.term_count = {}, 0
     times = {"data": 0.0, "forward": 0.0, "backward": 0.0, "optimiser": 0.0}

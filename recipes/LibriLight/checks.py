@@ -74,6 +74,10 @@ def validate_run(hparams):
         value = hparams.get(key)
         if value is not None and (not isinstance(value, int) or isinstance(value, bool) or value < 1):
             raise RecipeConfigError(f"--{key}={value!r}: must be a whole number of at least 1")
+    workers = hparams.get("num_workers")
+    if workers is not None and (not isinstance(workers, int) or isinstance(workers, bool) or workers < 0):
+        raise RecipeConfigError(f"--num_workers={workers!r}: give 0 (load in the training process) or a number "
+                                "of loading processes")
     if not hparams["mini_corpus"]:
         for key in ("data_folder", "librispeech_folder"):
             if hparams.get(key) and not Path(hparams[key]).is_dir():

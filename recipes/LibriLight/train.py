@@ -498,8 +498,21 @@ def make_brain(hparams, model, run_opts, datasets, world_size, objective=None):
     # mid-epoch (global RNG restored from the checkpoint, then a new loader iterator) draws what an
     # uninterrupted run draws
     train_kwargs = {"batch_size": hparams["batch_size"], "shuffle": hparams["sorting"] == "random",
-                    "generator": torch.Generator().manual_seed(hparams["seed"])}
-    return brain, {"train_loader_kwargs": train_kwargs, "valid_loader_kwargs": {"batch_size": hparams["batch_size"]}}
+                    "generator": torch.Generator().manual_seed(hparams["seed"]), **loader_workers(hparams, brain.device)}
+    return brain, {"train_loader_kwargs": train_kwargs,
+                   "valid_loader_kwargs": {"batch_size": hparams["batch_size"], **loader_workers(hparams, brain.device)}}
+
+
+def loader_workers(hparams, device):
+    """DataLoader arguments for ``num_workers`` loading processes (none: loading in the training process), with
+    pinned memory when training on a GPU."""
+    workers = int(hparams.get("num_workers") or 0)  # checked by checks.validate_run
+    kwargs = {"num_workers": workers}
+    if workers:
+        kwargs["persistent_workers"] = True
+    if str(device).startswith("cuda"):
+        kwargs["pin_memory"] = True
+    return kwargs
 
 
 def tensorboard_logger(hparams):

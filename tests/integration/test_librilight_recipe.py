@@ -26,7 +26,7 @@ class Crash(Exception):
 def test_mini_recipe_prepare_train_resume_bundle(tmp_path, monkeypatch, capsys):
     argv = [str(RECIPE / "hparams" / "spectron_mini.yaml"), f"--data_folder={tmp_path}/corpus",
             f"--output_folder={tmp_path}/run", "--number_of_epochs=1", "--snapshot_minutes=[0]",
-            "--prenet_dropout=0.5", *TINY]
+            "--prenet_dropout=0.5", "--num_workers=2", *TINY]  # loading in 2 worker processes
     # 1) the run dies in the middle of its first epoch, after intra-epoch checkpoints
     original = train.SpectronBrain.fit_batch
     calls = {"n": 0}

@@ -27,6 +27,7 @@ def run_train(args, capsys):
     ([MINI, "--vocoder_name=hifigan"], "error: no vocoder named 'hifigan'"),
     ([MINI, "--batch_size=0"], "error: --batch_size=0: must be a whole number of at least 1"),
     ([MINI, "--number_of_epochs=-1"], "error: --number_of_epochs=-1: must be a whole number of at least 1"),
+    ([MINI, "--num_workers=-2"], "error: --num_workers=-2: give 0 (load in the training process) or a number"),
     ([MINI, "--n_mels=0"], "error: n_mels=0 must be a positive integer, e.g. n_mels=80"),
     ([MINI, "--schedule_clock=minutes"], "error: --schedule_clock=minutes needs a time budget: "
                                          "--max_training_minutes=None; pass e.g. --max_training_minutes=80"),
