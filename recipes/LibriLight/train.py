@@ -42,7 +42,8 @@ from spectron_kit.plotting import plot_loss_curves  # noqa: E402
 from spectron_kit.progress import progress_bar  # noqa: E402
 from spectron_kit.recipe import (  # noqa: E402
     INTERRUPTED, RandomState, RecipeHelp, TrainingClock, TrainingDiverged, check_output_folder,
-    check_resume_settings, command_line, exit_on_config_error, load_recipe, lock_run_folder, nonfinite_weights,
+    check_resume_settings, command_line, exit_on_config_error, interrupts_deferred, load_recipe, lock_run_folder,
+    nonfinite_weights,
     quiet_library_loggers, release_run_folder, reuse_freed_memory, set_aside_broken_checkpoints, yaml_defaults)
 from spectron_kit.recipe.runtime import init_distributed  # noqa: E402
 
@@ -245,24 +246,14 @@ class SpectronBrain(sb.Brain):
             self.train_stats = means
             return
         if stage == sb.Stage.VALID:
-            lr = self.optimizer.param_groups[0]["lr"]
-            # log_stats runs in the main process only, but every process must call it (it ends in a broadcast)
-            self.hparams.train_logger.log_stats({"epoch": epoch, "lr": lr}, train_stats=self.train_stats,
-                                                valid_stats=means)
-            if getattr(self, "tensorboard", None) is not None:
-                self.tensorboard.log_stats({"epoch": epoch, "lr": lr}, train_stats=self.train_stats,
-                                           valid_stats=means)
-                if getattr(self.tensorboard, "writer", None) is not None:  # the main process holds the writer
-                    self.tensorboard.writer.flush()
-            if sb.utils.distributed.if_main_process():
-                console.print(f"epoch {epoch}: lr {lr:.2e} | train " + _fmt(self.train_stats) + " | valid "
-                              + _fmt(means))
-                plot_loss_curves(self.hparams.train_log, Path(self.hparams.output_folder) / "loss_curves.png",
-                                 title=f"{self.hparams.experiment}: loss terms per epoch")
             self.refuse_nonfinite_weights(means)
-            key = selection_key(vars(self.hparams))
-            self.checkpointer.save_and_keep_only(meta={**means, "epoch": epoch},
-                                                 min_keys=[key] if key else None, num_to_keep=2)
+            # the epoch's checkpoint, then its log line and loss plot, whole: a Ctrl-C in between would leave a
+            # logged epoch without its checkpoint, which the rerun would train (and log) again
+            with interrupts_deferred():
+                key = selection_key(vars(self.hparams))
+                self.checkpointer.save_and_keep_only(meta={**means, "epoch": epoch},
+                                                     min_keys=[key] if key else None, num_to_keep=2)
+                self.log_epoch(epoch, means)
             if epoch in (getattr(self.hparams, "snapshot_epochs", None) or ()):
                 self.save_snapshot(f"epoch{epoch}")
             limit = self.hparams.max_training_minutes
@@ -272,6 +263,23 @@ class SpectronBrain(sb.Brain):
                               f">= max_training_minutes {limit:g}")
                 counter.current = counter.limit
         self.last_stats = means
+
+
+    def log_epoch(self, epoch, means):
+        """The epoch's line in train_log.txt (and TensorBoard, and the console) and the loss plot."""
+        lr = self.optimizer.param_groups[0]["lr"]
+        # log_stats runs in the main process only, but every process must call it (it ends in a broadcast)
+        self.hparams.train_logger.log_stats({"epoch": epoch, "lr": lr}, train_stats=self.train_stats,
+                                            valid_stats=means)
+        if getattr(self, "tensorboard", None) is not None:
+            self.tensorboard.log_stats({"epoch": epoch, "lr": lr}, train_stats=self.train_stats, valid_stats=means)
+            if getattr(self.tensorboard, "writer", None) is not None:  # the main process holds the writer
+                self.tensorboard.writer.flush()
+        if sb.utils.distributed.if_main_process():
+            console.print(f"epoch {epoch}: lr {lr:.2e} | train " + _fmt(self.train_stats) + " | valid "
+                          + _fmt(means))
+            plot_loss_curves(self.hparams.train_log, Path(self.hparams.output_folder) / "loss_curves.png",
+                             title=f"{self.hparams.experiment}: loss terms per epoch")
 
 
 def load_optimizer_state(optimizer, path, end_of_epoch=False):

@@ -17,14 +17,15 @@ from spectron_kit.recipe.config import (ADD_KEY, BASE_KEY, LoadedRecipe, RecipeC
                                         parse_overrides, replace_blocks, resolve_base, yaml_defaults,
                                         yaml_defaults_text)
 from spectron_kit.recipe.help import RecipeHelp, recipe_help, recipe_keys
-from spectron_kit.recipe.runtime import (INTERRUPTED, check_output_folder, command_line, exit_on_config_error, lock_run_folder,
+from spectron_kit.recipe.runtime import (INTERRUPTED, check_output_folder, command_line, exit_on_config_error,
+                                         interrupts_deferred, lock_run_folder,
                                          quiet_library_loggers, release_run_folder, reuse_freed_memory,
                                          threads_per_job)
 
 __all__ = ["ADD_KEY", "BASE_KEY", "INTERRUPTED", "SHAPE_KEYS", "LoadedRecipe", "RandomState", "RecipeConfigError",
            "RecipeHelp", "recipe_help", "recipe_keys",
            "TrainingClock", "TrainingDiverged", "check_output_folder", "check_overrides", "check_resume_settings",
-           "checkpoint_problem", "command_line", "declared_keys", "exit_on_config_error", "load_recipe", "lock_run_folder",
+           "checkpoint_problem", "command_line", "declared_keys", "exit_on_config_error", "interrupts_deferred", "load_recipe", "lock_run_folder",
            "nonfinite_weights", "overrides_to_yaml", "parse_overrides", "quiet_library_loggers", "release_run_folder",
            "replace_blocks", "resolve_base", "reuse_freed_memory", "set_aside_broken_checkpoints", "threads_per_job", "yaml_defaults",
            "yaml_defaults_text"]

@@ -1,12 +1,15 @@
 """How a recipe process runs: the one-line error policy, one run per output folder, the output folder
 check and the allocator setting of CPU runs."""
+import contextlib
 import ctypes
 import ctypes.util
 import dataclasses
 import functools
 import logging
 import os
+import signal
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -116,6 +119,31 @@ def release_run_folder(folder):
 
 #: what a Ctrl-C should tell the user (set by a run once it has a checkpoint folder)
 INTERRUPTED = {"where": None}
+
+
+@contextlib.contextmanager
+def interrupts_deferred():
+    """A Ctrl-C (SIGINT) that arrives inside the block takes effect when the block ends.
+
+    For work that must happen whole or not at all, such as the end of an epoch
+    (its checkpoint, then its log line and loss plot): an interrupt between
+    them would make the rerun train a logged epoch again. Outside the main
+    thread (where signal handlers cannot be set) the block runs as it is.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    arrived = []
+    previous = signal.signal(signal.SIGINT, lambda signum, frame: arrived.append(signum))
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+    if arrived and previous is not signal.SIG_IGN:
+        if callable(previous):  # Python's own handler raises KeyboardInterrupt
+            previous(signal.SIGINT, None)
+        else:                   # SIG_DFL (or a handler not set from Python): deliver it again
+            os.kill(os.getpid(), signal.SIGINT)
 
 
 def exit_on_config_error(func):

@@ -451,3 +451,26 @@ def test_a_checkpoint_with_other_parameter_groups_resumes_with_fresh_moments(tmp
     same = torch.optim.AdamW([{"params": params[:2]}, {"params": params[2:]}])
     train.load_optimizer_state(same, tmp_path / "optimizer.ckpt")
     assert torch.equal(same.state[params[0]]["exp_avg"], old.state[params[0]]["exp_avg"])
+
+
+def test_a_ctrl_c_inside_the_end_of_an_epoch_waits_for_it():
+    """interrupts_deferred: the epoch's checkpoint and log line are written whole, then the interrupt ends the run."""
+    import signal
+
+    from spectron_kit.recipe import interrupts_deferred
+
+    # Python's own Ctrl-C handler, as in a terminal (a suite started in the background ignores SIGINT)
+    outer = signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        done = []
+        with pytest.raises(KeyboardInterrupt):
+            with interrupts_deferred():
+                os.kill(os.getpid(), signal.SIGINT)
+                done.append("checkpoint")
+                done.append("log line")
+        assert done == ["checkpoint", "log line"]
+        with interrupts_deferred():  # no interrupt: nothing raised, the handler is back
+            done.append("again")
+        assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+    finally:
+        signal.signal(signal.SIGINT, outer)
