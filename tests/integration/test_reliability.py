@@ -20,6 +20,30 @@ def run_train(args, capsys):
     return err.value.code, lines[-1] if lines else ""
 
 
+def save_tiny_text_lm(folder):
+    """A one-layer text LM with its tokenizer saved in ``folder`` (the evaluation's LM scorer)."""
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "unit"))
+    from test_lm import train_sentencepiece
+
+    from spectron_kit.lm import HFCausalLM
+
+    HFCausalLM(config={"model_type": "llama", "hidden_size": 16, "intermediate_size": 32, "num_hidden_layers": 1,
+                       "num_attention_heads": 2, "num_key_value_heads": 2},
+               tokenizer=str(train_sentencepiece(Path(folder).parent / "sp.model"))).save_pretrained(folder)
+
+
+def folder_held_by_another_process(folder, what="training run"):
+    """A process holding ``folder``'s run lock, as a running run does (kill it when done)."""
+    import subprocess
+
+    holder = subprocess.Popen(
+        [sys.executable, "-c", "import time; from spectron_kit.recipe import lock_run_folder; "
+         f"lock_run_folder({str(folder)!r}, what={what!r}); print('held', flush=True); time.sleep(120)"],
+        stdout=subprocess.PIPE, text=True)
+    assert holder.stdout.readline().strip() == "held"
+    return holder
+
+
 @pytest.mark.parametrize("args, expected", [
     ([MINI, "--lr=fast"], "error: --lr='fast' is a str but lr takes a float"),
     ([MINI, "--learning_rate=0.1"], "error: unknown override --learning_rate; keys of spectron_mini.yaml: seed,"),
@@ -142,17 +166,11 @@ def test_ctrl_c_says_where_the_checkpoint_is_and_exits_130(tmp_path, capsys, mon
 
 
 def test_a_second_run_on_a_busy_output_folder_stops_at_once_and_a_dead_run_s_lock_is_taken_over(tmp_path, capsys):
-    import subprocess
-
     from spectron_kit.recipe import lock_run_folder, release_run_folder
 
     run = tmp_path / "run"
-    holder = subprocess.Popen(  # another process holds the folder, as a running training run does
-        [sys.executable, "-c", "import sys, time; from spectron_kit.recipe import lock_run_folder; "
-         f"lock_run_folder({str(run)!r}); print('held', flush=True); time.sleep(120)"],
-        stdout=subprocess.PIPE, text=True)
+    holder = folder_held_by_another_process(run)
     try:
-        assert holder.stdout.readline().strip() == "held"
         code, last = run_train([MINI, "--debug", f"--data_folder={tmp_path}/corpus", f"--output_folder={run}"], capsys)
         assert code == 2 and f"--output_folder={run} is in use by a running training run (pid {holder.pid} " in last
         assert "wait for it to end or choose another --output_folder" in last
@@ -167,25 +185,12 @@ def test_a_second_run_on_a_busy_output_folder_stops_at_once_and_a_dead_run_s_loc
 def test_a_second_evaluation_into_a_busy_folder_stops_before_it_writes(tmp_path, capsys):
     """Two evaluations into one --output_folder used to both exit 0, leaving one's hyperparams.yaml beside the
     other's results: the second now stops at once, naming the first, and writes nothing."""
-    import subprocess
-
     import evaluate
 
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "unit"))
-    from test_lm import train_sentencepiece
-
-    from spectron_kit.lm import HFCausalLM
-
-    HFCausalLM(config={"model_type": "llama", "hidden_size": 16, "intermediate_size": 32, "num_hidden_layers": 1,
-                       "num_attention_heads": 2, "num_key_value_heads": 2},
-               tokenizer=str(train_sentencepiece(tmp_path / "sp.model"))).save_pretrained(tmp_path / "lm")
+    save_tiny_text_lm(tmp_path / "lm")
     out = tmp_path / "eval"
-    holder = subprocess.Popen(
-        [sys.executable, "-c", "import time; from spectron_kit.recipe import lock_run_folder; "
-         f"lock_run_folder({str(out)!r}, what='evaluation'); print('held', flush=True); time.sleep(120)"],
-        stdout=subprocess.PIPE, text=True)
+    holder = folder_held_by_another_process(out, what="evaluation")
     try:
-        assert holder.stdout.readline().strip() == "held"
         before = sorted(p.name for p in out.iterdir())
         with pytest.raises(SystemExit) as err:
             evaluate.main([str(RECIPE / "hparams" / "evaluate.yaml"), f"--model_dir={tmp_path}",
@@ -263,14 +268,7 @@ def test_evaluating_audio_without_transcripts_says_so(tmp_path, capsys):
 
     import evaluate
 
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "unit"))
-    from test_lm import train_sentencepiece
-
-    from spectron_kit.lm import HFCausalLM
-
-    HFCausalLM(config={"model_type": "llama", "hidden_size": 16, "intermediate_size": 32, "num_hidden_layers": 1,
-                       "num_attention_heads": 2, "num_key_value_heads": 2},
-               tokenizer=str(train_sentencepiece(tmp_path / "sp.model"))).save_pretrained(tmp_path / "lm")
+    save_tiny_text_lm(tmp_path / "lm")
     folder = tmp_path / "mine" / "test-mine" / "7" / "1"
     folder.mkdir(parents=True)
     for i in range(3):
